@@ -1,0 +1,117 @@
+//! Command-line flags, as typed. `config.rs` turns them into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ServeFlags;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gapless",
+    version,
+    about = "Metering data continuity verifier: MQTT readings to durable, deduplicated, audited Parquet"
+)]
+pub struct Cli {
+    /// Log filter (also RUST_LOG), e.g. `info`, `gapless=debug`.
+    #[arg(long, global = true, default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: subscribe, journal, ack, store.
+    Serve(ServeArgs),
+    /// Print the conservation counters of a data directory as JSON.
+    Stats {
+        /// Data directory.
+        #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+        data: PathBuf,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with the same settings (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Broker URL: mqtt://HOST:PORT or mqtts://HOST:PORT [default: mqtt://127.0.0.1:1883].
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Topic filter to subscribe to (repeatable) [default: meters/# and wmbusmeters/#].
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// MQTT client id [default: one per data directory, kept in DATA/_state/client_id].
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Data directory [default: ./gapless-data].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// MQTT user name (the password comes from GAPLESS_MQTT_PASSWORD).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// CA certificate (PEM) for mqtts:// [default: the system's roots].
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Reject payloads larger than this [default: 262144].
+    #[arg(long)]
+    pub max_payload_bytes: Option<usize>,
+    /// Reject readings stamped more than this many seconds ahead of receive time [default: 86400].
+    #[arg(long)]
+    pub max_future_skew: Option<u64>,
+    /// Seal Parquet files once this many messages are waiting [default: 500000].
+    #[arg(long)]
+    pub seal_max_rows: Option<usize>,
+    /// Seal Parquet files once the oldest waiting message is this many seconds old [default: 60].
+    #[arg(long)]
+    pub seal_max_age: Option<f64>,
+    /// Connection attempts at start before giving up [default: 5].
+    #[arg(long)]
+    pub connect_attempts: Option<u32>,
+}
+
+impl From<ServeArgs> for ServeFlags {
+    fn from(a: ServeArgs) -> Self {
+        ServeFlags {
+            config: a.config,
+            broker: a.broker,
+            topics: a.topics,
+            client_id: a.client_id,
+            data: a.data,
+            username: a.username,
+            ca_file: a.ca_file,
+            max_payload_bytes: a.max_payload_bytes,
+            max_future_skew_s: a.max_future_skew,
+            seal_max_rows: a.seal_max_rows,
+            seal_max_age_s: a.seal_max_age,
+            connect_attempts: a.connect_attempts,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest throughput against a bare QoS 1 subscriber, same broker, same run.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Broker to use [default: start a private mosquitto on a free port].
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Messages per run.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// Readings per message (run once for each value given).
+    #[arg(long = "readings-per-message", default_values_t = vec![1, 50])]
+    pub readings_per_message: Vec<usize>,
+    /// Where gapless writes during the benchmark [default: a temporary directory].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}

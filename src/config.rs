@@ -1,0 +1,334 @@
+//! Settings: what `--config FILE` (TOML) and the flags say, validated into
+//! the structs the stages take. Flags win over the file; the file wins over
+//! the defaults. Every problem is reported with the setting's name.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::decode::{DecodeConfig, Format};
+use crate::mqtt::MqttSettings;
+use crate::store::StoreConfig;
+
+pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
+pub const DEFAULT_TOPICS: [&str; 2] = ["meters/#", "wmbusmeters/#"];
+pub const DEFAULT_DATA: &str = "./gapless-data";
+pub const PASSWORD_ENV: &str = "GAPLESS_MQTT_PASSWORD";
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MAX_FUTURE_SKEW_S: u64 = 86_400;
+pub const DEFAULT_SEAL_MAX_ROWS: usize = 500_000;
+pub const DEFAULT_SEAL_MAX_AGE_S: f64 = 60.0;
+
+/// The TOML file users write (`--config FILE`). Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub broker: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub client_id: Option<String>,
+    pub data: Option<PathBuf>,
+    pub username: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub max_payload_bytes: Option<usize>,
+    pub max_future_skew_s: Option<u64>,
+    pub seal_max_rows: Option<usize>,
+    pub seal_max_age_s: Option<f64>,
+    pub connect_attempts: Option<u32>,
+    /// Pin a payload format to topics: `[[formats]] filter = "lora/#" format = "chirpstack"`.
+    #[serde(default)]
+    pub formats: Vec<FormatPinConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatPinConfig {
+    pub filter: String,
+    pub format: String,
+}
+
+/// What the flags of `gapless serve` say (None = not given).
+#[derive(Debug, Default, Clone)]
+pub struct ServeFlags {
+    pub config: Option<PathBuf>,
+    pub broker: Option<String>,
+    pub topics: Vec<String>,
+    pub client_id: Option<String>,
+    pub data: Option<PathBuf>,
+    pub username: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub max_payload_bytes: Option<usize>,
+    pub max_future_skew_s: Option<u64>,
+    pub seal_max_rows: Option<usize>,
+    pub seal_max_age_s: Option<f64>,
+    pub connect_attempts: Option<u32>,
+}
+
+/// Validated settings of `gapless serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub mqtt: MqttSettings,
+    pub store: StoreConfig,
+    /// The client id was chosen by the user (else it is the data directory's own).
+    pub client_id_given: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Parsed `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+pub fn parse_broker(url: &str) -> Result<BrokerUrl, ConfigError> {
+    let bad = |m: &str| invalid("--broker", format!("{url:?}: {m} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)"));
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        return Err(bad("unknown scheme"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port: u16 = p.parse().map_err(|_| bad("port is not a number from 1 to 65535"))?;
+            (h, port)
+        }
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad("missing host or port"));
+    }
+    Ok(BrokerUrl {
+        tls,
+        host: host.to_string(),
+        port,
+    })
+}
+
+impl ServeSettings {
+    /// Merges flags over the file over the defaults, and validates.
+    /// `password` is the value of GAPLESS_MQTT_PASSWORD, if set.
+    pub fn resolve(flags: ServeFlags, password: Option<String>) -> Result<ServeSettings, ConfigError> {
+        let file = match &flags.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let broker = flags
+            .broker
+            .or(file.broker)
+            .unwrap_or_else(|| DEFAULT_BROKER.to_string());
+        let broker = parse_broker(&broker)?;
+        let topics = if !flags.topics.is_empty() {
+            flags.topics
+        } else {
+            file.topics
+                .unwrap_or_else(|| DEFAULT_TOPICS.iter().map(|s| s.to_string()).collect())
+        };
+        if topics.is_empty() {
+            return Err(invalid("--topic", "at least one topic filter is needed"));
+        }
+        for t in &topics {
+            validate_filter(t).map_err(|m| invalid("--topic", m))?;
+        }
+        let data = flags
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let ca_file = flags.ca_file.or(file.ca_file);
+        if ca_file.is_some() && !broker.tls {
+            return Err(invalid("--ca-file", "given, but the broker URL is mqtt:// (use mqtts://)"));
+        }
+        let client_id = flags.client_id.or(file.client_id);
+        if let Some(id) = &client_id {
+            if id.is_empty() || id.len() > 128 {
+                return Err(invalid("--client-id", "must be 1-128 characters"));
+            }
+        }
+        let max_payload_bytes = flags
+            .max_payload_bytes
+            .or(file.max_payload_bytes)
+            .unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES);
+        if max_payload_bytes == 0 {
+            return Err(invalid("--max-payload-bytes", "must be at least 1"));
+        }
+        let skew = flags
+            .max_future_skew_s
+            .or(file.max_future_skew_s)
+            .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_S);
+        let seal_max_rows = flags
+            .seal_max_rows
+            .or(file.seal_max_rows)
+            .unwrap_or(DEFAULT_SEAL_MAX_ROWS);
+        if seal_max_rows == 0 {
+            return Err(invalid("--seal-max-rows", "must be at least 1"));
+        }
+        let seal_max_age = flags
+            .seal_max_age_s
+            .or(file.seal_max_age_s)
+            .unwrap_or(DEFAULT_SEAL_MAX_AGE_S);
+        if !(seal_max_age.is_finite() && seal_max_age > 0.0) {
+            return Err(invalid("--seal-max-age", "must be a positive number of seconds"));
+        }
+        let mut pinned = Vec::new();
+        for pin in file.formats {
+            validate_filter(&pin.filter).map_err(|m| invalid("formats.filter", m))?;
+            let format = Format::parse(&pin.format).ok_or_else(|| {
+                invalid(
+                    "formats.format",
+                    format!(
+                        "{:?} is not one of native, wmbusmeters, chirpstack, tts",
+                        pin.format
+                    ),
+                )
+            })?;
+            pinned.push((pin.filter, format));
+        }
+        let attempts = flags
+            .connect_attempts
+            .or(file.connect_attempts)
+            .unwrap_or(5)
+            .max(1);
+        Ok(ServeSettings {
+            client_id_given: client_id.is_some(),
+            mqtt: MqttSettings {
+                host: broker.host,
+                port: broker.port,
+                tls: broker.tls,
+                ca_file,
+                client_id: client_id.unwrap_or_default(),
+                topics,
+                username: flags.username.or(file.username),
+                password,
+                keep_alive: Duration::from_secs(30),
+                initial_attempts: attempts,
+                backoff_min: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(10),
+            },
+            store: StoreConfig {
+                data,
+                seal_max_rows,
+                seal_max_age: Duration::from_secs_f64(seal_max_age),
+                decode: DecodeConfig {
+                    max_payload_bytes,
+                    max_future_skew_micros: (skew as i64).saturating_mul(1_000_000),
+                    pinned,
+                },
+            },
+        })
+    }
+}
+
+/// An MQTT topic filter: non-empty, `#` only last and alone in its level,
+/// `+` alone in its level.
+pub fn validate_filter(f: &str) -> Result<(), String> {
+    if f.is_empty() {
+        return Err("empty topic filter".into());
+    }
+    let levels: Vec<&str> = f.split('/').collect();
+    for (i, l) in levels.iter().enumerate() {
+        if l.contains('#') && (*l != "#" || i + 1 != levels.len()) {
+            return Err(format!("{f:?}: '#' must be a whole level and the last one"));
+        }
+        if l.contains('+') && *l != "+" {
+            return Err(format!("{f:?}: '+' must be a whole level"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerUrl { tls: false, host: "127.0.0.1".into(), port: 1883 }
+        );
+        assert_eq!(parse_broker("mqtts://broker.example").unwrap().port, 8883);
+        assert_eq!(parse_broker("mqtt://[::1]:1884").unwrap().host, "::1");
+        for bad in ["http://x:1", "mqtt://:1883", "mqtt://h:70000", "mqtt://h:x", "h:1883"] {
+            assert!(parse_broker(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters() {
+        for ok in ["meters/#", "#", "a/+/c", "wmbusmeters/+"] {
+            assert!(validate_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a#", "a/b+"] {
+            assert!(validate_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("g.toml");
+        std::fs::write(
+            &cfg,
+            "broker = \"mqtt://10.0.0.1:1884\"\ntopics = [\"a/#\"]\nseal_max_rows = 7\n[[formats]]\nfilter = \"lora/#\"\nformat = \"chirpstack\"\n",
+        )
+        .unwrap();
+        let flags = ServeFlags {
+            config: Some(cfg.clone()),
+            broker: Some("mqtt://127.0.0.1:2000".into()),
+            ..Default::default()
+        };
+        let s = ServeSettings::resolve(flags, Some("pw".into())).unwrap();
+        assert_eq!(s.mqtt.port, 2000);
+        assert_eq!(s.mqtt.topics, vec!["a/#"]);
+        assert_eq!(s.store.seal_max_rows, 7);
+        assert_eq!(s.store.decode.pinned, vec![("lora/#".to_string(), Format::Chirpstack)]);
+        assert_eq!(s.mqtt.password.as_deref(), Some("pw"));
+
+        std::fs::write(&cfg, "brokr = \"x\"\n").unwrap();
+        let err = ServeSettings::resolve(
+            ServeFlags { config: Some(cfg), ..Default::default() },
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("brokr"), "{err}");
+    }
+}

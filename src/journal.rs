@@ -1,0 +1,532 @@
+//! Journal: the durable, append-only record of every delivered message.
+//!
+//! A message is acknowledged to the broker only after its journal record is
+//! on disk (`fdatasync`), so the journal is what makes "nothing lost" true
+//! between the broker and the sealed Parquet files. Records are appended in
+//! batches and each batch is made durable with one `fdatasync` (group
+//! commit). The journal also assigns the receipt sequence number: record N is
+//! receipt N, contiguous across restarts.
+//!
+//! On disk: `DATA/journal/seg-<first seq, 20 digits>.log`, each a run of
+//! records:
+//!
+//! ```text
+//! u32 LE  body length
+//! u32 LE  CRC-32C of body
+//! body:   u64 LE seq | i64 LE received_at (µs UTC) | u16 LE topic length | topic | payload
+//! ```
+//!
+//! A crash can leave a torn record at the end of the newest segment; opening
+//! the journal truncates it (that message was never acknowledged, so the
+//! broker delivers it again). Damage anywhere else is reported, never skipped.
+//! Segments whose records are all in sealed Parquet files are deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes in a record header (length + CRC).
+const HEADER_LEN: usize = 8;
+/// Fixed part of a record body (seq + received_at + topic length).
+const BODY_FIXED_LEN: usize = 18;
+/// Largest body accepted when reading: MQTT's own maximum packet size.
+const MAX_BODY_LEN: usize = 268_435_455 + BODY_FIXED_LEN + u16::MAX as usize;
+/// A new segment is started once the active one exceeds this size, so that
+/// truncation after sealing can free disk space in whole files.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("journal segment {path} is damaged at byte {offset}: {what} (this is not the newest segment, so it is not a torn write; refusing to continue)")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error("journal sequence broken in {path}: expected record {expected}, found {found}")]
+    Sequence {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One delivered message, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRecord {
+    /// Receipt sequence number: 1, 2, 3, ... with no holes.
+    pub seq: u64,
+    /// Receive time, microseconds since the Unix epoch, UTC.
+    pub received_at: i64,
+    pub topic: String,
+    pub payload: bytes::Bytes,
+}
+
+/// What opening the journal found.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Records found intact.
+    pub records: u64,
+    /// Bytes of a torn tail record that were cut off, if any.
+    pub truncated_bytes: u64,
+}
+
+/// The append side of the journal. Owned by exactly one thread.
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    segment_len: u64,
+    max_segment_bytes: u64,
+    next_seq: u64,
+    /// Encoded records not yet written; `commit` writes and syncs them.
+    buf: Vec<u8>,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`, repairing a torn tail.
+    /// `min_next_seq` is one past the last receipt already sealed in Parquet:
+    /// numbering never goes below it, even when every segment was deleted.
+    pub fn open(
+        dir: &Path,
+        min_next_seq: u64,
+        max_segment_bytes: u64,
+    ) -> Result<(Journal, Recovery), JournalError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let segments = list_segments(dir)?;
+        let mut recovery = Recovery::default();
+        let mut next_seq = min_next_seq.max(1);
+        // (path, intact length, first seq, records) of the newest segment
+        let mut last: Option<(PathBuf, u64, u64, u64)> = None;
+        for (i, (first, path)) in segments.iter().enumerate() {
+            let is_last = i + 1 == segments.len();
+            let scan = scan_segment(path, *first, |_| Ok(()))?;
+            recovery.records += scan.records;
+            if let Some(bad) = scan.damage {
+                if !is_last {
+                    return Err(JournalError::Corrupt {
+                        path: path.clone(),
+                        offset: scan.valid_len,
+                        what: bad,
+                    });
+                }
+                let len = fs::metadata(path).map_err(io_err(path))?.len();
+                recovery.truncated_bytes = len - scan.valid_len;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
+                f.set_len(scan.valid_len).map_err(io_err(path))?;
+                f.sync_all().map_err(io_err(path))?;
+                tracing::warn!(
+                    segment = %path.display(),
+                    cut_bytes = recovery.truncated_bytes,
+                    "journal: cut a torn record at the tail (never acknowledged; the broker redelivers it)"
+                );
+            }
+            if scan.records > 0 {
+                next_seq = next_seq.max(first + scan.records);
+            }
+            if is_last {
+                last = Some((path.clone(), scan.valid_len, *first, scan.records));
+            }
+        }
+        let (path, segment_len) = match last {
+            // Keep appending to the newest segment only if numbering continues in it.
+            Some((path, len, first, records)) if first + records == next_seq => (path, len),
+            _ => {
+                let path = segment_path(dir, next_seq);
+                (path, 0)
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(dir)?;
+        Ok((
+            Journal {
+                dir: dir.to_owned(),
+                file,
+                path,
+                segment_len,
+                max_segment_bytes,
+                next_seq,
+                buf: Vec::with_capacity(1 << 20),
+            },
+            recovery,
+        ))
+    }
+
+    /// The sequence number the next appended record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Encodes a record into the pending batch and returns its sequence
+    /// number. Nothing is durable until `commit` returns.
+    pub fn append(&mut self, received_at: i64, topic: &str, payload: &[u8]) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
+        let body_len = BODY_FIXED_LEN + topic.len() + payload.len();
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&(body_len as u32).to_le_bytes());
+        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        self.buf.extend_from_slice(&received_at.to_le_bytes());
+        self.buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        self.buf.extend_from_slice(topic);
+        self.buf.extend_from_slice(payload);
+        let crc = crc32c::crc32c(&self.buf[start + HEADER_LEN..]);
+        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        seq
+    }
+
+    /// Bytes appended but not yet committed.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes the pending batch and makes it durable with one `fdatasync`.
+    /// Starts a new segment afterwards when the active one is full.
+    pub fn commit(&mut self) -> Result<(), JournalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf).map_err(io_err(&self.path))?;
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.segment_len += self.buf.len() as u64;
+        self.buf.clear();
+        if self.segment_len >= self.max_segment_bytes {
+            let path = segment_path(&self.dir, self.next_seq);
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            sync_dir(&self.dir)?;
+            self.path = path;
+            self.segment_len = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Calls `f` for every intact record with `seq > after_seq`, in order.
+/// A torn tail on the newest segment ends the replay (open() cuts it).
+pub fn replay(
+    dir: &Path,
+    after_seq: u64,
+    mut f: impl FnMut(JournalRecord) -> Result<(), JournalError>,
+) -> Result<u64, JournalError> {
+    let segments = list_segments(dir)?;
+    let mut n = 0;
+    for (i, (first, path)) in segments.iter().enumerate() {
+        // Skip segments entirely at or below after_seq.
+        if let Some((next_first, _)) = segments.get(i + 1) {
+            if *next_first <= after_seq + 1 {
+                continue;
+            }
+        }
+        let scan = scan_segment(path, *first, |rec| {
+            if rec.seq > after_seq {
+                n += 1;
+                f(rec)?;
+            }
+            Ok(())
+        })?;
+        if let Some(bad) = scan.damage {
+            if i + 1 != segments.len() {
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    offset: scan.valid_len,
+                    what: bad,
+                });
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Deletes every segment whose records all have `seq <= sealed_through`.
+/// The newest segment is never deleted (the writer may be appending to it).
+pub fn truncate_through(dir: &Path, sealed_through: u64) -> Result<usize, JournalError> {
+    let segments = list_segments(dir)?;
+    let mut removed = 0;
+    for pair in segments.windows(2) {
+        let (_, path) = &pair[0];
+        let (next_first, _) = &pair[1];
+        if *next_first <= sealed_through + 1 {
+            fs::remove_file(path).map_err(io_err(path))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// Number of intact records in the journal with `seq > after_seq`, without
+/// decoding payloads (used by `gapless stats`).
+pub fn count_after(dir: &Path, after_seq: u64) -> Result<u64, JournalError> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for (first, path) in list_segments(dir)? {
+        scan_segment(&path, first, |rec| {
+            if rec.seq > after_seq {
+                n += 1;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(n)
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("seg-{first_seq:020}.log"))
+}
+
+fn segment_first_seq(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("seg-"))
+        .and_then(|n| n.strip_suffix(".log"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let mut segs = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let first = segment_first_seq(&path);
+        if first > 0 {
+            segs.push((first, path));
+        }
+    }
+    segs.sort();
+    Ok(segs)
+}
+
+struct Scan {
+    records: u64,
+    valid_len: u64,
+    damage: Option<String>,
+}
+
+/// Reads a segment record by record, checking length, CRC and numbering.
+fn scan_segment(
+    path: &Path,
+    first_seq: u64,
+    mut f: impl FnMut(JournalRecord) -> Result<(), JournalError>,
+) -> Result<Scan, JournalError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut offset = 0u64;
+    let mut records = 0u64;
+    let mut header = [0u8; HEADER_LEN];
+    let mut body = Vec::new();
+    let damage = loop {
+        if offset == len {
+            break None;
+        }
+        if len - offset < HEADER_LEN as u64 {
+            break Some(format!("{} bytes left, too short for a record header", len - offset));
+        }
+        r.read_exact(&mut header).map_err(io_err(path))?;
+        let body_len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+        if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
+            break Some(format!("record length {body_len} is impossible"));
+        }
+        if len - offset - (HEADER_LEN as u64) < body_len as u64 {
+            break Some(format!("record of {body_len} bytes is cut short"));
+        }
+        body.resize(body_len, 0);
+        r.read_exact(&mut body).map_err(io_err(path))?;
+        if crc32c::crc32c(&body) != crc {
+            break Some("checksum mismatch".to_string());
+        }
+        let seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
+        let received_at = i64::from_le_bytes(body[8..16].try_into().unwrap());
+        let topic_len = u16::from_le_bytes(body[16..18].try_into().unwrap()) as usize;
+        if BODY_FIXED_LEN + topic_len > body_len {
+            break Some("topic length exceeds record".to_string());
+        }
+        let expected = first_seq + records;
+        if seq != expected {
+            return Err(JournalError::Sequence {
+                path: path.to_owned(),
+                expected,
+                found: seq,
+            });
+        }
+        let topic = String::from_utf8_lossy(&body[BODY_FIXED_LEN..BODY_FIXED_LEN + topic_len])
+            .into_owned();
+        let payload = bytes::Bytes::copy_from_slice(&body[BODY_FIXED_LEN + topic_len..]);
+        f(JournalRecord {
+            seq,
+            received_at,
+            topic,
+            payload,
+        })?;
+        records += 1;
+        offset += (HEADER_LEN + body_len) as u64;
+    };
+    Ok(Scan {
+        records,
+        valid_len: offset,
+        damage,
+    })
+}
+
+/// fsyncs a directory so that created, renamed and deleted entries persist.
+pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(dir: &Path, after: u64) -> Vec<JournalRecord> {
+        let mut v = Vec::new();
+        replay(dir, after, |r| {
+            v.push(r);
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn append_commit_replay_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, rec) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(rec.records, 0);
+        assert_eq!(j.append(10, "meters/a", b"one"), 1);
+        assert_eq!(j.append(11, "meters/b", b""), 2);
+        j.commit().unwrap();
+        let got = collect(tmp.path(), 0);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].topic, "meters/a");
+        assert_eq!(&got[0].payload[..], b"one");
+        assert_eq!(got[1].received_at, 11);
+        assert_eq!(collect(tmp.path(), 1).len(), 1);
+    }
+
+    #[test]
+    fn numbering_continues_across_reopen_and_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let (mut j, _) = Journal::open(tmp.path(), 1, 64).unwrap();
+            for i in 0..10 {
+                j.append(i, "t", &[b'x'; 30]);
+                j.commit().unwrap();
+            }
+        }
+        assert!(list_segments(tmp.path()).unwrap().len() > 1);
+        let (mut j, rec) = Journal::open(tmp.path(), 1, 64).unwrap();
+        assert_eq!(rec.records, 10);
+        assert_eq!(j.append(99, "t", b"y"), 11);
+        j.commit().unwrap();
+        let all = collect(tmp.path(), 0);
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (1..=11).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_numbering_reuses_the_lost_number() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let (mut j, _) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
+            j.append(1, "t", b"first");
+            j.append(2, "t", b"second");
+            j.commit().unwrap();
+        }
+        let (_, path) = list_segments(tmp.path()).unwrap().pop().unwrap();
+        let len = fs::metadata(&path).unwrap().len();
+        // Simulate a crash in the middle of writing the second record.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let (mut j, rec) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(rec.records, 1);
+        assert!(rec.truncated_bytes > 0);
+        assert_eq!(j.append(3, "t", b"again"), 2);
+        j.commit().unwrap();
+        let all = collect(tmp.path(), 0);
+        assert_eq!(&all[1].payload[..], b"again");
+    }
+
+    #[test]
+    fn flipped_byte_in_old_segment_is_an_error_not_a_skip() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let (mut j, _) = Journal::open(tmp.path(), 1, 40).unwrap();
+            for i in 0..4 {
+                j.append(i, "t", &[b'x'; 30]);
+                j.commit().unwrap();
+            }
+        }
+        let (_, first) = list_segments(tmp.path()).unwrap().remove(0);
+        let mut bytes = fs::read(&first).unwrap();
+        bytes[HEADER_LEN + 20] ^= 0xff;
+        fs::write(&first, bytes).unwrap();
+        let err = Journal::open(tmp.path(), 1, 40).err().unwrap();
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn truncation_removes_only_fully_sealed_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), 1, 40).unwrap();
+        for i in 0..6 {
+            j.append(i, "t", &[b'x'; 30]);
+            j.commit().unwrap();
+        }
+        let before = list_segments(tmp.path()).unwrap().len();
+        truncate_through(tmp.path(), 3).unwrap();
+        let remaining = collect(tmp.path(), 0);
+        assert_eq!(remaining.first().unwrap().seq, 4);
+        assert!(list_segments(tmp.path()).unwrap().len() < before);
+        // Reopen after truncation: numbering continues.
+        drop(j);
+        let (j, _) = Journal::open(tmp.path(), 4, 40).unwrap();
+        assert_eq!(j.next_seq(), 7);
+    }
+
+    #[test]
+    fn empty_journal_starts_after_sealed_receipts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(tmp.path(), 501, DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(j.next_seq(), 501);
+    }
+}

@@ -1,0 +1,181 @@
+//! Commits: the atomic unit in which sealed Parquet files become part of the
+//! data set.
+//!
+//! A commit covers a contiguous range of receipts `[first_seq, last_seq]` and
+//! names every file it sealed. Its manifest `DATA/_commits/<n>.json` is
+//! created with create-new semantics (a hard link from a fully written and
+//! synced temporary file), so it either exists whole or not at all, and two
+//! writers cannot both create commit `n`. A Parquet file that no manifest
+//! names was left by a crash mid-commit and is removed on start: its rows are
+//! rebuilt from the journal.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::sync_dir;
+
+pub const COMMITS_DIR: &str = "_commits";
+
+/// Message and reading counters. Per commit and cumulative; they always
+/// satisfy `delivered = stored + duplicate + rejected`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Messages delivered by the broker (= receipts).
+    pub delivered: u64,
+    /// Messages with at least one new reading.
+    pub stored: u64,
+    /// Messages whose readings were all stored already.
+    pub duplicate: u64,
+    /// Messages that could not be decoded (raw bytes in `rejects`).
+    pub rejected: u64,
+    /// Readings written to `readings` (conflicts included).
+    pub readings_stored: u64,
+    /// Readings dropped because the same meter, register, time and value
+    /// was stored before.
+    pub readings_duplicate: u64,
+    /// Stored readings flagged as conflicting with an earlier value.
+    pub readings_conflict: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.delivered += o.delivered;
+        self.stored += o.stored;
+        self.duplicate += o.duplicate;
+        self.rejected += o.rejected;
+        self.readings_stored += o.readings_stored;
+        self.readings_duplicate += o.readings_duplicate;
+        self.readings_conflict += o.readings_conflict;
+    }
+
+    pub fn is_balanced(&self) -> bool {
+        self.delivered == self.stored + self.duplicate + self.rejected
+    }
+}
+
+/// One sealed file of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedFile {
+    pub table: String,
+    /// Path relative to DATA, with `/` separators.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+}
+
+/// A commit manifest, `DATA/_commits/<commit, 10 digits>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub commit: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// RFC 3339 UTC.
+    pub sealed_at: String,
+    pub writer: String,
+    pub files: Vec<SealedFile>,
+    /// Counters of the receipts in this commit.
+    pub counts: Counters,
+    /// Counters of all receipts up to and including this commit.
+    pub totals: Counters,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("commit log I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("commit manifest {path} is unreadable: {why}")]
+    Bad { path: PathBuf, why: String },
+    #[error("commit {commit} already exists: another writer sealed it (is a second gapless using this data directory?)")]
+    Exists { commit: u64 },
+    #[error("commit log has a hole or overlap: commit {commit} starts at receipt {first_seq}, expected {expected}")]
+    Discontinuous {
+        commit: u64,
+        first_seq: u64,
+        expected: u64,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CommitError + '_ {
+    move |source| CommitError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+pub fn manifest_path(data: &Path, commit: u64) -> PathBuf {
+    data.join(COMMITS_DIR).join(format!("{commit:010}.json"))
+}
+
+/// Reads every manifest in commit order and checks that they cover receipts
+/// contiguously from 1.
+pub fn read_all(data: &Path) -> Result<Vec<Manifest>, CommitError> {
+    let dir = data.join(COMMITS_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut paths = Vec::new();
+    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let p = e.map_err(io_err(&dir))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".json") && !name.starts_with('.') {
+            paths.push(p);
+        }
+    }
+    paths.sort();
+    let mut out: Vec<Manifest> = Vec::with_capacity(paths.len());
+    let mut expected = 1;
+    for p in paths {
+        let bytes = fs::read(&p).map_err(io_err(&p))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CommitError::Bad {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        if m.first_seq != expected {
+            return Err(CommitError::Discontinuous {
+                commit: m.commit,
+                first_seq: m.first_seq,
+                expected,
+            });
+        }
+        expected = m.last_seq + 1;
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Writes a manifest with create-new semantics and makes it durable.
+pub fn write(data: &Path, m: &Manifest) -> Result<(), CommitError> {
+    let dir = data.join(COMMITS_DIR);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let final_path = manifest_path(data, m.commit);
+    let tmp = dir.join(format!(".{:010}.json.tmp", m.commit));
+    let body = serde_json::to_vec_pretty(m).expect("manifest serialises");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&body).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    let linked = fs::hard_link(&tmp, &final_path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(CommitError::Exists { commit: m.commit })
+        }
+        Err(e) => return Err(io_err(&final_path)(e)),
+    }
+    sync_dir(&dir).map_err(|e| CommitError::Bad {
+        path: dir.clone(),
+        why: e.to_string(),
+    })?;
+    Ok(())
+}

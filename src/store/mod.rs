@@ -1,0 +1,447 @@
+//! Store: journaled messages → decoded, deduplicated rows → sealed Parquet.
+//!
+//! The store consumes journal records in sequence order. Each record becomes
+//! one `receipts` row and either `readings` rows or one `rejects` row. Rows
+//! wait in memory until a seal (by row count or age), which writes one file
+//! per table and UTC date and then a commit manifest ([`commit`]). The
+//! journal is truncated only up to the last sealed receipt, so a crash at any
+//! point loses nothing: on start, files of an unfinished commit are removed
+//! and the journal after the last commit is replayed, which rebuilds the same
+//! rows with the same dispositions.
+
+pub mod commit;
+pub mod dedup;
+pub mod tables;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+use crate::decode::{self, DecodeConfig};
+use crate::journal::{sync_dir, JournalRecord};
+use commit::{CommitError, Counters, Manifest, SealedFile};
+use dedup::{DedupIndex, Verdict};
+use tables::{
+    Disposition, ReadingRow, ReceiptRow, RejectRow, READINGS, RECEIPTS, REJECTS, SCHEMA_VERSION,
+};
+
+/// Writer identification stored in manifests and Parquet footers.
+pub const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
+
+/// How the store seals.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data: PathBuf,
+    /// Seal once this many receipts are waiting.
+    pub seal_max_rows: usize,
+    /// Seal once the oldest waiting receipt is this old.
+    pub seal_max_age: Duration,
+    pub decode: DecodeConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing Parquet {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Rows received since the last seal.
+#[derive(Default)]
+struct Pending {
+    receipts: Vec<ReceiptRow>,
+    readings: Vec<ReadingRow>,
+    rejects: Vec<RejectRow>,
+    counts: Counters,
+    since: Option<Instant>,
+}
+
+/// The store stage. Owned by one thread.
+pub struct Store {
+    cfg: StoreConfig,
+    next_commit: u64,
+    sealed_through: u64,
+    sealed_totals: Counters,
+    index: DedupIndex,
+    pending: Pending,
+}
+
+impl Store {
+    /// Opens the data directory: reads the commit log, removes files of an
+    /// unfinished commit, and rebuilds the duplicate index from sealed
+    /// readings.
+    pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
+        fs::create_dir_all(&cfg.data).map_err(io_err(&cfg.data))?;
+        let manifests = commit::read_all(&cfg.data)?;
+        let mut committed = HashSet::new();
+        for m in &manifests {
+            for f in &m.files {
+                committed.insert(f.path.clone());
+            }
+        }
+        for table in [RECEIPTS, READINGS, REJECTS] {
+            remove_uncommitted(&cfg.data, &cfg.data.join(table), &committed)?;
+        }
+        let mut index = DedupIndex::default();
+        for m in &manifests {
+            for f in m.files.iter().filter(|f| f.table == READINGS) {
+                index.load_file(&cfg.data.join(&f.path))?;
+            }
+        }
+        let last = manifests.last();
+        Ok(Store {
+            next_commit: last.map_or(1, |m| m.commit + 1),
+            sealed_through: last.map_or(0, |m| m.last_seq),
+            sealed_totals: last.map_or_else(Counters::default, |m| m.totals),
+            index,
+            pending: Pending::default(),
+            cfg,
+        })
+    }
+
+    /// The last receipt sequence number held in sealed files (0 if none).
+    pub fn sealed_through(&self) -> u64 {
+        self.sealed_through
+    }
+
+    /// Counters over sealed and pending receipts.
+    pub fn totals(&self) -> Counters {
+        let mut t = self.sealed_totals;
+        t.add(&self.pending.counts);
+        t
+    }
+
+    /// Receipts waiting for the next seal.
+    pub fn pending_receipts(&self) -> usize {
+        self.pending.receipts.len()
+    }
+
+    /// Decodes one journaled message and adds its rows to the pending batch.
+    pub fn ingest(&mut self, rec: &JournalRecord) {
+        debug_assert!(rec.seq > self.sealed_through);
+        let sha256: [u8; 32] = Sha256::digest(&rec.payload).into();
+        let mut receipt = ReceiptRow {
+            seq: rec.seq,
+            received_at: rec.received_at,
+            topic: rec.topic.clone(),
+            sha256,
+            size: rec.payload.len().min(u32::MAX as usize) as u32,
+            format: None,
+            disposition: Disposition::Rejected,
+            reason: None,
+            readings_stored: 0,
+            readings_duplicate: 0,
+            readings_conflict: 0,
+        };
+        let counts = &mut self.pending.counts;
+        counts.delivered += 1;
+        match decode::decode(&rec.topic, &rec.payload, rec.received_at, &self.cfg.decode) {
+            Ok(decoded) => {
+                receipt.format = Some(decoded.format);
+                let mut notes = decoded.notes;
+                for (i, reading) in decoded.readings.into_iter().enumerate() {
+                    match self.index.check(&reading) {
+                        Verdict::Duplicate => receipt.readings_duplicate += 1,
+                        verdict => {
+                            let conflict = verdict == Verdict::Conflict;
+                            if conflict {
+                                receipt.readings_conflict += 1;
+                                notes.push(format!(
+                                    "conflict: meter {} register {} at {} already has a different value; stored {} flagged",
+                                    reading.meter_id,
+                                    reading.register,
+                                    format_micros(reading.ts_micros),
+                                    reading.value
+                                ));
+                            }
+                            receipt.readings_stored += 1;
+                            self.pending.readings.push(ReadingRow {
+                                reading,
+                                conflict,
+                                receipt_seq: rec.seq,
+                                reading_index: i as u32,
+                                received_at: rec.received_at,
+                                format: decoded.format,
+                            });
+                        }
+                    }
+                }
+                counts.readings_stored += receipt.readings_stored as u64;
+                counts.readings_duplicate += receipt.readings_duplicate as u64;
+                counts.readings_conflict += receipt.readings_conflict as u64;
+                if receipt.readings_stored > 0 {
+                    receipt.disposition = Disposition::Stored;
+                    counts.stored += 1;
+                } else {
+                    receipt.disposition = Disposition::Duplicate;
+                    counts.duplicate += 1;
+                    notes.insert(
+                        0,
+                        format!(
+                            "all {} readings already stored",
+                            receipt.readings_duplicate
+                        ),
+                    );
+                }
+                if !notes.is_empty() {
+                    receipt.reason = Some(notes.join("; "));
+                }
+            }
+            Err(rejection) => {
+                counts.rejected += 1;
+                receipt.format = rejection.format;
+                receipt.reason = Some(rejection.reason.clone());
+                self.pending.rejects.push(RejectRow {
+                    seq: rec.seq,
+                    received_at: rec.received_at,
+                    topic: rec.topic.clone(),
+                    format: rejection.format,
+                    reason: rejection.reason,
+                    payload: rec.payload.clone(),
+                });
+            }
+        }
+        self.pending.receipts.push(receipt);
+        self.pending.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the pending batch is due for sealing.
+    pub fn is_seal_due(&self, now: Instant) -> bool {
+        self.pending.receipts.len() >= self.cfg.seal_max_rows
+            || self
+                .pending
+                .since
+                .is_some_and(|t| now.duration_since(t) >= self.cfg.seal_max_age)
+    }
+
+    /// Seals the pending batch: one Parquet file per table and UTC date,
+    /// then the commit manifest. Returns the manifest, or None if nothing
+    /// was pending.
+    pub fn seal(&mut self) -> Result<Option<Manifest>, StoreError> {
+        let Some(first) = self.pending.receipts.first().map(|r| r.seq) else {
+            return Ok(None);
+        };
+        let last = self.pending.receipts.last().map_or(first, |r| r.seq);
+        let commit = self.next_commit;
+        let mut files = Vec::new();
+        let mut dirs = BTreeMap::new();
+        let p = &self.pending;
+
+        let by_date = partition(&p.receipts, |r| r.received_at);
+        for (date, rows) in &by_date {
+            let batch = tables::receipts_batch(rows);
+            files.push(self.write_file(RECEIPTS, date, commit, &batch, &mut dirs)?);
+        }
+        let mut readings: Vec<&ReadingRow> = p.readings.iter().collect();
+        // Sorted by meter, register and time within each file, so that the
+        // continuity pass can stream files without re-sorting them.
+        readings.sort_by(|a, b| {
+            (a.reading.meter_id.as_str(), &a.reading.register, a.reading.ts_micros, a.receipt_seq).cmp(&(
+                b.reading.meter_id.as_str(),
+                &b.reading.register,
+                b.reading.ts_micros,
+                b.receipt_seq,
+            ))
+        });
+        let mut by_date: BTreeMap<String, Vec<&ReadingRow>> = BTreeMap::new();
+        for r in readings {
+            by_date.entry(utc_date(r.reading.ts_micros)).or_default().push(r);
+        }
+        for (date, rows) in &by_date {
+            let batch = tables::readings_batch(rows);
+            files.push(self.write_file(READINGS, date, commit, &batch, &mut dirs)?);
+        }
+        let by_date = partition(&p.rejects, |r| r.received_at);
+        for (date, rows) in &by_date {
+            let batch = tables::rejects_batch(rows);
+            files.push(self.write_file(REJECTS, date, commit, &batch, &mut dirs)?);
+        }
+        for dir in dirs.keys() {
+            sync_dir(dir)?;
+        }
+
+        let mut totals = self.sealed_totals;
+        totals.add(&p.counts);
+        let manifest = Manifest {
+            commit,
+            first_seq: first,
+            last_seq: last,
+            sealed_at: format_micros(chrono::Utc::now().timestamp_micros()),
+            writer: WRITER.to_string(),
+            files,
+            counts: p.counts,
+            totals,
+        };
+        commit::write(&self.cfg.data, &manifest)?;
+        self.next_commit += 1;
+        self.sealed_through = last;
+        self.sealed_totals = totals;
+        self.pending = Pending::default();
+        Ok(Some(manifest))
+    }
+
+    /// Writes one sealed file: temporary name, fsync, rename.
+    fn write_file(
+        &self,
+        table: &str,
+        date: &str,
+        commit: u64,
+        batch: &RecordBatch,
+        dirs: &mut BTreeMap<PathBuf, ()>,
+    ) -> Result<SealedFile, StoreError> {
+        let rel_dir = format!("{table}/date={date}");
+        let dir = self.cfg.data.join(&rel_dir);
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            dirs.insert(self.cfg.data.join(table), ());
+            dirs.insert(self.cfg.data.clone(), ());
+        }
+        dirs.insert(dir.clone(), ());
+        let name = format!("part-{commit:010}.parquet");
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(&name);
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(WRITER.to_string())
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new("gapless.table".into(), table.to_string()),
+                KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
+                KeyValue::new("gapless.commit".into(), commit.to_string()),
+            ]))
+            .build();
+        let pq = |source| StoreError::Parquet {
+            path: tmp.clone(),
+            source,
+        };
+        let mut w = ArrowWriter::try_new(sink, batch.schema(), Some(props)).map_err(pq)?;
+        w.write(batch).map_err(pq)?;
+        w.finish().map_err(pq)?;
+        let sink = w.into_inner().map_err(pq)?;
+        let (buf, sha, bytes) = sink.finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(SealedFile {
+            table: table.to_string(),
+            path: format!("{rel_dir}/{name}"),
+            rows: batch.num_rows() as u64,
+            bytes,
+            sha256: hex::encode(sha),
+        })
+    }
+}
+
+/// Groups rows by the UTC date of a timestamp, keeping their order.
+fn partition<T>(rows: &[T], ts: impl Fn(&T) -> i64) -> BTreeMap<String, Vec<&T>> {
+    let mut out: BTreeMap<String, Vec<&T>> = BTreeMap::new();
+    for r in rows {
+        out.entry(utc_date(ts(r))).or_default().push(r);
+    }
+    out
+}
+
+/// `YYYY-MM-DD` of a microsecond UTC timestamp.
+pub fn utc_date(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "invalid".to_string())
+}
+
+/// RFC 3339 UTC with microseconds trimmed when zero.
+pub fn format_micros(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Deletes Parquet files that no commit names, and temporary files: what a
+/// crash in the middle of a seal leaves behind.
+fn remove_uncommitted(data: &Path, dir: &Path, committed: &HashSet<String>) -> Result<(), StoreError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = e.map_err(io_err(dir))?.path();
+        if path.is_dir() {
+            remove_uncommitted(data, &path, committed)?;
+            continue;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let rel = path
+            .strip_prefix(data)
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        let orphan = name.ends_with(".tmp") || (name.ends_with(".parquet") && !committed.contains(&rel));
+        if orphan {
+            tracing::warn!(file = %path.display(), "removing a file of an unfinished commit (its rows are rebuilt from the journal)");
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// A writer that hashes and counts what passes through it, so a sealed
+/// file's SHA-256 costs no second read.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+    fn finish(self) -> (W, [u8; 32], u64) {
+        (self.inner, self.hasher.finalize().into(), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,270 @@
+//! The Parquet tables gapless writes: their Arrow schemas and row types.
+//! `schemas/tables.md` documents every column; keep the two in step.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::decode::Format;
+use crate::reading::{Reading, VALUE_SCALE};
+
+/// Version of the table layouts, written into every file's footer.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Table names, which are also their directory names under DATA.
+pub const RECEIPTS: &str = "receipts";
+pub const READINGS: &str = "readings";
+pub const REJECTS: &str = "rejects";
+
+/// What became of a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// At least one reading of it was new.
+    Stored,
+    /// Every reading of it was already stored (same meter, register, time, value).
+    Duplicate,
+    /// It could not be decoded; its bytes are in `rejects`.
+    Rejected,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Stored => "stored",
+            Disposition::Duplicate => "duplicate",
+            Disposition::Rejected => "rejected",
+        }
+    }
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+pub fn receipts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("receipt_seq", DataType::Int64, false),
+        Field::new("received_at", ts_type(), false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("payload_sha256", DataType::Utf8, false),
+        Field::new("payload_size", DataType::UInt32, false),
+        Field::new("format", DataType::Utf8, true),
+        Field::new("disposition", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("readings_stored", DataType::UInt32, false),
+        Field::new("readings_duplicate", DataType::UInt32, false),
+        Field::new("readings_conflict", DataType::UInt32, false),
+    ]))
+}
+
+pub fn readings_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("register", DataType::Utf8, false),
+        Field::new("ts", ts_type(), false),
+        Field::new("medium", DataType::Utf8, false),
+        Field::new("unit", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+        Field::new(
+            "value_decimal",
+            DataType::Decimal128(38, VALUE_SCALE as i8),
+            false,
+        ),
+        Field::new("seq", DataType::UInt64, true),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("conflict", DataType::Boolean, false),
+        Field::new("receipt_seq", DataType::Int64, false),
+        Field::new("reading_index", DataType::UInt32, false),
+        Field::new("received_at", ts_type(), false),
+        Field::new("format", DataType::Utf8, false),
+    ]))
+}
+
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("receipt_seq", DataType::Int64, false),
+        Field::new("received_at", ts_type(), false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("format", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("payload", DataType::Binary, false),
+    ]))
+}
+
+/// One row of `receipts`.
+#[derive(Debug, Clone)]
+pub struct ReceiptRow {
+    pub seq: u64,
+    pub received_at: i64,
+    pub topic: String,
+    pub sha256: [u8; 32],
+    pub size: u32,
+    pub format: Option<Format>,
+    pub disposition: Disposition,
+    pub reason: Option<String>,
+    pub readings_stored: u32,
+    pub readings_duplicate: u32,
+    pub readings_conflict: u32,
+}
+
+/// One row of `readings`.
+#[derive(Debug, Clone)]
+pub struct ReadingRow {
+    pub reading: Reading,
+    pub conflict: bool,
+    pub receipt_seq: u64,
+    pub reading_index: u32,
+    pub received_at: i64,
+    pub format: Format,
+}
+
+/// One row of `rejects`.
+#[derive(Debug, Clone)]
+pub struct RejectRow {
+    pub seq: u64,
+    pub received_at: i64,
+    pub topic: String,
+    pub format: Option<Format>,
+    pub reason: String,
+    pub payload: bytes::Bytes,
+}
+
+fn batch(schema: SchemaRef, cols: Vec<ArrayRef>) -> RecordBatch {
+    // The builders below produce exactly the schema's columns; a mismatch is a
+    // programming error caught by the unit tests, not an input error.
+    RecordBatch::try_new(schema, cols).expect("columns match their schema")
+}
+
+pub fn receipts_batch(rows: &[&ReceiptRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut seq = Int64Builder::with_capacity(n);
+    let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut topic = StringBuilder::new();
+    let mut sha = StringBuilder::new();
+    let mut size = UInt32Builder::with_capacity(n);
+    let mut format = StringBuilder::new();
+    let mut disp = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut stored = UInt32Builder::with_capacity(n);
+    let mut dup = UInt32Builder::with_capacity(n);
+    let mut conflict = UInt32Builder::with_capacity(n);
+    for r in rows {
+        seq.append_value(r.seq as i64);
+        recv.append_value(r.received_at);
+        topic.append_value(&r.topic);
+        sha.append_value(hex::encode(r.sha256));
+        size.append_value(r.size);
+        format.append_option(r.format.map(Format::as_str));
+        disp.append_value(r.disposition.as_str());
+        reason.append_option(r.reason.as_deref());
+        stored.append_value(r.readings_stored);
+        dup.append_value(r.readings_duplicate);
+        conflict.append_value(r.readings_conflict);
+    }
+    batch(
+        receipts_schema(),
+        vec![
+            Arc::new(seq.finish()),
+            Arc::new(recv.finish()),
+            Arc::new(topic.finish()),
+            Arc::new(sha.finish()),
+            Arc::new(size.finish()),
+            Arc::new(format.finish()),
+            Arc::new(disp.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(stored.finish()),
+            Arc::new(dup.finish()),
+            Arc::new(conflict.finish()),
+        ],
+    )
+}
+
+pub fn readings_batch(rows: &[&ReadingRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut meter = StringBuilder::new();
+    let mut register = StringBuilder::new();
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut medium = StringBuilder::new();
+    let mut unit = StringBuilder::new();
+    let mut value = StringBuilder::new();
+    let mut dec = Decimal128Builder::with_capacity(n)
+        .with_precision_and_scale(38, VALUE_SCALE as i8)
+        .expect("38,9 is a valid decimal type");
+    let mut seq = UInt64Builder::with_capacity(n);
+    let mut kind = StringBuilder::new();
+    let mut conflict = BooleanBuilder::with_capacity(n);
+    let mut receipt = Int64Builder::with_capacity(n);
+    let mut index = UInt32Builder::with_capacity(n);
+    let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut format = StringBuilder::new();
+    for r in rows {
+        let rd = &r.reading;
+        meter.append_value(rd.meter_id.as_str());
+        register.append_value(&rd.register);
+        ts.append_value(rd.ts_micros);
+        medium.append_value(rd.medium.as_str());
+        unit.append_value(rd.unit.as_str());
+        value.append_value(rd.value.as_str());
+        dec.append_value(rd.value.scaled());
+        seq.append_option(rd.seq);
+        kind.append_value(rd.kind.as_str());
+        conflict.append_value(r.conflict);
+        receipt.append_value(r.receipt_seq as i64);
+        index.append_value(r.reading_index);
+        recv.append_value(r.received_at);
+        format.append_value(r.format.as_str());
+    }
+    batch(
+        readings_schema(),
+        vec![
+            Arc::new(meter.finish()),
+            Arc::new(register.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(medium.finish()),
+            Arc::new(unit.finish()),
+            Arc::new(value.finish()),
+            Arc::new(dec.finish()),
+            Arc::new(seq.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(conflict.finish()),
+            Arc::new(receipt.finish()),
+            Arc::new(index.finish()),
+            Arc::new(recv.finish()),
+            Arc::new(format.finish()),
+        ],
+    )
+}
+
+pub fn rejects_batch(rows: &[&RejectRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut seq = Int64Builder::with_capacity(n);
+    let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut topic = StringBuilder::new();
+    let mut format = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut payload = BinaryBuilder::new();
+    for r in rows {
+        seq.append_value(r.seq as i64);
+        recv.append_value(r.received_at);
+        topic.append_value(&r.topic);
+        format.append_option(r.format.map(Format::as_str));
+        reason.append_value(&r.reason);
+        payload.append_value(&r.payload);
+    }
+    batch(
+        rejects_schema(),
+        vec![
+            Arc::new(seq.finish()),
+            Arc::new(recv.finish()),
+            Arc::new(topic.finish()),
+            Arc::new(format.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(payload.finish()),
+        ],
+    )
+}

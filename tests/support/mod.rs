@@ -1,0 +1,471 @@
+//! Test support: a real Mosquitto on a free port (killable and restartable
+//! with its persistence), the real `gapless` binary in a temp directory, a
+//! publisher that gets every message PUBACKed, and Parquet read back with
+//! the real reader.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+
+pub const GAPLESS: &str = env!("CARGO_BIN_EXE_gapless");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn send_signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status();
+}
+
+/// A private Mosquitto broker, configured as the README says a deployment
+/// must be: persistence on, no cap on queued messages for offline clients.
+pub struct Mosquitto {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        let port = free_port();
+        let dir = dir.join("mosquitto");
+        fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\n\
+                 allow_anonymous true\n\
+                 persistence true\n\
+                 persistence_location {}/\n\
+                 autosave_interval 1\n\
+                 max_queued_messages 0\n\
+                 max_queued_bytes 0\n\
+                 max_inflight_messages 0\n\
+                 log_dest file {}/mosquitto.log\n",
+                dir.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut m = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the broker on the same port with the same persistence.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let child = Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (apt-get install mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    /// Stops the broker gracefully (it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            send_signal(c.id(), "-TERM");
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn mosquitto_bin() -> String {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    "mosquitto".to_string()
+}
+
+/// The real `gapless serve` process.
+pub struct Gapless {
+    pub data: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Gapless {
+    /// Starts `gapless serve` against `broker` with data in `data`. Seals
+    /// every half second so tests see files quickly.
+    pub fn start(broker: &str, data: &Path, extra: &[&str]) -> Gapless {
+        let mut args = vec![
+            "serve".to_string(),
+            "--broker".into(),
+            broker.to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--seal-max-age".into(),
+            "0.5".into(),
+            "--log".into(),
+            "info".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut g = Gapless {
+            data: data.to_owned(),
+            args,
+            child: None,
+            log: data.with_extension("log"),
+            starts: 0,
+        };
+        g.restart();
+        g
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        self.starts += 1;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(GAPLESS)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: the crash test's weapon.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        send_signal(c.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("gapless did not stop within 30 s of SIGTERM\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        stats(&self.data)
+    }
+
+    /// Waits until `n` messages are delivered and all of them are sealed.
+    pub fn wait_sealed(&mut self, n: u64, timeout: Duration) -> serde_json::Value {
+        let data = self.data.clone();
+        let log = self.log.clone();
+        wait_for(&format!("{n} messages sealed"), timeout, || {
+            let s = stats(&data);
+            (s["delivered"].as_u64() >= Some(n) && s["journal_pending"].as_u64() == Some(0))
+                .then_some(s)
+        });
+        let s = stats(&self.data);
+        assert!(
+            s["delivered"].as_u64() >= Some(n),
+            "{s}\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        s
+    }
+}
+
+impl Drop for Gapless {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `gapless stats --data DIR` as JSON (zeros when nothing is there yet).
+pub fn stats(data: &Path) -> serde_json::Value {
+    let out = Command::new(GAPLESS)
+        .args(["stats", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return serde_json::json!({"delivered": 0, "journal_pending": 1,
+            "error": String::from_utf8_lossy(&out.stderr)});
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `gapless ARGS` and returns (exit code, stdout, stderr).
+pub fn run_gapless(args: &[&str], timeout: Duration) -> (i32, String, String) {
+    let mut child = Command::new(GAPLESS)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gapless {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Publishes every message at QoS 1 and returns once each one has been
+/// PUBACKed by the broker. Reconnects and re-publishes what was not acked
+/// when the broker goes away (so a message may arrive twice: at least once).
+pub fn publish_all(port: u16, msgs: &[(String, Vec<u8>)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(publish_all_async(port, msgs));
+}
+
+pub async fn publish_all_async(port: u16, msgs: &[(String, Vec<u8>)]) {
+    let mut acked = vec![false; msgs.len()];
+    let mut attempt = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while acked.iter().any(|a| !a) {
+        assert!(Instant::now() < deadline, "publisher gave up after 300 s");
+        attempt += 1;
+        let mut o = MqttOptions::new(format!("test-pub-{}-{attempt}", std::process::id()), "127.0.0.1", port);
+        o.set_clean_session(true)
+            .set_inflight(200)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 24, 1 << 24);
+        let (client, mut ev) = AsyncClient::new(o, 512);
+        let todo: Vec<usize> = (0..msgs.len()).filter(|&i| !acked[i]).collect();
+        let sender = {
+            let client = client.clone();
+            let batch: Vec<(String, Vec<u8>)> = todo.iter().map(|&i| msgs[i].clone()).collect();
+            tokio::spawn(async move {
+                for (t, p) in batch {
+                    if client.publish(t, QoS::AtLeastOnce, false, p).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut sent_order = todo.iter().copied();
+        let mut by_pkid: HashMap<u16, usize> = HashMap::new();
+        loop {
+            match ev.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Some(i) = sent_order.next() {
+                        by_pkid.insert(pkid, i);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(a))) => {
+                    if let Some(i) = by_pkid.remove(&a.pkid) {
+                        acked[i] = true;
+                    }
+                    if acked.iter().all(|a| *a) {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+        sender.abort();
+        let _ = client.try_disconnect();
+    }
+}
+
+/// Reads every sealed Parquet file of a table (hidden and temporary files
+/// excluded, as DuckDB and pyarrow would).
+pub fn read_table(data: &Path, table: &str) -> Vec<RecordBatch> {
+    let mut files = Vec::new();
+    collect_parquet(&data.join(table), &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let file = fs::File::open(&f).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            out.push(b.unwrap());
+        }
+    }
+    out
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.is_dir() {
+            collect_parquet(&p, out);
+        } else if name.ends_with(".parquet") && !name.starts_with('.') {
+            out.push(p);
+        }
+    }
+}
+
+/// Column `name` of every batch as strings (numbers and timestamps
+/// formatted by Arrow's display), row by row.
+pub fn column_strings(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        for i in 0..b.num_rows() {
+            out.push(cell(col.as_ref(), i));
+        }
+    }
+    out
+}
+
+/// Rows of a table as maps column → string, for readable assertions.
+pub fn rows(batches: &[RecordBatch]) -> Vec<HashMap<String, String>> {
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    let names: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let cols: Vec<Vec<String>> = names.iter().map(|n| column_strings(batches, n)).collect();
+    let n = cols.first().map_or(0, |c| c.len());
+    (0..n)
+        .map(|i| {
+            names
+                .iter()
+                .zip(&cols)
+                .map(|(k, c)| (k.clone(), c[i].clone()))
+                .collect()
+        })
+        .collect()
+}
+
+/// One cell as a string: text as is, numbers in decimal, timestamps as
+/// RFC 3339 UTC, decimals at their scale, binary as hex.
+pub fn cell(col: &dyn arrow_array::Array, i: usize) -> String {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::DataType;
+    if col.is_null(i) {
+        return "NULL".to_string();
+    }
+    match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::UInt32 => col.as_primitive::<UInt32Type>().value(i).to_string(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
+        DataType::Boolean => col.as_boolean().value(i).to_string(),
+        DataType::Binary => hex::encode(col.as_binary::<i32>().value(i)),
+        DataType::Timestamp(_, _) => {
+            let us = col.as_primitive::<TimestampMicrosecondType>().value(i);
+            chrono::DateTime::from_timestamp_micros(us)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        }
+        DataType::Decimal128(_, scale) => {
+            let v = col.as_primitive::<Decimal128Type>().value(i);
+            let s = *scale as u32;
+            let div = 10i128.pow(s);
+            let sign = if v < 0 { "-" } else { "" };
+            format!("{sign}{}.{:0w$}", (v / div).abs(), (v % div).abs(), w = s as usize)
+        }
+        other => panic!("cell: unhandled type {other}"),
+    }
+}

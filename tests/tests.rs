@@ -1,0 +1,7 @@
+//! Integration tests: the real `gapless` binary against a real Mosquitto
+//! that each test starts on its own free port. One test binary (ripgrep's
+//! habit); support code in `support/`.
+
+mod support;
+
+mod ingest;
