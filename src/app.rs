@@ -2,23 +2,26 @@
 //! owns shutdown.
 //!
 //! ```text
-//!  poll task ──Delivery──▶ journal thread ──Vec<JournalRecord>──▶ store thread
-//!  (mqtt.rs)   bounded      (group commit,    bounded               (decode, dedup,
-//!      ▲                     fdatasync)                              seal Parquet,
-//!      │                         │                                   truncate journal)
-//!  ack task ◀───AckBatch─────────┘
+//!  mqtt task ──Delivery (bounded)──▶ journal thread ──durable watermark──▶ store thread
+//!  (poll, ack)                       (group commit,                         (tails the journal files:
+//!      ▲                              fdatasync)                             decode, dedup, seal
+//!      └────────AckBatch (in order)──────┘                                   Parquet, truncate)
 //! ```
 //!
-//! Shutdown: the signal reaches only the poll task, which stops taking
-//! messages and drops its sender; the journal makes the rest durable, sends
-//! its last acks and closes; the ack task sends them and says so; the poll
-//! task disconnects; the store seals what it holds and stops.
+//! Acks wait only for the journal; the store follows the journal files at
+//! its own pace, at most [`MAX_STORE_LAG`] records behind (beyond that the
+//! journal waits, the mqtt task stops polling, and the broker holds the
+//! messages). On start the store's first reads are the replay.
+//!
+//! Shutdown: the signal reaches only the mqtt task, which stops taking
+//! messages and drops its sender; the journal makes the rest durable, hands
+//! over its last acks and closes; the mqtt task sends them and disconnects;
+//! the store reads to the end of the journal, seals, and stops.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::AsyncClient;
@@ -26,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::ServeSettings;
-use crate::journal::{self, Journal, JournalError, JournalRecord, DEFAULT_SEGMENT_BYTES};
+use crate::journal::{self, Journal, JournalError, JournalTail, DEFAULT_SEGMENT_BYTES};
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::{Store, StoreError};
@@ -37,9 +40,10 @@ use crate::store::{Store, StoreError};
 const JOURNAL_QUEUE: usize = 8 * 1024;
 /// Most deliveries in one group commit (bounds the batch's memory).
 const MAX_GROUP: usize = 8 * 1024;
-/// Journaled batches waiting for the store. When the store falls behind,
-/// the journal waits, and through it the poll task.
-const STORE_QUEUE: usize = 64;
+/// How far (in records) the store may trail the journal. The records it has
+/// not read are on disk, not in memory; the bound limits the replay after a
+/// crash and the journal's disk use.
+pub const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
 
@@ -132,7 +136,10 @@ impl DataDir {
             std::process::id(),
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
         );
-        let id = format!("gapless-{}", &hex::encode(Sha256::digest(seed.as_bytes()))[..16]);
+        let id = format!(
+            "gapless-{}",
+            &hex::encode(Sha256::digest(seed.as_bytes()))[..16]
+        );
         let tmp = path.with_extension("tmp");
         fs::write(&tmp, &id).map_err(err)?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
@@ -143,8 +150,18 @@ impl DataDir {
 
 /// Runs the service until `shutdown` becomes true (or a stage fails).
 pub async fn serve(
+    settings: ServeSettings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<ServeReport, AppError> {
+    serve_with_state(settings, shutdown, Arc::default()).await
+}
+
+/// [`serve`], sharing the connection state (connected, delivered, acked)
+/// with the caller: the benchmark watches it.
+pub async fn serve_with_state(
     mut settings: ServeSettings,
     shutdown: watch::Receiver<bool>,
+    state: Arc<ConnectionState>,
 ) -> Result<ServeReport, AppError> {
     let data = DataDir::open(&settings.store.data)?;
     if !settings.client_id_given {
@@ -152,76 +169,77 @@ pub async fn serve(
     }
     let journal_dir = data.path.join(JOURNAL_DIR);
 
-    // Recover: sealed files first, then the journal after them.
-    let mut store = Store::open(settings.store.clone())?;
+    // Recover: sealed files first, then the journal after them (the store
+    // thread's first reads are the replay).
+    let store = Store::open(settings.store.clone())?;
     let (journal, recovery) = Journal::open(
         &journal_dir,
         store.sealed_through() + 1,
         DEFAULT_SEGMENT_BYTES,
     )?;
-    let replayed = journal::replay(&journal_dir, store.sealed_through(), |rec| {
-        store.ingest(&rec);
-        Ok(())
-    })?;
+    let durable = journal.next_seq() - 1;
+    let replayed = durable.saturating_sub(store.sealed_through());
     tracing::info!(
         data = %data.path.display(),
         sealed_through = store.sealed_through(),
         journal_records = recovery.records,
-        replayed,
+        to_replay = replayed,
         next_receipt = journal.next_seq(),
         "store: recovered"
     );
 
-    let state = Arc::new(ConnectionState::default());
     let options = mqtt::options(&settings.mqtt)?;
-    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let (client, eventloop) = AsyncClient::new(options, 16);
 
     let (delivery_tx, delivery_rx) = mpsc::channel::<Delivery>(JOURNAL_QUEUE);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckBatch>();
-    let (store_tx, store_rx) = std_mpsc::sync_channel::<Vec<JournalRecord>>(STORE_QUEUE);
-    let (acks_done_tx, acks_done_rx) = watch::channel(false);
+    let progress = Arc::new(Progress::new(durable, store.sealed_through()));
 
     let (journal_done_tx, journal_done) = oneshot::channel();
+    let p = progress.clone();
     std::thread::Builder::new()
         .name("gapless-journal".into())
         .spawn(move || {
-            let r = run_journal(journal, delivery_rx, ack_tx, store_tx);
+            let r = run_journal(journal, delivery_rx, ack_tx, &p);
             if let Err(e) = &r {
                 tracing::error!(error = %e, "journal: stopped on error; nothing after the last commit was acknowledged");
             }
+            p.close();
             let _ = journal_done_tx.send(r);
         })
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
     let (store_done_tx, store_done) = oneshot::channel();
+    let p = progress.clone();
     let jdir = journal_dir.clone();
     std::thread::Builder::new()
         .name("gapless-store".into())
         .spawn(move || {
-            let r = run_store(&mut store, store_rx, &jdir).map(|()| (store.totals(), store.sealed_through()));
+            let mut store = store;
+            let r = run_store(&mut store, &jdir, &p)
+                .map(|()| (store.totals(), store.sealed_through()));
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: stopped on error; the journal keeps every message");
+                p.store_failed();
             }
             let _ = store_done_tx.send(r);
         })
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
-    let acks = tokio::spawn(mqtt::run_acks(client.clone(), ack_rx, state.clone(), acks_done_tx));
-    let poll = tokio::spawn(mqtt::run_poll(
+    let mqtt = tokio::spawn(mqtt::run(
         settings.mqtt.clone(),
         eventloop,
         client,
         delivery_tx,
+        ack_rx,
         state,
         shutdown,
-        acks_done_rx,
     ));
 
-    let poll_result = poll.await.map_err(|e| AppError::Internal(e.to_string()))?;
+    let poll_result = mqtt.await.map_err(|e| AppError::Internal(e.to_string()))?;
     let journal_result = journal_done
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    let _ = acks.await;
     let store_result = store_done
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
@@ -243,13 +261,91 @@ pub async fn serve(
     })
 }
 
+/// Where the journal and the store are, shared between their threads.
+struct Progress {
+    state: Mutex<ProgressState>,
+    changed: Condvar,
+}
+
+struct ProgressState {
+    /// Last receipt made durable by the journal.
+    durable: u64,
+    /// Last receipt the store has read.
+    read: u64,
+    /// The journal will write no more.
+    closed: bool,
+    /// The store stopped on an error: the journal must not wait for it.
+    store_failed: bool,
+}
+
+impl Progress {
+    fn new(durable: u64, read: u64) -> Progress {
+        Progress {
+            state: Mutex::new(ProgressState {
+                durable,
+                read,
+                closed: false,
+                store_failed: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        // A poisoned lock means a stage panicked; its state is still the
+        // last consistent one we wrote, so carry on with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_durable(&self, seq: u64) {
+        self.lock().durable = seq;
+        self.changed.notify_all();
+    }
+
+    fn set_read(&self, seq: u64) {
+        self.lock().read = seq;
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    fn store_failed(&self) {
+        self.lock().store_failed = true;
+        self.changed.notify_all();
+    }
+
+    /// Journal side: waits while the store trails by more than the lag
+    /// bound. False if the store failed.
+    fn wait_for_store(&self) -> bool {
+        let mut s = self.lock();
+        while !s.store_failed && s.durable.saturating_sub(s.read) > MAX_STORE_LAG {
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        !s.store_failed
+    }
+
+    /// Store side: waits up to `tick` for records beyond `read`. Returns
+    /// the durable watermark and whether the journal is closed.
+    fn wait_for_journal(&self, read: u64, tick: Duration) -> (u64, bool) {
+        let s = self.lock();
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, tick, |s| s.durable <= read && !s.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        (s.durable, s.closed)
+    }
+}
+
 /// The journal stage: take what has arrived, append it, make it durable with
-/// one fdatasync, then release the acks and pass the records on.
+/// one fdatasync, then hand the acks back and move the durable watermark.
 fn run_journal(
     mut journal: Journal,
     mut rx: mpsc::Receiver<Delivery>,
     acks: mpsc::UnboundedSender<AckBatch>,
-    to_store: std_mpsc::SyncSender<Vec<JournalRecord>>,
+    progress: &Progress,
 ) -> Result<(), JournalError> {
     let mut group: Vec<Delivery> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -260,15 +356,13 @@ fn run_journal(
                 Err(_) => break,
             }
         }
-        let first_seq = journal.next_seq();
         for d in &group {
             journal.append(d.received_at, &d.topic, &d.payload);
         }
         journal.commit()?;
         // Durable: release the acks, grouped by connection, in order.
-        let mut records = Vec::with_capacity(group.len());
         let mut batch: Option<AckBatch> = None;
-        for (seq, d) in (first_seq..).zip(group.drain(..)) {
+        for d in group.drain(..) {
             match &mut batch {
                 Some(b) if b.epoch == d.epoch => b.acks.push((d.pkid, d.qos)),
                 _ => {
@@ -281,41 +375,32 @@ fn run_journal(
                     });
                 }
             }
-            records.push(JournalRecord {
-                seq,
-                received_at: d.received_at,
-                topic: d.topic,
-                payload: d.payload,
-            });
         }
         if let Some(b) = batch {
             let _ = acks.send(b);
         }
-        if to_store.send(records).is_err() {
-            // The store stopped on an error; the journal keeps everything,
-            // but continuing would only grow it: stop taking messages.
+        progress.set_durable(journal.next_seq() - 1);
+        if !progress.wait_for_store() {
+            // The store stopped on an error. The journal keeps everything,
+            // but continuing would only grow it: take nothing more.
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// The store stage: ingest journaled records, seal when due, and truncate
-/// the journal behind each seal.
-fn run_store(
-    store: &mut Store,
-    rx: std_mpsc::Receiver<Vec<JournalRecord>>,
-    journal_dir: &Path,
-) -> Result<(), StoreError> {
+/// The store stage: follow the journal, ingest, seal when due, and truncate
+/// the journal behind each seal. Ends at the end of a closed journal.
+fn run_store(store: &mut Store, journal_dir: &Path, progress: &Progress) -> Result<(), StoreError> {
+    let mut tail = JournalTail::new(journal_dir, store.sealed_through() + 1);
     loop {
-        match rx.recv_timeout(STORE_TICK) {
-            Ok(records) => {
-                for r in &records {
-                    store.ingest(r);
-                }
-            }
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        let read = tail.next_seq() - 1;
+        let (durable, closed) = progress.wait_for_journal(read, STORE_TICK);
+        if durable > read {
+            tail.read_through(durable, |rec| store.ingest(&rec))?;
+            progress.set_read(durable);
+        } else if closed {
+            break;
         }
         if store.is_seal_due(Instant::now()) {
             seal(store, journal_dir)?;

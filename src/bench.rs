@@ -1,6 +1,300 @@
-//! `gapless bench ingest` (implementation below in a later commit).
-use crate::cli::BenchIngestArgs;
+//! `gapless bench ingest`: is gapless ever the bottleneck?
+//!
+//! For each message size, the broker is preloaded with N messages queued for
+//! an offline persistent session, then the clock runs while the subscriber
+//! drains them:
+//! - *bare*: a plain rumqttc QoS 1 subscriber that acks on arrival and does
+//!   nothing else (the broker's own limit);
+//! - *gapless*: the real pipeline in this process (journal with group-committed
+//!   fdatasync, acks after durability, decode, dedup, Parquet).
+//!
+//! Both drain the same broker in the same run. The figure that counts is
+//! gapless's acked rate over the bare rate; the time until everything is
+//! also sealed in Parquet is printed beside it.
 
-pub fn ingest(_args: BenchIngestArgs) -> anyhow::Result<()> {
-    anyhow::bail!("bench ingest: not built yet")
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::watch;
+
+use crate::app;
+use crate::cli::BenchIngestArgs;
+use crate::config::{parse_broker, ServeFlags, ServeSettings};
+use crate::mqtt::ConnectionState;
+
+/// A private Mosquitto configured as the README requires.
+struct PrivateBroker {
+    child: Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> anyhow::Result<PrivateBroker> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
+             max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n"
+        ),
+    )?;
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("mosquitto");
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto (install it, or pass --broker)")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("mosquitto did not start listening on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(PrivateBroker {
+        child,
+        _dir: dir,
+        port,
+    })
+}
+
+pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
+    let (_broker, host, port) = match &args.broker {
+        Some(url) => {
+            let b = parse_broker(url)?;
+            (None, b.host, b.port)
+        }
+        None => {
+            let b = start_broker()?;
+            let port = b.port;
+            (Some(b), "127.0.0.1".to_string(), port)
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!(
+        "bench ingest: broker {host}:{port}, {} messages per run",
+        args.messages
+    );
+    println!(
+        "{:>9} {:>12} {:>14} {:>16} {:>7} {:>18}",
+        "readings", "bare msg/s", "gapless msg/s", "gapless rdg/s", "ratio", "sealed too msg/s"
+    );
+    for &k in &args.readings_per_message {
+        let run = format!("{}-{k}", std::process::id());
+        let payloads = make_payloads(args.messages, k, &run);
+        let bare = rt.block_on(bare_run(&host, port, &run, &payloads))?;
+        let data = match &args.data {
+            Some(d) => d.join(format!("run-{run}")),
+            None => std::env::temp_dir().join(format!("gapless-bench-{run}")),
+        };
+        let (acked, sealed) =
+            rt.block_on(gapless_run(&host, port, &run, &payloads, data.clone()))?;
+        let _ = std::fs::remove_dir_all(&data);
+        let n = payloads.len() as f64;
+        println!(
+            "{:>9} {:>12.0} {:>14.0} {:>16.0} {:>6.1}% {:>18.0}",
+            k,
+            n / bare.as_secs_f64(),
+            n / acked.as_secs_f64(),
+            n * k as f64 / acked.as_secs_f64(),
+            100.0 * bare.as_secs_f64() / acked.as_secs_f64(),
+            n / sealed.as_secs_f64(),
+        );
+    }
+    Ok(())
+}
+
+/// N native messages of `k` readings each, all distinct.
+fn make_payloads(n: usize, k: usize, run: &str) -> Vec<Vec<u8>> {
+    let base = 1_658_707_200i64; // 2022-07-25T00:00:00Z
+    (0..n)
+        .map(|i| {
+            let meter = format!("B{run}-{:05}", i % 10_000);
+            let mut s = String::with_capacity(k * 140 + 2);
+            if k > 1 {
+                s.push('[');
+            }
+            for j in 0..k {
+                if j > 0 {
+                    s.push(',');
+                }
+                let slot = (i / 10_000) * k + j;
+                let ts = chrono::DateTime::from_timestamp(base + slot as i64 * 900, 0)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                s.push_str(&format!(
+                    r#"{{"meter_id":"{meter}","medium":"water","register":"total","unit":"m3","value":"{}.{:03}","ts":"{ts}","seq":{}}}"#,
+                    slot,
+                    i % 1000,
+                    slot % 256
+                ));
+            }
+            if k > 1 {
+                s.push(']');
+            }
+            s.into_bytes()
+        })
+        .collect()
+}
+
+fn topic_filter(run: &str, who: &str) -> String {
+    format!("bench/{run}/{who}/#")
+}
+
+/// Creates a persistent session subscribed to `filter`, then leaves it.
+async fn register_session(
+    host: &str,
+    port: u16,
+    client_id: &str,
+    filter: &str,
+) -> anyhow::Result<()> {
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_clean_session(false);
+    let (client, mut ev) = AsyncClient::new(o, 16);
+    client.subscribe(filter, QoS::AtLeastOnce).await?;
+    loop {
+        match ev.poll().await.context("registering session")? {
+            Event::Incoming(Packet::SubAck(_)) => break,
+            _ => continue,
+        }
+    }
+    client.disconnect().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while ev.poll().await.is_ok() {}
+    })
+    .await;
+    Ok(())
+}
+
+/// Publishes every payload at QoS 1 and waits for every PUBACK.
+async fn preload(host: &str, port: u16, topic: &str, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+    let mut o = MqttOptions::new(format!("bench-pub-{}", std::process::id()), host, port);
+    o.set_inflight(1000).set_max_packet_size(1 << 26, 1 << 26);
+    let (client, mut ev) = AsyncClient::new(o, 4096);
+    let to_send: Vec<Vec<u8>> = payloads.to_vec();
+    let topic = topic.to_string();
+    let sender = tokio::spawn(async move {
+        for p in to_send {
+            client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, p)
+                .await?;
+        }
+        anyhow::Ok(client)
+    });
+    let mut acked = 0;
+    while acked < payloads.len() {
+        if let Event::Incoming(Packet::PubAck(_)) = ev.poll().await.context("preloading broker")? {
+            acked += 1;
+        }
+    }
+    let client = sender.await??;
+    client.disconnect().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while ev.poll().await.is_ok() {}
+    })
+    .await;
+    Ok(())
+}
+
+async fn bare_run(
+    host: &str,
+    port: u16,
+    run: &str,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<Duration> {
+    let id = format!("bench-bare-{run}");
+    let filter = topic_filter(run, "bare");
+    register_session(host, port, &id, &filter).await?;
+    preload(host, port, &format!("bench/{run}/bare/x"), payloads).await?;
+    let mut o = MqttOptions::new(&id, host, port);
+    o.set_clean_session(false)
+        .set_max_packet_size(1 << 26, 1 << 26);
+    let start = Instant::now();
+    let (client, mut ev) = AsyncClient::new(o, 4096);
+    let mut got = 0;
+    while got < payloads.len() {
+        if let Event::Incoming(Packet::Publish(_)) = ev.poll().await.context("bare subscriber")? {
+            got += 1;
+        }
+    }
+    // The last ack leaves with the next poll.
+    let _ = tokio::time::timeout(Duration::from_millis(200), ev.poll()).await;
+    let elapsed = start.elapsed();
+    client.disconnect().await?;
+    Ok(elapsed)
+}
+
+async fn gapless_run(
+    host: &str,
+    port: u16,
+    run: &str,
+    payloads: &[Vec<u8>],
+    data: PathBuf,
+) -> anyhow::Result<(Duration, Duration)> {
+    let id = format!("bench-gapless-{run}");
+    let filter = topic_filter(run, "gapless");
+    register_session(host, port, &id, &filter).await?;
+    preload(host, port, &format!("bench/{run}/gapless/x"), payloads).await?;
+    let settings = ServeSettings::resolve(
+        ServeFlags {
+            broker: Some(format!("mqtt://{host}:{port}")),
+            topics: vec![filter],
+            client_id: Some(id),
+            data: Some(data),
+            ..Default::default()
+        },
+        None,
+    )?;
+    let state = Arc::new(ConnectionState::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let start = Instant::now();
+    let service = tokio::spawn(app::serve_with_state(settings, stop_rx, state.clone()));
+    let n = payloads.len() as u64;
+    while state.acked.load(Ordering::Relaxed) < n {
+        if service.is_finished() {
+            service.await??;
+            bail!("gapless stopped before acking every message");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let acked = start.elapsed();
+    let _ = stop_tx.send(true);
+    let report = service.await??;
+    let sealed = start.elapsed();
+    if report.totals.readings_stored != payloads.len() as u64 * count_readings(&payloads[0]) {
+        bail!(
+            "gapless stored {} readings, expected {}",
+            report.totals.readings_stored,
+            payloads.len() as u64 * count_readings(&payloads[0])
+        );
+    }
+    Ok((acked, sealed))
+}
+
+fn count_readings(p: &[u8]) -> u64 {
+    p.windows(10).filter(|w| w == b"\"meter_id\"").count() as u64
 }

@@ -117,7 +117,12 @@ pub struct BrokerUrl {
 }
 
 pub fn parse_broker(url: &str) -> Result<BrokerUrl, ConfigError> {
-    let bad = |m: &str| invalid("--broker", format!("{url:?}: {m} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)"));
+    let bad = |m: &str| {
+        invalid(
+            "--broker",
+            format!("{url:?}: {m} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)"),
+        )
+    };
     let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("mqtts://") {
@@ -128,7 +133,9 @@ pub fn parse_broker(url: &str) -> Result<BrokerUrl, ConfigError> {
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port: u16 = p.parse().map_err(|_| bad("port is not a number from 1 to 65535"))?;
+            let port: u16 = p
+                .parse()
+                .map_err(|_| bad("port is not a number from 1 to 65535"))?;
             (h, port)
         }
         _ => (rest, if tls { 8883 } else { 1883 }),
@@ -147,7 +154,10 @@ pub fn parse_broker(url: &str) -> Result<BrokerUrl, ConfigError> {
 impl ServeSettings {
     /// Merges flags over the file over the defaults, and validates.
     /// `password` is the value of GAPLESS_MQTT_PASSWORD, if set.
-    pub fn resolve(flags: ServeFlags, password: Option<String>) -> Result<ServeSettings, ConfigError> {
+    pub fn resolve(
+        flags: ServeFlags,
+        password: Option<String>,
+    ) -> Result<ServeSettings, ConfigError> {
         let file = match &flags.config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
@@ -175,7 +185,10 @@ impl ServeSettings {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
         let ca_file = flags.ca_file.or(file.ca_file);
         if ca_file.is_some() && !broker.tls {
-            return Err(invalid("--ca-file", "given, but the broker URL is mqtt:// (use mqtts://)"));
+            return Err(invalid(
+                "--ca-file",
+                "given, but the broker URL is mqtt:// (use mqtts://)",
+            ));
         }
         let client_id = flags.client_id.or(file.client_id);
         if let Some(id) = &client_id {
@@ -206,7 +219,10 @@ impl ServeSettings {
             .or(file.seal_max_age_s)
             .unwrap_or(DEFAULT_SEAL_MAX_AGE_S);
         if !(seal_max_age.is_finite() && seal_max_age > 0.0) {
-            return Err(invalid("--seal-max-age", "must be a positive number of seconds"));
+            return Err(invalid(
+                "--seal-max-age",
+                "must be a positive number of seconds",
+            ));
         }
         let mut pinned = Vec::new();
         for pin in file.formats {
@@ -283,11 +299,21 @@ mod tests {
     fn broker_urls() {
         assert_eq!(
             parse_broker("mqtt://127.0.0.1:1883").unwrap(),
-            BrokerUrl { tls: false, host: "127.0.0.1".into(), port: 1883 }
+            BrokerUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 1883
+            }
         );
         assert_eq!(parse_broker("mqtts://broker.example").unwrap().port, 8883);
         assert_eq!(parse_broker("mqtt://[::1]:1884").unwrap().host, "::1");
-        for bad in ["http://x:1", "mqtt://:1883", "mqtt://h:70000", "mqtt://h:x", "h:1883"] {
+        for bad in [
+            "http://x:1",
+            "mqtt://:1883",
+            "mqtt://h:70000",
+            "mqtt://h:x",
+            "h:1883",
+        ] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
     }
@@ -320,12 +346,18 @@ mod tests {
         assert_eq!(s.mqtt.port, 2000);
         assert_eq!(s.mqtt.topics, vec!["a/#"]);
         assert_eq!(s.store.seal_max_rows, 7);
-        assert_eq!(s.store.decode.pinned, vec![("lora/#".to_string(), Format::Chirpstack)]);
+        assert_eq!(
+            s.store.decode.pinned,
+            vec![("lora/#".to_string(), Format::Chirpstack)]
+        );
         assert_eq!(s.mqtt.password.as_deref(), Some("pw"));
 
         std::fs::write(&cfg, "brokr = \"x\"\n").unwrap();
         let err = ServeSettings::resolve(
-            ServeFlags { config: Some(cfg), ..Default::default() },
+            ServeFlags {
+                config: Some(cfg),
+                ..Default::default()
+            },
             None,
         )
         .unwrap_err();

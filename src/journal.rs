@@ -189,7 +189,8 @@ impl Journal {
         self.buf.extend_from_slice(&[0; 4]);
         self.buf.extend_from_slice(&seq.to_le_bytes());
         self.buf.extend_from_slice(&received_at.to_le_bytes());
-        self.buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(topic.len() as u16).to_le_bytes());
         self.buf.extend_from_slice(topic);
         self.buf.extend_from_slice(payload);
         let crc = crc32c::crc32c(&self.buf[start + HEADER_LEN..]);
@@ -229,6 +230,7 @@ impl Journal {
 
 /// Calls `f` for every intact record with `seq > after_seq`, in order.
 /// A torn tail on the newest segment ends the replay (open() cuts it).
+#[cfg(test)]
 pub fn replay(
     dir: &Path,
     after_seq: u64,
@@ -333,6 +335,64 @@ struct Scan {
     damage: Option<String>,
 }
 
+/// What reading one record found.
+enum Next {
+    Record(JournalRecord, u64),
+    /// Clean end: no bytes left.
+    End,
+    /// A record that is cut short or fails its checks.
+    Damaged(String),
+}
+
+/// Reads one record. `left` is how many bytes the file has from here.
+fn read_record(r: &mut impl Read, left: u64, body: &mut Vec<u8>) -> io::Result<Next> {
+    if left == 0 {
+        return Ok(Next::End);
+    }
+    if left < HEADER_LEN as u64 {
+        return Ok(Next::Damaged(format!(
+            "{left} bytes left, too short for a record header"
+        )));
+    }
+    let mut header = [0u8; HEADER_LEN];
+    r.read_exact(&mut header)?;
+    let body_len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+    if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
+        return Ok(Next::Damaged(format!(
+            "record length {body_len} is impossible"
+        )));
+    }
+    if left - (HEADER_LEN as u64) < body_len as u64 {
+        return Ok(Next::Damaged(format!(
+            "record of {body_len} bytes is cut short"
+        )));
+    }
+    body.resize(body_len, 0);
+    r.read_exact(body)?;
+    if crc32c::crc32c(body) != crc {
+        return Ok(Next::Damaged("checksum mismatch".to_string()));
+    }
+    let seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
+    let received_at = i64::from_le_bytes(body[8..16].try_into().unwrap());
+    let topic_len = u16::from_le_bytes(body[16..18].try_into().unwrap()) as usize;
+    if BODY_FIXED_LEN + topic_len > body_len {
+        return Ok(Next::Damaged("topic length exceeds record".to_string()));
+    }
+    let topic =
+        String::from_utf8_lossy(&body[BODY_FIXED_LEN..BODY_FIXED_LEN + topic_len]).into_owned();
+    let payload = bytes::Bytes::copy_from_slice(&body[BODY_FIXED_LEN + topic_len..]);
+    Ok(Next::Record(
+        JournalRecord {
+            seq,
+            received_at,
+            topic,
+            payload,
+        },
+        (HEADER_LEN + body_len) as u64,
+    ))
+}
+
 /// Reads a segment record by record, checking length, CRC and numbering.
 fn scan_segment(
     path: &Path,
@@ -344,60 +404,135 @@ fn scan_segment(
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut offset = 0u64;
     let mut records = 0u64;
-    let mut header = [0u8; HEADER_LEN];
     let mut body = Vec::new();
     let damage = loop {
-        if offset == len {
-            break None;
+        match read_record(&mut r, len - offset, &mut body).map_err(io_err(path))? {
+            Next::End => break None,
+            Next::Damaged(what) => break Some(what),
+            Next::Record(rec, n) => {
+                let expected = first_seq + records;
+                if rec.seq != expected {
+                    return Err(JournalError::Sequence {
+                        path: path.to_owned(),
+                        expected,
+                        found: rec.seq,
+                    });
+                }
+                f(rec)?;
+                records += 1;
+                offset += n;
+            }
         }
-        if len - offset < HEADER_LEN as u64 {
-            break Some(format!("{} bytes left, too short for a record header", len - offset));
-        }
-        r.read_exact(&mut header).map_err(io_err(path))?;
-        let body_len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
-        if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
-            break Some(format!("record length {body_len} is impossible"));
-        }
-        if len - offset - (HEADER_LEN as u64) < body_len as u64 {
-            break Some(format!("record of {body_len} bytes is cut short"));
-        }
-        body.resize(body_len, 0);
-        r.read_exact(&mut body).map_err(io_err(path))?;
-        if crc32c::crc32c(&body) != crc {
-            break Some("checksum mismatch".to_string());
-        }
-        let seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
-        let received_at = i64::from_le_bytes(body[8..16].try_into().unwrap());
-        let topic_len = u16::from_le_bytes(body[16..18].try_into().unwrap()) as usize;
-        if BODY_FIXED_LEN + topic_len > body_len {
-            break Some("topic length exceeds record".to_string());
-        }
-        let expected = first_seq + records;
-        if seq != expected {
-            return Err(JournalError::Sequence {
-                path: path.to_owned(),
-                expected,
-                found: seq,
-            });
-        }
-        let topic = String::from_utf8_lossy(&body[BODY_FIXED_LEN..BODY_FIXED_LEN + topic_len])
-            .into_owned();
-        let payload = bytes::Bytes::copy_from_slice(&body[BODY_FIXED_LEN + topic_len..]);
-        f(JournalRecord {
-            seq,
-            received_at,
-            topic,
-            payload,
-        })?;
-        records += 1;
-        offset += (HEADER_LEN + body_len) as u64;
     };
     Ok(Scan {
         records,
         valid_len: offset,
         damage,
     })
+}
+
+/// Follows the journal from a given receipt on, reading records as the
+/// writer makes them durable. The store stage reads through this, so acks
+/// never wait for decoding or Parquet, and the records it has not yet
+/// sealed live on disk (and in the page cache), not in memory.
+pub struct JournalTail {
+    dir: PathBuf,
+    next_seq: u64,
+    /// The open segment, its path, and how far into it we have read.
+    segment: Option<(PathBuf, BufReader<File>)>,
+    body: Vec<u8>,
+}
+
+impl JournalTail {
+    /// A tail that will yield records from `from_seq` on.
+    pub fn new(dir: &Path, from_seq: u64) -> JournalTail {
+        JournalTail {
+            dir: dir.to_owned(),
+            next_seq: from_seq.max(1),
+            segment: None,
+            body: Vec::new(),
+        }
+    }
+
+    /// The sequence number of the next record this tail yields.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Calls `f` for each record from `next_seq` through `durable` (which
+    /// the writer has made durable, so every one of them must be whole).
+    pub fn read_through(
+        &mut self,
+        durable: u64,
+        mut f: impl FnMut(JournalRecord),
+    ) -> Result<(), JournalError> {
+        while self.next_seq <= durable {
+            if self.segment.is_none() {
+                self.segment = Some(self.open_segment()?);
+            }
+            let Some((path, reader)) = &mut self.segment else {
+                unreachable!("opened above")
+            };
+            // Durable records are whole: anything short is damage.
+            match read_record(reader, u64::MAX, &mut self.body) {
+                Ok(Next::Record(rec, _)) => {
+                    if rec.seq < self.next_seq {
+                        continue; // skipping to the start point in a segment
+                    }
+                    if rec.seq != self.next_seq {
+                        return Err(JournalError::Sequence {
+                            path: path.clone(),
+                            expected: self.next_seq,
+                            found: rec.seq,
+                        });
+                    }
+                    self.next_seq += 1;
+                    f(rec);
+                }
+                Ok(Next::End) => unreachable!("read_record with bytes left never ends"),
+                Ok(Next::Damaged(what)) => {
+                    return Err(JournalError::Corrupt {
+                        path: path.clone(),
+                        offset: 0,
+                        what,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // End of this segment: the writer moved on to the next.
+                    let next = segment_path(&self.dir, self.next_seq);
+                    if next == *path {
+                        return Err(JournalError::Corrupt {
+                            path: path.clone(),
+                            offset: 0,
+                            what: format!("record {} is durable but missing", self.next_seq),
+                        });
+                    }
+                    self.segment = None;
+                    let file = File::open(&next).map_err(io_err(&next))?;
+                    self.segment = Some((next, BufReader::with_capacity(1 << 20, file)));
+                }
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the segment that holds `next_seq`.
+    fn open_segment(&self) -> Result<(PathBuf, BufReader<File>), JournalError> {
+        let segments = list_segments(&self.dir)?;
+        let (_, path) = segments
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= self.next_seq)
+            .cloned()
+            .ok_or_else(|| JournalError::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                what: format!("no segment holds record {}", self.next_seq),
+            })?;
+        let file = File::open(&path).map_err(io_err(&path))?;
+        Ok((path, BufReader::with_capacity(1 << 20, file)))
+    }
 }
 
 /// fsyncs a directory so that created, renamed and deleted entries persist.
@@ -521,6 +656,28 @@ mod tests {
         drop(j);
         let (j, _) = Journal::open(tmp.path(), 4, 40).unwrap();
         assert_eq!(j.next_seq(), 7);
+    }
+
+    #[test]
+    fn tail_follows_the_writer_across_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), 1, 100).unwrap();
+        let mut tail = JournalTail::new(tmp.path(), 3);
+        let mut seen = Vec::new();
+        for round in 0..4 {
+            for i in 0..3 {
+                j.append(round * 10 + i, "t", &[b'p'; 40]);
+            }
+            j.commit().unwrap();
+            tail.read_through(j.next_seq() - 1, |r| seen.push(r.seq))
+                .unwrap();
+        }
+        assert!(list_segments(tmp.path()).unwrap().len() > 2);
+        assert_eq!(seen, (3..=12).collect::<Vec<_>>());
+        assert_eq!(tail.next_seq(), 13);
+        // Nothing new: nothing read.
+        tail.read_through(12, |_| panic!("no record expected"))
+            .unwrap();
     }
 
     #[test]

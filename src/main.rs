@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -27,13 +28,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let settings = match ServeSettings::resolve(args.into(), std::env::var(PASSWORD_ENV).ok()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("gapless: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            let settings =
+                match ServeSettings::resolve(args.into(), std::env::var(PASSWORD_ENV).ok()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("gapless: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -2,15 +2,13 @@
 //! persistent session, forward every PUBLISH to the journal, and send the
 //! PUBACK only when the journal says the message is durable.
 //!
-//! Two tasks share one connection:
-//! - the *poll* task owns the `EventLoop`: it never does anything but poll,
-//!   forward publishes (waiting when the journal is full, which is the
-//!   backpressure: the broker keeps what we have not taken), and reconnect
-//!   with capped exponential backoff;
-//! - the *ack* task receives durable batches from the journal in arrival
-//!   order and acks them in that order. Acks of an earlier connection are
-//!   dropped: the broker redelivers those messages (same packet id, DUP set)
-//!   and the duplicate is counted, never lost.
+//! One task owns the `EventLoop`. It polls, forwards publishes to the
+//! journal (waiting when the journal's queue is full, which is the
+//! backpressure: the broker keeps what we have not taken), reconnects with
+//! capped exponential backoff, and writes the acks of each batch the
+//! journal made durable, in arrival order. Acks of an earlier connection
+//! are dropped: the broker redelivers those messages (same packet id, DUP
+//! set) and the copy is counted as a duplicate, never lost.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,8 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
-    TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, PubAck, Publish,
+    QoS, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -28,9 +26,9 @@ use tokio::sync::{mpsc, watch};
 /// the client drop the connection (which would make the broker redeliver
 /// the same message forever).
 const MAX_INCOMING_PACKET: usize = 268_435_455;
-/// Capacity of rumqttc's request channel (acks and subscribes waiting for
-/// the event loop). Acks beyond it wait in the ack task, not in memory here.
-const REQUEST_CHANNEL_CAP: usize = 16 * 1024;
+/// Capacity of rumqttc's request channel: only subscribes and the final
+/// disconnect go through it (acks are written directly).
+const REQUEST_CHANNEL_CAP: usize = 64;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -138,17 +136,24 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Connects, subscribes and forwards publishes until `shutdown` fires; then
-/// keeps polling until `acks_done` fires (every durable message acked) and
-/// disconnects cleanly. Fails only if the broker cannot be reached at start.
-pub async fn run_poll(
+/// Connects, subscribes, forwards publishes to the journal and sends the
+/// acks of durable ones, until `shutdown` fires; then stops taking messages,
+/// sends the acks of what the journal still makes durable (until it closes
+/// `durable`), and disconnects cleanly. Fails only if the broker cannot be
+/// reached at start.
+///
+/// Acks are written straight to the connection, a whole durable batch per
+/// flush, in arrival order: one write per batch instead of one per message,
+/// as rumqttc's own automatic acks do per read.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
     settings: MqttSettings,
     mut eventloop: EventLoop,
     client: AsyncClient,
     to_journal: mpsc::Sender<Delivery>,
+    mut durable: mpsc::UnboundedReceiver<AckBatch>,
     state: Arc<ConnectionState>,
     mut shutdown: watch::Receiver<bool>,
-    mut acks_done: watch::Receiver<bool>,
 ) -> Result<(), MqttError> {
     let addr = format!("{}:{}", settings.host, settings.port);
     let mut ever_connected = false;
@@ -156,20 +161,33 @@ pub async fn run_poll(
     let mut backoff = settings.backoff_min;
     let mut to_journal = Some(to_journal);
     let mut epoch = 0u64;
+    // Acks wait until our subscriptions are confirmed on a new connection, so
+    // that taking an ack batch never interrupts the poll that writes the
+    // SUBSCRIBE (a cancelled poll could drop it).
+    let mut ready = false;
+    let mut journal_open = true;
 
     loop {
-        // Shutdown first: stop taking new messages, let the journal finish.
         if to_journal.is_some() && *shutdown.borrow() {
             to_journal = None;
             tracing::info!("mqtt: shutting down, no new messages taken; flushing acks");
         }
-        if to_journal.is_none() && *acks_done.borrow() {
+        if to_journal.is_none() && !journal_open {
             break;
         }
         let event = tokio::select! {
-            ev = eventloop.poll() => ev,
+            biased;
             _ = shutdown.changed(), if to_journal.is_some() => continue,
-            _ = acks_done.changed(), if to_journal.is_none() => continue,
+            batch = durable.recv(), if ready && journal_open => {
+                match batch {
+                    Some(b) => {
+                        send_acks(&mut eventloop, &state, b, epoch).await;
+                    }
+                    None => journal_open = false,
+                }
+                continue;
+            }
+            ev = eventloop.poll() => ev,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -184,7 +202,9 @@ pub async fn run_poll(
                     epoch,
                     "mqtt: connected"
                 );
-                if !ack.session_present {
+                if ack.session_present {
+                    ready = true;
+                } else {
                     // A new session: (re)create our subscriptions. With a
                     // session present the broker kept them, and subscribing
                     // again would replay retained messages for nothing.
@@ -198,6 +218,7 @@ pub async fn run_poll(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                ready = true;
                 for (topic, code) in settings.topics.iter().zip(ack.return_codes.iter()) {
                     match code {
                         rumqttc::SubscribeReasonCode::Failure => {
@@ -216,15 +237,15 @@ pub async fn run_poll(
                     // delivers it again next time.
                     continue;
                 };
-                let delivery = into_delivery(p, epoch);
-                if tx.send(delivery).await.is_err() {
-                    // The journal stopped (error or shutdown).
+                if tx.send(into_delivery(p, epoch)).await.is_err() {
+                    // The journal stopped (on an error): take nothing more.
                     to_journal = None;
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
             Ok(_) => {}
             Err(e) => {
+                ready = false;
                 state.connected.store(false, Ordering::SeqCst);
                 if to_journal.is_none() {
                     // Shutting down and the connection is gone: the
@@ -233,13 +254,10 @@ pub async fn run_poll(
                     return Ok(());
                 }
                 failures += 1;
-                if let ConnectionError::ConnectionRefused(code) = &e {
-                    tracing::error!(?code, "mqtt: broker refused the connection");
-                    if !ever_connected && failures >= settings.initial_attempts {
+                if !ever_connected && failures >= settings.initial_attempts {
+                    if let ConnectionError::ConnectionRefused(code) = &e {
                         return Err(MqttError::Refused(format!("{code:?}")));
                     }
-                }
-                if !ever_connected && failures >= settings.initial_attempts {
                     return Err(MqttError::Unreachable {
                         addr,
                         attempts: failures,
@@ -270,6 +288,45 @@ pub async fn run_poll(
     Ok(())
 }
 
+/// Writes the PUBACKs of one durable batch and flushes once. Acks of an
+/// earlier connection are dropped: the broker redelivers those messages
+/// (same packet id, DUP set) and the copy is counted as a duplicate.
+async fn send_acks(
+    eventloop: &mut EventLoop,
+    state: &ConnectionState,
+    batch: AckBatch,
+    epoch: u64,
+) {
+    if batch.epoch != epoch {
+        tracing::debug!(
+            stale = batch.acks.len(),
+            "mqtt: dropping acks of an earlier connection (the broker redelivers those messages)"
+        );
+        return;
+    }
+    let Some(network) = eventloop.network.as_mut() else {
+        return;
+    };
+    let mut sent = 0u64;
+    for (pkid, qos) in batch.acks {
+        if qos == QoS::AtMostOnce {
+            continue;
+        }
+        if let Err(e) = network.write(Packet::PubAck(PubAck::new(pkid))).await {
+            // The next poll sees the broken connection and reconnects; the
+            // unacked messages are redelivered.
+            tracing::warn!(error = %e, "mqtt: writing acks failed");
+            return;
+        }
+        sent += 1;
+    }
+    if let Err(e) = network.flush().await {
+        tracing::warn!(error = %e, "mqtt: flushing acks failed");
+        return;
+    }
+    state.acked.fetch_add(sent, Ordering::Relaxed);
+}
+
 fn into_delivery(p: Publish, epoch: u64) -> Delivery {
     Delivery {
         epoch,
@@ -279,38 +336,4 @@ fn into_delivery(p: Publish, epoch: u64) -> Delivery {
         payload: p.payload,
         received_at: chrono::Utc::now().timestamp_micros(),
     }
-}
-
-/// Sends the PUBACKs of durable messages, in the order the journal made
-/// them durable (which is arrival order). Ends when the journal closes the
-/// channel, then fires `done`.
-pub async fn run_acks(
-    client: AsyncClient,
-    mut durable: mpsc::UnboundedReceiver<AckBatch>,
-    state: Arc<ConnectionState>,
-    done: watch::Sender<bool>,
-) {
-    while let Some(batch) = durable.recv().await {
-        if batch.epoch != state.epoch.load(Ordering::SeqCst) {
-            tracing::debug!(
-                stale = batch.acks.len(),
-                "mqtt: dropping acks of an earlier connection (the broker redelivers those messages)"
-            );
-            continue;
-        }
-        for (pkid, qos) in batch.acks {
-            if qos == QoS::AtMostOnce {
-                continue;
-            }
-            let mut p = Publish::new("", qos, Vec::<u8>::new());
-            p.pkid = pkid;
-            if client.ack(&p).await.is_err() {
-                // The event loop is gone: nothing more can be acked.
-                let _ = done.send(true);
-                return;
-            }
-            state.acked.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    let _ = done.send(true);
 }

@@ -225,7 +225,7 @@ pub fn format_scaled(scaled: i128) -> String {
     s.push_str(&int.to_string());
     if frac != 0 {
         let mut digits = VALUE_SCALE as usize;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }
@@ -262,7 +262,8 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(err("not a decimal number"));
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(err("not a decimal number"));
     }
@@ -385,8 +386,20 @@ mod tests {
     #[test]
     fn decimal_rejects_what_it_cannot_hold_exactly() {
         for bad in [
-            "", "NaN", "nan", "Infinity", "-inf", "1,5", "abc", ".", "1..2", "0.0000000001",
-            "1e40", "--1", "1e", "0x10",
+            "",
+            "NaN",
+            "nan",
+            "Infinity",
+            "-inf",
+            "1,5",
+            "abc",
+            ".",
+            "1..2",
+            "0.0000000001",
+            "1e40",
+            "--1",
+            "1e",
+            "0x10",
         ] {
             assert!(Decimal::parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -99,7 +99,14 @@ impl DedupIndex {
         )
     }
 
-    fn check_parts(&mut self, meter: &str, register: &str, ts: i64, scaled: i128, unit: &str) -> Verdict {
+    fn check_parts(
+        &mut self,
+        meter: &str,
+        register: &str,
+        ts: i64,
+        scaled: i128,
+        unit: &str,
+    ) -> Verdict {
         let k = key(meter, register, ts);
         let v = value_hash(scaled, unit);
         match self.first.get(&k) {

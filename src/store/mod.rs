@@ -206,10 +206,7 @@ impl Store {
                     counts.duplicate += 1;
                     notes.insert(
                         0,
-                        format!(
-                            "all {} readings already stored",
-                            receipt.readings_duplicate
-                        ),
+                        format!("all {} readings already stored", receipt.readings_duplicate),
                     );
                 }
                 if !notes.is_empty() {
@@ -265,16 +262,25 @@ impl Store {
         // Sorted by meter, register and time within each file, so that the
         // continuity pass can stream files without re-sorting them.
         readings.sort_by(|a, b| {
-            (a.reading.meter_id.as_str(), &a.reading.register, a.reading.ts_micros, a.receipt_seq).cmp(&(
-                b.reading.meter_id.as_str(),
-                &b.reading.register,
-                b.reading.ts_micros,
-                b.receipt_seq,
-            ))
+            (
+                a.reading.meter_id.as_str(),
+                &a.reading.register,
+                a.reading.ts_micros,
+                a.receipt_seq,
+            )
+                .cmp(&(
+                    b.reading.meter_id.as_str(),
+                    &b.reading.register,
+                    b.reading.ts_micros,
+                    b.receipt_seq,
+                ))
         });
         let mut by_date: BTreeMap<String, Vec<&ReadingRow>> = BTreeMap::new();
         for r in readings {
-            by_date.entry(utc_date(r.reading.ts_micros)).or_default().push(r);
+            by_date
+                .entry(utc_date(r.reading.ts_micros))
+                .or_default()
+                .push(r);
         }
         for (date, rows) in &by_date {
             let batch = tables::readings_batch(rows);
@@ -346,12 +352,9 @@ impl Store {
         };
         let mut w = ArrowWriter::try_new(sink, batch.schema(), Some(props)).map_err(pq)?;
         w.write(batch).map_err(pq)?;
-        w.finish().map_err(pq)?;
         let sink = w.into_inner().map_err(pq)?;
         let (buf, sha, bytes) = sink.finish();
-        let file = buf
-            .into_inner()
-            .map_err(|e| io_err(&tmp)(e.into_error()))?;
+        let file = buf.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         Ok(SealedFile {
@@ -389,7 +392,11 @@ pub fn format_micros(micros: i64) -> String {
 
 /// Deletes Parquet files that no commit names, and temporary files: what a
 /// crash in the middle of a seal leaves behind.
-fn remove_uncommitted(data: &Path, dir: &Path, committed: &HashSet<String>) -> Result<(), StoreError> {
+fn remove_uncommitted(
+    data: &Path,
+    dir: &Path,
+    committed: &HashSet<String>,
+) -> Result<(), StoreError> {
     if !dir.exists() {
         return Ok(());
     }
@@ -404,7 +411,8 @@ fn remove_uncommitted(data: &Path, dir: &Path, committed: &HashSet<String>) -> R
             .strip_prefix(data)
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        let orphan = name.ends_with(".tmp") || (name.ends_with(".parquet") && !committed.contains(&rel));
+        let orphan =
+            name.ends_with(".tmp") || (name.ends_with(".parquet") && !committed.contains(&rel));
         if orphan {
             tracing::warn!(file = %path.display(), "removing a file of an unfinished commit (its rows are rebuilt from the journal)");
             fs::remove_file(&path).map_err(io_err(&path))?;

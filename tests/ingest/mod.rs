@@ -30,7 +30,8 @@ fn reading_keys(data: &Path) -> HashMap<String, usize> {
     let t = column_strings(&b, "ts");
     let mut out = HashMap::new();
     for i in 0..m.len() {
-        *out.entry(format!("{}|{}|{}", m[i], r[i], t[i])).or_insert(0) += 1;
+        *out.entry(format!("{}|{}|{}", m[i], r[i], t[i]))
+            .or_insert(0) += 1;
     }
     out
 }
@@ -43,13 +44,25 @@ fn assert_receipts_contiguous(data: &Path, delivered: u64) {
         .map(|s| s.parse().unwrap())
         .collect();
     seqs.sort();
-    assert_eq!(seqs.len() as u64, delivered, "one receipt per delivered message");
-    assert_eq!(seqs, (1..=delivered).collect::<Vec<_>>(), "receipt numbers have a hole or repeat");
+    assert_eq!(
+        seqs.len() as u64,
+        delivered,
+        "one receipt per delivered message"
+    );
+    assert_eq!(
+        seqs,
+        (1..=delivered).collect::<Vec<_>>(),
+        "receipt numbers have a hole or repeat"
+    );
 }
 
 fn assert_balanced(s: &serde_json::Value) {
     let n = |k: &str| s[k].as_u64().unwrap();
-    assert_eq!(n("delivered"), n("stored") + n("duplicate") + n("rejected"), "{s}");
+    assert_eq!(
+        n("delivered"),
+        n("stored") + n("duplicate") + n("rejected"),
+        "{s}"
+    );
     assert_eq!(s["balanced"], true, "{s}");
 }
 
@@ -106,7 +119,10 @@ fn each_payload_format_end_to_end() {
     assert_eq!(hz[0]["format"], "native");
     // native array: JSON number keeps its literal; offset converted to UTC
     let wz = find("WZ-1", "total");
-    let vals: BTreeSet<_> = wz.iter().map(|r| (r["ts"].clone(), r["value"].clone())).collect();
+    let vals: BTreeSet<_> = wz
+        .iter()
+        .map(|r| (r["ts"].clone(), r["value"].clone()))
+        .collect();
     assert_eq!(
         vals,
         BTreeSet::from([
@@ -114,26 +130,27 @@ fn each_payload_format_end_to_end() {
             ("2022-07-25T00:00:00Z".to_string(), "326.069".to_string()),
         ])
     );
-    // wmbusmeters: measured register and set-date value at its own date
-    let total = find("22705729", "total");
+    // wmbusmeters: measured register and set-date value at its own date;
+    // the register is the whole field name (LoRaWAN too)
+    let total = find("22705729", "total_m3");
     assert_eq!(total.len(), 1);
     assert_eq!(total[0]["value"], "326.069");
     assert_eq!(total[0]["ts"], "2024-10-02T08:00:00Z");
     assert_eq!(total[0]["format"], "wmbusmeters");
-    let target = find("22705729", "target");
+    let target = find("22705729", "target_m3");
     assert_eq!(target.len(), 1);
     assert_eq!(target[0]["kind"], "set_date");
     assert_eq!(target[0]["ts"], "2024-09-30T00:00:00Z");
     assert_eq!(target[0]["value"], "326.062");
     // ChirpStack: devEui, missing fCnt = 0
-    let cs = find("0101010101010101", "total");
+    let cs = find("0101010101010101", "total_m3");
     assert_eq!(cs.len(), 1, "{rows:?}");
     assert_eq!(cs[0]["seq"], "0");
     assert_eq!(cs[0]["value"], "12.345");
     assert_eq!(cs[0]["ts"], "2024-05-01T10:00:00.123456Z");
     assert_eq!(cs[0]["format"], "chirpstack");
     // TTS: f_cnt, trailing zero kept
-    let tts = find("0004A30B001C0530", "total");
+    let tts = find("0004A30B001C0530", "total_m3");
     assert_eq!(tts.len(), 1, "{rows:?}");
     assert_eq!(tts[0]["seq"], "7");
     assert_eq!(tts[0]["value"], "99.10");
@@ -152,10 +169,7 @@ fn each_payload_format_end_to_end() {
     assert_eq!(g.terminate(), Some(0), "{}", g.log_text());
 }
 
-fn rows_by(
-    b: &[arrow_array::RecordBatch],
-    key: &str,
-) -> HashMap<String, HashMap<String, String>> {
+fn rows_by(b: &[arrow_array::RecordBatch], key: &str) -> HashMap<String, HashMap<String, String>> {
     rows(b).into_iter().map(|r| (r[key].clone(), r)).collect()
 }
 
@@ -178,11 +192,18 @@ fn duplicates_are_counted_and_conflicts_kept_and_flagged() {
     publish_all(broker.port, &msgs);
     let s = g.wait_sealed(5, MIN);
     assert_balanced(&s);
-    assert_eq!((s["stored"].as_u64(), s["duplicate"].as_u64()), (Some(2), Some(3)), "{s}");
+    assert_eq!(
+        (s["stored"].as_u64(), s["duplicate"].as_u64()),
+        (Some(2), Some(3)),
+        "{s}"
+    );
     assert_eq!(s["readings"]["conflict"], 1, "{s}");
     let rows = rows(&read_table(&data, "readings"));
     assert_eq!(rows.len(), 2);
-    let flagged: Vec<_> = rows.iter().map(|r| (r["value"].as_str(), r["conflict"].as_str())).collect();
+    let flagged: Vec<_> = rows
+        .iter()
+        .map(|r| (r["value"].as_str(), r["conflict"].as_str()))
+        .collect();
     assert!(flagged.contains(&("10.5", "false")), "{flagged:?}");
     assert!(flagged.contains(&("11", "true")), "{flagged:?}");
     g.terminate();
@@ -200,7 +221,12 @@ fn crash_safety_sigkill_during_stream() {
     for i in 0..5_000 {
         msgs.push((
             format!("meters/single/{}", i % 50),
-            native(&format!("S-{:03}", i % 50), &format!("{i}.001"), &ts_of(i / 50), i as u64 % 256),
+            native(
+                &format!("S-{:03}", i % 50),
+                &format!("{i}.001"),
+                &ts_of(i / 50),
+                i as u64 % 256,
+            ),
         ));
     }
     for j in 0..1_500 {
@@ -208,16 +234,27 @@ fn crash_safety_sigkill_during_stream() {
         let arr: Vec<String> = (0..10)
             .map(|k| {
                 let slot = (j / 30) * 10 + k;
-                String::from_utf8(native(&meter, &format!("{slot}.5"), &ts_of(slot), slot as u64)).unwrap()
+                String::from_utf8(native(
+                    &meter,
+                    &format!("{slot}.5"),
+                    &ts_of(slot),
+                    slot as u64,
+                ))
+                .unwrap()
             })
             .collect();
-        msgs.push((format!("meters/array/{}", j % 30), format!("[{}]", arr.join(",")).into_bytes()));
+        msgs.push((
+            format!("meters/array/{}", j % 30),
+            format!("[{}]", arr.join(",")).into_bytes(),
+        ));
     }
     let expected_readings = 20_000;
 
     let mut g = Gapless::start(&broker.url(), &data, &["--seal-max-rows", "700"]);
     // Let it create its persistent session before the stream starts.
-    wait_for("subscription", MIN, || g.log_text().contains("subscribed").then_some(()));
+    wait_for("subscription", MIN, || {
+        g.log_text().contains("subscribed").then_some(())
+    });
 
     let done = Arc::new(AtomicBool::new(false));
     let publisher = {
@@ -232,7 +269,9 @@ fn crash_safety_sigkill_during_stream() {
             done.store(true, Ordering::SeqCst);
         })
     };
-    let mut seed = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut seed = Instant::now().elapsed().as_nanos() as u64
+        ^ std::process::id() as u64
+        ^ 0x9e37_79b9_7f4a_7c15;
     let mut rand = move |lo: u64, hi: u64| {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -256,8 +295,16 @@ fn crash_safety_sigkill_during_stream() {
     assert_balanced(&s);
     let keys = reading_keys(&data);
     let twice: Vec<_> = keys.iter().filter(|(_, &n)| n > 1).collect();
-    assert!(twice.is_empty(), "readings stored more than once: {:?}", &twice[..twice.len().min(5)]);
-    assert_eq!(keys.len(), expected_readings, "every published reading stored\n{s}");
+    assert!(
+        twice.is_empty(),
+        "readings stored more than once: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(
+        keys.len(),
+        expected_readings,
+        "every published reading stored\n{s}"
+    );
     assert_eq!(s["readings"]["stored"], expected_readings as u64, "{s}");
     assert_eq!(s["rejected"], 0, "{s}");
     assert_receipts_contiguous(&data, s["delivered"].as_u64().unwrap());
@@ -271,9 +318,21 @@ fn broker_restart_mid_stream_loses_nothing() {
     let mut broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     let mut g = Gapless::start(&broker.url(), &data, &[]);
-    wait_for("subscription", MIN, || g.log_text().contains("subscribed").then_some(()));
+    wait_for("subscription", MIN, || {
+        g.log_text().contains("subscribed").then_some(())
+    });
     let msgs: Vec<_> = (0..4_000)
-        .map(|i| (format!("meters/r/{}", i % 40), native(&format!("R-{:02}", i % 40), &format!("{i}"), &ts_of(i / 40), 0)))
+        .map(|i| {
+            (
+                format!("meters/r/{}", i % 40),
+                native(
+                    &format!("R-{:02}", i % 40),
+                    &format!("{i}"),
+                    &ts_of(i / 40),
+                    0,
+                ),
+            )
+        })
         .collect();
     let publisher = {
         let port = broker.port;
@@ -295,7 +354,10 @@ fn broker_restart_mid_stream_loses_nothing() {
     let keys = reading_keys(&data);
     assert_eq!(keys.len(), msgs.len(), "{s}\n{}", g.log_text());
     assert!(keys.values().all(|&n| n == 1));
-    assert!(g.log_text().matches("mqtt: connected").count() >= 2, "gapless reconnected");
+    assert!(
+        g.log_text().matches("mqtt: connected").count() >= 2,
+        "gapless reconnected"
+    );
     assert_eq!(g.terminate(), Some(0));
 }
 
@@ -307,19 +369,34 @@ fn readings_published_while_down_are_stored_after_start() {
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     let mut g = Gapless::start(&broker.url(), &data, &[]);
-    wait_for("subscription", MIN, || g.log_text().contains("subscribed").then_some(()));
+    wait_for("subscription", MIN, || {
+        g.log_text().contains("subscribed").then_some(())
+    });
     assert_eq!(g.terminate(), Some(0));
     // More than Mosquitto's default max_queued_messages (1000): the test
     // broker is configured without that cap, as the README requires.
     let msgs: Vec<_> = (0..2_500)
-        .map(|i| (format!("meters/d/{}", i % 10), native(&format!("D-{}", i % 10), &format!("{i}.25"), &ts_of(i / 10), 0)))
+        .map(|i| {
+            (
+                format!("meters/d/{}", i % 10),
+                native(
+                    &format!("D-{}", i % 10),
+                    &format!("{i}.25"),
+                    &ts_of(i / 10),
+                    0,
+                ),
+            )
+        })
         .collect();
     publish_all(broker.port, &msgs);
     g.restart();
     let s = g.wait_sealed(msgs.len() as u64, 2 * MIN);
     assert_balanced(&s);
     assert_eq!(reading_keys(&data).len(), msgs.len(), "{s}");
-    assert!(g.log_text().contains("session_present=true"), "resumed the same session");
+    assert!(
+        g.log_text().contains("session_present=true"),
+        "resumed the same session"
+    );
     assert_eq!(g.terminate(), Some(0));
 }
 
@@ -361,7 +438,10 @@ fn malformed_payloads_are_rejected_with_reason_and_bytes() {
     let s = g.wait_sealed(msgs.len() as u64, MIN);
     assert_balanced(&s);
     assert_eq!(s["rejected"], corpus.len() as u64, "{s}");
-    assert_eq!(s["stored"], 1, "the good message after the bad ones is stored: {s}");
+    assert_eq!(
+        s["stored"], 1,
+        "the good message after the bad ones is stored: {s}"
+    );
     assert!(g.is_alive(), "service alive after the corpus");
 
     let rejects = rows_by(&read_table(&data, "rejects"), "topic");
@@ -374,12 +454,25 @@ fn malformed_payloads_are_rejected_with_reason_and_bytes() {
             "entry {i}: reason {:?} should mention {want:?}",
             r["reason"]
         );
-        assert_eq!(r["payload"], hex::encode(payload), "entry {i}: raw bytes kept");
+        assert_eq!(
+            r["payload"],
+            hex::encode(payload),
+            "entry {i}: raw bytes kept"
+        );
     }
     // The receipts say the same.
     let receipts = rows(&read_table(&data, "receipts"));
-    assert_eq!(receipts.iter().filter(|r| r["disposition"] == "rejected").count(), corpus.len());
-    assert!(receipts.iter().filter(|r| r["disposition"] == "rejected").all(|r| r["reason"] != "NULL"));
+    assert_eq!(
+        receipts
+            .iter()
+            .filter(|r| r["disposition"] == "rejected")
+            .count(),
+        corpus.len()
+    );
+    assert!(receipts
+        .iter()
+        .filter(|r| r["disposition"] == "rejected")
+        .all(|r| r["reason"] != "NULL"));
     assert_eq!(g.terminate(), Some(0));
 }
 
@@ -388,9 +481,14 @@ fn malformed_payloads_are_rejected_with_reason_and_bytes() {
 /// shared conformance set when it is present.
 #[test]
 fn wmbusmeters_samples_yield_readings_or_precise_rejections() {
-    let ours = include_str!("fixtures/decode/wmbusmeters_samples.jsonl");
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/wmbusmeters_samples.jsonl");
-    let mut lines: Vec<String> = ours.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    let ours = include_str!("../fixtures/decode/wmbusmeters_samples.jsonl");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance/wmbusmeters_samples.jsonl");
+    let mut lines: Vec<String> = ours
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
     let ours_n = lines.len();
     if let Ok(text) = std::fs::read_to_string(&shared) {
         // The harness placeholder stands for the receive time.
@@ -417,14 +515,24 @@ fn wmbusmeters_samples_yield_readings_or_precise_rejections() {
     for (i, _) in lines.iter().enumerate() {
         let r = &receipts[&format!("wmbusmeters/line{i:03}")];
         let d = r["disposition"].as_str();
-        assert!(d == "stored" || d == "rejected" || d == "duplicate", "{r:?}");
+        assert!(
+            d == "stored" || d == "rejected" || d == "duplicate",
+            "{r:?}"
+        );
         if d == "rejected" {
-            assert!(!r["reason"].contains("unrecognised"), "line {i}: vague rejection {:?}", r["reason"]);
+            assert!(
+                !r["reason"].contains("unrecognised"),
+                "line {i}: vague rejection {:?}",
+                r["reason"]
+            );
             assert_eq!(r["format"], "wmbusmeters", "line {i}");
         } else {
             assert_eq!(r["format"], "wmbusmeters");
         }
-        summary.push(format!("{i:3} {d:9} stored={} {}", r["readings_stored"], r["reason"]));
+        summary.push(format!(
+            "{i:3} {d:9} stored={} {}",
+            r["readings_stored"], r["reason"]
+        ));
     }
     eprintln!("{}", summary.join("\n"));
     let stored_ours = (0..ours_n)
@@ -441,14 +549,25 @@ fn sigterm_seals_everything_and_exits_zero() {
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     // Seal only at shutdown: nothing is due by age or size before it.
-    let mut g = Gapless::start(&broker.url(), &data, &["--seal-max-age", "3600", "--seal-max-rows", "1000000"]);
+    let mut g = Gapless::start(
+        &broker.url(),
+        &data,
+        &["--seal-max-age", "3600", "--seal-max-rows", "1000000"],
+    );
     let msgs: Vec<_> = (0..300)
-        .map(|i| ("meters/t".to_string(), native("T-1", &format!("{i}"), &ts_of(i), 0)))
+        .map(|i| {
+            (
+                "meters/t".to_string(),
+                native("T-1", &format!("{i}"), &ts_of(i), 0),
+            )
+        })
         .collect();
     publish_all(broker.port, &msgs);
     // Acked by the broker is not yet received by gapless: wait for the journal.
     wait_for("journal to hold all", MIN, || {
-        (stats(&data)["journal_pending"].as_u64() >= Some(300)).then_some(())
+        let s = stats(&data);
+        eprintln!("{s}");
+        (s["journal_pending"].as_u64() >= Some(300)).then_some(())
     });
     assert_eq!(stats(&data)["commits"], 0, "nothing sealed before shutdown");
     assert_eq!(g.terminate(), Some(0), "{}", g.log_text());
@@ -473,7 +592,18 @@ fn bad_flags_unreachable_broker_and_unwritable_data_fail_clearly() {
     assert!(err.contains("--topic"), "{err}");
 
     let closed = format!("mqtt://127.0.0.1:{}", free_port());
-    let (code, _, err) = run_gapless(&["serve", "--broker", &closed, "--data", d, "--connect-attempts", "2"], MIN);
+    let (code, _, err) = run_gapless(
+        &[
+            "serve",
+            "--broker",
+            &closed,
+            "--data",
+            d,
+            "--connect-attempts",
+            "2",
+        ],
+        MIN,
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot reach the MQTT broker"), "{err}");
 
@@ -481,13 +611,22 @@ fn bad_flags_unreachable_broker_and_unwritable_data_fail_clearly() {
     std::fs::write(&file, "x").unwrap();
     let under_file = file.join("data");
     let (code, _, err) = run_gapless(
-        &["serve", "--broker", &closed, "--data", under_file.to_str().unwrap()],
+        &[
+            "serve",
+            "--broker",
+            &closed,
+            "--data",
+            under_file.to_str().unwrap(),
+        ],
         MIN,
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("data directory"), "{err}");
 
-    let (code, _, err) = run_gapless(&["stats", "--data", tmp.path().join("nope").to_str().unwrap()], MIN);
+    let (code, _, err) = run_gapless(
+        &["stats", "--data", tmp.path().join("nope").to_str().unwrap()],
+        MIN,
+    );
     assert_eq!(code, 1, "{err}");
 }
 
@@ -497,8 +636,19 @@ fn second_instance_on_same_data_is_refused() {
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     let mut g = Gapless::start(&broker.url(), &data, &[]);
-    wait_for("subscription", MIN, || g.log_text().contains("subscribed").then_some(()));
-    let (code, _, err) = run_gapless(&["serve", "--broker", &broker.url(), "--data", data.to_str().unwrap()], MIN);
+    wait_for("subscription", MIN, || {
+        g.log_text().contains("subscribed").then_some(())
+    });
+    let (code, _, err) = run_gapless(
+        &[
+            "serve",
+            "--broker",
+            &broker.url(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        MIN,
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("in use"), "{err}");
     assert_eq!(g.terminate(), Some(0));

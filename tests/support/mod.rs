@@ -40,9 +40,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 }
 
 fn send_signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status();
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
 /// A private Mosquitto broker, configured as the README says a deployment
@@ -59,10 +57,15 @@ impl Mosquitto {
         let dir = dir.join("mosquitto");
         fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("mosquitto.conf");
+        // `user root`: started as root, Mosquitto would switch to the
+        // `mosquitto` user, which cannot write its persistence into our
+        // private temp dir (so nothing would survive a restart). Ignored
+        // when not started as root.
         fs::write(
             &conf,
             format!(
                 "listener {port} 127.0.0.1\n\
+                 user root\n\
                  allow_anonymous true\n\
                  persistence true\n\
                  persistence_location {}/\n\
@@ -125,7 +128,11 @@ impl Drop for Mosquitto {
 }
 
 fn mosquitto_bin() -> String {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if Path::new(p).exists() {
             return p.to_string();
         }
@@ -152,11 +159,12 @@ impl Gapless {
             broker.to_string(),
             "--data".into(),
             data.display().to_string(),
-            "--seal-max-age".into(),
-            "0.5".into(),
             "--log".into(),
             "info".into(),
         ];
+        if !extra.contains(&"--seal-max-age") {
+            args.extend(["--seal-max-age".to_string(), "0.5".to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut g = Gapless {
             data: data.to_owned(),
@@ -166,6 +174,15 @@ impl Gapless {
             starts: 0,
         };
         g.restart();
+        // Until gapless has subscribed, the broker has no session to queue
+        // for it: wait, as a deployment starts gapless before the gateways.
+        wait_for("gapless to subscribe", Duration::from_secs(60), || {
+            if !g.is_alive() {
+                panic!("gapless exited before subscribing:\n{}", g.log_text());
+            }
+            let log = g.log_text();
+            (log.contains("mqtt: subscribed") || log.contains("session_present=true")).then_some(())
+        });
         g
     }
 
@@ -209,7 +226,10 @@ impl Gapless {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("gapless did not stop within 30 s of SIGTERM\n{}", self.log_text());
+                panic!(
+                    "gapless did not stop within 30 s of SIGTERM\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -233,20 +253,22 @@ impl Gapless {
 
     /// Waits until `n` messages are delivered and all of them are sealed.
     pub fn wait_sealed(&mut self, n: u64, timeout: Duration) -> serde_json::Value {
-        let data = self.data.clone();
-        let log = self.log.clone();
-        wait_for(&format!("{n} messages sealed"), timeout, || {
-            let s = stats(&data);
-            (s["delivered"].as_u64() >= Some(n) && s["journal_pending"].as_u64() == Some(0))
-                .then_some(s)
-        });
-        let s = stats(&self.data);
-        assert!(
-            s["delivered"].as_u64() >= Some(n),
-            "{s}\n{}",
-            fs::read_to_string(log).unwrap_or_default()
-        );
-        s
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = stats(&self.data);
+            if s["delivered"].as_u64() >= Some(n) && s["journal_pending"].as_u64() == Some(0) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {n} messages sealed; stats: {s}\nlog tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -318,7 +340,11 @@ pub async fn publish_all_async(port: u16, msgs: &[(String, Vec<u8>)]) {
     while acked.iter().any(|a| !a) {
         assert!(Instant::now() < deadline, "publisher gave up after 300 s");
         attempt += 1;
-        let mut o = MqttOptions::new(format!("test-pub-{}-{attempt}", std::process::id()), "127.0.0.1", port);
+        let mut o = MqttOptions::new(
+            format!("test-pub-{}-{attempt}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
         o.set_clean_session(true)
             .set_inflight(200)
             .set_keep_alive(Duration::from_secs(5))
@@ -464,7 +490,12 @@ pub fn cell(col: &dyn arrow_array::Array, i: usize) -> String {
             let s = *scale as u32;
             let div = 10i128.pow(s);
             let sign = if v < 0 { "-" } else { "" };
-            format!("{sign}{}.{:0w$}", (v / div).abs(), (v % div).abs(), w = s as usize)
+            format!(
+                "{sign}{}.{:0w$}",
+                (v / div).abs(),
+                (v % div).abs(),
+                w = s as usize
+            )
         }
         other => panic!("cell: unhandled type {other}"),
     }

@@ -1,0 +1,846 @@
+//! Decode: payload bytes → validated readings, or a rejection with a reason.
+//!
+//! Pure: no I/O, the receive time is passed in. One file per format:
+//! `native.rs` (gapless' own JSON, `schemas/reading.schema.json`),
+//! `wmbusmeters.rs` (one wmbusmeters telegram object) and `lorawan.rs`
+//! (ChirpStack v4 and The Things Stack v3 uplinks).
+//!
+//! A message is atomic: it yields at least one valid reading and no invalid
+//! one, or it is rejected as a whole with a reason naming the element/field.
+//! Things skipped on purpose (a set-date value with a sentinel date, a `null`
+//! register, a historical value without a date) are listed in
+//! [`Decoded::notes`], never dropped silently.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::reading::{format_scaled, truncate, Decimal, Medium, Reading, Unit};
+
+mod lorawan;
+mod native;
+mod wmbusmeters;
+
+/// A payload format gapless understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Native,
+    Wmbusmeters,
+    Chirpstack,
+    Tts,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Wmbusmeters => "wmbusmeters",
+            Format::Chirpstack => "chirpstack",
+            Format::Tts => "tts",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Format> {
+        [
+            Format::Native,
+            Format::Wmbusmeters,
+            Format::Chirpstack,
+            Format::Tts,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+}
+
+/// What decoding needs to know besides the bytes.
+#[derive(Debug, Clone)]
+pub struct DecodeConfig {
+    /// Payloads larger than this are rejected unread.
+    pub max_payload_bytes: usize,
+    /// A reading time more than this far ahead of the receive time is rejected.
+    pub max_future_skew_micros: i64,
+    /// Topic filter → format, first match wins; unmatched topics are auto-detected.
+    pub pinned: Vec<(String, Format)>,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            max_payload_bytes: 256 * 1024,
+            max_future_skew_micros: 86_400 * 1_000_000,
+            pinned: Vec::new(),
+        }
+    }
+}
+
+/// A successfully decoded message.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub format: Format,
+    pub readings: Vec<Reading>,
+    /// Things skipped on purpose (a set-date field with a sentinel date, a
+    /// null field...): stored in the receipt's `reason` so nothing is silent.
+    pub notes: Vec<String>,
+}
+
+/// Why a message could not be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The format, when it was recognised before the message failed.
+    pub format: Option<Format>,
+    pub reason: String,
+}
+
+/// Reason given when auto-detection recognises none of the formats.
+const UNRECOGNISED: &str =
+    "unrecognised payload: not native, wmbusmeters, ChirpStack or The Things Stack JSON";
+
+/// Earliest accepted reading time: 2000-01-01T00:00:00Z, in µs.
+const MIN_TS_MICROS: i64 = 946_684_800 * 1_000_000;
+
+/// Decodes one MQTT message.
+///
+/// Checks, in order: size limit, empty payload, UTF-8, JSON, format (pinned
+/// topic filter, else auto-detection), then the format's own rules. When the
+/// topic is pinned, every rejection carries the pinned format.
+pub fn decode(
+    topic: &str,
+    payload: &[u8],
+    received_at_micros: i64,
+    cfg: &DecodeConfig,
+) -> Result<Decoded, Rejection> {
+    let pinned = cfg
+        .pinned
+        .iter()
+        .find(|(filter, _)| topic_matches(filter, topic))
+        .map(|(_, format)| *format);
+    let reject = |format: Option<Format>, reason: String| Rejection { format, reason };
+
+    if payload.len() > cfg.max_payload_bytes {
+        return Err(reject(
+            pinned,
+            format!(
+                "payload of {} bytes exceeds the limit of {} bytes",
+                payload.len(),
+                cfg.max_payload_bytes
+            ),
+        ));
+    }
+    if payload.is_empty() {
+        return Err(reject(pinned, "empty payload".into()));
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        reject(
+            pinned,
+            format!("payload is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(reject(pinned, "empty payload (only whitespace)".into()));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| reject(pinned, format!("payload is not valid JSON: {e}")))?;
+
+    let Some(format) = pinned.or_else(|| detect(&value)) else {
+        return Err(reject(None, UNRECOGNISED.into()));
+    };
+    let ctx = Ctx {
+        received_at: received_at_micros,
+        max_future_skew: cfg.max_future_skew_micros,
+    };
+    // ChirpStack publishes every event type (join, status, ack, log...) with
+    // the same envelope; only `event/up` carries readings.
+    if format == Format::Chirpstack {
+        if let Some((_, event)) = topic.rsplit_once("/event/") {
+            if event != "up" {
+                return Err(reject(
+                    Some(format),
+                    format!(
+                        "ChirpStack {:?} event is not an uplink (topic {:?})",
+                        truncate(event, 40),
+                        truncate(topic, 200)
+                    ),
+                ));
+            }
+        }
+    }
+    let out = match format {
+        Format::Native => native::decode(&value, &ctx),
+        Format::Wmbusmeters => wmbusmeters::decode(&value, &ctx),
+        Format::Chirpstack => lorawan::decode_chirpstack(&value, &ctx),
+        Format::Tts => lorawan::decode_tts(&value, &ctx),
+    }
+    .map_err(|reason| reject(Some(format), reason))?;
+    debug_assert!(
+        !out.readings.is_empty(),
+        "format decoders reject empty results"
+    );
+    Ok(Decoded {
+        format,
+        readings: out.readings,
+        notes: out.notes,
+    })
+}
+
+/// MQTT topic filter matching (`+` one level, `#` the rest).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Auto-detection by shape (first rule that applies):
+/// `"_":"telegram"` → wmbusmeters; `deviceInfo`/`deduplicationId` →
+/// ChirpStack; `end_device_ids` + `uplink_message` → TTS; `meter_id` or an
+/// array → native; `media` + `meter` + `id` (wmbusmeters output without the
+/// `"_"` key, as older versions print it) → wmbusmeters.
+fn detect(value: &Value) -> Option<Format> {
+    match value {
+        Value::Array(_) => Some(Format::Native),
+        Value::Object(obj) => {
+            if obj.get("_").and_then(Value::as_str) == Some("telegram") {
+                Some(Format::Wmbusmeters)
+            } else if obj.contains_key("deviceInfo") || obj.contains_key("deduplicationId") {
+                Some(Format::Chirpstack)
+            } else if obj.contains_key("end_device_ids") && obj.contains_key("uplink_message") {
+                Some(Format::Tts)
+            } else if obj.contains_key("meter_id") {
+                Some(Format::Native)
+            } else if ["media", "meter", "id"]
+                .iter()
+                .all(|k| obj.get(*k).is_some_and(Value::is_string))
+            {
+                Some(Format::Wmbusmeters)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// What a format decoder produces: at least one reading (else it rejects).
+struct Out {
+    readings: Vec<Reading>,
+    notes: Vec<String>,
+}
+
+/// The receive-time context of one message.
+struct Ctx {
+    received_at: i64,
+    max_future_skew: i64,
+}
+
+impl Ctx {
+    /// Latest acceptable reading time.
+    fn latest(&self) -> i64 {
+        self.received_at.saturating_add(self.max_future_skew.max(0))
+    }
+
+    /// A measured reading's time must lie in [2000-01-01, receive + skew].
+    fn check_measured(&self, ts: i64) -> Result<(), String> {
+        if ts < MIN_TS_MICROS {
+            return Err(format!("timestamp {} is before 2000-01-01", fmt_micros(ts)));
+        }
+        if ts > self.latest() {
+            return Err(format!(
+                "timestamp {} is more than {} s ahead of receive time {}",
+                fmt_micros(ts),
+                format_scaled(i128::from(self.max_future_skew) * 1000),
+                fmt_micros(self.received_at)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Why a set date is unusable (a sentinel such as 2127-07-01 or
+    /// 1999-11-30), or `None` when it is in range. `shown` is the date as sent.
+    fn set_date_problem(&self, ts: i64, shown: &str) -> Option<String> {
+        if ts < MIN_TS_MICROS {
+            Some(format!("set date {shown} is before 2000-01-01"))
+        } else if ts > self.latest() {
+            Some(format!("set date {shown} is in the future"))
+        } else {
+            None
+        }
+    }
+}
+
+/// µs since the epoch → `2026-07-11T10:50:30Z` (fraction only when non-zero).
+fn fmt_micros(ts: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(ts) {
+        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => format!("{ts} µs since 1970-01-01"),
+    }
+}
+
+/// RFC 3339 with an offset (any sub-second precision) → µs since the epoch,
+/// UTC; sub-microsecond digits are truncated.
+fn parse_rfc3339_micros(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|dt| dt.timestamp_micros())
+}
+
+/// Error for a timestamp field that is not RFC 3339 with an offset.
+fn bad_timestamp(field: &str, s: &str) -> String {
+    format!(
+        "field {field:?} must be an RFC 3339 timestamp with offset, got {:?}",
+        truncate(s, 40)
+    )
+}
+
+/// A wmbusmeters date: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]` (the time is
+/// ignored) → that date at 00:00:00Z, in µs.
+fn parse_set_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: &[u8]| {
+        r.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    let rest = &b[10..];
+    let digits = |i: usize| rest[i].is_ascii_digit() && rest[i + 1].is_ascii_digit();
+    let time_ok = match rest.len() {
+        0 => true,
+        6 | 9 => {
+            matches!(rest[0], b' ' | b'T')
+                && digits(1)
+                && rest[3] == b':'
+                && digits(4)
+                && (rest.len() == 6 || (rest[6] == b':' && digits(7)))
+        }
+        _ => false,
+    };
+    if !time_ok {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// Why a JSON value is not a register value.
+enum ValueError {
+    /// Not a number and not a string.
+    WrongType,
+    /// A number or string that is not an exact decimal (message from [`Decimal::parse`]).
+    Invalid(String),
+}
+
+/// A JSON number (its literal, digit for digit) or a decimal string → [`Decimal`].
+fn decimal_of(v: &Value) -> Result<Decimal, ValueError> {
+    match v {
+        Value::Number(n) => Decimal::parse(n.as_str()).map_err(ValueError::Invalid),
+        Value::String(s) => Decimal::parse(s).map_err(ValueError::Invalid),
+        _ => Err(ValueError::WrongType),
+    }
+}
+
+/// Register field suffixes (`total_m3`, `heat_kwh`, ...) and their units.
+/// Rates and temperatures (`_m3h`, `_kw`, `_c`, `_m3c`) are not registers.
+const REGISTER_SUFFIXES: [(&str, Unit); 8] = [
+    ("m3", Unit::M3),
+    ("kwh", Unit::KWh),
+    ("mwh", Unit::MWh),
+    ("gj", Unit::GJ),
+    ("mj", Unit::MJ),
+    ("wh", Unit::Wh),
+    ("hca", Unit::Hca),
+    ("l", Unit::Litre),
+];
+
+/// `<base>_<unit>` with a register unit suffix (case-insensitive) → `(base, unit)`.
+/// The base classifies the field; the reading's register is the whole key.
+fn split_register_field(key: &str) -> Option<(&str, Unit)> {
+    let i = key.rfind('_')?;
+    let (base, suffix) = (&key[..i], &key[i + 1..]);
+    if base.is_empty() {
+        return None;
+    }
+    REGISTER_SUFFIXES
+        .iter()
+        .find(|(s, _)| s.eq_ignore_ascii_case(suffix))
+        .map(|&(_, unit)| (base, unit))
+}
+
+/// A medium name as wmbusmeters (or a LoRaWAN codec) spells it,
+/// case-insensitive: the canonical names plus the wM-Bus media texts.
+fn medium_from_name(s: &str) -> Option<Medium> {
+    let t = s.trim();
+    if let Some(m) = Medium::parse(t) {
+        return Some(m);
+    }
+    let lower = t.to_ascii_lowercase();
+    let m = match lower.as_str() {
+        "water" | "cold water" | "cold_water" => Medium::Water,
+        "warm water" | "hot water" | "warm_water" | "hot_water" => Medium::WarmWater,
+        "heat" | "heat volume at inlet" | "heat volume at outlet" | "heat/cooling load" => {
+            Medium::Heat
+        }
+        "cooling" => Medium::Cooling,
+        "hca" | "heat cost allocation" | "heat cost allocator" => Medium::Hca,
+        l if l.starts_with("cooling load") => Medium::Cooling,
+        _ => return None,
+    };
+    Some(m)
+}
+
+/// `missing field "x"`: the error for a required field that is absent or `null`.
+fn missing(field: &str) -> String {
+    format!("missing field {field:?}")
+}
+
+/// A required string field of an object (`null` counts as missing).
+fn req_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(missing(field)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("field {field:?} must be a string")),
+    }
+}
+
+/// The keys of an object for an error message, `_`-meta and identity keys
+/// left out, at most 20.
+fn field_list(obj: &Map<String, Value>, skip: &[&str]) -> String {
+    let keys: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !skip.contains(k))
+        .collect();
+    if keys.is_empty() {
+        return "no fields".into();
+    }
+    let mut s = String::from("fields: ");
+    for (i, k) in keys.iter().take(20).enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(truncate(k, 40));
+    }
+    if keys.len() > 20 {
+        s.push_str(&format!(", ... ({} in all)", keys.len()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod testutil {
+    use super::*;
+
+    /// RFC 3339 → µs (test helper).
+    pub(super) fn us(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .timestamp_micros()
+    }
+
+    /// Receive time used by most tests.
+    pub(super) const RECV: &str = "2026-07-11T10:50:30Z";
+
+    pub(super) fn dec(topic: &str, payload: &str) -> Result<Decoded, Rejection> {
+        decode(
+            topic,
+            payload.as_bytes(),
+            us(RECV),
+            &DecodeConfig::default(),
+        )
+    }
+
+    pub(super) fn ok(topic: &str, payload: &str) -> Decoded {
+        dec(topic, payload).unwrap_or_else(|r| panic!("rejected: {r:?}\npayload: {payload}"))
+    }
+
+    pub(super) fn err(topic: &str, payload: &str) -> Rejection {
+        match dec(topic, payload) {
+            Ok(d) => panic!("accepted: {d:?}\npayload: {payload}"),
+            Err(r) => r,
+        }
+    }
+
+    /// The reading of `register` with `unit` (panics unless exactly one).
+    pub(super) fn find<'a>(d: &'a Decoded, register: &str, unit: Unit) -> &'a Reading {
+        let v: Vec<&Reading> = d
+            .readings
+            .iter()
+            .filter(|r| r.register == register && r.unit == unit)
+            .collect();
+        assert_eq!(v.len(), 1, "{register} {unit}: {:#?}", d.readings);
+        v[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use crate::reading::ReadingKind;
+
+    const NATIVE: &str = r#"{"meter_id":"HZ-000123","medium":"heat","register":"energy","unit":"kWh","value":"1234.567","ts":"2022-07-25T00:15:00Z","seq":17}"#;
+
+    #[test]
+    fn envelope_rejections_in_order() {
+        let cfg = DecodeConfig {
+            max_payload_bytes: 10,
+            ..DecodeConfig::default()
+        };
+        let recv = us(RECV);
+        // Size is checked before UTF-8 and JSON.
+        let r = decode("t", &[0xff; 11], recv, &cfg).unwrap_err();
+        assert_eq!(
+            r.reason,
+            "payload of 11 bytes exceeds the limit of 10 bytes"
+        );
+        assert_eq!(r.format, None);
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty payload"),
+            (b"  \n", "empty payload (only whitespace)"),
+            (b"{\"a\":\xff}", "payload is not valid UTF-8 (at byte 5)"),
+            (b"\xc3", "payload is not valid UTF-8 (at byte 0)"),
+        ];
+        for (payload, reason) in cases {
+            let r = decode("t", payload, recv, &cfg).unwrap_err();
+            assert_eq!(&r.reason, reason, "{payload:?}");
+            assert_eq!(r.format, None);
+        }
+        let cfg = DecodeConfig::default();
+        for bad in [
+            "{",
+            "NaN",
+            "[1, NaN]",
+            r#"{"value": Infinity}"#,
+            "{'a':1}",
+            "[] x",
+        ] {
+            let r = decode("t", bad.as_bytes(), recv, &cfg).unwrap_err();
+            assert!(
+                r.reason.starts_with("payload is not valid JSON: "),
+                "{bad}: {}",
+                r.reason
+            );
+        }
+    }
+
+    #[test]
+    fn payload_exactly_at_the_limit_is_read() {
+        let cfg = DecodeConfig {
+            max_payload_bytes: NATIVE.len(),
+            ..DecodeConfig::default()
+        };
+        assert!(decode("t", NATIVE.as_bytes(), us(RECV), &cfg).is_ok());
+    }
+
+    #[test]
+    fn unrecognised_shapes() {
+        for payload in [
+            "{}",
+            r#"{"temperature": 21.5}"#,
+            "42",
+            r#""text""#,
+            "null",
+            r#"{"_":"status","id":"1"}"#,
+        ] {
+            let r = err("t", payload);
+            assert_eq!(r.reason, UNRECOGNISED, "{payload}");
+            assert_eq!(r.format, None);
+        }
+    }
+
+    #[test]
+    fn auto_detection() {
+        let cases = [
+            (NATIVE, Format::Native),
+            (&format!("[{NATIVE}]") as &str, Format::Native),
+            (
+                r#"{"_":"telegram","media":"water","meter":"x","id":"1","total_m3":1,"timestamp":"2024-03-03T18:37:00Z"}"#,
+                Format::Wmbusmeters,
+            ),
+            (
+                r#"{"media":"water","meter":"x","id":"1","total_m3":1,"timestamp":"2024-03-03T18:37:00Z"}"#,
+                Format::Wmbusmeters,
+            ),
+            (
+                r#"{"deviceInfo":{"devEui":"0101010101010101"},"time":"2024-03-03T18:37:00Z","object":{"total_m3":1}}"#,
+                Format::Chirpstack,
+            ),
+            (
+                r#"{"end_device_ids":{"device_id":"dev1"},"received_at":"2024-03-03T18:37:00Z","uplink_message":{"decoded_payload":{"total_m3":1}}}"#,
+                Format::Tts,
+            ),
+        ];
+        for (payload, format) in cases {
+            assert_eq!(ok("t", payload).format, format, "{payload}");
+        }
+        // Recognised but invalid: the rejection names the format.
+        assert_eq!(
+            err("t", r#"{"deduplicationId":"x"}"#).format,
+            Some(Format::Chirpstack)
+        );
+        assert_eq!(
+            err("t", r#"{"end_device_ids":{},"uplink_message":{}}"#).format,
+            Some(Format::Tts)
+        );
+        assert_eq!(err("t", r#"{"meter_id":"x"}"#).format, Some(Format::Native));
+        assert_eq!(
+            err("t", r#"{"_":"telegram"}"#).format,
+            Some(Format::Wmbusmeters)
+        );
+    }
+
+    #[test]
+    fn pinned_format_wins_and_first_match_wins() {
+        let cfg = DecodeConfig {
+            pinned: vec![
+                ("wmbusmeters/#".into(), Format::Wmbusmeters),
+                ("+/water/+".into(), Format::Native),
+                ("plant/#".into(), Format::Native),
+            ],
+            ..DecodeConfig::default()
+        };
+        let recv = us(RECV);
+        // A native payload on a wmbusmeters-pinned topic is decoded as wmbusmeters.
+        let r = decode("wmbusmeters/kitchen", NATIVE.as_bytes(), recv, &cfg).unwrap_err();
+        assert_eq!(r.format, Some(Format::Wmbusmeters));
+        assert_eq!(r.reason, "missing field \"id\"");
+        // Pinned topics report their format even for envelope failures.
+        let r = decode("wmbusmeters/kitchen", b"{", recv, &cfg).unwrap_err();
+        assert_eq!(r.format, Some(Format::Wmbusmeters));
+        // Unpinned topics auto-detect.
+        let d = decode("other/topic", NATIVE.as_bytes(), recv, &cfg).unwrap();
+        assert_eq!(d.format, Format::Native);
+        let d = decode("plant/a/b", NATIVE.as_bytes(), recv, &cfg).unwrap();
+        assert_eq!(d.format, Format::Native);
+        // An unrecognisable object on a native-pinned topic gets native's reasons.
+        let r = decode("plant/x", br#"{"temperature":1}"#, recv, &cfg).unwrap_err();
+        assert_eq!(r.format, Some(Format::Native));
+        assert_eq!(r.reason, "missing field \"meter_id\"");
+        // Pinned native: a wmbusmeters telegram is not read as one.
+        let wm = r#"{"_":"telegram","media":"water","meter":"x","id":"1","total_m3":1,"timestamp":"2024-03-03T18:37:00Z"}"#;
+        let r = decode("plant/x", wm.as_bytes(), recv, &cfg).unwrap_err();
+        assert_eq!(r.reason, "missing field \"meter_id\"");
+        // First match wins: "x/water/y" matches "+/water/+" (native).
+        let r = decode("x/water/y", wm.as_bytes(), recv, &cfg).unwrap_err();
+        assert_eq!(r.format, Some(Format::Native));
+    }
+
+    #[test]
+    fn topic_filters() {
+        let cases = [
+            ("a/b", "a/b", true),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/#", "a/b/c", true),
+            ("a/#", "a", true),
+            ("#", "x/y", true),
+            ("+/+", "a/b", true),
+            ("a/b", "a/c", false),
+            ("a", "a/b", false),
+        ];
+        for (f, t, want) in cases {
+            assert_eq!(topic_matches(f, t), want, "{f} vs {t}");
+        }
+    }
+
+    #[test]
+    fn timestamp_bounds() {
+        let recv = us(RECV);
+        let ctx = Ctx {
+            received_at: recv,
+            max_future_skew: 86_400_000_000,
+        };
+        assert!(ctx.check_measured(MIN_TS_MICROS).is_ok());
+        assert!(ctx.check_measured(recv + 86_400_000_000).is_ok());
+        assert_eq!(
+            ctx.check_measured(recv + 86_400_000_001).unwrap_err(),
+            "timestamp 2026-07-12T10:50:30.000001Z is more than 86400 s ahead of receive time 2026-07-11T10:50:30Z"
+        );
+        assert_eq!(
+            ctx.check_measured(MIN_TS_MICROS - 1).unwrap_err(),
+            "timestamp 1999-12-31T23:59:59.999999Z is before 2000-01-01"
+        );
+        let ctx = Ctx {
+            received_at: recv,
+            max_future_skew: 1_500_000,
+        };
+        assert!(ctx
+            .check_measured(recv + 2_000_000)
+            .unwrap_err()
+            .contains("more than 1.5 s ahead"));
+        // No overflow at the extremes.
+        let ctx = Ctx {
+            received_at: i64::MAX,
+            max_future_skew: i64::MAX,
+        };
+        assert!(ctx.check_measured(i64::MAX).is_ok());
+    }
+
+    #[test]
+    fn future_and_ancient_timestamps_reject_the_message() {
+        let future = NATIVE.replace("2022-07-25T00:15:00Z", "2127-01-01T00:00:00Z");
+        let r = err("t", &future);
+        assert_eq!(
+            r.reason,
+            "timestamp 2127-01-01T00:00:00Z is more than 86400 s ahead of receive time 2026-07-11T10:50:30Z"
+        );
+        assert_eq!(r.format, Some(Format::Native));
+        let ancient = NATIVE.replace("2022-07-25T00:15:00Z", "1999-12-31T23:00:00-01:00");
+        // -01:00 makes it 2000-01-01T00:00:00Z: accepted.
+        assert!(dec("t", &ancient).is_ok());
+        let ancient = NATIVE.replace("2022-07-25T00:15:00Z", "1999-12-31T23:59:59Z");
+        assert_eq!(
+            err("t", &ancient).reason,
+            "timestamp 1999-12-31T23:59:59Z is before 2000-01-01"
+        );
+        // A configurable skew.
+        let cfg = DecodeConfig {
+            max_future_skew_micros: 0,
+            ..DecodeConfig::default()
+        };
+        let soon = NATIVE.replace("2022-07-25T00:15:00Z", "2026-07-11T10:50:31Z");
+        let r = decode("t", soon.as_bytes(), us(RECV), &cfg).unwrap_err();
+        assert!(r.reason.contains("more than 0 s ahead"), "{}", r.reason);
+    }
+
+    #[test]
+    fn set_dates() {
+        let cases = [
+            ("2024-09-30", Some("2024-09-30T00:00:00Z")),
+            ("2022-01-30 02:30", Some("2022-01-30T00:00:00Z")),
+            ("2022-10-08 21:16:14", Some("2022-10-08T00:00:00Z")),
+            ("2022-10-08T21:16:14", Some("2022-10-08T00:00:00Z")),
+            ("2127-07-01", Some("2127-07-01T00:00:00Z")),
+            ("1999-11-30", Some("1999-11-30T00:00:00Z")),
+            ("2020-02-29", Some("2020-02-29T00:00:00Z")),
+            ("2021-02-29", None),
+            ("2000-00-00", None),
+            ("2021-1-01", None),
+            ("2021-01-01 1:00", None),
+            ("2021-01-01 10:00x", None),
+            ("2021-01-01Z", None),
+            ("", None),
+            ("22-31 days", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_set_date(s), want.map(us), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn register_suffixes_match_unit_parse() {
+        for (suffix, unit) in REGISTER_SUFFIXES {
+            assert_eq!(Unit::parse(suffix), Some(unit), "{suffix}");
+        }
+        let cases = [
+            ("total_m3", Some(("total", Unit::M3))),
+            (
+                "total_energy_consumption_kwh",
+                Some(("total_energy_consumption", Unit::KWh)),
+            ),
+            (
+                "current_consumption_hca",
+                Some(("current_consumption", Unit::Hca)),
+            ),
+            ("total_gj", Some(("total", Unit::GJ))),
+            ("total_MWh", Some(("total", Unit::MWh))),
+            ("volume_l", Some(("volume", Unit::Litre))),
+            ("volume_flow_m3h", None),
+            ("power_kw", None),
+            ("flow_temperature_c", None),
+            ("forward_energy_m3c", None),
+            ("_m3", None),
+            ("m3", None),
+            ("status", None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(split_register_field(key), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn media_names() {
+        let cases = [
+            ("water", Some(Medium::Water)),
+            ("cold water", Some(Medium::Water)),
+            ("Cold Water", Some(Medium::Water)),
+            ("warm water", Some(Medium::WarmWater)),
+            ("hot water", Some(Medium::WarmWater)),
+            ("warm_water", Some(Medium::WarmWater)),
+            ("heat", Some(Medium::Heat)),
+            ("HEAT", Some(Medium::Heat)),
+            ("heat volume at inlet", Some(Medium::Heat)),
+            ("heat volume at outlet", Some(Medium::Heat)),
+            ("heat/cooling load", Some(Medium::Heat)),
+            ("cooling", Some(Medium::Cooling)),
+            ("cooling load volume at outlet", Some(Medium::Cooling)),
+            ("cooling load volume at inlet", Some(Medium::Cooling)),
+            ("heat cost allocation", Some(Medium::Hca)),
+            ("heat cost allocator", Some(Medium::Hca)),
+            ("hca", Some(Medium::Hca)),
+            ("gas", None),
+            ("electricity", None),
+            ("dual register (hot/cold) water meter", None),
+            ("", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(medium_from_name(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn decimals_keep_their_literal() {
+        for (json, text) in [
+            ("326.069", "326.069"),
+            ("1.50", "1.50"),
+            ("\"1.50\"", "1.50"),
+            ("6371.666667", "6371.666667"),
+            // serde_json normalises an exponent to `e+`/`e-`; the value is exact.
+            ("1e3", "1e+3"),
+            ("-0", "-0"),
+            ("80000", "80000"),
+        ] {
+            let v: Value = serde_json::from_str(json).unwrap();
+            let d = decimal_of(&v).ok().unwrap();
+            assert_eq!(d.as_str(), text);
+        }
+        for json in ["true", "null", "[]", "{}"] {
+            let v: Value = serde_json::from_str(json).unwrap();
+            assert!(
+                matches!(decimal_of(&v), Err(ValueError::WrongType)),
+                "{json}"
+            );
+        }
+        for json in ["\"NaN\"", "\"Infinity\"", "\"\"", "1e99", "0.0000000001"] {
+            let v: Value = serde_json::from_str(json).unwrap();
+            assert!(
+                matches!(decimal_of(&v), Err(ValueError::Invalid(_))),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn native_happy_path_through_decode() {
+        let d = ok("meters/hz", NATIVE);
+        assert_eq!(d.format, Format::Native);
+        assert!(d.notes.is_empty());
+        assert_eq!(d.readings.len(), 1);
+        let r = &d.readings[0];
+        assert_eq!(r.meter_id.as_str(), "HZ-000123");
+        assert_eq!(r.medium, Medium::Heat);
+        assert_eq!(r.register, "energy");
+        assert_eq!(r.unit, Unit::KWh);
+        assert_eq!(r.value.as_str(), "1234.567");
+        assert_eq!(r.ts_micros, us("2022-07-25T00:15:00Z"));
+        assert_eq!(r.seq, Some(17));
+        assert_eq!(r.kind, ReadingKind::Measured);
+    }
+}
