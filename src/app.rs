@@ -215,6 +215,7 @@ pub async fn serve_with_state(
     std::thread::Builder::new()
         .name("gapless-store".into())
         .spawn(move || {
+            lower_priority_of_this_thread();
             let mut store = store;
             let r = run_store(&mut store, &jdir, &p)
                 .map(|()| (store.totals(), store.sealed_through()));
@@ -456,6 +457,23 @@ pub fn stats(data: &Path) -> Result<serde_json::Value, AppError> {
         "files": files,
         "journal_pending": pending,
     }))
+}
+
+/// Lets the scheduler prefer the ingest path (and the broker beside us) over
+/// the store. The store's work is catch-up behind a durable journal: during
+/// a burst it may trail (bounded by [`MAX_STORE_LAG`]) and seal afterwards,
+/// while acks keep pace with the broker.
+fn lower_priority_of_this_thread() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory
+    // of ours; on Linux, PRIO_PROCESS with a thread id applies to that thread.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if rc != 0 {
+        tracing::debug!("store: could not lower its thread priority (not needed for correctness)");
+    }
 }
 
 /// A shutdown signal that becomes true on SIGINT or SIGTERM.

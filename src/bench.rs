@@ -1,16 +1,21 @@
 //! `gapless bench ingest`: is gapless ever the bottleneck?
 //!
-//! For each message size, the broker is preloaded with N messages queued for
-//! an offline persistent session, then the clock runs while the subscriber
-//! drains them:
+//! Two subscribers drain the same broker in the same run:
 //! - *bare*: a plain rumqttc QoS 1 subscriber that acks on arrival and does
 //!   nothing else (the broker's own limit);
 //! - *gapless*: the real pipeline in this process (journal with group-committed
 //!   fdatasync, acks after durability, decode, dedup, Parquet).
 //!
-//! Both drain the same broker in the same run. The figure that counts is
-//! gapless's acked rate over the bare rate; the time until everything is
-//! also sealed in Parquet is printed beside it.
+//! Two modes, for each message size:
+//! - *live*: a publisher streams N messages at QoS 1 as fast as the broker
+//!   takes them while the subscriber is connected (steady state: gateways
+//!   publishing); the clock runs from the first publish to the last ack;
+//! - *backlog*: the broker is preloaded with N messages queued for the
+//!   offline persistent session, then the clock runs while the subscriber
+//!   drains them (catching up after an outage).
+//!
+//! The figure that counts is gapless's acked rate over the bare rate; the
+//! rate until everything is also sealed in Parquet is printed beside it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -79,6 +84,21 @@ fn start_broker() -> anyhow::Result<PrivateBroker> {
     })
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Live,
+    Backlog,
+}
+
+impl Mode {
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Live => "publisher streaming while the subscriber drains",
+            Mode::Backlog => "broker preloaded for the offline session, then drained",
+        }
+    }
+}
+
 pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let (_broker, host, port) = match &args.broker {
         Some(url) => {
@@ -99,31 +119,40 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         "bench ingest: broker {host}:{port}, {} messages per run",
         args.messages
     );
-    println!(
-        "{:>9} {:>12} {:>14} {:>16} {:>7} {:>18}",
-        "readings", "bare msg/s", "gapless msg/s", "gapless rdg/s", "ratio", "sealed too msg/s"
-    );
-    for &k in &args.readings_per_message {
-        let run = format!("{}-{k}", std::process::id());
-        let payloads = make_payloads(args.messages, k, &run);
-        let bare = rt.block_on(bare_run(&host, port, &run, &payloads))?;
-        let data = match &args.data {
-            Some(d) => d.join(format!("run-{run}")),
-            None => std::env::temp_dir().join(format!("gapless-bench-{run}")),
-        };
-        let (acked, sealed) =
-            rt.block_on(gapless_run(&host, port, &run, &payloads, data.clone()))?;
-        let _ = std::fs::remove_dir_all(&data);
-        let n = payloads.len() as f64;
+    for mode in [Mode::Live, Mode::Backlog] {
+        println!("\n{mode:?} ({})", mode.describe());
         println!(
-            "{:>9} {:>12.0} {:>14.0} {:>16.0} {:>6.1}% {:>18.0}",
-            k,
-            n / bare.as_secs_f64(),
-            n / acked.as_secs_f64(),
-            n * k as f64 / acked.as_secs_f64(),
-            100.0 * bare.as_secs_f64() / acked.as_secs_f64(),
-            n / sealed.as_secs_f64(),
+            "{:>9} {:>12} {:>14} {:>16} {:>7} {:>18}",
+            "readings", "bare msg/s", "gapless msg/s", "gapless rdg/s", "ratio", "sealed too msg/s"
         );
+        for &k in &args.readings_per_message {
+            let run = format!("{}-{mode:?}-{k}", std::process::id());
+            let payloads = make_payloads(args.messages, k, &run);
+            let bare = rt.block_on(bare_run(mode, &host, port, &run, &payloads))?;
+            let data = match &args.data {
+                Some(d) => d.join(format!("run-{run}")),
+                None => std::env::temp_dir().join(format!("gapless-bench-{run}")),
+            };
+            let (acked, sealed) = rt.block_on(gapless_run(
+                mode,
+                &host,
+                port,
+                &run,
+                &payloads,
+                data.clone(),
+            ))?;
+            let _ = std::fs::remove_dir_all(&data);
+            let n = payloads.len() as f64;
+            println!(
+                "{:>9} {:>12.0} {:>14.0} {:>16.0} {:>6.1}% {:>18.0}",
+                k,
+                n / bare.as_secs_f64(),
+                n / acked.as_secs_f64(),
+                n * k as f64 / acked.as_secs_f64(),
+                100.0 * bare.as_secs_f64() / acked.as_secs_f64(),
+                n / sealed.as_secs_f64(),
+            );
+        }
     }
     Ok(())
 }
@@ -220,7 +249,26 @@ async fn preload(host: &str, port: u16, topic: &str, payloads: &[Vec<u8>]) -> an
     Ok(())
 }
 
+/// Publishes in a thread of its own (its own runtime, so it does not take
+/// turns with the subscriber under test).
+fn publish_in_background(
+    host: &str,
+    port: u16,
+    topic: String,
+    payloads: &[Vec<u8>],
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    let host = host.to_string();
+    let payloads = payloads.to_vec();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(preload(&host, port, &topic, &payloads))
+    })
+}
+
 async fn bare_run(
+    mode: Mode,
     host: &str,
     port: u16,
     run: &str,
@@ -228,13 +276,18 @@ async fn bare_run(
 ) -> anyhow::Result<Duration> {
     let id = format!("bench-bare-{run}");
     let filter = topic_filter(run, "bare");
+    let topic = format!("bench/{run}/bare/x");
     register_session(host, port, &id, &filter).await?;
-    preload(host, port, &format!("bench/{run}/bare/x"), payloads).await?;
+    if mode == Mode::Backlog {
+        preload(host, port, &topic, payloads).await?;
+    }
     let mut o = MqttOptions::new(&id, host, port);
     o.set_clean_session(false)
         .set_max_packet_size(1 << 26, 1 << 26);
     let start = Instant::now();
     let (client, mut ev) = AsyncClient::new(o, 4096);
+    let publisher =
+        (mode == Mode::Live).then(|| publish_in_background(host, port, topic, payloads));
     let mut got = 0;
     while got < payloads.len() {
         if let Event::Incoming(Packet::Publish(_)) = ev.poll().await.context("bare subscriber")? {
@@ -245,10 +298,15 @@ async fn bare_run(
     let _ = tokio::time::timeout(Duration::from_millis(200), ev.poll()).await;
     let elapsed = start.elapsed();
     client.disconnect().await?;
+    if let Some(p) = publisher {
+        p.join()
+            .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+    }
     Ok(elapsed)
 }
 
 async fn gapless_run(
+    mode: Mode,
     host: &str,
     port: u16,
     run: &str,
@@ -257,8 +315,11 @@ async fn gapless_run(
 ) -> anyhow::Result<(Duration, Duration)> {
     let id = format!("bench-gapless-{run}");
     let filter = topic_filter(run, "gapless");
+    let topic = format!("bench/{run}/gapless/x");
     register_session(host, port, &id, &filter).await?;
-    preload(host, port, &format!("bench/{run}/gapless/x"), payloads).await?;
+    if mode == Mode::Backlog {
+        preload(host, port, &topic, payloads).await?;
+    }
     let settings = ServeSettings::resolve(
         ServeFlags {
             broker: Some(format!("mqtt://{host}:{port}")),
@@ -273,6 +334,8 @@ async fn gapless_run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
     let service = tokio::spawn(app::serve_with_state(settings, stop_rx, state.clone()));
+    let publisher =
+        (mode == Mode::Live).then(|| publish_in_background(host, port, topic, payloads));
     let n = payloads.len() as u64;
     while state.acked.load(Ordering::Relaxed) < n {
         if service.is_finished() {
@@ -282,6 +345,10 @@ async fn gapless_run(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let acked = start.elapsed();
+    if let Some(p) = publisher {
+        p.join()
+            .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+    }
     let _ = stop_tx.send(true);
     let report = service.await??;
     let sealed = start.elapsed();

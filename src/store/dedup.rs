@@ -60,13 +60,26 @@ pub struct DedupIndex {
 }
 
 fn key(meter: &str, register: &str, ts: i64) -> u128 {
-    let mut buf = Vec::with_capacity(meter.len() + register.len() + 10);
-    buf.extend_from_slice(meter.as_bytes());
-    buf.push(0xff);
-    buf.extend_from_slice(register.as_bytes());
-    buf.push(0xff);
-    buf.extend_from_slice(&ts.to_le_bytes());
-    xxh3_128(&buf)
+    // meter ≤ 128 bytes and register ≤ 64 (validated), so the key fits on
+    // the stack: no allocation per reading.
+    let mut buf = [0u8; 256];
+    let (m, r) = (meter.as_bytes(), register.as_bytes());
+    let n = m.len() + r.len() + 10;
+    if n > buf.len() {
+        let mut v = Vec::with_capacity(n);
+        v.extend_from_slice(m);
+        v.push(0xff);
+        v.extend_from_slice(r);
+        v.push(0xff);
+        v.extend_from_slice(&ts.to_le_bytes());
+        return xxh3_128(&v);
+    }
+    buf[..m.len()].copy_from_slice(m);
+    buf[m.len()] = 0xff;
+    buf[m.len() + 1..m.len() + 1 + r.len()].copy_from_slice(r);
+    buf[m.len() + 1 + r.len()] = 0xff;
+    buf[n - 8..n].copy_from_slice(&ts.to_le_bytes());
+    xxh3_128(&buf[..n])
 }
 
 fn value_hash(scaled: i128, unit: &str) -> u64 {

@@ -253,10 +253,9 @@ impl Store {
         let mut dirs = BTreeMap::new();
         let p = &self.pending;
 
-        let by_date = partition(&p.receipts, |r| r.received_at);
-        for (date, rows) in &by_date {
-            let batch = tables::receipts_batch(rows);
-            files.push(self.write_file(RECEIPTS, date, commit, &batch, &mut dirs)?);
+        for (day, rows) in partition(&p.receipts, |r| r.received_at) {
+            let batch = tables::receipts_batch(&rows);
+            files.push(self.write_file(RECEIPTS, day, commit, &batch, &mut dirs)?);
         }
         let mut readings: Vec<&ReadingRow> = p.readings.iter().collect();
         // Sorted by meter, register and time within each file, so that the
@@ -275,21 +274,13 @@ impl Store {
                     b.receipt_seq,
                 ))
         });
-        let mut by_date: BTreeMap<String, Vec<&ReadingRow>> = BTreeMap::new();
-        for r in readings {
-            by_date
-                .entry(utc_date(r.reading.ts_micros))
-                .or_default()
-                .push(r);
+        for (day, rows) in partition(readings, |r| r.reading.ts_micros) {
+            let batch = tables::readings_batch(&rows);
+            files.push(self.write_file(READINGS, day, commit, &batch, &mut dirs)?);
         }
-        for (date, rows) in &by_date {
-            let batch = tables::readings_batch(rows);
-            files.push(self.write_file(READINGS, date, commit, &batch, &mut dirs)?);
-        }
-        let by_date = partition(&p.rejects, |r| r.received_at);
-        for (date, rows) in &by_date {
-            let batch = tables::rejects_batch(rows);
-            files.push(self.write_file(REJECTS, date, commit, &batch, &mut dirs)?);
+        for (day, rows) in partition(&p.rejects, |r| r.received_at) {
+            let batch = tables::rejects_batch(&rows);
+            files.push(self.write_file(REJECTS, day, commit, &batch, &mut dirs)?);
         }
         for dir in dirs.keys() {
             sync_dir(dir)?;
@@ -319,12 +310,12 @@ impl Store {
     fn write_file(
         &self,
         table: &str,
-        date: &str,
+        day: i64,
         commit: u64,
         batch: &RecordBatch,
         dirs: &mut BTreeMap<PathBuf, ()>,
     ) -> Result<SealedFile, StoreError> {
-        let rel_dir = format!("{table}/date={date}");
+        let rel_dir = format!("{table}/date={}", utc_date(day * DAY_MICROS));
         let dir = self.cfg.data.join(&rel_dir);
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -367,11 +358,31 @@ impl Store {
     }
 }
 
-/// Groups rows by the UTC date of a timestamp, keeping their order.
-fn partition<T>(rows: &[T], ts: impl Fn(&T) -> i64) -> BTreeMap<String, Vec<&T>> {
-    let mut out: BTreeMap<String, Vec<&T>> = BTreeMap::new();
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Groups rows by the UTC day of a timestamp, keeping their order. Keys
+/// are day numbers: formatted once per partition, not once per row.
+fn partition<T>(
+    rows: impl IntoIterator<Item = T>,
+    ts: impl Fn(&T) -> i64,
+) -> BTreeMap<i64, Vec<T>> {
+    let mut out: BTreeMap<i64, Vec<T>> = BTreeMap::new();
+    let mut last: Option<(i64, Vec<T>)> = None;
     for r in rows {
-        out.entry(utc_date(ts(r))).or_default().push(r);
+        let day = ts(&r).div_euclid(DAY_MICROS);
+        match &mut last {
+            Some((d, v)) if *d == day => v.push(r),
+            _ => {
+                if let Some((d, v)) = last.take() {
+                    out.entry(d).or_default().extend(v);
+                }
+                last = Some((day, vec![r]));
+            }
+        }
+    }
+    if let Some((d, v)) = last {
+        out.entry(d).or_default().extend(v);
     }
     out
 }
