@@ -111,6 +111,10 @@ pub struct BenchIngestArgs {
     /// Readings per message (run once for each value given).
     #[arg(long = "readings-per-message", default_values_t = vec![1, 50])]
     pub readings_per_message: Vec<usize>,
+    /// Runs per mode and message size (alternating which subscriber goes
+    /// first); the median ratio is printed after them.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Where gapless writes during the benchmark [default: a temporary directory].
     #[arg(long)]
     pub data: Option<PathBuf>,

@@ -107,6 +107,27 @@ pub fn decode(
     received_at_micros: i64,
     cfg: &DecodeConfig,
 ) -> Result<Decoded, Rejection> {
+    decode_with(topic, payload, received_at_micros, cfg, Path::Fast)
+}
+
+/// Whether [`decode`] may read native messages without a `Value` tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// The fast native path, falling back to the `Value` tree.
+    Fast,
+    /// Always the `Value` tree (the reference the fast path is tested against).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Tree,
+}
+
+/// [`decode`], with the native fast path on or off.
+fn decode_with(
+    topic: &str,
+    payload: &[u8],
+    received_at_micros: i64,
+    cfg: &DecodeConfig,
+    path: Path,
+) -> Result<Decoded, Rejection> {
     let pinned = cfg
         .pinned
         .iter()
@@ -136,15 +157,26 @@ pub fn decode(
     if text.trim().is_empty() {
         return Err(reject(pinned, "empty payload (only whitespace)".into()));
     }
+    let ctx = Ctx {
+        received_at: received_at_micros,
+        max_future_skew: cfg.max_future_skew_micros,
+    };
+    // Native messages (pinned, or unpinned with a native shape) are read
+    // straight from the text; anything the fast path cannot settle exactly
+    // (including every other format: it gives up at the first key
+    // auto-detection looks at) goes through a `Value` tree below.
+    if path == Path::Fast && matches!(pinned, None | Some(Format::Native)) {
+        if let Some(result) = native::decode_fast(text, &ctx, pinned.is_none()) {
+            return result
+                .map(|out| decoded(Format::Native, out))
+                .map_err(|reason| reject(Some(Format::Native), reason));
+        }
+    }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| reject(pinned, format!("payload is not valid JSON: {e}")))?;
 
     let Some(format) = pinned.or_else(|| detect(&value)) else {
         return Err(reject(None, UNRECOGNISED.into()));
-    };
-    let ctx = Ctx {
-        received_at: received_at_micros,
-        max_future_skew: cfg.max_future_skew_micros,
     };
     // ChirpStack publishes every event type (join, status, ack, log...) with
     // the same envelope; only `event/up` carries readings.
@@ -169,15 +201,19 @@ pub fn decode(
         Format::Tts => lorawan::decode_tts(&value, &ctx),
     }
     .map_err(|reason| reject(Some(format), reason))?;
+    Ok(decoded(format, out))
+}
+
+fn decoded(format: Format, out: Out) -> Decoded {
     debug_assert!(
         !out.readings.is_empty(),
         "format decoders reject empty results"
     );
-    Ok(Decoded {
+    Decoded {
         format,
         readings: out.readings,
         notes: out.notes,
-    })
+    }
 }
 
 /// MQTT topic filter matching (`+` one level, `#` the rest).
@@ -200,6 +236,9 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 /// ChirpStack; `end_device_ids` + `uplink_message` → TTS; `meter_id` or an
 /// array → native; `media` + `meter` + `id` (wmbusmeters output without the
 /// `"_"` key, as older versions print it) → wmbusmeters.
+///
+/// Keep `native::DETECTION_KEYS` in step: the native fast path hands any
+/// object with a key checked before `meter_id` to this function.
 fn detect(value: &Value) -> Option<Format> {
     match value {
         Value::Array(_) => Some(Format::Native),

@@ -8,47 +8,81 @@
 //!
 //! Also used for native-shaped readings inside a LoRaWAN decoded payload,
 //! where `meter_id`, `ts`, `seq` (and `medium`) default to the device's.
+//!
+//! Two ways in, one set of rules: [`decode`] reads a parsed
+//! [`serde_json::Value`] (the reference path, also used by LoRaWAN), and
+//! [`decode_fast`] reads the payload text directly, borrowing field text
+//! from it instead of building a `Value` tree. Both reduce a reading object
+//! to [`Fields`] and validate it with [`reading_from_fields`], so they
+//! accept the same readings and give the same reasons. The fast path gives up
+//! (`None`) on anything it cannot classify exactly as `Value` would, and the
+//! caller then takes the `Value` path.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{
-    bad_timestamp, decimal_of, medium_from_name, missing, parse_rfc3339_micros, Ctx, Out,
-    ValueError,
+use super::{bad_timestamp, medium_from_name, missing, parse_rfc3339_micros, Ctx, Out};
+use crate::reading::{
+    truncate, validate_register, Decimal, Medium, MeterId, Reading, ReadingKind, Unit,
 };
-use crate::reading::{truncate, validate_register, Medium, MeterId, Reading, ReadingKind, Unit};
 
 /// Decodes a native payload: an object or a non-empty array of objects.
 pub(super) fn decode(v: &Value, ctx: &Ctx) -> Result<Out, String> {
     let top = Defaults::default();
     match v {
-        Value::Object(obj) => {
-            let mut out = Out {
-                readings: Vec::with_capacity(1),
-                notes: Vec::new(),
-            };
-            match reading_from_object(obj, &top, ctx)? {
-                Element::Reading(r) => out.readings.push(r),
-                Element::Skipped(why) => {
-                    return Err(format!("no meter register in payload (skipped {why})"))
-                }
-            }
-            Ok(out)
-        }
+        Value::Object(obj) => single(reading_from_object(obj, &top, ctx)),
         Value::Array(items) => {
             if items.is_empty() {
-                return Err("no meter register in payload (empty array)".into());
+                return Err(EMPTY_ARRAY.into());
             }
-            let out = elements(items, &top, ctx, "element")?;
-            if out.readings.is_empty() {
-                return Err(format!(
-                    "no meter register in payload ({})",
-                    out.notes.join("; ")
-                ));
-            }
-            Ok(out)
+            array_out(elements(items, &top, ctx, "element")?)
         }
         _ => Err("native payload must be a JSON object or an array of objects".into()),
     }
+}
+
+/// Rejection of a top-level `[]`.
+const EMPTY_ARRAY: &str = "no meter register in payload (empty array)";
+
+/// A single-object message: its reading, or a rejection.
+fn single(element: Result<Element, String>) -> Result<Out, String> {
+    match element? {
+        Element::Reading(r) => Ok(Out {
+            readings: vec![r],
+            notes: Vec::new(),
+        }),
+        Element::Skipped(why) => Err(format!("no meter register in payload (skipped {why})")),
+    }
+}
+
+/// A non-empty array message whose elements all validated: rejected when
+/// every element was skipped.
+fn array_out(out: Out) -> Result<Out, String> {
+    if out.readings.is_empty() {
+        return Err(format!(
+            "no meter register in payload ({})",
+            out.notes.join("; ")
+        ));
+    }
+    Ok(out)
+}
+
+/// Adds element `i`'s outcome to `out`; errors and notes name `"{what} {i}"`.
+fn push_element(
+    out: &mut Out,
+    element: Result<Element, String>,
+    what: &str,
+    i: usize,
+) -> Result<(), String> {
+    match element.map_err(|e| format!("{what} {i}: {e}"))? {
+        Element::Reading(r) => out.readings.push(r),
+        Element::Skipped(why) => out.notes.push(format!("skipped {what} {i}, {why}")),
+    }
+    Ok(())
 }
 
 /// Decodes an array of reading objects; errors and notes name `"{what} {i}"`
@@ -67,10 +101,7 @@ pub(super) fn elements(
         let Value::Object(obj) = item else {
             return Err(format!("{what} {i}: must be a JSON object"));
         };
-        match reading_from_object(obj, defaults, ctx).map_err(|e| format!("{what} {i}: {e}"))? {
-            Element::Reading(r) => out.readings.push(r),
-            Element::Skipped(why) => out.notes.push(format!("skipped {what} {i}, {why}")),
-        }
+        push_element(&mut out, reading_from_object(obj, defaults, ctx), what, i)?;
     }
     Ok(out)
 }
@@ -94,24 +125,123 @@ pub(super) enum Element {
     Skipped(String),
 }
 
+/// One field of a reading object, as far as validation cares.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) enum Field<'a> {
+    /// Not there, or `null`.
+    #[default]
+    Absent,
+    /// A string (unescaped).
+    Str(Cow<'a, str>),
+    /// A number, as `serde_json::Number::as_str` gives it (the literal, with
+    /// an exponent written `e+N`/`e-N`).
+    Num(Cow<'a, str>),
+    /// `true`, `false`, an array or an object.
+    Other,
+}
+
+impl<'a> Field<'a> {
+    fn of_value(v: Option<&'a Value>) -> Field<'a> {
+        match v {
+            None | Some(Value::Null) => Field::Absent,
+            Some(Value::String(s)) => Field::Str(Cow::Borrowed(s)),
+            Some(Value::Number(n)) => Field::Num(Cow::Borrowed(n.as_str())),
+            Some(_) => Field::Other,
+        }
+    }
+
+    /// The field from its raw JSON text, or `None` when only the `Value`
+    /// path can tell (arrays and objects: their depth counts towards the
+    /// parser's recursion limit; strings with escapes `Value` would refuse).
+    fn of_raw(raw: &'a RawValue) -> Option<Field<'a>> {
+        let s = raw.get();
+        Some(match s.as_bytes()[0] {
+            b'n' => Field::Absent,
+            b't' | b'f' => Field::Other,
+            b'"' => {
+                let inner = &s[1..s.len() - 1];
+                if inner.contains('\\') {
+                    Field::Str(Cow::Owned(serde_json::from_str::<String>(s).ok()?))
+                } else {
+                    Field::Str(Cow::Borrowed(inner))
+                }
+            }
+            b'-' | b'0'..=b'9' => Field::Num(number_text(s)),
+            _ => return None,
+        })
+    }
+}
+
+/// A JSON number literal as serde_json (`arbitrary_precision`) keeps it: the
+/// literal itself, except that an exponent is written `e` with an explicit
+/// sign (`1E3` → `1e+3`).
+fn number_text(literal: &str) -> Cow<'_, str> {
+    let Some(i) = literal.find(['e', 'E']) else {
+        return Cow::Borrowed(literal);
+    };
+    let (mantissa, exp) = (&literal[..i], &literal[i + 1..]);
+    if literal.as_bytes()[i] == b'e' && exp.starts_with(['+', '-']) {
+        return Cow::Borrowed(literal);
+    }
+    let sign = if exp.starts_with(['+', '-']) { "" } else { "+" };
+    Cow::Owned(format!("{mantissa}e{sign}{exp}"))
+}
+
+/// The fields of one reading object that validation reads.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Fields<'a> {
+    pub meter_id: Field<'a>,
+    pub medium: Field<'a>,
+    pub register: Field<'a>,
+    pub unit: Field<'a>,
+    pub value: Field<'a>,
+    pub ts: Field<'a>,
+    pub seq: Field<'a>,
+    pub kind: Field<'a>,
+}
+
+impl<'a> Fields<'a> {
+    fn of_map(obj: &'a Map<String, Value>) -> Fields<'a> {
+        let get = |k: &str| Field::of_value(obj.get(k));
+        Fields {
+            meter_id: get("meter_id"),
+            medium: get("medium"),
+            register: get("register"),
+            unit: get("unit"),
+            value: get("value"),
+            ts: get("ts"),
+            seq: get("seq"),
+            kind: get("kind"),
+        }
+    }
+}
+
 /// Validates one reading object. `null` counts as absent.
 pub(super) fn reading_from_object(
     obj: &Map<String, Value>,
     defaults: &Defaults<'_>,
     ctx: &Ctx,
 ) -> Result<Element, String> {
-    let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    reading_from_fields(&Fields::of_map(obj), defaults, ctx)
+}
 
-    let meter_id = match get("meter_id") {
-        Some(Value::String(s)) => MeterId::try_new(s)?,
-        Some(_) => return Err("field \"meter_id\" must be a string".into()),
-        None => match defaults.meter_id {
+/// Validates one reading object's fields (checked in this order: meter_id,
+/// medium, register, unit, value, ts, seq, kind, then the time range).
+pub(super) fn reading_from_fields(
+    f: &Fields<'_>,
+    defaults: &Defaults<'_>,
+    ctx: &Ctx,
+) -> Result<Element, String> {
+    let meter_id = match &f.meter_id {
+        Field::Str(s) => MeterId::try_new(s)?,
+        Field::Absent => match defaults.meter_id {
             Some(m) => m.clone(),
             None => return Err(missing("meter_id")),
         },
+        _ => return Err("field \"meter_id\" must be a string".into()),
     };
-    let medium = match get("medium") {
-        Some(Value::String(s)) => {
+    let medium = match &f.medium {
+        Field::Str(s) => {
             let m = if defaults.lenient {
                 medium_from_name(s)
             } else {
@@ -119,51 +249,52 @@ pub(super) fn reading_from_object(
             };
             Some(m.ok_or_else(|| format!("unknown medium {:?}", truncate(s, 40)))?)
         }
-        Some(_) => return Err("field \"medium\" must be a string".into()),
-        None => defaults.medium,
+        Field::Absent => defaults.medium,
+        _ => return Err("field \"medium\" must be a string".into()),
     };
-    let register = match get("register") {
-        Some(Value::String(s)) => {
+    let register = match &f.register {
+        Field::Str(s) => {
             validate_register(s)?;
-            s.clone()
+            String::from(&**s)
         }
-        Some(_) => return Err("field \"register\" must be a string".into()),
-        None => "total".to_owned(),
+        Field::Absent => "total".to_owned(),
+        _ => return Err("field \"register\" must be a string".into()),
     };
-    let unit = match get("unit") {
-        Some(Value::String(s)) => {
+    let unit = match &f.unit {
+        Field::Str(s) => {
             Unit::parse(s).ok_or_else(|| format!("unknown unit {:?}", truncate(s, 40)))?
         }
-        Some(_) => return Err("field \"unit\" must be a string".into()),
-        None => return Err(missing("unit")),
+        Field::Absent => return Err(missing("unit")),
+        _ => return Err("field \"unit\" must be a string".into()),
     };
     let medium = match medium {
         Some(m) => m,
         None if defaults.lenient => super::lorawan::medium_from_units([unit]),
         None => return Err(missing("medium")),
     };
-    let value = match get("value") {
-        Some(v) => decimal_of(v).map_err(|e| match e {
-            ValueError::WrongType => "field \"value\" must be a number or decimal string".into(),
-            ValueError::Invalid(why) => format!("field \"value\": {why}"),
-        })?,
-        None => return Err(missing("value")),
+    let value = match &f.value {
+        Field::Str(s) | Field::Num(s) => {
+            Decimal::parse(s).map_err(|why| format!("field \"value\": {why}"))?
+        }
+        Field::Other => return Err("field \"value\" must be a number or decimal string".into()),
+        Field::Absent => return Err(missing("value")),
     };
-    let ts = match get("ts") {
-        Some(Value::String(s)) => parse_rfc3339_micros(s).ok_or_else(|| bad_timestamp("ts", s))?,
-        Some(_) => return Err("field \"ts\" must be a string".into()),
-        None => match defaults.ts {
+    let ts = match &f.ts {
+        Field::Str(s) => parse_rfc3339_micros(s).ok_or_else(|| bad_timestamp("ts", s))?,
+        Field::Absent => match defaults.ts {
             Some(ts) => ts,
             None => return Err(missing("ts")),
         },
+        _ => return Err("field \"ts\" must be a string".into()),
     };
-    let seq = match get("seq") {
-        Some(Value::Number(n)) => Some(n.as_u64().ok_or("seq must be an unsigned integer")?),
-        Some(_) => return Err("seq must be an unsigned integer".into()),
-        None => defaults.seq,
+    let seq = match &f.seq {
+        // `serde_json::Number::as_u64` with `arbitrary_precision`.
+        Field::Num(n) => Some(n.parse().map_err(|_| "seq must be an unsigned integer")?),
+        Field::Absent => defaults.seq,
+        _ => return Err("seq must be an unsigned integer".into()),
     };
-    let kind = match get("kind") {
-        Some(Value::String(s)) => match s.as_str() {
+    let kind = match &f.kind {
+        Field::Str(s) => match &**s {
             "measured" => ReadingKind::Measured,
             "set_date" => ReadingKind::SetDate,
             _ => {
@@ -173,8 +304,8 @@ pub(super) fn reading_from_object(
                 ))
             }
         },
-        Some(_) => return Err("field \"kind\" must be a string".into()),
-        None => ReadingKind::Measured,
+        Field::Absent => ReadingKind::Measured,
+        _ => return Err("field \"kind\" must be a string".into()),
     };
     match kind {
         ReadingKind::Measured => ctx.check_measured(ts)?,
@@ -194,6 +325,285 @@ pub(super) fn reading_from_object(
         seq,
         kind,
     }))
+}
+
+// ---------------------------------------------------------------------------
+// Fast path: straight from the payload text.
+
+/// Decodes a native payload without building a `Value` tree.
+///
+/// `Some(result)` is exactly what [`decode`] would give for the same
+/// payload; `None` means "take the `Value` path" (the payload is not valid
+/// JSON, not an object or array of objects, has a field this path cannot
+/// classify exactly, or, with `detect`, may be another format: it lacks
+/// `meter_id` or has a key auto-detection looks at before `meter_id`).
+pub(super) fn decode_fast(text: &str, ctx: &Ctx, detect: bool) -> Option<Result<Out, String>> {
+    let json_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = text.as_bytes().iter().position(|b| !json_ws(b))?;
+    let first = text.as_bytes()[start];
+    // Cheap shortcut for the other formats, whose first key is usually one
+    // auto-detection looks at (`"_"`, `"deduplicationId"`, ...); the visitor
+    // below catches the rest.
+    if detect && first == b'{' {
+        let rest = text[start + 1..].trim_start_matches([' ', '\t', '\n', '\r']);
+        if let Some(key) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+            if DETECTION_KEYS.contains(&key) {
+                return None;
+            }
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let out = match first {
+        b'{' => {
+            let obj = ObjectSeed { detect, level: 1 }.deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            if detect && !obj.has_meter_id {
+                return None;
+            }
+            single(reading_from_fields(&obj.fields, &Defaults::default(), ctx))
+        }
+        b'[' => {
+            let arr = ArraySeed { ctx }.deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            match arr {
+                ArrayOutcome::Empty => Err(EMPTY_ARRAY.into()),
+                ArrayOutcome::Failed(reason) => Err(reason),
+                ArrayOutcome::Done(out) => array_out(out),
+            }
+        }
+        _ => return None,
+    };
+    Some(out)
+}
+
+/// Top-level keys that auto-detection checks before `meter_id`: an object
+/// with any of them goes the `Value` path (which detects the format).
+const DETECTION_KEYS: [&str; 5] = [
+    "_",
+    "deviceInfo",
+    "deduplicationId",
+    "end_device_ids",
+    "uplink_message",
+];
+
+/// serde_json's nesting limit: a container at nesting level 128 (the
+/// top-level value being level 1) fails with "recursion limit exceeded".
+const MAX_LEVEL: usize = 127;
+
+/// An object key, classified.
+enum Key {
+    MeterId,
+    Medium,
+    Register,
+    Unit,
+    Value,
+    Ts,
+    Seq,
+    Kind,
+    Detection,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl Visitor<'_> for KeyVisitor {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<Key, E> {
+        Ok(match k {
+            "meter_id" => Key::MeterId,
+            "medium" => Key::Medium,
+            "register" => Key::Register,
+            "unit" => Key::Unit,
+            "value" => Key::Value,
+            "ts" => Key::Ts,
+            "seq" => Key::Seq,
+            "kind" => Key::Kind,
+            _ if DETECTION_KEYS.contains(&k) => Key::Detection,
+            _ => Key::Other,
+        })
+    }
+}
+
+/// A reading object read by the fast path.
+struct RawObject<'a> {
+    fields: Fields<'a>,
+    /// `meter_id` is a key (even with `null`): auto-detection's native rule.
+    has_meter_id: bool,
+}
+
+/// Reads one reading object whose `{` is at nesting `level`.
+struct ObjectSeed {
+    detect: bool,
+    level: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed {
+    type Value = RawObject<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// The error that sends a message to the `Value` path (never shown).
+fn give_up<E: de::Error>() -> E {
+    E::custom("native fast path: use the Value path")
+}
+
+impl<'de> Visitor<'de> for ObjectSeed {
+    type Value = RawObject<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a reading object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Fields::default();
+        let mut has_meter_id = false;
+        while let Some(key) = map.next_key::<Key>()? {
+            // Duplicate keys: the last one wins, as in `serde_json::Map`.
+            let slot = match key {
+                Key::MeterId => {
+                    has_meter_id = true;
+                    &mut fields.meter_id
+                }
+                Key::Medium => &mut fields.medium,
+                Key::Register => &mut fields.register,
+                Key::Unit => &mut fields.unit,
+                Key::Value => &mut fields.value,
+                Key::Ts => &mut fields.ts,
+                Key::Seq => &mut fields.seq,
+                Key::Kind => &mut fields.kind,
+                Key::Detection if self.detect => return Err(give_up()),
+                Key::Detection | Key::Other => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if !ignorable(raw.get(), self.level) {
+                        return Err(give_up());
+                    }
+                    continue;
+                }
+            };
+            let raw: &'de RawValue = map.next_value()?;
+            *slot = Field::of_raw(raw).ok_or_else(give_up)?;
+        }
+        Ok(RawObject {
+            fields,
+            has_meter_id,
+        })
+    }
+}
+
+/// Whether an ignored field's raw value (inside an object at nesting
+/// `level`) is one the `Value` path would also have parsed: within the
+/// nesting limit, and with escapes that make valid strings (the raw scan
+/// lets lone UTF-16 surrogates through, `Value` does not).
+fn ignorable(raw: &str, level: usize) -> bool {
+    let b = raw.as_bytes();
+    if matches!(b[0], b'[' | b'{') && level + nesting_depth(b) > MAX_LEVEL {
+        return false;
+    }
+    !raw.contains('\\') || serde_json::from_str::<Value>(raw).is_ok()
+}
+
+/// Deepest container nesting in valid JSON text (`1` for `[1]`, `0` for a
+/// scalar).
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut in_str = false;
+    let mut escaped = false;
+    for &c in json {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    max
+}
+
+/// A top-level array read by the fast path; elements are validated as they
+/// are read.
+enum ArrayOutcome {
+    Empty,
+    /// The first element's rejection (`element i: why`).
+    Failed(String),
+    Done(Out),
+}
+
+struct ArraySeed<'c> {
+    ctx: &'c Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for ArraySeed<'_> {
+    type Value = ArrayOutcome;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ArraySeed<'_> {
+    type Value = ArrayOutcome;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of reading objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let top = Defaults::default();
+        let mut out = Out {
+            readings: Vec::new(),
+            notes: Vec::new(),
+        };
+        let mut failed = None;
+        let mut n = 0;
+        let elem = || ObjectSeed {
+            detect: false,
+            level: 2,
+        };
+        while let Some(obj) = seq.next_element_seed(elem())? {
+            // After a rejection the rest is still read: a later element the
+            // fast path cannot handle (or invalid JSON) sends the whole
+            // message to the Value path, which may fail it differently.
+            if failed.is_none() {
+                let element = reading_from_fields(&obj.fields, &top, self.ctx);
+                if let Err(reason) = push_element(&mut out, element, "element", n) {
+                    failed = Some(reason);
+                }
+            }
+            n += 1;
+        }
+        Ok(match failed {
+            Some(reason) => ArrayOutcome::Failed(reason),
+            None if n == 0 => ArrayOutcome::Empty,
+            None => ArrayOutcome::Done(out),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -529,5 +939,541 @@ mod tests {
             r.reason,
             "no meter register in payload (skipped element 0, register \"energy\": set date 1999-11-30T00:00:00Z is before 2000-01-01)"
         );
+    }
+}
+
+/// The fast path against the `Value` path, over a generated corpus.
+#[cfg(test)]
+mod fast_path_tests {
+    use super::super::testutil::*;
+    use super::super::{decode_with, Ctx, DecodeConfig, Decoded, Format, Path, Rejection};
+    use super::decode_fast;
+
+    /// The reading every variation starts from, as `(key, raw JSON)`.
+    const BASE: [(&str, &str); 7] = [
+        ("meter_id", r#""HZ-000123""#),
+        ("medium", r#""heat""#),
+        ("register", r#""energy""#),
+        ("unit", r#""kWh""#),
+        ("value", r#""1234.567""#),
+        ("ts", r#""2022-07-25T00:15:00Z""#),
+        ("seq", "17"),
+    ];
+
+    /// Per field: raw JSON values to put there (`None`: leave the key out).
+    fn field_variants() -> Vec<(&'static str, Vec<Option<&'static str>>)> {
+        let common = [
+            None,
+            Some("null"),
+            Some("true"),
+            Some("[1]"),
+            Some(r#"{"a":1}"#),
+        ];
+        let with = |extra: &[&'static str]| {
+            let mut v: Vec<Option<&'static str>> = common.to_vec();
+            v.extend(extra.iter().map(|s| Some(*s)));
+            v
+        };
+        vec![
+            (
+                "meter_id",
+                with(&[
+                    r#""W-1""#,
+                    r#""has space""#,
+                    r#""""#,
+                    "123",
+                    r#""HZ\u002d000123""#,
+                    r#""HZ\/1""#,
+                    r#""\ud800""#,
+                    r#""\ud83d\ude00""#,
+                    r#""é""#,
+                ]),
+            ),
+            (
+                "medium",
+                with(&[
+                    r#""water""#,
+                    r#""warm_water""#,
+                    r#""gas""#,
+                    r#""Heat""#,
+                    r#""cold water""#,
+                    "1",
+                    r#""he\u0061t""#,
+                    r#""heat\n""#,
+                ]),
+            ),
+            (
+                "register",
+                with(&[
+                    r#""total""#,
+                    r#""Energy""#,
+                    r#""""#,
+                    "1",
+                    r#""a_b1""#,
+                    r#""en\u0065rgy""#,
+                    r#""energy\t""#,
+                ]),
+            ),
+            (
+                "unit",
+                with(&[
+                    r#""m3""#,
+                    r#""m³""#,
+                    r#""m\u00b3""#,
+                    r#""KWH""#,
+                    r#"" kWh ""#,
+                    r#""furlong""#,
+                    "3",
+                    r#""k\u0057h""#,
+                ]),
+            ),
+            (
+                "value",
+                with(&[
+                    "1234.567",
+                    "1.50",
+                    "0",
+                    "-0",
+                    "-1.5",
+                    "1E3",
+                    "1e3",
+                    "1e+3",
+                    "1E-3",
+                    "15e-1",
+                    "-1.5E+2",
+                    "1e40",
+                    "1e-10",
+                    "0.0000000001",
+                    "12345678901234567890.123456789",
+                    "18446744073709551616",
+                    r#""1E3""#,
+                    r#""NaN""#,
+                    r#""Infinity""#,
+                    r#""""#,
+                    r#""1,5""#,
+                    r#""+1.5""#,
+                    r#""1\u002e5""#,
+                    r#""1.5 ""#,
+                ]),
+            ),
+            (
+                "ts",
+                with(&[
+                    r#""2022-07-25T02:15:00+02:00""#,
+                    r#""2022-07-25T00:15:00.123456789Z""#,
+                    r#""2022-07-25t00:15:00z""#,
+                    r#""2022-07-25 00:15:00Z""#,
+                    r#""2022-07-25T00:15:60Z""#,
+                    r#""2127-01-01T00:00:00Z""#,
+                    r#""2026-07-12T10:50:30Z""#,
+                    r#""2026-07-12T10:50:31Z""#,
+                    r#""1999-06-01T00:00:00Z""#,
+                    r#""1999-12-31T23:00:00-01:00""#,
+                    r#""2022-07-25""#,
+                    r#""2022-07-25T00:15:00""#,
+                    r#""2022-02-30T00:00:00Z""#,
+                    "1658708100",
+                    r#""2022-07-25T00:15:00\u005a""#,
+                ]),
+            ),
+            (
+                "seq",
+                with(&[
+                    "0",
+                    "-0",
+                    "-1",
+                    "1.5",
+                    "17.0",
+                    "1e2",
+                    "1E2",
+                    r#""17""#,
+                    "18446744073709551615",
+                    "18446744073709551616",
+                    "-9223372036854775809",
+                ]),
+            ),
+            (
+                "kind",
+                with(&[
+                    r#""measured""#,
+                    r#""set_date""#,
+                    r#""estimated""#,
+                    r#""set\u005fdate""#,
+                    "1",
+                ]),
+            ),
+        ]
+    }
+
+    /// Fields added beside the reading's own.
+    fn extras() -> Vec<(String, String)> {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let deep_obj = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        let mut v: Vec<(String, String)> = [
+            ("extra", r#"{"ignored":true}"#),
+            ("extra", r#"[1,2.5e3,"x",null,{"y":[]}]"#),
+            ("extra", "1E400"),
+            ("extra", r#""\ud800""#),
+            ("extra", r#""\ud800\udc00""#),
+            ("extra", r#"["a\"]b"]"#),
+            ("extra", r#"{"s":"\\u005b[["}"#),
+            ("_", r#""telegram""#),
+            ("_", r#""status""#),
+            ("deviceInfo", "{}"),
+            ("deduplicationId", r#""x""#),
+            ("end_device_ids", "{}"),
+            ("uplink_message", "{}"),
+            ("meter\\u005fid", r#""X-9""#),
+            ("unit\\u0020", r#""furlong""#),
+            ("Value", "1"),
+            ("", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // Around serde_json's nesting limit (128 with the payload itself).
+        for n in [124, 125, 126, 127] {
+            v.push(("deep".into(), deep(n)));
+            v.push(("deep".into(), deep_obj(n)));
+        }
+        v
+    }
+
+    /// One object from `(key, raw)` pairs, in whitespace style `ws`.
+    fn object(fields: &[(&str, &str)], ws: usize) -> String {
+        let (open, colon, comma, close) = match ws % 4 {
+            0 => ("{", ":", ",", "}"),
+            1 => ("{ ", ": ", ", ", " }"),
+            2 => ("{\n\t", " :\t", ",\n\t", "\n}"),
+            _ => ("\r\n{\r\n  ", " : ", " ,\r\n  ", "\r\n}\r\n"),
+        };
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("\"{k}\"{colon}{v}"))
+            .collect();
+        format!("{open}{}{close}", body.join(comma))
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        BASE.to_vec()
+    }
+
+    /// `base` with `key` set to `raw` (in place, else appended) or removed.
+    fn set<'a>(
+        mut fields: Vec<(&'a str, &'a str)>,
+        key: &'a str,
+        raw: Option<&'a str>,
+    ) -> Vec<(&'a str, &'a str)> {
+        match (fields.iter().position(|(k, _)| *k == key), raw) {
+            (Some(i), Some(r)) => fields[i].1 = r,
+            (Some(i), None) => {
+                fields.remove(i);
+            }
+            (None, Some(r)) => fields.push((key, r)),
+            (None, None) => {}
+        }
+        fields
+    }
+
+    /// Reading objects (as field lists) covering every variation.
+    fn objects() -> Vec<Vec<(String, String)>> {
+        let own = |f: Vec<(&str, &str)>| -> Vec<(String, String)> {
+            f.into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        let variants = field_variants();
+        let mut out = vec![own(base())];
+        // One field changed.
+        for (key, raws) in &variants {
+            for raw in raws {
+                out.push(own(set(base(), key, *raw)));
+            }
+        }
+        // Two fields changed: which error comes first.
+        let bad: Vec<(&str, Option<&str>)> = vec![
+            ("meter_id", Some("123")),
+            ("meter_id", Some(r#""has space""#)),
+            ("medium", Some(r#""gas""#)),
+            ("medium", None),
+            ("register", Some("1")),
+            ("unit", Some(r#""furlong""#)),
+            ("value", Some("true")),
+            ("value", Some(r#""NaN""#)),
+            ("ts", Some("1")),
+            ("ts", Some(r#""2127-01-01T00:00:00Z""#)),
+            ("seq", Some("-1")),
+            ("kind", Some(r#""estimated""#)),
+            ("kind", Some(r#""set_date""#)),
+        ];
+        for (i, (k1, r1)) in bad.iter().enumerate() {
+            for (k2, r2) in &bad[i + 1..] {
+                if k1 != k2 {
+                    out.push(own(set(set(base(), k1, *r1), k2, *r2)));
+                }
+            }
+        }
+        // Extra fields, after and before the reading's own.
+        for (k, v) in extras() {
+            let mut after = own(base());
+            after.push((k.clone(), v.clone()));
+            out.push(after);
+            let mut before = own(base());
+            before.insert(0, (k, v));
+            out.push(before);
+        }
+        // Duplicate keys: the last one counts.
+        for (key, raws) in &variants {
+            for raw in raws.iter().flatten().take(6) {
+                let good = BASE.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+                let mut first = own(base());
+                first.insert(0, (key.to_string(), raw.to_string()));
+                out.push(first);
+                if let Some(good) = good {
+                    let mut last = own(set(base(), key, Some(good)));
+                    last.push((key.to_string(), raw.to_string()));
+                    out.push(last);
+                }
+            }
+        }
+        out
+    }
+
+    /// Payloads: each object alone and inside arrays, plus odd shapes.
+    fn payloads() -> Vec<String> {
+        let good = object(&base(), 0);
+        let future_set_date = object(
+            &set(
+                set(base(), "kind", Some(r#""set_date""#)),
+                "ts",
+                Some(r#""2127-07-01T00:00:00Z""#),
+            ),
+            0,
+        );
+        let mut out = Vec::new();
+        for (i, fields) in objects().iter().enumerate() {
+            let pairs: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let obj = object(&pairs, i);
+            out.push(format!("[{good},{obj}]"));
+            if i % 3 == 0 {
+                out.push(format!(" [ {obj} , {good} ]\n"));
+                out.push(format!("[{future_set_date},{obj}]"));
+            }
+            out.push(obj);
+        }
+        for s in [
+            "[]",
+            " [ ] ",
+            "[1]",
+            "[null]",
+            "[[]]",
+            "[{}]",
+            "{}",
+            "17",
+            "null",
+            r#""text""#,
+            r#"{"meter_id":null}"#,
+            r#"{"meter_id":"x"}"#,
+        ] {
+            out.push(s.to_owned());
+        }
+        for s in [
+            format!("[{good},]"),
+            format!("[{good}] x"),
+            format!("{good}{good}"),
+            format!("[[{good}]]"),
+            format!("[{good},[{good}]]"),
+            format!("[{good},{good},{future_set_date}]"),
+            format!("[{future_set_date}]"),
+            future_set_date.clone(),
+            format!("[{future_set_date},{future_set_date}]"),
+            format!("\u{a0}{good}"),
+            format!("\u{c}{good}"),
+            format!("{good}\u{c}"),
+            good[..good.len() - 1].to_owned(),
+            good.replace("17}", "17,}"),
+            good.replace(':', "::"),
+            good.replace("\"seq\":17", "\"seq\":017"),
+            good.replace("\"seq\":17", "\"seq\":1."),
+            good.replace("\"seq\":17", "\"seq\":1e"),
+            good.replace("\"seq\":17", "\"seq\":NaN"),
+            good.replace("\"seq\":17", "\"seq\":\"a\tb\""),
+        ] {
+            out.push(s);
+        }
+        out
+    }
+
+    /// `Result<Decoded, Rejection>` made comparable.
+    fn key(r: Result<Decoded, Rejection>) -> Result<(Format, String, Vec<String>), Rejection> {
+        r.map(|d| (d.format, format!("{:?}", d.readings), d.notes))
+    }
+
+    #[test]
+    fn fast_path_matches_value_path() {
+        let recv = us(RECV);
+        let unpinned = DecodeConfig::default();
+        let pinned = DecodeConfig {
+            pinned: vec![("native/#".into(), Format::Native)],
+            ..DecodeConfig::default()
+        };
+        let ctx = Ctx {
+            received_at: recv,
+            max_future_skew: unpinned.max_future_skew_micros,
+        };
+        let payloads = payloads();
+        assert!(payloads.len() > 700, "{}", payloads.len());
+        let (mut fast, mut fast_ok, mut fast_err) = (0, 0, 0);
+        for payload in &payloads {
+            for (topic, cfg, detect) in [("t", &unpinned, true), ("native/x", &pinned, false)] {
+                let want = key(decode_with(
+                    topic,
+                    payload.as_bytes(),
+                    recv,
+                    cfg,
+                    Path::Tree,
+                ));
+                let got = key(decode_with(
+                    topic,
+                    payload.as_bytes(),
+                    recv,
+                    cfg,
+                    Path::Fast,
+                ));
+                assert_eq!(got, want, "topic {topic}, payload: {payload}");
+                if let Some(r) = decode_fast(payload, &ctx, detect) {
+                    // What the fast path settles is native's to settle.
+                    assert!(
+                        matches!(&want, Ok((Format::Native, ..)))
+                            || matches!(&want, Err(r) if r.format == Some(Format::Native)),
+                        "{payload}"
+                    );
+                    fast += 1;
+                    if r.is_ok() {
+                        fast_ok += 1;
+                    } else {
+                        fast_err += 1;
+                    }
+                }
+            }
+        }
+        // The comparison is not vacuous: most messages take the fast path,
+        // accepted and rejected ones alike.
+        let total = 2 * payloads.len();
+        assert!(fast * 10 > total * 7, "{fast} of {total} on the fast path");
+        assert!(
+            fast_ok > 300 && fast_err > 300,
+            "{fast_ok} accepted, {fast_err} rejected"
+        );
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_shapes() {
+        let ctx = Ctx {
+            received_at: us(RECV),
+            max_future_skew: 86_400_000_000,
+        };
+        let good = object(&base(), 0);
+        for payload in [
+            good.clone(),
+            object(&base(), 2),
+            format!("[{good},{good}]"),
+            object(&set(base(), "value", Some("1E3")), 0),
+            object(&set(base(), "meter_id", Some(r#""HZ\u002d1""#)), 0),
+            object(&set(base(), "medium", Some(r#""gas""#)), 0),
+            object(&set(base(), "seq", Some("null")), 0),
+            "[]".to_owned(),
+        ] {
+            assert!(decode_fast(&payload, &ctx, true).is_some(), "{payload}");
+        }
+        for payload in [
+            // Other formats, and what only the Value path can judge.
+            r#"{"_":"telegram","meter_id":"x"}"#.to_owned(),
+            object(&set(base(), "meter_id", None), 0),
+            object(&set(base(), "value", Some("[1]")), 0),
+            object(&set(base(), "meter_id", Some(r#""\ud800""#)), 0),
+            "{".to_owned(),
+            "17".to_owned(),
+        ] {
+            assert!(decode_fast(&payload, &ctx, true).is_none(), "{payload}");
+        }
+        let r = decode_fast(&object(&set(base(), "value", Some("1E3")), 0), &ctx, true);
+        assert_eq!(r.unwrap().unwrap().readings[0].value.as_str(), "1e+3");
+    }
+
+    /// `seq` and `value` follow `serde_json::Number`'s own accessors
+    /// (`as_u64`, `as_str`), which the rules were first written against.
+    #[test]
+    fn seq_and_value_follow_serde_json_number() {
+        use crate::reading::Decimal;
+        use serde_json::Value;
+        let variants = field_variants();
+        for field in ["seq", "value"] {
+            let raws = &variants.iter().find(|(k, _)| *k == field).unwrap().1;
+            for raw in raws {
+                let payload = object(&set(base(), field, *raw), 0);
+                let v: Value = match serde_json::from_str(&payload) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                let got = dec("t", &payload);
+                match (field, &v[field]) {
+                    ("seq", Value::Number(n)) => match n.as_u64() {
+                        Some(seq) => assert_eq!(got.unwrap().readings[0].seq, Some(seq)),
+                        None => {
+                            assert_eq!(got.unwrap_err().reason, "seq must be an unsigned integer")
+                        }
+                    },
+                    ("value", Value::Number(n)) => match Decimal::parse(n.as_str()) {
+                        Ok(d) => assert_eq!(got.unwrap().readings[0].value, d),
+                        Err(why) => {
+                            assert_eq!(got.unwrap_err().reason, format!("field \"value\": {why}"))
+                        }
+                    },
+                    ("value", Value::String(s)) => match Decimal::parse(s) {
+                        Ok(d) => assert_eq!(got.unwrap().readings[0].value, d),
+                        Err(why) => {
+                            assert_eq!(got.unwrap_err().reason, format!("field \"value\": {why}"))
+                        }
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn number_text_matches_serde_json() {
+        for lit in [
+            "0",
+            "-0",
+            "1.50",
+            "1e3",
+            "1E3",
+            "1e+3",
+            "1E+3",
+            "1e-3",
+            "1E-3",
+            "-2.5E10",
+            "123456789012345678901234567890",
+        ] {
+            let v: serde_json::Value = serde_json::from_str(lit).unwrap();
+            assert_eq!(
+                super::number_text(lit),
+                v.as_number().unwrap().as_str(),
+                "{lit}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_depth_skips_strings() {
+        assert_eq!(super::nesting_depth(b"1"), 0);
+        assert_eq!(super::nesting_depth(b"[1,[2]]"), 2);
+        assert_eq!(super::nesting_depth(br#"{"a":"[[\"{"}"#), 1);
+        assert_eq!(super::nesting_depth(br#"["\\",[[]]]"#), 3);
     }
 }

@@ -1,10 +1,16 @@
 //! The duplicate index: which (meter, register, time) already has which value.
 //!
-//! Keys are 128-bit XXH3 hashes of `meter_id ‖ register ‖ ts`, values 64-bit
-//! hashes of `(exact value, unit)`. At 10^10 stored readings the chance of
-//! any key collision is about 10^-19, so a hash stands in for the key at
-//! 24 bytes an entry instead of ~100. The index is rebuilt on start from the
-//! sealed `readings` files, then from the journal replay.
+//! Organised per series (meter, register): a 128-bit XXH3 hash of the series
+//! name finds a vector of `(ts, value hash)` kept sorted by time. Readings
+//! mostly arrive in time order per series, so checking one is an append to
+//! a vector that the previous reading of the same meter just touched; only
+//! late or repeated readings need a binary search. Each stored reading costs
+//! 16 bytes. At 10^9 series the chance of a series-hash collision is about
+//! 10^-21, and a collision could only merge two series' timelines, never
+//! lose a reading silently without also matching a 64-bit value hash.
+//!
+//! The index is rebuilt on start from the sealed `readings` files (sorted by
+//! series and time, so loading is appends), then from the journal replay.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -51,34 +57,28 @@ impl Hasher for PassThrough {
 
 type Fast = BuildHasherDefault<PassThrough>;
 
+/// One series' stored readings: `(ts, value hash)`, sorted by `ts`; a
+/// conflict adds a second entry with the same `ts`.
+type Timeline = Vec<(i64, u64)>;
+
 #[derive(Default)]
 pub struct DedupIndex {
-    /// First value seen per key.
-    first: HashMap<u128, u64, Fast>,
-    /// Further, conflicting values per key (rare).
-    more: HashMap<u128, Vec<u64>, Fast>,
+    series: HashMap<u128, Timeline, Fast>,
+    readings: usize,
 }
 
-fn key(meter: &str, register: &str, ts: i64) -> u128 {
-    // meter ≤ 128 bytes and register ≤ 64 (validated), so the key fits on
-    // the stack: no allocation per reading.
+fn series_key(meter: &str, register: &str) -> u128 {
+    // meter ≤ 128 bytes and register ≤ 64 (validated): the key fits on the
+    // stack, no allocation per reading.
     let mut buf = [0u8; 256];
     let (m, r) = (meter.as_bytes(), register.as_bytes());
-    let n = m.len() + r.len() + 10;
+    let n = m.len() + r.len() + 1;
     if n > buf.len() {
-        let mut v = Vec::with_capacity(n);
-        v.extend_from_slice(m);
-        v.push(0xff);
-        v.extend_from_slice(r);
-        v.push(0xff);
-        v.extend_from_slice(&ts.to_le_bytes());
-        return xxh3_128(&v);
+        return xxh3_128(format!("{meter}\u{ff}{register}").as_bytes());
     }
     buf[..m.len()].copy_from_slice(m);
     buf[m.len()] = 0xff;
-    buf[m.len() + 1..m.len() + 1 + r.len()].copy_from_slice(r);
-    buf[m.len() + 1 + r.len()] = 0xff;
-    buf[n - 8..n].copy_from_slice(&ts.to_le_bytes());
+    buf[m.len() + 1..n].copy_from_slice(r);
     xxh3_128(&buf[..n])
 }
 
@@ -92,13 +92,18 @@ fn value_hash(scaled: i128, unit: &str) -> u64 {
 }
 
 impl DedupIndex {
-    /// Number of distinct (meter, register, time) keys.
+    /// Number of stored readings (conflicting values included).
     pub fn len(&self) -> usize {
-        self.first.len()
+        self.readings
     }
 
     pub fn is_empty(&self) -> bool {
-        self.first.is_empty()
+        self.readings == 0
+    }
+
+    /// Number of series (meter, register).
+    pub fn series(&self) -> usize {
+        self.series.len()
     }
 
     /// Classifies a reading and records it.
@@ -120,24 +125,34 @@ impl DedupIndex {
         scaled: i128,
         unit: &str,
     ) -> Verdict {
-        let k = key(meter, register, ts);
+        let key = series_key(meter, register);
         let v = value_hash(scaled, unit);
-        match self.first.get(&k) {
+        let timeline = self.series.entry(key).or_default();
+        let verdict = match timeline.last() {
             None => {
-                self.first.insert(k, v);
+                timeline.push((ts, v));
                 Verdict::New
             }
-            Some(&first) if first == v => Verdict::Duplicate,
+            Some(&(last_ts, _)) if ts > last_ts => {
+                timeline.push((ts, v));
+                Verdict::New
+            }
             Some(_) => {
-                let more = self.more.entry(k).or_default();
-                if more.contains(&v) {
-                    Verdict::Duplicate
-                } else {
-                    more.push(v);
+                let start = timeline.partition_point(|e| e.0 < ts);
+                let end = start + timeline[start..].partition_point(|e| e.0 == ts);
+                if timeline[start..end].iter().any(|e| e.1 == v) {
+                    return Verdict::Duplicate;
+                }
+                timeline.insert(end, (ts, v));
+                if end > start {
                     Verdict::Conflict
+                } else {
+                    Verdict::New
                 }
             }
-        }
+        };
+        self.readings += 1;
+        verdict
     }
 
     /// Adds every reading of a sealed `readings` file.
@@ -207,10 +222,16 @@ mod tests {
             (("m2", "total", 1, 100, "m3"), Verdict::New),
             // Key parts are separated: "m1t"+"otal" is not "m1"+"total".
             (("m1t", "otal", 1, 100, "m3"), Verdict::New),
+            // Late readings (before the series' last) are looked up, not appended.
+            (("m1", "total", 0, 99, "m3"), Verdict::New),
+            (("m1", "total", 0, 99, "m3"), Verdict::Duplicate),
+            (("m1", "total", 2, 100, "m3"), Verdict::Duplicate),
         ];
         for ((m, r, ts, v, u), want) in cases {
             assert_eq!(ix.check_parts(m, r, ts, v, u), want, "{m} {r} {ts} {v} {u}");
         }
-        assert_eq!(ix.len(), 5);
+        // 6 distinct (series, time) keys, one of them with two more values.
+        assert_eq!(ix.len(), 8);
+        assert_eq!(ix.series(), 4);
     }
 }

@@ -653,3 +653,70 @@ fn second_instance_on_same_data_is_refused() {
     assert!(err.contains("in use"), "{err}");
     assert_eq!(g.terminate(), Some(0));
 }
+
+/// The files open as they are in DuckDB and pyarrow (an auditor's tools,
+/// nothing of ours): values digit for digit, reject bytes byte for byte.
+/// Needs a Python with `pyarrow` and `duckdb` (`GAPLESS_PYTHON`, else
+/// `python3`); `.ci/run` provides one. Outside CI, a missing one is a skip
+/// that says so; in CI it is a failure.
+#[test]
+fn duckdb_and_pyarrow_read_the_files_as_they_are() {
+    let python = std::env::var("GAPLESS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python)
+        .args(["-c", "import pyarrow, duckdb"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{python} lacks pyarrow/duckdb in CI (see .ci/run)"
+        );
+        eprintln!("SKIPPED: {python} has no pyarrow/duckdb (pip install pyarrow duckdb)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start(&broker.url(), &data, &[]);
+    let mut msgs = Vec::new();
+    let mut want = Vec::new();
+    for (i, v) in [
+        "326.070",
+        "0.000000001",
+        "1234567890123456789.5",
+        "-3",
+        "42",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ts = ts_of(i * 100); // spread over several days (partitions)
+        msgs.push(("meters/p".to_string(), native("P-1", v, &ts, i as u64)));
+        want.push(serde_json::json!(["P-1", "total", ts, v]));
+    }
+    let bad = b"\x00\xff not json".to_vec();
+    msgs.push(("meters/bad".to_string(), bad.clone()));
+    publish_all(broker.port, &msgs);
+    g.wait_sealed(msgs.len() as u64, MIN);
+    g.terminate();
+    let expected = tmp.path().join("expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::json!({"readings": want, "rejects": [["meters/bad", hex::encode(&bad)]]})
+            .to_string(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers/check_tables.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&data)
+        .arg(&expected)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}");
+}
