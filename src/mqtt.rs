@@ -177,7 +177,15 @@ pub async fn run(
         }
         let event = tokio::select! {
             biased;
-            _ = shutdown.changed(), if to_journal.is_some() => continue,
+            changed = shutdown.changed(), if to_journal.is_some() => {
+                if changed.is_err() {
+                    // Nobody can ask us to stop any more: stop now rather
+                    // than spin on a closed channel.
+                    to_journal = None;
+                    tracing::info!("mqtt: shutdown signal gone; shutting down");
+                }
+                continue;
+            }
             batch = durable.recv(), if ready && journal_open => {
                 match batch {
                     Some(b) => {
@@ -267,7 +275,11 @@ pub async fn run(
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection error");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed(), if to_journal.is_some() => {}
+                    changed = shutdown.changed(), if to_journal.is_some() => {
+                        if changed.is_err() {
+                            to_journal = None;
+                        }
+                    }
                 }
                 backoff = (backoff * 2).min(settings.backoff_max);
             }
