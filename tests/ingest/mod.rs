@@ -17,6 +17,24 @@ fn native(meter: &str, value: &str, ts: &str, seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// `n` single-reading native messages spread over `meters` meters (topic
+/// `meters/<tag>/<meter>`), each reading a distinct (meter, time) with a
+/// distinct value.
+fn stream(n: usize, meters: usize, tag: &str) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let meter = format!("{tag}-{:03}", i % meters);
+            let payload = native(
+                &meter,
+                &format!("{i}.25"),
+                &ts_of(i / meters),
+                i as u64 % 256,
+            );
+            (format!("meters/{tag}/{meter}"), payload)
+        })
+        .collect()
+}
+
 fn ts_of(i: usize) -> String {
     let t = chrono::DateTime::from_timestamp(1_658_707_200 + (i as i64) * 900, 0).unwrap();
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -217,18 +235,7 @@ fn crash_safety_sigkill_during_stream() {
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     // Messages: 5,000 single readings and 1,500 arrays of 10 = 20,000 readings.
-    let mut msgs = Vec::new();
-    for i in 0..5_000 {
-        msgs.push((
-            format!("meters/single/{}", i % 50),
-            native(
-                &format!("S-{:03}", i % 50),
-                &format!("{i}.001"),
-                &ts_of(i / 50),
-                i as u64 % 256,
-            ),
-        ));
-    }
+    let mut msgs = stream(5_000, 50, "S");
     for j in 0..1_500 {
         let meter = format!("A-{:03}", j % 30);
         let arr: Vec<String> = (0..10)
@@ -251,10 +258,6 @@ fn crash_safety_sigkill_during_stream() {
     let expected_readings = 20_000;
 
     let mut g = Gapless::start(&broker.url(), &data, &["--seal-max-rows", "700"]);
-    // Let it create its persistent session before the stream starts.
-    wait_for("subscription", MIN, || {
-        g.log_text().contains("subscribed").then_some(())
-    });
 
     let done = Arc::new(AtomicBool::new(false));
     let publisher = {
@@ -318,22 +321,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     let mut broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     let mut g = Gapless::start(&broker.url(), &data, &[]);
-    wait_for("subscription", MIN, || {
-        g.log_text().contains("subscribed").then_some(())
-    });
-    let msgs: Vec<_> = (0..4_000)
-        .map(|i| {
-            (
-                format!("meters/r/{}", i % 40),
-                native(
-                    &format!("R-{:02}", i % 40),
-                    &format!("{i}"),
-                    &ts_of(i / 40),
-                    0,
-                ),
-            )
-        })
-        .collect();
+    let msgs = stream(4_000, 40, "R");
     let publisher = {
         let port = broker.port;
         let msgs = msgs.clone();
@@ -369,25 +357,10 @@ fn readings_published_while_down_are_stored_after_start() {
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     let mut g = Gapless::start(&broker.url(), &data, &[]);
-    wait_for("subscription", MIN, || {
-        g.log_text().contains("subscribed").then_some(())
-    });
     assert_eq!(g.terminate(), Some(0));
     // More than Mosquitto's default max_queued_messages (1000): the test
     // broker is configured without that cap, as the README requires.
-    let msgs: Vec<_> = (0..2_500)
-        .map(|i| {
-            (
-                format!("meters/d/{}", i % 10),
-                native(
-                    &format!("D-{}", i % 10),
-                    &format!("{i}.25"),
-                    &ts_of(i / 10),
-                    0,
-                ),
-            )
-        })
-        .collect();
+    let msgs = stream(2_500, 10, "D");
     publish_all(broker.port, &msgs);
     g.restart();
     let s = g.wait_sealed(msgs.len() as u64, 2 * MIN);
@@ -554,19 +527,11 @@ fn sigterm_seals_everything_and_exits_zero() {
         &data,
         &["--seal-max-age", "3600", "--seal-max-rows", "1000000"],
     );
-    let msgs: Vec<_> = (0..300)
-        .map(|i| {
-            (
-                "meters/t".to_string(),
-                native("T-1", &format!("{i}"), &ts_of(i), 0),
-            )
-        })
-        .collect();
+    let msgs = stream(300, 1, "T");
     publish_all(broker.port, &msgs);
     // Acked by the broker is not yet received by gapless: wait for the journal.
     wait_for("journal to hold all", MIN, || {
         let s = stats(&data);
-        eprintln!("{s}");
         (s["journal_pending"].as_u64() >= Some(300)).then_some(())
     });
     assert_eq!(stats(&data)["commits"], 0, "nothing sealed before shutdown");
@@ -636,9 +601,6 @@ fn second_instance_on_same_data_is_refused() {
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
     let mut g = Gapless::start(&broker.url(), &data, &[]);
-    wait_for("subscription", MIN, || {
-        g.log_text().contains("subscribed").then_some(())
-    });
     let (code, _, err) = run_gapless(
         &[
             "serve",
