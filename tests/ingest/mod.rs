@@ -294,7 +294,7 @@ fn crash_safety_sigkill_during_stream() {
     eprintln!("crash test: {kills} SIGKILLs");
     assert!(kills >= 5);
 
-    let s = g.wait_sealed(msgs.len() as u64, 3 * MIN);
+    let s = g.wait_readings(expected_readings as u64, 3 * MIN);
     assert_balanced(&s);
     let keys = reading_keys(&data);
     let twice: Vec<_> = keys.iter().filter(|(_, &n)| n > 1).collect();
@@ -337,7 +337,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     broker.restart();
     publisher.join().unwrap();
-    let s = g.wait_sealed(msgs.len() as u64, 2 * MIN);
+    let s = g.wait_readings(msgs.len() as u64, 2 * MIN);
     assert_balanced(&s);
     let keys = reading_keys(&data);
     assert_eq!(keys.len(), msgs.len(), "{s}\n{}", g.log_text());
@@ -363,7 +363,7 @@ fn readings_published_while_down_are_stored_after_start() {
     let msgs = stream(2_500, 10, "D");
     publish_all(broker.port, &msgs);
     g.restart();
-    let s = g.wait_sealed(msgs.len() as u64, 2 * MIN);
+    let s = g.wait_readings(msgs.len() as u64, 2 * MIN);
     assert_balanced(&s);
     assert_eq!(reading_keys(&data).len(), msgs.len(), "{s}");
     assert!(

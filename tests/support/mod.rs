@@ -253,17 +253,37 @@ impl Gapless {
 
     /// Waits until `n` messages are delivered and all of them are sealed.
     pub fn wait_sealed(&mut self, n: u64, timeout: Duration) -> serde_json::Value {
+        self.wait_stats(&format!("{n} messages sealed"), timeout, |s| {
+            s["delivered"].as_u64() >= Some(n)
+        })
+    }
+
+    /// Waits until `n` distinct readings are stored and sealed. Where
+    /// redeliveries happen (crashes, reconnects), this, not the number of
+    /// delivered messages, says that every published reading has arrived.
+    pub fn wait_readings(&mut self, n: u64, timeout: Duration) -> serde_json::Value {
+        self.wait_stats(&format!("{n} readings sealed"), timeout, |s| {
+            s["readings"]["stored"].as_u64() >= Some(n)
+        })
+    }
+
+    fn wait_stats(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let s = stats(&self.data);
-            if s["delivered"].as_u64() >= Some(n) && s["journal_pending"].as_u64() == Some(0) {
+            if done(&s) && s["journal_pending"].as_u64() == Some(0) {
                 return s;
             }
             if Instant::now() > deadline {
                 let log = self.log_text();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 panic!(
-                    "timed out after {timeout:?} waiting for {n} messages sealed; stats: {s}\nlog tail:\n{}",
+                    "timed out after {timeout:?} waiting for {what}; stats: {s}\nlog tail:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
