@@ -682,3 +682,73 @@ fn duckdb_and_pyarrow_read_the_files_as_they_are() {
     eprintln!("{text}");
     assert!(out.status.success(), "{text}");
 }
+
+/// `mqtts://` with `--ca-file`, a user name, and the password from
+/// GAPLESS_MQTT_PASSWORD; a wrong password is a clear start-up failure.
+#[test]
+fn tls_with_ca_file_and_password_from_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start_tls(tmp.path());
+    let tls = broker.tls.as_ref().unwrap();
+    let url = format!("mqtts://localhost:{}", tls.port);
+    let ca = tls.ca.to_str().unwrap().to_string();
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start_env(
+        &url,
+        &data,
+        &["--ca-file", &ca, "--username", &tls.username],
+        &[("GAPLESS_MQTT_PASSWORD", &tls.password)],
+    );
+    // Gateways publish on the plain listener; gapless reads over TLS.
+    let msgs = stream(50, 5, "TLS");
+    publish_all(broker.port, &msgs);
+    let s = g.wait_readings(50, MIN);
+    assert_balanced(&s);
+    assert_eq!(g.terminate(), Some(0), "{}", g.log_text());
+
+    let d = tmp.path().join("data2");
+    let (code, _, err) = run_gapless_env(
+        &[
+            "serve",
+            "--broker",
+            &url,
+            "--ca-file",
+            &ca,
+            "--username",
+            &tls.username,
+            "--data",
+            d.to_str().unwrap(),
+            "--connect-attempts",
+            "2",
+        ],
+        &[("GAPLESS_MQTT_PASSWORD", "wrong")],
+        MIN,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused"), "{err}");
+    eprintln!("wrong password: {err}");
+
+    // Without our CA the server certificate is not trusted.
+    let (code, _, err) = run_gapless_env(
+        &[
+            "serve",
+            "--broker",
+            &url,
+            "--username",
+            &tls.username,
+            "--data",
+            d.to_str().unwrap(),
+            "--connect-attempts",
+            "2",
+        ],
+        &[("GAPLESS_MQTT_PASSWORD", &tls.password)],
+        MIN,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot reach the MQTT broker"), "{err}");
+    assert!(
+        err.contains("certificate"),
+        "names the certificate problem: {err}"
+    );
+    eprintln!("unknown CA: {err}");
+}

@@ -48,11 +48,126 @@ fn send_signal(pid: u32, sig: &str) {
 pub struct Mosquitto {
     pub port: u16,
     pub dir: PathBuf,
+    /// With `start_tls`: a TLS listener requiring a password, and its CA.
+    pub tls: Option<TlsListener>,
     child: Option<Child>,
 }
 
+pub struct TlsListener {
+    pub port: u16,
+    pub ca: PathBuf,
+    pub username: String,
+    pub password: String,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Mosquitto {
+    /// A broker with a plain anonymous listener (`port`) and a TLS listener
+    /// that requires a user name and password (`tls`), with a CA and a
+    /// server certificate for `localhost` made here.
+    pub fn start_tls(dir: &Path) -> Mosquitto {
+        let tls_dir = dir.join("tls");
+        fs::create_dir_all(&tls_dir).unwrap();
+        openssl(
+            &tls_dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gapless test CA",
+            ],
+        );
+        openssl(
+            &tls_dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        fs::write(
+            tls_dir.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(
+            &tls_dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let (username, password) = ("gapless".to_string(), "s3cret-pw".to_string());
+        let st = Command::new("mosquitto_passwd")
+            .args(["-c", "-b"])
+            .arg(tls_dir.join("passwd"))
+            .args([&username, &password])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(st.success());
+        let tls_port = free_port();
+        let t = tls_dir.display();
+        let extra = format!(
+            "listener {tls_port} 127.0.0.1\n\
+             cafile {t}/ca.pem\ncertfile {t}/server.pem\nkeyfile {t}/server.key\n\
+             allow_anonymous false\npassword_file {t}/passwd\n"
+        );
+        let mut m = Mosquitto::start_with(dir, "per_listener_settings true\n", &extra);
+        m.tls = Some(TlsListener {
+            port: tls_port,
+            ca: tls_dir.join("ca.pem"),
+            username,
+            password,
+        });
+        m
+    }
+
     pub fn start(dir: &Path) -> Mosquitto {
+        Mosquitto::start_with(dir, "", "")
+    }
+
+    fn start_with(dir: &Path, head: &str, tail: &str) -> Mosquitto {
         let port = free_port();
         let dir = dir.join("mosquitto");
         fs::create_dir_all(&dir).unwrap();
@@ -64,7 +179,7 @@ impl Mosquitto {
         fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\n\
+                "{head}listener {port} 127.0.0.1\n\
                  user root\n\
                  allow_anonymous true\n\
                  persistence true\n\
@@ -73,7 +188,7 @@ impl Mosquitto {
                  max_queued_messages 0\n\
                  max_queued_bytes 0\n\
                  max_inflight_messages 0\n\
-                 log_dest file {}/mosquitto.log\n",
+                 log_dest file {}/mosquitto.log\n{tail}",
                 dir.display(),
                 dir.display()
             ),
@@ -82,6 +197,7 @@ impl Mosquitto {
         let mut m = Mosquitto {
             port,
             dir,
+            tls: None,
             child: None,
         };
         m.restart();
@@ -143,6 +259,7 @@ fn mosquitto_bin() -> String {
 /// The real `gapless serve` process.
 pub struct Gapless {
     pub data: PathBuf,
+    env: Vec<(String, String)>,
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
@@ -153,6 +270,11 @@ impl Gapless {
     /// Starts `gapless serve` against `broker` with data in `data`. Seals
     /// every half second so tests see files quickly.
     pub fn start(broker: &str, data: &Path, extra: &[&str]) -> Gapless {
+        Gapless::start_env(broker, data, extra, &[])
+    }
+
+    /// `start`, with extra environment variables for the process.
+    pub fn start_env(broker: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gapless {
         let mut args = vec![
             "serve".to_string(),
             "--broker".into(),
@@ -168,6 +290,10 @@ impl Gapless {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut g = Gapless {
             data: data.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             args,
             child: None,
             log: data.with_extension("log"),
@@ -196,6 +322,7 @@ impl Gapless {
             .unwrap();
         let child = Command::new(GAPLESS)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -317,8 +444,17 @@ pub fn stats(data: &Path) -> serde_json::Value {
 
 /// Runs `gapless ARGS` and returns (exit code, stdout, stderr).
 pub fn run_gapless(args: &[&str], timeout: Duration) -> (i32, String, String) {
+    run_gapless_env(args, &[], timeout)
+}
+
+pub fn run_gapless_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (i32, String, String) {
     let mut child = Command::new(GAPLESS)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
