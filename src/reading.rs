@@ -184,6 +184,15 @@ impl Decimal {
     /// Parses a plain decimal literal: optional sign, digits, optional
     /// fraction, optional exponent (`1.5e3`). Rejects NaN, infinities, empty
     /// strings, and values that cannot be held exactly at scale 9 in 38 digits.
+    ///
+    /// ```
+    /// use gapless::reading::Decimal;
+    /// let v = Decimal::parse("326.070").unwrap();
+    /// assert_eq!(v.as_str(), "326.070"); // digit for digit
+    /// assert_eq!(v.scaled(), Decimal::parse("326.07").unwrap().scaled()); // same value
+    /// assert!(Decimal::parse("NaN").is_err());
+    /// assert!(Decimal::parse("0.0000000001").is_err()); // not exact at 9 places
+    /// ```
     pub fn parse(text: &str) -> Result<Decimal, String> {
         let scaled = parse_scaled(text)?;
         Ok(Decimal {

@@ -217,6 +217,13 @@ fn decoded(format: Format, out: Out) -> Decoded {
 }
 
 /// MQTT topic filter matching (`+` one level, `#` the rest).
+///
+/// ```
+/// use gapless::decode::topic_matches;
+/// assert!(topic_matches("meters/#", "meters/heat/HZ-1"));
+/// assert!(topic_matches("application/+/device/+/event/up", "application/a/device/01/event/up"));
+/// assert!(!topic_matches("meters/+", "meters/heat/HZ-1"));
+/// ```
 pub fn topic_matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('/');
     let mut t = topic.split('/');
