@@ -64,7 +64,7 @@ pub struct ServeArgs {
     /// Reject readings stamped more than this many seconds ahead of receive time [default: 86400].
     #[arg(long)]
     pub max_future_skew: Option<u64>,
-    /// Seal Parquet files once this many messages are waiting [default: 500000].
+    /// Seal Parquet files once this many rows (messages or readings) are waiting [default: 500000].
     #[arg(long)]
     pub seal_max_rows: Option<usize>,
     /// Seal Parquet files once the oldest waiting message is this many seconds old [default: 60].

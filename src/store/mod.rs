@@ -41,7 +41,7 @@ pub const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub data: PathBuf,
-    /// Seal once this many receipts are waiting.
+    /// Seal once this many rows (receipts or readings) are waiting.
     pub seal_max_rows: usize,
     /// Seal once the oldest waiting receipt is this old.
     pub seal_max_age: Duration,
@@ -231,9 +231,11 @@ impl Store {
         self.pending.since.get_or_insert_with(Instant::now);
     }
 
-    /// Whether the pending batch is due for sealing.
+    /// Whether the pending batch is due for sealing: by rows (receipts or
+    /// readings, whichever is more: a message may carry many readings, and
+    /// pending rows are held in memory) or by age.
     pub fn is_seal_due(&self, now: Instant) -> bool {
-        self.pending.receipts.len() >= self.cfg.seal_max_rows
+        self.pending.receipts.len().max(self.pending.readings.len()) >= self.cfg.seal_max_rows
             || self
                 .pending
                 .since
@@ -462,5 +464,82 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(data: &Path, max_rows: usize) -> Store {
+        Store::open(StoreConfig {
+            data: data.to_owned(),
+            seal_max_rows: max_rows,
+            seal_max_age: Duration::from_secs(3600),
+            decode: DecodeConfig::default(),
+        })
+        .unwrap()
+    }
+
+    fn record(seq: u64, readings: usize) -> JournalRecord {
+        let items: Vec<String> = (0..readings)
+            .map(|i| {
+                format!(
+                    r#"{{"meter_id":"M-1","medium":"water","unit":"m3","value":"{i}.5","ts":"2022-07-25T{:02}:{:02}:00Z"}}"#,
+                    i / 60,
+                    i % 60
+                )
+            })
+            .collect();
+        JournalRecord {
+            seq,
+            received_at: 1_700_000_000_000_000,
+            topic: "meters/m".into(),
+            payload: format!("[{}]", items.join(",")).into_bytes().into(),
+        }
+    }
+
+    #[test]
+    fn a_message_with_many_readings_is_due_by_its_readings() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = store(tmp.path(), 10);
+        s.ingest(&record(1, 12));
+        assert_eq!(s.pending_receipts(), 1);
+        assert!(
+            s.is_seal_due(Instant::now()),
+            "12 pending readings ≥ 10 rows"
+        );
+    }
+
+    #[test]
+    fn seal_then_reopen_knows_what_is_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = store(tmp.path(), 1000);
+        s.ingest(&record(1, 3));
+        let m = s.seal().unwrap().unwrap();
+        assert_eq!((m.first_seq, m.last_seq), (1, 1));
+        assert_eq!(m.counts.readings_stored, 3);
+        assert!(m.totals.is_balanced());
+        for f in &m.files {
+            let bytes = fs::read(tmp.path().join(&f.path)).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.path);
+        }
+        assert!(
+            s.seal().unwrap().is_none(),
+            "nothing pending, no empty commit"
+        );
+        drop(s);
+        // A Parquet file of an unfinished commit is removed on open.
+        let orphan = tmp
+            .path()
+            .join("readings/date=2022-07-25/part-0000000002.parquet");
+        fs::write(&orphan, b"half written").unwrap();
+        let mut s = store(tmp.path(), 1000);
+        assert!(!orphan.exists());
+        assert_eq!(s.sealed_through(), 1);
+        s.ingest(&record(2, 3));
+        let t = s.totals();
+        assert_eq!((t.delivered, t.stored, t.duplicate), (2, 1, 1));
+        assert_eq!(t.readings_duplicate, 3);
     }
 }
