@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
@@ -191,7 +192,10 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
 }
 
 /// N native messages of `k` readings each, all distinct.
-fn make_payloads(n: usize, k: usize, run: &str) -> Vec<Vec<u8>> {
+/// The messages of one run, shared (not copied) by the publishers.
+type Payloads = Arc<Vec<Bytes>>;
+
+fn make_payloads(n: usize, k: usize, run: &str) -> Payloads {
     let base = 1_658_707_200i64; // 2022-07-25T00:00:00Z
     (0..n)
         .map(|i| {
@@ -218,9 +222,10 @@ fn make_payloads(n: usize, k: usize, run: &str) -> Vec<Vec<u8>> {
             if k > 1 {
                 s.push(']');
             }
-            s.into_bytes()
+            Bytes::from(s.into_bytes())
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn topic_filter(run: &str, who: &str) -> String {
@@ -253,16 +258,16 @@ async fn register_session(
 }
 
 /// Publishes every payload at QoS 1 and waits for every PUBACK.
-async fn preload(host: &str, port: u16, topic: &str, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+async fn preload(host: &str, port: u16, topic: &str, payloads: &Payloads) -> anyhow::Result<()> {
     let mut o = MqttOptions::new(format!("bench-pub-{}", std::process::id()), host, port);
     o.set_inflight(1000).set_max_packet_size(1 << 26, 1 << 26);
     let (client, mut ev) = AsyncClient::new(o, 4096);
-    let to_send: Vec<Vec<u8>> = payloads.to_vec();
+    let to_send = payloads.clone();
     let topic = topic.to_string();
     let sender = tokio::spawn(async move {
-        for p in to_send {
+        for p in to_send.iter() {
             client
-                .publish(topic.clone(), QoS::AtLeastOnce, false, p)
+                .publish_bytes(topic.clone(), QoS::AtLeastOnce, false, p.clone())
                 .await?;
         }
         anyhow::Ok(client)
@@ -288,10 +293,10 @@ fn publish_in_background(
     host: &str,
     port: u16,
     topic: String,
-    payloads: &[Vec<u8>],
+    payloads: &Payloads,
 ) -> std::thread::JoinHandle<anyhow::Result<()>> {
     let host = host.to_string();
-    let payloads = payloads.to_vec();
+    let payloads = payloads.clone();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -305,7 +310,7 @@ async fn bare_run(
     host: &str,
     port: u16,
     run: &str,
-    payloads: &[Vec<u8>],
+    payloads: &Payloads,
 ) -> anyhow::Result<Duration> {
     let id = format!("bench-bare-{run}");
     let filter = topic_filter(run, "bare");
@@ -343,7 +348,7 @@ async fn gapless_run(
     host: &str,
     port: u16,
     run: &str,
-    payloads: &[Vec<u8>],
+    payloads: &Payloads,
     data: PathBuf,
 ) -> anyhow::Result<(Duration, Duration)> {
     let id = format!("bench-gapless-{run}");
