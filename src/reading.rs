@@ -244,6 +244,35 @@ pub fn format_scaled(scaled: i128) -> String {
     s
 }
 
+/// Formats a value scaled by 10^9 with exactly `decimals` places (at most
+/// 9), as a meter that sends that many decimals would: `(326070000000, 3)`
+/// -> `"326.070"`. Digits beyond `decimals` are cut, not rounded: callers
+/// pass values already at that precision.
+pub fn format_fixed(scaled: i128, decimals: u8) -> String {
+    let decimals = (decimals as u32).min(VALUE_SCALE);
+    let div = 10u128.pow(VALUE_SCALE);
+    let abs = scaled.unsigned_abs();
+    let int = abs / div;
+    let frac = (abs % div) / 10u128.pow(VALUE_SCALE - decimals);
+    let sign = if scaled < 0 { "-" } else { "" };
+    if decimals == 0 {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac:0w$}", w = decimals as usize)
+    }
+}
+
+/// Number of fraction digits in a plain decimal literal (`"326.070"` -> 3;
+/// with an exponent, the digits that remain after applying it), at most 9.
+pub fn fraction_digits(text: &str) -> u8 {
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let frac = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i32);
+    (frac - exp).clamp(0, VALUE_SCALE as i32) as u8
+}
+
 fn parse_scaled(text: &str) -> Result<i128, String> {
     let err = |why: &str| format!("invalid value {:?}: {why}", truncate(text, 40));
     let bytes = text.as_bytes();
@@ -370,6 +399,18 @@ pub fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_formatting_round_trips_the_sent_text() {
+        for text in ["326.070", "0", "-1.5", "1234.567", "0.000000001", "99999"] {
+            let d = Decimal::parse(text).unwrap();
+            assert_eq!(format_fixed(d.scaled(), fraction_digits(text)), text);
+        }
+        assert_eq!(fraction_digits("1e3"), 0);
+        assert_eq!(fraction_digits("1.5E-3"), 4);
+        assert_eq!(format_fixed(1_500_000, 4), "0.0015");
+        assert_eq!(format_fixed(-326_070_000_000, 2), "-326.07");
+    }
 
     #[test]
     fn decimal_keeps_text_and_scales_exactly() {

@@ -1,0 +1,308 @@
+//! Continuity: what a meter's readings say about what is missing.
+//!
+//! Pure: no I/O, the clock is an argument. The same rules serve the batch
+//! pass over stored Parquet ([`series::analyze`], [`window::evaluate`]) and
+//! the live engine that follows readings as they are sealed ([`live`]).
+//!
+//! - [`registry`]: the optional meter registry (CSV): expected intervals,
+//!   groups, installation and removal times (meter replacements).
+//! - [`series`]: one series (meter, register) in time order → its gaps,
+//!   sequence-counter losses, register decreases (explained or not) and
+//!   implausible consumption across gaps.
+//! - [`window`]: the outage-window report: per series and in summary,
+//!   expected / received / late / missing, opening and closing values, and
+//!   whether consumption across the window is exactly provable.
+//! - [`estimate`]: linear interpolation of missing interval values.
+//! - [`live`]: per-series state as readings arrive, out of order included.
+
+pub mod estimate;
+pub mod live;
+pub mod registry;
+pub mod series;
+pub mod window;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::reading::Medium;
+
+/// Microseconds per second.
+pub const SECOND: i64 = 1_000_000;
+/// Microseconds per day.
+pub const DAY: i64 = 86_400 * SECOND;
+
+/// Default tolerance: a gap is more than `interval × 1.5` without a reading.
+pub const DEFAULT_TOLERANCE: f64 = 0.5;
+/// SAP IS-U's example bounds for consumption across a gap, relative to the
+/// consumption the meter's own history predicts: above +70 % or below −40 %.
+pub const DEFAULT_PLAUSIBLE_ABOVE: f64 = 0.7;
+pub const DEFAULT_PLAUSIBLE_BELOW: f64 = 0.4;
+/// A reading is late when it was received more than this after its own time.
+pub const DEFAULT_LATE_AFTER_S: u64 = 3_600;
+/// Gaps longer than this are never filled with estimates.
+pub const DEFAULT_MAX_ESTIMATE_GAP_S: u64 = 7 * 86_400;
+/// wM-Bus access numbers are one byte.
+pub const DEFAULT_SEQ_WRAP: u64 = 256;
+/// Heat cost allocators reset their current-period counter on this date
+/// (month-day) unless the meter reports its own set date.
+pub const DEFAULT_HCA_SET_DATE: &str = "12-31";
+/// Fewest intervals between readings from which an interval is inferred.
+pub const MIN_INFER_INTERVALS: usize = 2;
+/// Fewest regular intervals of history before consumption across a gap is
+/// judged for plausibility.
+pub const MIN_PLAUSIBILITY_INTERVALS: u64 = 8;
+
+/// Built-in expected intervals, used when neither the registry nor the
+/// configuration gives one and the meter's history is too short to infer
+/// it: heat and cooling meters every 15 min, water hourly, HCAs daily.
+pub fn builtin_interval_s(medium: Medium) -> u64 {
+    match medium {
+        Medium::Heat | Medium::Cooling => 900,
+        Medium::Water | Medium::WarmWater => 3_600,
+        Medium::Hca => 86_400,
+    }
+}
+
+/// Where a meter's expected interval came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntervalSource {
+    /// The meter's registry entry.
+    Registry,
+    /// The per-medium default of the configuration.
+    Config,
+    /// The median time between the meter's own readings.
+    Inferred,
+    /// Built in ([`builtin_interval_s`]): too little history to infer.
+    Default,
+}
+
+impl IntervalSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntervalSource::Registry => "registry",
+            IntervalSource::Config => "config",
+            IntervalSource::Inferred => "inferred",
+            IntervalSource::Default => "default",
+        }
+    }
+}
+
+impl fmt::Display for IntervalSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A series' expected interval and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub micros: i64,
+    pub source: IntervalSource,
+}
+
+/// The `[continuity]` table of the TOML config (every key optional).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinuityFileConfig {
+    pub tolerance: Option<f64>,
+    pub late_after_s: Option<u64>,
+    pub max_estimate_gap_s: Option<u64>,
+    pub plausible_above: Option<f64>,
+    pub plausible_below: Option<f64>,
+    pub hca_set_date: Option<String>,
+    /// Per-medium expected interval in seconds: `{ heat = 900, water = 3600 }`.
+    #[serde(default)]
+    pub intervals_s: BTreeMap<String, u64>,
+    /// Per-medium sequence-counter wrap: `{ heat = 256 }`.
+    #[serde(default)]
+    pub seq_wrap: BTreeMap<String, u64>,
+}
+
+/// Validated continuity rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinuityConfig {
+    /// A gap is more than `interval × (1 + tolerance)` without a reading.
+    pub tolerance: f64,
+    /// Received more than this after its own timestamp = late (µs).
+    pub late_after: i64,
+    /// Longest gap that estimation may fill (µs).
+    pub max_estimate_gap: i64,
+    /// Consumption across a gap above `expected × (1 + plausible_above)` or
+    /// below `expected × (1 − plausible_below)` is implausible.
+    pub plausible_above: f64,
+    pub plausible_below: f64,
+    /// Month and day on which heat cost allocators reset.
+    pub hca_set_date: (u32, u32),
+    pub intervals_s: BTreeMap<Medium, u64>,
+    pub seq_wrap: BTreeMap<Medium, u64>,
+}
+
+impl Default for ContinuityConfig {
+    fn default() -> Self {
+        ContinuityConfig {
+            tolerance: DEFAULT_TOLERANCE,
+            late_after: DEFAULT_LATE_AFTER_S as i64 * SECOND,
+            max_estimate_gap: DEFAULT_MAX_ESTIMATE_GAP_S as i64 * SECOND,
+            plausible_above: DEFAULT_PLAUSIBLE_ABOVE,
+            plausible_below: DEFAULT_PLAUSIBLE_BELOW,
+            hca_set_date: (12, 31),
+            intervals_s: BTreeMap::new(),
+            seq_wrap: BTreeMap::new(),
+        }
+    }
+}
+
+impl ContinuityConfig {
+    /// Validates the file's `[continuity]` table; errors name the key.
+    pub fn from_file(f: &ContinuityFileConfig) -> Result<ContinuityConfig, String> {
+        let mut c = ContinuityConfig::default();
+        if let Some(t) = f.tolerance {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(format!("continuity.tolerance: {t} must be ≥ 0"));
+            }
+            c.tolerance = t;
+        }
+        if let Some(s) = f.late_after_s {
+            c.late_after = secs(s, "continuity.late_after_s")?;
+        }
+        if let Some(s) = f.max_estimate_gap_s {
+            c.max_estimate_gap = secs(s, "continuity.max_estimate_gap_s")?;
+        }
+        for (key, v, slot) in [
+            ("plausible_above", f.plausible_above, &mut c.plausible_above),
+            ("plausible_below", f.plausible_below, &mut c.plausible_below),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("continuity.{key}: {v} must be ≥ 0"));
+                }
+                *slot = v;
+            }
+        }
+        if c.plausible_below > 1.0 {
+            return Err("continuity.plausible_below: must be at most 1 (100 %)".into());
+        }
+        if let Some(d) = &f.hca_set_date {
+            c.hca_set_date = parse_month_day(d)
+                .ok_or_else(|| format!("continuity.hca_set_date: {d:?} is not MM-DD"))?;
+        }
+        for (m, v) in &f.intervals_s {
+            let medium = parse_medium(m, "continuity.intervals_s")?;
+            if *v == 0 {
+                return Err(format!("continuity.intervals_s.{m}: must be > 0"));
+            }
+            secs(*v, "continuity.intervals_s")?;
+            c.intervals_s.insert(medium, *v);
+        }
+        for (m, v) in &f.seq_wrap {
+            let medium = parse_medium(m, "continuity.seq_wrap")?;
+            if *v < 2 {
+                return Err(format!("continuity.seq_wrap.{m}: must be ≥ 2"));
+            }
+            c.seq_wrap.insert(medium, *v);
+        }
+        Ok(c)
+    }
+
+    /// The gap threshold for an interval (µs): longer than this = a gap.
+    pub fn gap_threshold(&self, interval: i64) -> i64 {
+        (interval as f64 * (1.0 + self.tolerance)) as i64
+    }
+}
+
+fn secs(s: u64, key: &str) -> Result<i64, String> {
+    i64::try_from(s)
+        .ok()
+        .and_then(|s| s.checked_mul(SECOND))
+        .ok_or_else(|| format!("{key}: {s} s is too large"))
+}
+
+fn parse_medium(m: &str, key: &str) -> Result<Medium, String> {
+    Medium::parse(m).ok_or_else(|| {
+        format!("{key}: unknown medium {m:?} (heat, cooling, water, warm_water, hca)")
+    })
+}
+
+/// `MM-DD` → (month, day).
+pub fn parse_month_day(s: &str) -> Option<(u32, u32)> {
+    let (m, d) = s.split_once('-')?;
+    let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
+    chrono::NaiveDate::from_ymd_opt(2000, m, d)?;
+    Some((m, d))
+}
+
+/// Parses an RFC 3339 timestamp or a plain date (`2022-07-25` = midnight
+/// UTC) into microseconds. Used by the CLI and the registry.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros());
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2022-07-25T00:00:00Z) or a date (2022-07-25)"
+    ))
+}
+
+/// Rounds `num / den` to the nearest integer (halves away from zero); `den > 0`.
+pub(crate) fn div_round(num: i128, den: i128) -> i128 {
+    debug_assert!(den > 0);
+    if num >= 0 {
+        (num + den / 2) / den
+    } else {
+        -((-num + den / 2) / den)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_config_is_validated_with_the_key_named() {
+        let ok: ContinuityFileConfig = toml::from_str(
+            "tolerance = 0.25\nhca_set_date = \"09-30\"\n[intervals_s]\nheat = 240\n[seq_wrap]\nwater = 65536\n",
+        )
+        .unwrap();
+        let c = ContinuityConfig::from_file(&ok).unwrap();
+        assert_eq!(c.tolerance, 0.25);
+        assert_eq!(c.hca_set_date, (9, 30));
+        assert_eq!(c.intervals_s[&Medium::Heat], 240);
+        assert_eq!(c.seq_wrap[&Medium::Water], 65536);
+        for (toml, needle) in [
+            ("tolerance = -1.0", "continuity.tolerance"),
+            ("hca_set_date = \"02-30\"", "hca_set_date"),
+            ("[intervals_s]\ngas = 60", "unknown medium \"gas\""),
+            ("[intervals_s]\nheat = 0", "must be > 0"),
+            ("[seq_wrap]\nheat = 1", "must be ≥ 2"),
+            ("plausible_below = 1.5", "plausible_below"),
+        ] {
+            let f: ContinuityFileConfig = toml::from_str(toml).unwrap();
+            let e = ContinuityConfig::from_file(&f).unwrap_err();
+            assert!(e.contains(needle), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_dates() {
+        assert_eq!(parse_time("1970-01-02").unwrap(), DAY);
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), SECOND);
+        assert_eq!(parse_time("1970-01-01T01:00:00+01:00").unwrap(), 0);
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn rounding_is_half_away_from_zero() {
+        assert_eq!(div_round(5, 2), 3);
+        assert_eq!(div_round(-5, 2), -3);
+        assert_eq!(div_round(4, 3), 1);
+        assert_eq!(div_round(0, 7), 0);
+    }
+}
