@@ -513,3 +513,123 @@ pub fn shutdown_on_signals() -> io::Result<watch::Receiver<bool>> {
     });
     Ok(rx)
 }
+
+/// Why a query command (`report`, `gaps`) failed: the user's input (exit 2)
+/// or the data (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+}
+
+fn usage(e: impl std::fmt::Display) -> CommandError {
+    CommandError::Usage(e.to_string())
+}
+
+fn parse_medium_flag(m: Option<&str>) -> Result<Option<crate::reading::Medium>, CommandError> {
+    m.map(|m| {
+        crate::reading::Medium::parse(m).ok_or_else(|| {
+            usage(format!(
+                "--medium {m:?}: not one of heat, cooling, water, warm_water, hca"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn parse_time_flag(flag: &str, s: &str) -> Result<i64, CommandError> {
+    crate::continuity::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
+}
+
+/// `gapless report`: evaluates the window, writes the report (and estimates)
+/// under DATA/reports/, and returns what to print.
+pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String, CommandError> {
+    use crate::cli::ReportFormat;
+    use crate::report;
+    let q = &args.query;
+    let from = parse_time_flag("--from", &args.from)?;
+    let to = parse_time_flag("--to", &args.to)?;
+    if to <= from {
+        return Err(usage("--to must be after --from"));
+    }
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| {
+            crate::continuity::window::Status::parse(s).ok_or_else(|| {
+                usage(format!(
+                    "--status {s:?}: not one of anomalous, silent, open, bridged, complete"
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = report::ReportFilter {
+        medium: parse_medium_flag(q.medium.as_deref())?,
+        status,
+    };
+    let ctx =
+        crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
+    let stored = report::StoredReadings::load(&q.data)?;
+    let window = crate::continuity::window::Window { from, to };
+    let rep = report::outage_report(&stored, &ctx, window, &filter);
+    let est = args
+        .estimate
+        .then(|| report::estimates(&stored, &ctx, window));
+    let written = report::write_report_parquet(&q.data, &rep, est.as_deref(), now)?;
+    Ok(match args.format {
+        ReportFormat::Table => {
+            let mut s = report::report_table(&rep);
+            for p in &written {
+                s.push_str(&format!("\nwritten: {}", p.display()));
+            }
+            s.push('\n');
+            s
+        }
+        ReportFormat::Json => {
+            let mut v = report::report_json(&rep);
+            v.files = written.iter().map(|p| p.display().to_string()).collect();
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        ReportFormat::Csv => report::report_csv(&rep),
+        ReportFormat::Parquet => written
+            .iter()
+            .map(|p| format!("{}\n", p.display()))
+            .collect(),
+    })
+}
+
+/// `gapless gaps`: the gaps of the stored readings.
+pub fn gaps_command(args: &crate::cli::GapsArgs, now: i64) -> Result<String, CommandError> {
+    use crate::cli::GapsFormat;
+    use crate::report;
+    let q = &args.query;
+    let filter = report::GapFilter {
+        meter: args.meter.clone(),
+        from: args
+            .from
+            .as_deref()
+            .map(|s| parse_time_flag("--from", s))
+            .transpose()?,
+        to: args
+            .to
+            .as_deref()
+            .map(|s| parse_time_flag("--to", s))
+            .transpose()?,
+        only_open: args.open,
+        medium: parse_medium_flag(q.medium.as_deref())?,
+    };
+    let ctx =
+        crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
+    let stored = report::StoredReadings::load(&q.data)?;
+    let rows = report::gaps(&stored, &ctx, &filter, now);
+    Ok(match args.format {
+        GapsFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report::gaps_json(&rows)).unwrap_or_default()
+        ),
+        GapsFormat::Csv => report::gaps_text(&rows, true),
+        GapsFormat::Table => report::gaps_text(&rows, false),
+    })
+}

@@ -30,9 +30,110 @@ pub enum Command {
         #[arg(long, default_value = crate::config::DEFAULT_DATA)]
         data: PathBuf,
     },
+    /// The outage-window report: per meter and register, were readings lost
+    /// in [FROM, TO), and is consumption across the window exactly provable?
+    Report(ReportArgs),
+    /// List the gaps of the stored readings (open gaps run to --to or now).
+    Gaps(GapsArgs),
+    /// The whole pipeline on a simulated fleet with an outage: in-process
+    /// broker, ingest through MQTT → journal → Parquet, then the report.
+    Demo(DemoArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    /// Only write the Parquet file under DATA/reports/ and print its path.
+    Parquet,
+}
+
+/// Output formats of `gaps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GapsFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// What `report` and `gaps` share.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Data directory.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Meter registry (CSV: meter_id,medium,expected_interval_s,group,installed_at,removed_at).
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    /// TOML file whose [continuity] table sets the rules (and `registry`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Only meters of this medium (heat, cooling, water, warm_water, hca).
+    #[arg(long)]
+    pub medium: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// Window start (RFC 3339 or YYYY-MM-DD, UTC), inclusive.
+    #[arg(long)]
+    pub from: String,
+    /// Window end, exclusive.
+    #[arg(long)]
+    pub to: String,
+    /// List only meters with this status (the summary still counts all):
+    /// anomalous, silent, open, bridged, complete.
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Also write linear-interpolation estimates for the missing slots of
+    /// closed gaps (a separate Parquet file, every row flagged `estimated`).
+    #[arg(long)]
+    pub estimate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GapsArgs {
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// Only this meter.
+    #[arg(long)]
+    pub meter: Option<String>,
+    /// Only gaps ending after this time.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only gaps starting before this time; open gaps end here [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only open gaps (meters silent until --to or now).
+    #[arg(long)]
+    pub open: bool,
+    #[arg(long, value_enum, default_value_t = GapsFormat::Table)]
+    pub format: GapsFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Use this broker instead of the in-process one (mqtt://HOST:PORT).
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Meters in the simulated fleet.
+    #[arg(long, default_value_t = 10_000)]
+    pub meters: usize,
+    /// Where the demo's data goes (emptied first).
+    #[arg(long, default_value = "./gapless-demo")]
+    pub data: PathBuf,
+    /// Seed of the simulation (same seed, same fleet and outage).
+    #[arg(long, default_value_t = 2022)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,10 @@ pub struct FileConfig {
     /// Pin a payload format to topics: `[[formats]] filter = "lora/#" format = "chirpstack"`.
     #[serde(default)]
     pub formats: Vec<FormatPinConfig>,
+    /// The meter registry (CSV), for `report` and `gaps` (`--registry` wins).
+    pub registry: Option<PathBuf>,
+    /// Continuity rules: `[continuity]`.
+    pub continuity: Option<crate::continuity::ContinuityFileConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +262,7 @@ impl ServeSettings {
                 initial_attempts: attempts,
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(10),
+                clock: crate::clock::Clock::System,
             },
             store: StoreConfig {
                 data,
@@ -289,6 +294,33 @@ pub fn validate_filter(f: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What `report` and `gaps` need besides their own flags: the continuity
+/// rules from `--config FILE` and the registry from `--registry FILE` (or
+/// the file's `registry`).
+pub fn query_context(
+    config: Option<&Path>,
+    registry: Option<&Path>,
+) -> Result<crate::report::QueryContext, ConfigError> {
+    let file = match config {
+        Some(p) => read_file(p)?,
+        None => FileConfig::default(),
+    };
+    let continuity = match &file.continuity {
+        Some(c) => crate::continuity::ContinuityConfig::from_file(c)
+            .map_err(|m| invalid("continuity", m))?,
+        None => crate::continuity::ContinuityConfig::default(),
+    };
+    let registry = match registry.or(file.registry.as_deref()) {
+        Some(p) => crate::continuity::registry::Registry::load(p)
+            .map_err(|e| invalid("registry", e.to_string()))?,
+        None => Default::default(),
+    };
+    Ok(crate::report::QueryContext {
+        continuity,
+        registry,
+    })
 }
 
 #[cfg(test)]

@@ -51,9 +51,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report(args) => query(gapless::app::report_command(&args, now())),
+        Command::Gaps(args) => query(gapless::app::gaps_command(&args, now())),
+        Command::Demo(args) => {
+            let ok = gapless::demo::run(args)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Bench(gapless::cli::BenchCommand::Ingest(args)) => {
             gapless::bench::ingest(args)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Prints a query's output; bad usage exits 2, a failure 1.
+fn query(r: Result<String, gapless::app::CommandError>) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match r {
+        Ok(out) => {
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(gapless::app::CommandError::Usage(m)) => {
+            eprintln!("gapless: {m}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -326,30 +326,12 @@ impl Store {
         }
         dirs.insert(dir.clone(), ());
         let name = format!("part-{commit:010}.parquet");
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let path = dir.join(&name);
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(WRITER.to_string())
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new("gapless.table".into(), table.to_string()),
-                KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
-                KeyValue::new("gapless.commit".into(), commit.to_string()),
-            ]))
-            .build();
-        let pq = |source| StoreError::Parquet {
-            path: tmp.clone(),
-            source,
-        };
-        let mut w = ArrowWriter::try_new(sink, batch.schema(), Some(props)).map_err(pq)?;
-        w.write(batch).map_err(pq)?;
-        let sink = w.into_inner().map_err(pq)?;
-        let (buf, sha, bytes) = sink.finish();
-        let file = buf.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        let metadata = vec![
+            KeyValue::new("gapless.table".into(), table.to_string()),
+            KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
+            KeyValue::new("gapless.commit".into(), commit.to_string()),
+        ];
+        let (bytes, sha) = write_parquet(&dir.join(&name), batch, metadata)?;
         Ok(SealedFile {
             table: table.to_string(),
             path: format!("{rel_dir}/{name}"),
@@ -358,6 +340,44 @@ impl Store {
             sha256: hex::encode(sha),
         })
     }
+}
+
+/// Writes one immutable Parquet file: to a temporary name beside it, fsync,
+/// then rename (the caller syncs the directory). `metadata` goes into the
+/// footer. Returns the file's size and SHA-256. Refuses to replace an
+/// existing file.
+pub fn write_parquet(
+    path: &Path,
+    batch: &RecordBatch,
+    metadata: Vec<KeyValue>,
+) -> Result<(u64, [u8; 32]), StoreError> {
+    if path.exists() {
+        return Err(io_err(path)(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "sealed files are never replaced",
+        )));
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(WRITER.to_string())
+        .set_key_value_metadata(Some(metadata))
+        .build();
+    let pq = |source| StoreError::Parquet {
+        path: tmp.clone(),
+        source,
+    };
+    let mut w = ArrowWriter::try_new(sink, batch.schema(), Some(props)).map_err(pq)?;
+    w.write(batch).map_err(pq)?;
+    let sink = w.into_inner().map_err(pq)?;
+    let (buf, sha, bytes) = sink.finish();
+    let file = buf.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok((bytes, sha))
 }
 
 /// Microseconds in a day.

@@ -1,0 +1,1021 @@
+//! Queries over what the store committed: the outage-window report, the gap
+//! listing and estimates, shared by the CLI (and the API). Reads the sealed
+//! `readings` files the commit log names, groups their rows by meter and
+//! series in time order, and applies the [`continuity`](crate::continuity)
+//! rules. Rendering (table, JSON, CSV, Parquet) lives here too.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Decimal128Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::KeyValue;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::continuity::estimate::{self, METHOD_LINEAR};
+use crate::continuity::registry::Registry;
+use crate::continuity::series::{analyze, choose_interval, Gap, Point, SeriesRules};
+use crate::continuity::window::{self, MeterRow, OutageReport, SeriesInput, Status, Window};
+use crate::continuity::{ContinuityConfig, DAY, DEFAULT_SEQ_WRAP, SECOND};
+use crate::reading::{format_fixed, fraction_digits, Medium, VALUE_SCALE};
+use crate::store::tables::{READINGS, SCHEMA_VERSION};
+use crate::store::{commit, format_micros, write_parquet, StoreError};
+
+pub const REPORTS_DIR: &str = "reports";
+/// LoRaWAN frame counters are 32 bits.
+const FRAME_COUNTER_WRAP: u64 = 1 << 32;
+/// Meters listed under "needs attention" in the table format.
+const TABLE_ATTENTION_ROWS: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("data directory {0} does not exist")]
+    NoData(PathBuf),
+    #[error("reading {path}: {why}")]
+    Read { path: PathBuf, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Commit(#[from] commit::CommitError),
+}
+
+/// What a query needs besides its own parameters.
+#[derive(Debug, Clone, Default)]
+pub struct QueryContext {
+    pub continuity: ContinuityConfig,
+    pub registry: Registry,
+}
+
+/// One stored reading, compact (strings interned).
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    meter: u32,
+    register: u32,
+    unit: u32,
+    medium: Medium,
+    set_date: bool,
+    conflict: bool,
+    frame_counter: bool,
+    point: Point,
+}
+
+/// Every sealed reading, sorted by meter, register and time.
+pub struct StoredReadings {
+    meters: Vec<String>,
+    registers: Vec<String>,
+    units: Vec<String>,
+    rows: Vec<Row>,
+}
+
+impl StoredReadings {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Loads the readings files of every commit.
+    pub fn load(data: &Path) -> Result<StoredReadings, ReportError> {
+        if !data.is_dir() {
+            return Err(ReportError::NoData(data.to_owned()));
+        }
+        let mut out = StoredReadings {
+            meters: Vec::new(),
+            registers: Vec::new(),
+            units: Vec::new(),
+            rows: Vec::new(),
+        };
+        let mut interned: [BTreeMap<String, u32>; 3] = Default::default();
+        for m in commit::read_all(data)? {
+            for f in m.files.iter().filter(|f| f.table == READINGS) {
+                out.load_file(&data.join(&f.path), &mut interned)?;
+            }
+        }
+        let (meters, registers) = (&out.meters, &out.registers);
+        out.rows.sort_by(|a, b| {
+            meters[a.meter as usize]
+                .cmp(&meters[b.meter as usize])
+                .then_with(|| registers[a.register as usize].cmp(&registers[b.register as usize]))
+                .then(a.point.ts.cmp(&b.point.ts))
+                .then(a.conflict.cmp(&b.conflict))
+        });
+        Ok(out)
+    }
+
+    fn load_file(
+        &mut self,
+        path: &Path,
+        interned: &mut [BTreeMap<String, u32>; 3],
+    ) -> Result<(), ReportError> {
+        let bad = |why: String| ReportError::Read {
+            path: path.to_owned(),
+            why,
+        };
+        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+        let mask = ProjectionMask::columns(
+            builder.parquet_schema(),
+            [
+                "meter_id",
+                "register",
+                "ts",
+                "medium",
+                "unit",
+                "value",
+                "value_decimal",
+                "seq",
+                "kind",
+                "conflict",
+                "received_at",
+                "format",
+            ],
+        );
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(e.to_string()))?;
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| bad(format!("column {name} missing")))
+            };
+            let (meter, register, ts, medium, unit, value, dec, seq, kind, conflict, recv, format) = (
+                col("meter_id")?,
+                col("register")?,
+                col("ts")?,
+                col("medium")?,
+                col("unit")?,
+                col("value")?,
+                col("value_decimal")?,
+                col("seq")?,
+                col("kind")?,
+                col("conflict")?,
+                col("received_at")?,
+                col("format")?,
+            );
+            let meter = meter.as_string::<i32>();
+            let register = register.as_string::<i32>();
+            let ts = ts.as_primitive::<TimestampMicrosecondType>();
+            let medium = medium.as_string::<i32>();
+            let unit = unit.as_string::<i32>();
+            let value = value.as_string::<i32>();
+            let dec = dec.as_primitive::<Decimal128Type>();
+            let seq = seq.as_primitive::<UInt64Type>();
+            let kind = kind.as_string::<i32>();
+            let conflict = conflict.as_boolean();
+            let recv = recv.as_primitive::<TimestampMicrosecondType>();
+            let format = format.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let md = Medium::parse(medium.value(i))
+                    .ok_or_else(|| bad(format!("unknown medium {:?}", medium.value(i))))?;
+                let mut intern = |which: usize, s: &str, list: &mut Vec<String>| -> u32 {
+                    if let Some(&k) = interned[which].get(s) {
+                        return k;
+                    }
+                    let k = list.len() as u32;
+                    list.push(s.to_owned());
+                    interned[which].insert(s.to_owned(), k);
+                    k
+                };
+                let row = Row {
+                    meter: intern(0, meter.value(i), &mut self.meters),
+                    register: intern(1, register.value(i), &mut self.registers),
+                    unit: intern(2, unit.value(i), &mut self.units),
+                    medium: md,
+                    set_date: kind.value(i) == "set_date",
+                    conflict: conflict.value(i),
+                    frame_counter: matches!(format.value(i), "chirpstack" | "tts"),
+                    point: Point {
+                        ts: ts.value(i),
+                        value: dec.value(i),
+                        decimals: fraction_digits(value.value(i)),
+                        seq: (!seq.is_null(i)).then(|| seq.value(i)),
+                        received_at: recv.value(i),
+                    },
+                };
+                self.rows.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` once per series (meter, register) in order, with the
+    /// meter's set-date days, and once per registry meter with no readings.
+    fn for_each_series(&self, ctx: &QueryContext, mut f: impl FnMut(&SeriesInput)) {
+        let cfg = &ctx.continuity;
+        let mut seen_meters: Vec<&str> = Vec::new();
+        let mut i = 0;
+        while i < self.rows.len() {
+            let meter = self.rows[i].meter;
+            let end = i + self.rows[i..].partition_point(|r| r.meter == meter);
+            let meter_id = self.meters[meter as usize].as_str();
+            seen_meters.push(meter_id);
+            let rows = &self.rows[i..end];
+            let mut set_days: Vec<i64> = rows
+                .iter()
+                .filter(|r| r.set_date)
+                .map(|r| r.point.ts.div_euclid(DAY))
+                .collect();
+            set_days.sort_unstable();
+            set_days.dedup();
+            let replacements = ctx.registry.replacements(meter_id);
+            let entry = ctx.registry.latest(meter_id);
+            let mut j = 0;
+            while j < rows.len() {
+                let register = rows[j].register;
+                let end_j = j + rows[j..].partition_point(|r| r.register == register);
+                let series = &rows[j..end_j];
+                j = end_j;
+                let first = series[0];
+                if series.iter().all(|r| r.set_date) {
+                    continue; // set-date values are not a telegram stream
+                }
+                let points: Vec<Point> = series
+                    .iter()
+                    .filter(|r| !r.set_date && !r.conflict)
+                    .map(|r| r.point)
+                    .collect();
+                let medium = entry.map_or(first.medium, |e| e.medium);
+                let interval = choose_interval(
+                    entry.and_then(|e| e.expected_interval_s),
+                    cfg,
+                    medium,
+                    &points,
+                );
+                let seq_wrap = entry
+                    .and_then(|e| e.seq_wrap)
+                    .or_else(|| first.frame_counter.then_some(FRAME_COUNTER_WRAP))
+                    .or_else(|| cfg.seq_wrap.get(&medium).copied())
+                    .unwrap_or(DEFAULT_SEQ_WRAP);
+                let conflicts: Vec<i64> = series
+                    .iter()
+                    .filter(|r| r.conflict)
+                    .map(|r| r.point.ts)
+                    .collect();
+                let input = SeriesInput {
+                    meter_id,
+                    register: Some(&self.registers[register as usize]),
+                    medium,
+                    unit: Some(&self.units[first.unit as usize]),
+                    group: entry.and_then(|e| e.group.as_deref()),
+                    points: &points,
+                    conflicts: &conflicts,
+                    rules: SeriesRules {
+                        cfg,
+                        medium,
+                        interval,
+                        seq_wrap,
+                        set_days: &set_days,
+                        replacements: &replacements,
+                    },
+                    service: ctx.registry.service_span(meter_id),
+                    in_registry: entry.is_some(),
+                };
+                f(&input);
+            }
+            i = end;
+        }
+        for (meter_id, entries) in ctx.registry.meters() {
+            if seen_meters.binary_search(&meter_id).is_ok() {
+                continue;
+            }
+            let Some(entry) = entries.last() else {
+                continue;
+            };
+            let interval = choose_interval(entry.expected_interval_s, cfg, entry.medium, &[]);
+            f(&SeriesInput {
+                meter_id,
+                register: None,
+                medium: entry.medium,
+                unit: None,
+                group: entry.group.as_deref(),
+                points: &[],
+                conflicts: &[],
+                rules: SeriesRules {
+                    cfg,
+                    medium: entry.medium,
+                    interval,
+                    seq_wrap: entry.seq_wrap.unwrap_or(DEFAULT_SEQ_WRAP),
+                    set_days: &[],
+                    replacements: &[],
+                },
+                service: ctx.registry.service_span(meter_id),
+                in_registry: true,
+            });
+        }
+    }
+}
+
+/// Which meters a report covers.
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    pub medium: Option<Medium>,
+    /// Applied to the listed meters only: the summary covers every meter.
+    pub status: Option<Status>,
+}
+
+/// The outage-window report over the stored readings.
+pub fn outage_report(
+    stored: &StoredReadings,
+    ctx: &QueryContext,
+    window: Window,
+    filter: &ReportFilter,
+) -> OutageReport {
+    let mut rows = Vec::new();
+    stored.for_each_series(ctx, |s| {
+        if filter.medium.is_some_and(|m| m != s.medium) {
+            return;
+        }
+        rows.extend(window::evaluate(s, window));
+    });
+    let mut report = window::assemble(window, rows);
+    if let Some(st) = filter.status {
+        report.meters.retain(|r| r.status == st);
+    }
+    report
+}
+
+/// A gap with the series it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapRow {
+    pub meter_id: String,
+    pub register: String,
+    pub medium: Medium,
+    pub interval_s: u64,
+    pub interval_source: &'static str,
+    pub gap: Gap,
+}
+
+/// Which gaps `gapless gaps` lists.
+#[derive(Debug, Clone, Default)]
+pub struct GapFilter {
+    pub meter: Option<String>,
+    /// Gaps that end after this...
+    pub from: Option<i64>,
+    /// ...and start before this; also where open gaps end.
+    pub to: Option<i64>,
+    pub only_open: bool,
+    pub medium: Option<Medium>,
+}
+
+/// Every gap of the stored readings; open gaps run to `filter.to` or `now`.
+pub fn gaps(
+    stored: &StoredReadings,
+    ctx: &QueryContext,
+    filter: &GapFilter,
+    now: i64,
+) -> Vec<GapRow> {
+    let end = filter.to.unwrap_or(now);
+    let mut out = Vec::new();
+    stored.for_each_series(ctx, |s| {
+        let Some(register) = s.register else { return };
+        if filter.meter.as_deref().is_some_and(|m| m != s.meter_id)
+            || filter.medium.is_some_and(|m| m != s.medium)
+        {
+            return;
+        }
+        let upto: Vec<Point> = s.points.iter().filter(|p| p.ts < end).copied().collect();
+        for gap in analyze(&upto, &s.rules, Some(end)).gaps {
+            if filter.only_open && !gap.open {
+                continue;
+            }
+            if filter.from.is_some_and(|f| gap.to <= f) {
+                continue;
+            }
+            out.push(GapRow {
+                meter_id: s.meter_id.to_owned(),
+                register: register.to_owned(),
+                medium: s.medium,
+                interval_s: (s.rules.interval.micros / SECOND) as u64,
+                interval_source: s.rules.interval.source.as_str(),
+                gap,
+            });
+        }
+    });
+    out
+}
+
+/// One estimated value (never mixed with measured rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EstimateRow {
+    pub meter_id: String,
+    pub register: String,
+    pub medium: Medium,
+    pub unit: String,
+    pub ts: i64,
+    pub value: i128,
+    pub decimals: u8,
+    pub gap_from: i64,
+    pub gap_to: i64,
+}
+
+/// Estimates for the missing slots of closed gaps touching the window.
+pub fn estimates(stored: &StoredReadings, ctx: &QueryContext, window: Window) -> Vec<EstimateRow> {
+    let mut out = Vec::new();
+    stored.for_each_series(ctx, |s| {
+        let (Some(register), Some(unit)) = (s.register, s.unit) else {
+            return;
+        };
+        for gap in analyze(s.points, &s.rules, None).gaps {
+            if gap.to <= window.from || gap.from >= window.to {
+                continue;
+            }
+            let Some(after) = gap.after else { continue };
+            let Ok(est) =
+                estimate::interpolate(&gap, &gap.before, &after, ctx.continuity.max_estimate_gap)
+            else {
+                continue;
+            };
+            out.extend(
+                est.into_iter()
+                    .filter(|e| e.ts >= window.from && e.ts < window.to)
+                    .map(|e| EstimateRow {
+                        meter_id: s.meter_id.to_owned(),
+                        register: register.to_owned(),
+                        medium: s.medium,
+                        unit: unit.to_owned(),
+                        ts: e.ts,
+                        value: e.value,
+                        decimals: e.decimals,
+                        gap_from: gap.from,
+                        gap_to: gap.to,
+                    }),
+            );
+        }
+    });
+    out
+}
+
+// ---------------------------------------------------------------- rendering
+
+fn consumption_text(r: &MeterRow) -> Option<String> {
+    r.consumption
+        .map(|c| format_fixed(c, r.consumption_decimals))
+}
+
+/// The report as JSON (`schemas/report.schema.json`), fields in a fixed order.
+#[derive(Debug, Serialize)]
+pub struct ReportJson {
+    pub window: WindowJson,
+    pub summary: SummaryJson,
+    pub meters: Vec<MeterJson>,
+    /// Files written under DATA/reports/ (set by the CLI).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WindowJson {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SummaryJson {
+    pub meters: u64,
+    pub complete: u64,
+    pub bridged: u64,
+    pub open: u64,
+    pub silent: u64,
+    pub anomalous: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub late: u64,
+    pub missing: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MeterJson {
+    pub meter_id: String,
+    pub register: Option<String>,
+    pub medium: &'static str,
+    pub status: &'static str,
+    pub expected: u64,
+    pub received: u64,
+    pub late: u64,
+    pub missing: u64,
+    pub longest_gap_s: u64,
+    pub opening_value: Option<String>,
+    pub closing_value: Option<String>,
+    pub consumption: Option<String>,
+    pub consumption_exact: bool,
+    pub interval_s: u64,
+    pub interval_source: &'static str,
+    pub opening_ts: Option<String>,
+    pub closing_ts: Option<String>,
+    pub seq_missing: Option<u64>,
+    pub unit: Option<String>,
+    pub group: Option<String>,
+    pub conflicts: u64,
+    pub notes: Vec<String>,
+}
+
+pub fn report_json(rep: &OutageReport) -> ReportJson {
+    let s = &rep.summary;
+    let value = |v: Option<window::ValueAt>| v.map(|v| format_fixed(v.value, v.decimals));
+    let ts = |v: Option<window::ValueAt>| v.map(|v| format_micros(v.ts));
+    ReportJson {
+        window: WindowJson {
+            from: format_micros(rep.window.from),
+            to: format_micros(rep.window.to),
+        },
+        summary: SummaryJson {
+            meters: s.meters,
+            complete: s.complete,
+            bridged: s.bridged,
+            open: s.open,
+            silent: s.silent,
+            anomalous: s.anomalous,
+            expected: s.expected,
+            received: s.received,
+            late: s.late,
+            missing: s.missing,
+        },
+        meters: rep
+            .meters
+            .iter()
+            .map(|r| MeterJson {
+                meter_id: r.meter_id.clone(),
+                register: r.register.clone(),
+                medium: r.medium.as_str(),
+                status: r.status.as_str(),
+                expected: r.expected,
+                received: r.received,
+                late: r.late,
+                missing: r.missing,
+                longest_gap_s: r.longest_gap_s,
+                opening_value: value(r.opening),
+                closing_value: value(r.closing),
+                consumption: consumption_text(r),
+                consumption_exact: r.consumption_exact,
+                interval_s: r.interval_s,
+                interval_source: r.interval_source.as_str(),
+                opening_ts: ts(r.opening),
+                closing_ts: ts(r.closing),
+                seq_missing: r.seq_missing,
+                unit: r.unit.clone(),
+                group: r.group.clone(),
+                conflicts: r.conflicts,
+                notes: r.notes.clone(),
+            })
+            .collect(),
+        files: Vec::new(),
+    }
+}
+
+const REPORT_CSV_HEADER: &str = "meter_id,register,medium,unit,group,status,expected,received,late,missing,seq_missing,longest_gap_s,opening_ts,opening_value,closing_ts,closing_value,consumption,consumption_exact,interval_s,interval_source,conflicts,notes";
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The report's meters as CSV, one line per meter and register.
+pub fn report_csv(rep: &OutageReport) -> String {
+    let mut out = String::from(REPORT_CSV_HEADER);
+    out.push('\n');
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for r in &rep.meters {
+        let fields = [
+            r.meter_id.clone(),
+            opt(r.register.clone()),
+            r.medium.as_str().to_owned(),
+            opt(r.unit.clone()),
+            opt(r.group.clone()),
+            r.status.as_str().to_owned(),
+            r.expected.to_string(),
+            r.received.to_string(),
+            r.late.to_string(),
+            r.missing.to_string(),
+            opt(r.seq_missing.map(|v| v.to_string())),
+            r.longest_gap_s.to_string(),
+            opt(r.opening.map(|v| format_micros(v.ts))),
+            opt(r.opening.map(|v| format_fixed(v.value, v.decimals))),
+            opt(r.closing.map(|v| format_micros(v.ts))),
+            opt(r.closing.map(|v| format_fixed(v.value, v.decimals))),
+            opt(consumption_text(r)),
+            r.consumption_exact.to_string(),
+            r.interval_s.to_string(),
+            r.interval_source.as_str().to_owned(),
+            r.conflicts.to_string(),
+            r.notes.join("; "),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// What a person reads first: the summary by status and medium, then the
+/// meters that need attention, worst first.
+pub fn report_table(rep: &OutageReport) -> String {
+    let mut out = String::new();
+    let s = &rep.summary;
+    let _ = writeln!(
+        out,
+        "Outage window {} .. {}",
+        format_micros(rep.window.from),
+        format_micros(rep.window.to)
+    );
+    let _ = writeln!(
+        out,
+        "{} meter registers: {} complete, {} bridged, {} open, {} silent, {} anomalous",
+        s.meters, s.complete, s.bridged, s.open, s.silent, s.anomalous
+    );
+    let _ = writeln!(
+        out,
+        "readings: {} expected, {} received ({} late), {} missing\n",
+        s.expected, s.received, s.late, s.missing
+    );
+    let mut by_medium: BTreeMap<&str, window::Summary> = BTreeMap::new();
+    for r in &rep.meters {
+        by_medium.entry(r.medium.as_str()).or_default().add(r);
+    }
+    let _ = writeln!(
+        out,
+        "{:<11} {:>8} {:>9} {:>8} {:>7} {:>7} {:>9} {:>10} {:>9}",
+        "medium",
+        "meters",
+        "complete",
+        "bridged",
+        "open",
+        "silent",
+        "anomalous",
+        "received",
+        "missing"
+    );
+    for (m, t) in &by_medium {
+        let _ = writeln!(
+            out,
+            "{:<11} {:>8} {:>9} {:>8} {:>7} {:>7} {:>9} {:>10} {:>9}",
+            m,
+            t.meters,
+            t.complete,
+            t.bridged,
+            t.open,
+            t.silent,
+            t.anomalous,
+            t.received,
+            t.missing
+        );
+    }
+    let mut attention: Vec<&MeterRow> = rep
+        .meters
+        .iter()
+        .filter(|r| r.status != Status::Complete)
+        .collect();
+    attention.sort_by_key(|r| (r.status, std::cmp::Reverse(r.missing)));
+    if attention.is_empty() {
+        let _ = writeln!(out, "\nNo meter needs attention: nothing is missing.");
+        return out;
+    }
+    let _ = writeln!(out, "\nNeeds attention ({}), worst first:", attention.len());
+    let _ = writeln!(
+        out,
+        "{:<10} {:<16} {:<28} {:>8} {:>12} {:>14} {:>5}  note",
+        "status", "meter", "register", "missing", "longest gap", "consumption", "exact"
+    );
+    for r in attention.iter().take(TABLE_ATTENTION_ROWS) {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<16} {:<28} {:>8} {:>12} {:>14} {:>5}  {}",
+            r.status.as_str(),
+            r.meter_id,
+            r.register.as_deref().unwrap_or("-"),
+            r.missing,
+            human_duration(r.longest_gap_s),
+            consumption_text(r).unwrap_or_else(|| "-".into()),
+            if r.consumption_exact { "yes" } else { "no" },
+            r.notes.first().map(String::as_str).unwrap_or("")
+        );
+    }
+    if attention.len() > TABLE_ATTENTION_ROWS {
+        let _ = writeln!(
+            out,
+            "... and {} more (--format json or csv lists all, --status filters)",
+            attention.len() - TABLE_ATTENTION_ROWS
+        );
+    }
+    out
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0 => "-".into(),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// Gaps as JSON objects.
+pub fn gaps_json(rows: &[GapRow]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                let g = &r.gap;
+                json!({
+                    "meter_id": r.meter_id,
+                    "register": r.register,
+                    "medium": r.medium.as_str(),
+                    "from": format_micros(g.from),
+                    "to": format_micros(g.to),
+                    "open": g.open,
+                    "duration_s": g.duration() / SECOND,
+                    "missing": g.missing,
+                    "seq_missing": g.seq_missing,
+                    "consumption": g.consumption.map(|c| format_fixed(c, g.before.decimals.max(g.after.map_or(0, |a| a.decimals)))),
+                    "closed_late": g.closed_late,
+                    "plausibility_ratio": g.plausibility.map(|p| (p.ratio * 1000.0).round() / 1000.0),
+                    "implausible": g.is_implausible(),
+                    "interval_s": r.interval_s,
+                    "interval_source": r.interval_source,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Gaps as CSV or a table.
+pub fn gaps_text(rows: &[GapRow], csv: bool) -> String {
+    let mut out = String::new();
+    if csv {
+        out.push_str("meter_id,register,medium,from,to,open,duration_s,missing,seq_missing,closed_late,implausible,interval_s,interval_source\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<28} {:<20} {:<20} {:>5} {:>9} {:>8}",
+            "meter", "register", "from", "to", "open", "duration", "missing"
+        );
+    }
+    for r in rows {
+        let g = &r.gap;
+        if csv {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                r.meter_id,
+                r.register,
+                r.medium,
+                format_micros(g.from),
+                format_micros(g.to),
+                g.open,
+                g.duration() / SECOND,
+                g.missing,
+                g.seq_missing.map(|v| v.to_string()).unwrap_or_default(),
+                g.closed_late,
+                g.is_implausible(),
+                r.interval_s,
+                r.interval_source
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<28} {:<20} {:<20} {:>5} {:>9} {:>8}",
+                r.meter_id,
+                r.register,
+                format_micros(g.from),
+                format_micros(g.to),
+                if g.open { "open" } else { "" },
+                human_duration((g.duration() / SECOND) as u64),
+                g.missing
+            );
+        }
+    }
+    if !csv {
+        let _ = writeln!(out, "{} gaps", rows.len());
+    }
+    out
+}
+
+// ------------------------------------------------------------------ Parquet
+
+fn ts_field(name: &str, nullable: bool) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        nullable,
+    )
+}
+
+/// Writes the report (and estimates, if any) under `DATA/reports/`.
+/// Returns the paths written. File names carry the window and the
+/// generation time, so reports are never overwritten.
+pub fn write_report_parquet(
+    data: &Path,
+    rep: &OutageReport,
+    estimates: Option<&[EstimateRow]>,
+    generated_at: i64,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let dir = data.join(REPORTS_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| ReportError::Read {
+        path: dir.clone(),
+        why: e.to_string(),
+    })?;
+    let stamp = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t)
+            .map(|d| d.format("%Y%m%dT%H%M%SZ").to_string())
+            .unwrap_or_else(|| t.to_string())
+    };
+    let generated = chrono::DateTime::from_timestamp_micros(generated_at)
+        .map(|d| d.format("%Y%m%dT%H%M%S%6fZ").to_string())
+        .unwrap_or_else(|| generated_at.to_string());
+    let base = format!(
+        "report_{}_{}_{generated}",
+        stamp(rep.window.from),
+        stamp(rep.window.to),
+    );
+    let meta = |table: &str| {
+        vec![
+            KeyValue::new("gapless.table".into(), table.to_string()),
+            KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
+            KeyValue::new("gapless.window_from".into(), format_micros(rep.window.from)),
+            KeyValue::new("gapless.window_to".into(), format_micros(rep.window.to)),
+        ]
+    };
+    let mut written = Vec::new();
+    let path = dir.join(format!("{base}.parquet"));
+    write_parquet(&path, &report_batch(rep, generated_at), meta("reports"))?;
+    written.push(path);
+    if let Some(est) = estimates {
+        let path = dir.join(format!("{base}.estimates.parquet"));
+        write_parquet(&path, &estimates_batch(est), meta("estimates"))?;
+        written.push(path);
+    }
+    crate::journal::sync_dir(&dir).map_err(StoreError::from)?;
+    Ok(written)
+}
+
+fn report_batch(rep: &OutageReport, generated_at: i64) -> RecordBatch {
+    let n = rep.meters.len();
+    let schema = Arc::new(Schema::new(vec![
+        ts_field("window_from", false),
+        ts_field("window_to", false),
+        ts_field("generated_at", false),
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("register", DataType::Utf8, true),
+        Field::new("medium", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("expected", DataType::UInt64, false),
+        Field::new("received", DataType::UInt64, false),
+        Field::new("late", DataType::UInt64, false),
+        Field::new("missing", DataType::UInt64, false),
+        Field::new("seq_missing", DataType::UInt64, true),
+        Field::new("longest_gap_s", DataType::UInt64, false),
+        ts_field("opening_ts", true),
+        Field::new("opening_value", DataType::Utf8, true),
+        ts_field("closing_ts", true),
+        Field::new("closing_value", DataType::Utf8, true),
+        Field::new("consumption", DataType::Utf8, true),
+        Field::new(
+            "consumption_decimal",
+            DataType::Decimal128(38, VALUE_SCALE as i8),
+            true,
+        ),
+        Field::new("consumption_exact", DataType::Boolean, false),
+        Field::new("interval_s", DataType::UInt64, false),
+        Field::new("interval_source", DataType::Utf8, false),
+        Field::new("conflicts", DataType::UInt64, false),
+        Field::new("notes", DataType::Utf8, true),
+    ]));
+    let ts_col = |f: &dyn Fn(&MeterRow) -> Option<i64>| -> ArrayRef {
+        let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        for r in &rep.meters {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    };
+    let str_col = |f: &dyn Fn(&MeterRow) -> Option<String>| -> ArrayRef {
+        let mut b = StringBuilder::new();
+        for r in &rep.meters {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    };
+    let u64_col = |f: &dyn Fn(&MeterRow) -> Option<u64>| -> ArrayRef {
+        let mut b = UInt64Builder::with_capacity(n);
+        for r in &rep.meters {
+            b.append_option(f(r));
+        }
+        Arc::new(b.finish())
+    };
+    let mut dec = Decimal128Builder::with_capacity(n)
+        .with_precision_and_scale(38, VALUE_SCALE as i8)
+        .expect("38,9 is a valid decimal type");
+    let mut exact = BooleanBuilder::with_capacity(n);
+    for r in &rep.meters {
+        dec.append_option(r.consumption);
+        exact.append_value(r.consumption_exact);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        ts_col(&|_| Some(rep.window.from)),
+        ts_col(&|_| Some(rep.window.to)),
+        ts_col(&|_| Some(generated_at)),
+        str_col(&|r| Some(r.meter_id.clone())),
+        str_col(&|r| r.register.clone()),
+        str_col(&|r| Some(r.medium.as_str().into())),
+        str_col(&|r| Some(r.status.as_str().into())),
+        u64_col(&|r| Some(r.expected)),
+        u64_col(&|r| Some(r.received)),
+        u64_col(&|r| Some(r.late)),
+        u64_col(&|r| Some(r.missing)),
+        u64_col(&|r| r.seq_missing),
+        u64_col(&|r| Some(r.longest_gap_s)),
+        ts_col(&|r| r.opening.map(|v| v.ts)),
+        str_col(&|r| r.opening.map(|v| format_fixed(v.value, v.decimals))),
+        ts_col(&|r| r.closing.map(|v| v.ts)),
+        str_col(&|r| r.closing.map(|v| format_fixed(v.value, v.decimals))),
+        str_col(&|r| consumption_text(r)),
+        Arc::new(dec.finish()),
+        Arc::new(exact.finish()),
+        u64_col(&|r| Some(r.interval_s)),
+        str_col(&|r| Some(r.interval_source.as_str().into())),
+        u64_col(&|r| Some(r.conflicts)),
+        str_col(&|r| (!r.notes.is_empty()).then(|| r.notes.join("; "))),
+    ];
+    RecordBatch::try_new(schema, cols).expect("columns match their schema")
+}
+
+fn estimates_batch(rows: &[EstimateRow]) -> RecordBatch {
+    let n = rows.len();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("register", DataType::Utf8, false),
+        ts_field("ts", false),
+        Field::new("medium", DataType::Utf8, false),
+        Field::new("unit", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+        Field::new(
+            "value_decimal",
+            DataType::Decimal128(38, VALUE_SCALE as i8),
+            false,
+        ),
+        Field::new("quality", DataType::Utf8, false),
+        Field::new("method", DataType::Utf8, false),
+        ts_field("gap_from", false),
+        ts_field("gap_to", false),
+    ]));
+    let mut meter = StringBuilder::new();
+    let mut register = StringBuilder::new();
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut medium = StringBuilder::new();
+    let mut unit = StringBuilder::new();
+    let mut value = StringBuilder::new();
+    let mut dec = Decimal128Builder::with_capacity(n)
+        .with_precision_and_scale(38, VALUE_SCALE as i8)
+        .expect("38,9 is a valid decimal type");
+    let mut quality = StringBuilder::new();
+    let mut method = StringBuilder::new();
+    let mut gfrom = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut gto = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    for r in rows {
+        meter.append_value(&r.meter_id);
+        register.append_value(&r.register);
+        ts.append_value(r.ts);
+        medium.append_value(r.medium.as_str());
+        unit.append_value(&r.unit);
+        value.append_value(format_fixed(r.value, r.decimals));
+        dec.append_value(r.value);
+        quality.append_value("estimated");
+        method.append_value(METHOD_LINEAR);
+        gfrom.append_value(r.gap_from);
+        gto.append_value(r.gap_to);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(meter.finish()),
+        Arc::new(register.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(medium.finish()),
+        Arc::new(unit.finish()),
+        Arc::new(value.finish()),
+        Arc::new(dec.finish()),
+        Arc::new(quality.finish()),
+        Arc::new(method.finish()),
+        Arc::new(gfrom.finish()),
+        Arc::new(gto.finish()),
+    ];
+    RecordBatch::try_new(schema, cols).expect("columns match their schema")
+}
