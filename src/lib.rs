@@ -8,8 +8,8 @@
 //! The pipeline, in data-flow order (each stage only knows the ones before it):
 //!
 //! ```text
-//!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log
-//!               ▲          │          │ (decode, dedup)
+//!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log ──▶ report
+//!               ▲          │          │ (decode, dedup)                  (continuity rules)
 //!               └── acks ──┘          └── truncates the journal behind each seal
 //! ```
 //!
@@ -22,17 +22,29 @@
 //!   repair, and the tail the store reads from; assigns receipt numbers.
 //! - [`store`]: receipts, readings and rejects → sealed Parquet files and
 //!   commit manifests; the duplicate index; recovery after a crash.
+//! - [`continuity`]: pure: the rules (gaps, sequence counters, register
+//!   continuity, plausibility, estimation), the meter registry, the
+//!   outage-window report, and the live per-series engine.
+//! - [`report`]: queries over the sealed `readings` (outage report, gaps,
+//!   estimates) and their rendering (table, JSON, CSV, Parquet).
 //! - [`app`]: the one place that makes channels, starts the stages and owns
-//!   shutdown; `gapless stats`.
-//! - [`config`], [`cli`]: flags and TOML → validated settings.
+//!   shutdown; `gapless stats`, `report` and `gaps`.
+//! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
+//!   system or manual time for receive stamps.
+//! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
+//!   fleet with an outage, through the real pipeline.
 //! - [`bench`]: `gapless bench ingest`.
 
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod continuity;
 pub mod decode;
+pub mod demo;
 pub mod journal;
 pub mod mqtt;
 pub mod reading;
+pub mod report;
 pub mod store;

@@ -49,6 +49,8 @@ pub struct MqttSettings {
     pub backoff_min: Duration,
     /// ...up to this.
     pub backoff_max: Duration,
+    /// Stamps each delivery's receive time.
+    pub clock: crate::clock::Clock,
 }
 
 /// One message as it arrived, on its way to the journal.
@@ -245,7 +247,11 @@ pub async fn run(
                     // delivers it again next time.
                     continue;
                 };
-                if tx.send(into_delivery(p, epoch)).await.is_err() {
+                if tx
+                    .send(into_delivery(p, epoch, &settings.clock))
+                    .await
+                    .is_err()
+                {
                     // The journal stopped (on an error): take nothing more.
                     to_journal = None;
                 }
@@ -339,13 +345,13 @@ async fn send_acks(
     state.acked.fetch_add(sent, Ordering::Relaxed);
 }
 
-fn into_delivery(p: Publish, epoch: u64) -> Delivery {
+fn into_delivery(p: Publish, epoch: u64, clock: &crate::clock::Clock) -> Delivery {
     Delivery {
         epoch,
         pkid: p.pkid,
         qos: p.qos,
         topic: p.topic,
         payload: p.payload,
-        received_at: chrono::Utc::now().timestamp_micros(),
+        received_at: clock.now_micros(),
     }
 }
