@@ -1,0 +1,294 @@
+//! Continuity over the real pipeline: readings published to a real
+//! Mosquitto, stored by the real service, then `gapless report` and
+//! `gapless gaps` over the sealed Parquet.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const QUARTER: i64 = 900;
+
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn reading(meter: &str, t: i64, value: f64, seq: u64) -> String {
+    format!(
+        r#"{{"meter_id":"{meter}","medium":"heat","register":"energy","unit":"kWh","value":"{value:.3}","ts":"{}","seq":{seq}}}"#,
+        iso(t)
+    )
+}
+
+/// Five meters that between them show every status over the window
+/// [t0 + 4 h, t0 + 8 h), plus a registry meter that never sends. Readings
+/// every 15 min from t0 to t0 + 12 h, each meter's message per quarter hour
+/// published in time order, except M-LATE's window readings, published
+/// last (a gateway forwarding its buffer after the others).
+#[test]
+fn report_over_the_real_pipeline_shows_every_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start(&broker.url(), &data, &[]);
+
+    // Recent times, so that no reading is rejected as too old or too new.
+    let now = chrono::Utc::now().timestamp();
+    let t0 = now - now.rem_euclid(QUARTER) - 13 * 3600;
+    let (w1, w2) = (t0 + 4 * 3600, t0 + 8 * 3600);
+    let mut msgs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut late: Vec<(String, Vec<u8>)> = Vec::new();
+    for k in 0..=48 {
+        let t = t0 + k * QUARTER;
+        let v = 1000.0 + k as f64 * 1.25;
+        let in_window = t >= w1 && t < w2;
+        let mut push = |meter: &str, value: f64, to_late: bool| {
+            let m = (
+                format!("meters/{meter}"),
+                reading(meter, t, value, k as u64 % 256).into_bytes(),
+            );
+            if to_late {
+                late.push(m)
+            } else {
+                msgs.push(m)
+            }
+        };
+        push("M-COMPLETE", v, false);
+        if !in_window {
+            push("M-BRIDGED", v, false);
+        }
+        if t < w1 + 2 * 3600 {
+            push("M-OPEN", v, false);
+        }
+        if t < w1 {
+            push("M-SILENT", v, false);
+        }
+        // One reading in the window goes backwards.
+        let glitch = if t == w1 + 3600 { -7.5 } else { 0.0 };
+        push("M-ANOMALOUS", v + glitch, false);
+        push("M-LATE", v, in_window);
+    }
+    msgs.extend(late);
+    publish_all(broker.port, &msgs);
+    g.wait_readings(msgs.len() as u64, Duration::from_secs(60));
+
+    let registry = tmp.path().join("registry.csv");
+    std::fs::write(
+        &registry,
+        "meter_id,medium,expected_interval_s,group,installed_at,removed_at\n\
+         M-COMPLETE,heat,900,b1,,\nM-BRIDGED,heat,900,b1,,\nM-OPEN,heat,900,b1,,\n\
+         M-SILENT,heat,900,b1,,\nM-ANOMALOUS,heat,900,b1,,\nM-LATE,heat,900,b1,,\n\
+         M-NEVER,heat,900,b2,,\n",
+    )
+    .unwrap();
+    let d = data.display().to_string();
+    let r = registry.display().to_string();
+    let (from, to) = (iso(w1), iso(w2));
+    let (code, out, err) = run_gapless(
+        &[
+            "report",
+            "--data",
+            &d,
+            "--registry",
+            &r,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    let by_meter: HashMap<&str, &Value> = rep["meters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["meter_id"].as_str().unwrap(), m))
+        .collect();
+    let field = |m: &str, f: &str| by_meter[m][f].clone();
+    // (meter, status, received, missing)
+    for (meter, status, received, missing) in [
+        ("M-COMPLETE", "complete", 16, 0),
+        ("M-LATE", "complete", 16, 0),
+        ("M-BRIDGED", "bridged", 0, 16),
+        ("M-OPEN", "open", 8, 8),
+        ("M-SILENT", "silent", 0, 16),
+        ("M-ANOMALOUS", "anomalous", 16, 0),
+        ("M-NEVER", "silent", 0, 16),
+    ] {
+        assert_eq!(
+            field(meter, "status"),
+            status,
+            "{meter}: {}",
+            by_meter[meter]
+        );
+        assert_eq!(field(meter, "expected"), 16, "{meter}");
+        assert_eq!(field(meter, "received"), received, "{meter}");
+        assert_eq!(field(meter, "missing"), missing, "{meter}");
+        assert_eq!(field(meter, "interval_source"), "registry", "{meter}");
+    }
+    // Bridged: consumption across the window is exact, to the digit.
+    assert_eq!(field("M-BRIDGED", "opening_value"), "1018.750");
+    assert_eq!(field("M-BRIDGED", "closing_value"), "1040.000");
+    assert_eq!(field("M-BRIDGED", "consumption"), "21.250");
+    assert_eq!(field("M-BRIDGED", "consumption_exact"), true);
+    assert_eq!(field("M-BRIDGED", "seq_missing"), 16);
+    assert_eq!(field("M-OPEN", "consumption"), Value::Null);
+    assert_eq!(field("M-ANOMALOUS", "consumption_exact"), false);
+    assert!(field("M-ANOMALOUS", "notes")[0]
+        .as_str()
+        .unwrap()
+        .contains("register went down from 1023.750 to 1017.500"));
+    assert_eq!(field("M-NEVER", "register"), Value::Null);
+    let s = &rep["summary"];
+    assert_eq!(
+        (
+            s["meters"].as_u64(),
+            s["complete"].as_u64(),
+            s["bridged"].as_u64()
+        ),
+        (Some(7), Some(2), Some(1))
+    );
+    assert_eq!(
+        (
+            s["open"].as_u64(),
+            s["silent"].as_u64(),
+            s["anomalous"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1))
+    );
+    assert_eq!(s["expected"], 7 * 16);
+
+    // The same report, as written to Parquet, read back with the real reader.
+    assert!(rep["files"][0]
+        .as_str()
+        .unwrap()
+        .contains("/reports/report_"));
+    let batches = read_table(&data, "reports");
+    let rows = rows(&batches);
+    assert_eq!(rows.len(), 7);
+    for row in &rows {
+        let json = by_meter[row["meter_id"].as_str()];
+        assert_eq!(row["status"], json["status"].as_str().unwrap());
+        assert_eq!(row["missing"], json["missing"].to_string());
+    }
+
+    // Gaps: the bridged meter's closed gap and the open ones.
+    let (code, out, err) = run_gapless(
+        &[
+            "gaps",
+            "--data",
+            &d,
+            "--registry",
+            &r,
+            "--to",
+            &iso(t0 + 12 * 3600 + 1),
+            "--format",
+            "json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let gaps: Value = serde_json::from_str(&out).unwrap();
+    let gaps = gaps.as_array().unwrap();
+    let of = |m: &str| {
+        gaps.iter()
+            .filter(|g| g["meter_id"] == m)
+            .collect::<Vec<_>>()
+    };
+    let b = of("M-BRIDGED");
+    assert_eq!(b.len(), 1, "{gaps:?}");
+    assert_eq!(
+        (b[0]["open"].as_bool(), b[0]["missing"].as_u64()),
+        (Some(false), Some(16))
+    );
+    assert_eq!(b[0]["from"], iso(w1 - QUARTER));
+    assert_eq!(b[0]["to"], iso(w2));
+    let o = of("M-OPEN");
+    assert_eq!((o.len(), o[0]["open"].as_bool()), (1, Some(true)));
+    assert!(of("M-COMPLETE").is_empty() && of("M-LATE").is_empty());
+
+    // Bad parameters: exit 2 with the flag named.
+    for (args, needle) in [
+        (
+            vec!["report", "--data", &d, "--from", "soon", "--to", &to],
+            "--from",
+        ),
+        (
+            vec!["report", "--data", &d, "--from", &to, "--to", &from],
+            "--to must be after --from",
+        ),
+        (
+            vec![
+                "report", "--data", &d, "--from", &from, "--to", &to, "--medium", "gas",
+            ],
+            "--medium",
+        ),
+        (
+            vec![
+                "report", "--data", &d, "--from", &from, "--to", &to, "--status", "lost",
+            ],
+            "--status",
+        ),
+    ] {
+        let (code, _, err) = run_gapless(&args, Duration::from_secs(30));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    g.terminate();
+}
+
+/// The README's first command, small: the in-process broker, the simulated
+/// fleet with its outage, the real pipeline, and a report with every status.
+#[test]
+fn demo_runs_end_to_end_and_shows_every_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let d = data.display().to_string();
+    let (code, out, err) = run_gapless(
+        &["demo", "--meters", "600", "--data", &d, "--log", "warn"],
+        Duration::from_secs(240),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("counters balance"), "{err}");
+    for status in ["complete", "bridged", "open", "silent", "anomalous"] {
+        assert!(out.contains(status), "no {status} in:\n{out}");
+    }
+    let (code, json, err) = run_gapless(
+        &[
+            "report",
+            "--data",
+            &d,
+            "--registry",
+            &format!("{d}/registry.csv"),
+            "--from",
+            "2022-07-23",
+            "--to",
+            "2022-07-24",
+            "--format",
+            "json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let rep: Value = serde_json::from_str(&json).unwrap();
+    let s = &rep["summary"];
+    for status in ["complete", "bridged", "open", "silent", "anomalous"] {
+        assert!(s[status].as_u64().unwrap() > 0, "no {status}: {s}");
+    }
+    assert!(
+        s["late"].as_u64().unwrap() > 0,
+        "forwarded buffers are late: {s}"
+    );
+    // Every stored reading came from the simulation, once.
+    let stats = stats(&data);
+    assert_eq!(stats["balanced"], true, "{stats}");
+    assert_eq!(stats["readings"]["duplicate"], 0, "{stats}");
+}
