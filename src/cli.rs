@@ -13,9 +13,10 @@ use crate::config::ServeFlags;
     about = "Metering data continuity verifier: MQTT readings to durable, deduplicated, audited Parquet"
 )]
 pub struct Cli {
-    /// Log filter (also RUST_LOG), e.g. `info`, `gapless=debug`.
-    #[arg(long, global = true, default_value = "info")]
-    pub log: String,
+    /// Log filter (also RUST_LOG), e.g. `info`, `gapless=debug` [default:
+    /// info; warn for `demo`, which prints its own progress].
+    #[arg(long, global = true)]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -174,6 +175,9 @@ pub struct ServeArgs {
     /// Connection attempts at start before giving up [default: 5].
     #[arg(long)]
     pub connect_attempts: Option<u32>,
+    /// Meter registry (CSV) for the live gap detection [default: the config's `registry`].
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
 }
 
 impl From<ServeArgs> for ServeFlags {
@@ -191,6 +195,7 @@ impl From<ServeArgs> for ServeFlags {
             seal_max_rows: a.seal_max_rows,
             seal_max_age_s: a.seal_max_age,
             connect_attempts: a.connect_attempts,
+            registry: a.registry,
         }
     }
 }

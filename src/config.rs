@@ -66,6 +66,7 @@ pub struct ServeFlags {
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
     pub connect_attempts: Option<u32>,
+    pub registry: Option<PathBuf>,
 }
 
 /// Validated settings of `gapless serve`.
@@ -166,6 +167,7 @@ impl ServeSettings {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let continuity = continuity_context(&file, flags.registry.as_deref())?;
         let broker = flags
             .broker
             .or(file.broker)
@@ -273,6 +275,7 @@ impl ServeSettings {
                     max_future_skew_micros: (skew as i64).saturating_mul(1_000_000),
                     pinned,
                 },
+                continuity,
             },
         })
     }
@@ -302,24 +305,31 @@ pub fn validate_filter(f: &str) -> Result<(), String> {
 pub fn query_context(
     config: Option<&Path>,
     registry: Option<&Path>,
-) -> Result<crate::report::QueryContext, ConfigError> {
+) -> Result<crate::continuity::Context, ConfigError> {
     let file = match config {
         Some(p) => read_file(p)?,
         None => FileConfig::default(),
     };
-    let continuity = match &file.continuity {
+    continuity_context(&file, registry)
+}
+
+fn continuity_context(
+    file: &FileConfig,
+    registry: Option<&Path>,
+) -> Result<crate::continuity::Context, ConfigError> {
+    let config = match &file.continuity {
         Some(c) => crate::continuity::ContinuityConfig::from_file(c)
             .map_err(|m| invalid("continuity", m))?,
         None => crate::continuity::ContinuityConfig::default(),
     };
     let registry = match registry.or(file.registry.as_deref()) {
         Some(p) => crate::continuity::registry::Registry::load(p)
-            .map_err(|e| invalid("registry", e.to_string()))?,
+            .map_err(|e| invalid("--registry", e.to_string()))?,
         None => Default::default(),
     };
-    Ok(crate::report::QueryContext {
-        continuity,
-        registry,
+    Ok(crate::continuity::Context {
+        config,
+        registry: std::sync::Arc::new(registry),
     })
 }
 

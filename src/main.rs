@@ -9,8 +9,13 @@ use gapless::config::{ServeSettings, PASSWORD_ENV};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let default = match cli.command {
+            Command::Demo(_) => "warn",
+            _ => "info",
+        };
+        tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

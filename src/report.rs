@@ -24,19 +24,20 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::continuity::estimate::{self, METHOD_LINEAR};
-use crate::continuity::registry::Registry;
-use crate::continuity::series::{analyze, choose_interval, Gap, Point, SeriesRules};
+use crate::continuity::series::{
+    analyze, choose_interval, inferred_or_builtin, Gap, Point, SeriesRules,
+};
 use crate::continuity::window::{self, MeterRow, OutageReport, SeriesInput, Status, Window};
-use crate::continuity::{ContinuityConfig, DAY, DEFAULT_SEQ_WRAP, SECOND};
+use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP, SECOND};
 use crate::reading::{format_fixed, fraction_digits, Medium, VALUE_SCALE};
 use crate::store::tables::{READINGS, SCHEMA_VERSION};
 use crate::store::{commit, format_micros, write_parquet, StoreError};
 
 pub const REPORTS_DIR: &str = "reports";
-/// LoRaWAN frame counters are 32 bits.
-const FRAME_COUNTER_WRAP: u64 = 1 << 32;
-/// Meters listed under "needs attention" in the table format.
+/// Anomalous meters listed in the table format (each needs a look)...
 const TABLE_ATTENTION_ROWS: usize = 40;
+/// ...and examples of each other status that needs attention.
+const TABLE_ROWS_PER_STATUS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -48,13 +49,6 @@ pub enum ReportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Commit(#[from] commit::CommitError),
-}
-
-/// What a query needs besides its own parameters.
-#[derive(Debug, Clone, Default)]
-pub struct QueryContext {
-    pub continuity: ContinuityConfig,
-    pub registry: Registry,
 }
 
 /// One stored reading, compact (strings interned).
@@ -219,8 +213,8 @@ impl StoredReadings {
 
     /// Calls `f` once per series (meter, register) in order, with the
     /// meter's set-date days, and once per registry meter with no readings.
-    fn for_each_series(&self, ctx: &QueryContext, mut f: impl FnMut(&SeriesInput)) {
-        let cfg = &ctx.continuity;
+    fn for_each_series(&self, ctx: &Context, mut f: impl FnMut(&SeriesInput)) {
+        let cfg = &ctx.config;
         let mut seen_meters: Vec<&str> = Vec::new();
         let mut i = 0;
         while i < self.rows.len() {
@@ -253,18 +247,12 @@ impl StoredReadings {
                     .filter(|r| !r.set_date && !r.conflict)
                     .map(|r| r.point)
                     .collect();
-                let medium = entry.map_or(first.medium, |e| e.medium);
-                let interval = choose_interval(
-                    entry.and_then(|e| e.expected_interval_s),
-                    cfg,
-                    medium,
-                    &points,
-                );
-                let seq_wrap = entry
-                    .and_then(|e| e.seq_wrap)
-                    .or_else(|| first.frame_counter.then_some(FRAME_COUNTER_WRAP))
-                    .or_else(|| cfg.seq_wrap.get(&medium).copied())
-                    .unwrap_or(DEFAULT_SEQ_WRAP);
+                let setup = ctx.setup(meter_id, first.medium, first.frame_counter);
+                let medium = setup.medium;
+                let interval = setup
+                    .interval
+                    .unwrap_or_else(|| inferred_or_builtin(medium, &points));
+                let seq_wrap = setup.seq_wrap;
                 let conflicts: Vec<i64> = series
                     .iter()
                     .filter(|r| r.conflict)
@@ -335,7 +323,7 @@ pub struct ReportFilter {
 /// The outage-window report over the stored readings.
 pub fn outage_report(
     stored: &StoredReadings,
-    ctx: &QueryContext,
+    ctx: &Context,
     window: Window,
     filter: &ReportFilter,
 ) -> OutageReport {
@@ -377,12 +365,7 @@ pub struct GapFilter {
 }
 
 /// Every gap of the stored readings; open gaps run to `filter.to` or `now`.
-pub fn gaps(
-    stored: &StoredReadings,
-    ctx: &QueryContext,
-    filter: &GapFilter,
-    now: i64,
-) -> Vec<GapRow> {
+pub fn gaps(stored: &StoredReadings, ctx: &Context, filter: &GapFilter, now: i64) -> Vec<GapRow> {
     let end = filter.to.unwrap_or(now);
     let mut out = Vec::new();
     stored.for_each_series(ctx, |s| {
@@ -428,7 +411,7 @@ pub struct EstimateRow {
 }
 
 /// Estimates for the missing slots of closed gaps touching the window.
-pub fn estimates(stored: &StoredReadings, ctx: &QueryContext, window: Window) -> Vec<EstimateRow> {
+pub fn estimates(stored: &StoredReadings, ctx: &Context, window: Window) -> Vec<EstimateRow> {
     let mut out = Vec::new();
     stored.for_each_series(ctx, |s| {
         let (Some(register), Some(unit)) = (s.register, s.unit) else {
@@ -440,7 +423,7 @@ pub fn estimates(stored: &StoredReadings, ctx: &QueryContext, window: Window) ->
             }
             let Some(after) = gap.after else { continue };
             let Ok(est) =
-                estimate::interpolate(&gap, &gap.before, &after, ctx.continuity.max_estimate_gap)
+                estimate::interpolate(&gap, &gap.before, &after, ctx.config.max_estimate_gap)
             else {
                 continue;
             };
@@ -682,42 +665,59 @@ pub fn report_table(rep: &OutageReport) -> String {
             t.missing
         );
     }
-    let mut attention: Vec<&MeterRow> = rep
+    let attention = rep
         .meters
         .iter()
         .filter(|r| r.status != Status::Complete)
-        .collect();
-    attention.sort_by_key(|r| (r.status, std::cmp::Reverse(r.missing)));
-    if attention.is_empty() {
+        .count();
+    if attention == 0 {
         let _ = writeln!(out, "\nNo meter needs attention: nothing is missing.");
         return out;
     }
-    let _ = writeln!(out, "\nNeeds attention ({}), worst first:", attention.len());
     let _ = writeln!(
         out,
-        "{:<10} {:<16} {:<28} {:>8} {:>12} {:>14} {:>5}  note",
+        "\nNeeds attention: {attention} meter registers, worst first"
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:<16} {:<20} {:>8} {:>12} {:>14} {:>5}  note",
         "status", "meter", "register", "missing", "longest gap", "consumption", "exact"
     );
-    for r in attention.iter().take(TABLE_ATTENTION_ROWS) {
-        let _ = writeln!(
-            out,
-            "{:<10} {:<16} {:<28} {:>8} {:>12} {:>14} {:>5}  {}",
-            r.status.as_str(),
-            r.meter_id,
-            r.register.as_deref().unwrap_or("-"),
-            r.missing,
-            human_duration(r.longest_gap_s),
-            consumption_text(r).unwrap_or_else(|| "-".into()),
-            if r.consumption_exact { "yes" } else { "no" },
-            r.notes.first().map(String::as_str).unwrap_or("")
-        );
-    }
-    if attention.len() > TABLE_ATTENTION_ROWS {
-        let _ = writeln!(
-            out,
-            "... and {} more (--format json or csv lists all, --status filters)",
-            attention.len() - TABLE_ATTENTION_ROWS
-        );
+    for status in [
+        Status::Anomalous,
+        Status::Silent,
+        Status::Open,
+        Status::Bridged,
+    ] {
+        let mut rows: Vec<&MeterRow> = rep.meters.iter().filter(|r| r.status == status).collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.missing));
+        let shown = if status == Status::Anomalous {
+            TABLE_ATTENTION_ROWS
+        } else {
+            TABLE_ROWS_PER_STATUS
+        };
+        for r in rows.iter().take(shown) {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<16} {:<20} {:>8} {:>12} {:>14} {:>5}  {}",
+                r.status.as_str(),
+                r.meter_id,
+                r.register.as_deref().unwrap_or("-"),
+                r.missing,
+                human_duration(r.longest_gap_s),
+                consumption_text(r).unwrap_or_else(|| "-".into()),
+                if r.consumption_exact { "yes" } else { "no" },
+                r.notes.first().map(String::as_str).unwrap_or("")
+            );
+        }
+        if rows.len() > shown {
+            let _ = writeln!(
+                out,
+                "{:<10} ... and {} more (--status {status} --format csv lists them all)",
+                "",
+                rows.len() - shown
+            );
+        }
     }
     out
 }

@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 
-use super::series::{gap_between, open_gap, Gap, Point, SeriesRules};
-use super::{ContinuityConfig, Interval};
+use super::series::{gap_between, infer_interval, open_gap, Gap, Point, SeriesRules};
+use super::{builtin_interval_s, ContinuityConfig, Interval, IntervalSource, SECOND};
 use crate::reading::Medium;
 
 /// What one reading changed.
@@ -25,16 +25,106 @@ pub enum GapChange {
     Split { old: Gap, parts: Vec<Gap> },
 }
 
+/// How a new series is judged: resolved by the caller (registry, then
+/// configuration) when the series is first seen.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesSetup {
+    pub medium: Medium,
+    /// None: infer it from the series' first [`LIVE_INFER_READINGS`] readings.
+    pub interval: Option<Interval>,
+    pub seq_wrap: u64,
+}
+
+/// Readings a series without a configured interval collects before its
+/// interval is inferred (median of their spacing) and its gaps judged.
+pub const LIVE_INFER_READINGS: usize = 9;
+
 /// One series' live state.
 #[derive(Debug, Clone)]
 struct LiveSeries {
-    medium: Medium,
-    interval: Interval,
-    seq_wrap: u64,
+    setup: SeriesSetup,
     first: Point,
     last: Point,
     /// Closed gaps between known readings, sorted by start.
     gaps: Vec<Gap>,
+    /// While the interval is being inferred: the readings so far, sorted.
+    warmup: Vec<Point>,
+}
+
+impl LiveSeries {
+    fn rules<'a>(&self, cfg: &'a ContinuityConfig) -> SeriesRules<'a> {
+        let medium = self.setup.medium;
+        SeriesRules {
+            cfg,
+            medium,
+            interval: self.setup.interval.unwrap_or(Interval {
+                micros: builtin_interval_s(medium) as i64 * SECOND,
+                source: IntervalSource::Default,
+            }),
+            seq_wrap: self.setup.seq_wrap,
+            set_days: &[],
+            replacements: &[],
+        }
+    }
+
+    /// Takes a reading once the interval is known.
+    fn apply(&mut self, cfg: &ContinuityConfig, p: Point, changes: &mut Vec<GapChange>) {
+        let rules = self.rules(cfg);
+        if p.ts > self.last.ts {
+            if let Some(g) = gap_between(&self.last, &p, &rules) {
+                self.gaps.push(g.clone());
+                changes.push(GapChange::Found(g));
+            }
+            self.last = p;
+        } else if p.ts < self.first.ts {
+            if let Some(g) = gap_between(&p, &self.first, &rules) {
+                self.gaps.insert(0, g.clone());
+                changes.push(GapChange::Found(g));
+            }
+            self.first = p;
+        } else {
+            // Inside the known span: only a gap around it changes.
+            let i = self.gaps.partition_point(|g| g.to <= p.ts);
+            if let Some(g) = self.gaps.get(i).filter(|g| g.from < p.ts && p.ts < g.to) {
+                let old = g.clone();
+                let mut parts: Vec<Gap> =
+                    gap_between(&old.before, &p, &rules).into_iter().collect();
+                if let Some(b) = &old.after {
+                    parts.extend(gap_between(&p, b, &rules));
+                }
+                self.gaps.splice(i..=i, parts.iter().cloned());
+                changes.push(GapChange::Split { old, parts });
+            }
+        }
+    }
+
+    /// Takes a reading while the interval is unknown; once enough have
+    /// come, infers it and judges them all in time order.
+    fn warm_up(&mut self, cfg: &ContinuityConfig, p: Point, changes: &mut Vec<GapChange>) {
+        let i = self.warmup.partition_point(|q| q.ts < p.ts);
+        if self.warmup.get(i).is_some_and(|q| q.ts == p.ts) {
+            return;
+        }
+        self.warmup.insert(i, p);
+        self.first = self.warmup[0];
+        self.last = self.warmup[self.warmup.len() - 1];
+        if self.warmup.len() < LIVE_INFER_READINGS {
+            return;
+        }
+        let pts = std::mem::take(&mut self.warmup);
+        self.setup.interval = Some(match infer_interval(&pts) {
+            Some(micros) => Interval {
+                micros,
+                source: IntervalSource::Inferred,
+            },
+            None => self.rules(cfg).interval,
+        });
+        self.first = pts[0];
+        self.last = pts[0];
+        for q in &pts[1..] {
+            self.apply(cfg, *q, changes);
+        }
+    }
 }
 
 /// Per-series state for every series seen.
@@ -60,67 +150,40 @@ impl LiveEngine {
         self.series.is_empty()
     }
 
-    /// Takes one measured reading. `interval` and `seq_wrap` are used when
-    /// the series is new (the caller resolves them from the registry or the
-    /// configuration).
+    /// Takes one measured reading (conflicting values are not readings of
+    /// the series). `setup` is asked only for a series seen the first time.
     pub fn observe(
         &mut self,
         meter: &str,
         register: &str,
-        medium: Medium,
-        interval: Interval,
-        seq_wrap: u64,
+        setup: impl FnOnce() -> SeriesSetup,
         p: Point,
     ) -> Vec<GapChange> {
+        let mut changes = Vec::new();
         let key = (meter.to_owned(), register.to_owned());
         let Some(s) = self.series.get_mut(&key) else {
+            let setup = setup();
+            let warmup = if setup.interval.is_none() {
+                vec![p]
+            } else {
+                Vec::new()
+            };
             self.series.insert(
                 key,
                 LiveSeries {
-                    medium,
-                    interval,
-                    seq_wrap,
+                    setup,
                     first: p,
                     last: p,
                     gaps: Vec::new(),
+                    warmup,
                 },
             );
-            return Vec::new();
+            return changes;
         };
-        let rules = SeriesRules {
-            cfg: &self.cfg,
-            medium: s.medium,
-            interval: s.interval,
-            seq_wrap: s.seq_wrap,
-            set_days: &[],
-            replacements: &[],
-        };
-        let mut changes = Vec::new();
-        if p.ts > s.last.ts {
-            if let Some(g) = gap_between(&s.last, &p, &rules) {
-                s.gaps.push(g.clone());
-                changes.push(GapChange::Found(g));
-            }
-            s.last = p;
-        } else if p.ts < s.first.ts {
-            if let Some(g) = gap_between(&p, &s.first, &rules) {
-                s.gaps.insert(0, g.clone());
-                changes.push(GapChange::Found(g));
-            }
-            s.first = p;
+        if s.setup.interval.is_some() {
+            s.apply(&self.cfg, p, &mut changes);
         } else {
-            // Inside the known span: only a gap around it changes.
-            let i = s.gaps.partition_point(|g| g.to <= p.ts);
-            if let Some(g) = s.gaps.get(i).filter(|g| g.from < p.ts && p.ts < g.to) {
-                let old = g.clone();
-                let mut parts: Vec<Gap> =
-                    gap_between(&old.before, &p, &rules).into_iter().collect();
-                if let Some(b) = &old.after {
-                    parts.extend(gap_between(&p, b, &rules));
-                }
-                s.gaps.splice(i..=i, parts.iter().cloned());
-                changes.push(GapChange::Split { old, parts });
-            }
+            s.warm_up(&self.cfg, p, &mut changes);
         }
         changes
     }
@@ -132,19 +195,17 @@ impl LiveEngine {
             .map_or(&[], |s| s.gaps.as_slice())
     }
 
-    /// Series that have been silent past their threshold at `now`, with
-    /// their open gap.
+    /// The interval a series is judged with (None while it is inferred).
+    pub fn interval(&self, meter: &str, register: &str) -> Option<Interval> {
+        self.series
+            .get(&(meter.to_owned(), register.to_owned()))
+            .and_then(|s| s.setup.interval)
+    }
+
+    /// Series silent past their threshold at `now`, with their open gap.
     pub fn open_gaps(&self, now: i64) -> impl Iterator<Item = (&str, &str, Gap)> + '_ {
         self.series.iter().filter_map(move |((m, r), s)| {
-            let rules = SeriesRules {
-                cfg: &self.cfg,
-                medium: s.medium,
-                interval: s.interval,
-                seq_wrap: s.seq_wrap,
-                set_days: &[],
-                replacements: &[],
-            };
-            open_gap(&s.last, now, &rules).map(|g| (m.as_str(), r.as_str(), g))
+            open_gap(&s.last, now, &s.rules(&self.cfg)).map(|g| (m.as_str(), r.as_str(), g))
         })
     }
 }
@@ -166,6 +227,41 @@ mod tests {
         }
     }
 
+    fn setup(interval: Interval) -> SeriesSetup {
+        SeriesSetup {
+            medium: Medium::Heat,
+            interval: Some(interval),
+            seq_wrap: 256,
+        }
+    }
+
+    #[test]
+    fn an_unknown_interval_is_inferred_from_the_first_readings() {
+        let cfg = ContinuityConfig::default();
+        let mut live = LiveEngine::new(cfg);
+        let infer = || SeriesSetup {
+            medium: Medium::Water,
+            interval: None,
+            seq_wrap: 256,
+        };
+        // Every 4 minutes (not the water default of an hour), one 20-minute gap.
+        let mut times: Vec<i64> = (0..8).map(|k| k * 4).collect();
+        times.extend([52, 56]);
+        let mut changes = Vec::new();
+        for &t in times.iter().rev() {
+            changes.extend(live.observe("W", "volume", infer, point(t, 0)));
+        }
+        let i = live.interval("W", "volume").expect("inferred");
+        assert_eq!((i.micros, i.source), (4 * MIN, IntervalSource::Inferred));
+        let gaps = live.gaps("W", "volume");
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(
+            (gaps[0].from / MIN, gaps[0].to / MIN, gaps[0].missing),
+            (28, 52, 5)
+        );
+        assert_eq!(changes.len(), 1);
+    }
+
     fn live_gaps(arrivals: &[i64], cfg: &ContinuityConfig) -> (Vec<Gap>, Vec<GapChange>) {
         let r = rules(cfg, Medium::Heat, 15);
         let mut live = LiveEngine::new(cfg.clone());
@@ -174,9 +270,7 @@ mod tests {
             changes.extend(live.observe(
                 "M-1",
                 "energy",
-                Medium::Heat,
-                r.interval,
-                256,
+                || setup(r.interval),
                 point(t, (t / 15) as u64 % 256),
             ));
         }
@@ -235,8 +329,8 @@ mod tests {
         let cfg = ContinuityConfig::default();
         let r = rules(&cfg, Medium::Heat, 15);
         let mut live = LiveEngine::new(cfg.clone());
-        live.observe("A", "energy", Medium::Heat, r.interval, 256, point(0, 0));
-        live.observe("B", "energy", Medium::Heat, r.interval, 256, point(50, 0));
+        live.observe("A", "energy", || setup(r.interval), point(0, 0));
+        live.observe("B", "energy", || setup(r.interval), point(50, 0));
         let open: Vec<(&str, u64)> = {
             let mut v: Vec<_> = live
                 .open_gaps(60 * MIN)

@@ -23,10 +23,55 @@ pub mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::reading::Medium;
+
+/// What continuity needs besides the readings: the rules and the registry.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub config: ContinuityConfig,
+    pub registry: Arc<registry::Registry>,
+}
+
+impl Context {
+    /// How a series is judged, before its readings are looked at: medium,
+    /// interval and counter wrap from the registry entry, else the
+    /// configuration; `interval: None` means "infer it". `frame_counter`:
+    /// the readings came over LoRaWAN (32-bit frame counters).
+    pub fn setup(&self, meter: &str, medium: Medium, frame_counter: bool) -> live::SeriesSetup {
+        let entry = self.registry.latest(meter);
+        let medium = entry.map_or(medium, |e| e.medium);
+        let secs = |s: u64, source| Interval {
+            micros: (s as i64).saturating_mul(SECOND),
+            source,
+        };
+        let interval = entry
+            .and_then(|e| e.expected_interval_s)
+            .map(|s| secs(s, IntervalSource::Registry))
+            .or_else(|| {
+                self.config
+                    .intervals_s
+                    .get(&medium)
+                    .map(|&s| secs(s, IntervalSource::Config))
+            });
+        let seq_wrap = entry
+            .and_then(|e| e.seq_wrap)
+            .or_else(|| frame_counter.then_some(FRAME_COUNTER_WRAP))
+            .or_else(|| self.config.seq_wrap.get(&medium).copied())
+            .unwrap_or(DEFAULT_SEQ_WRAP);
+        live::SeriesSetup {
+            medium,
+            interval,
+            seq_wrap,
+        }
+    }
+}
+
+/// LoRaWAN frame counters are 32 bits.
+pub const FRAME_COUNTER_WRAP: u64 = 1 << 32;
 
 /// Microseconds per second.
 pub const SECOND: i64 = 1_000_000;

@@ -190,12 +190,20 @@ pub fn choose_interval(
     if let Some(&s) = cfg.intervals_s.get(&medium) {
         return secs(s, IntervalSource::Config);
     }
+    inferred_or_builtin(medium, points)
+}
+
+/// The interval inferred from the readings, else the built-in one.
+pub fn inferred_or_builtin(medium: Medium, points: &[Point]) -> Interval {
     match infer_interval(points) {
         Some(micros) => Interval {
             micros,
             source: IntervalSource::Inferred,
         },
-        None => secs(builtin_interval_s(medium), IntervalSource::Default),
+        None => Interval {
+            micros: builtin_interval_s(medium) as i64 * SECOND,
+            source: IntervalSource::Default,
+        },
     }
 }
 

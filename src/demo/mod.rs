@@ -25,7 +25,7 @@ use crate::continuity::registry::Registry;
 use crate::continuity::window::Window;
 use crate::continuity::{parse_time, ContinuityConfig};
 use crate::mqtt::ConnectionState;
-use crate::report::{self, QueryContext, ReportFilter, StoredReadings};
+use crate::report::{self, ReportFilter, StoredReadings};
 use fleet::{Fleet, TICK};
 
 /// The simulated period and its outage window (July 2022, when ransomware
@@ -109,6 +109,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
             data: Some(args.data.clone()),
             client_id: Some(format!("gapless-demo-{run_id}")),
             seal_max_age_s: Some(1.0),
+            registry: Some(registry_path.clone()),
             ..ServeFlags::default()
         },
         None,
@@ -216,9 +217,9 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     let complete = totals.is_balanced() && totals.readings_stored == readings;
 
     // The report, over what was sealed.
-    let ctx = QueryContext {
-        continuity: ContinuityConfig::default(),
-        registry: Registry::load(&registry_path)?,
+    let ctx = crate::continuity::Context {
+        config: ContinuityConfig::default(),
+        registry: Arc::new(Registry::load(&registry_path)?),
     };
     let stored = StoredReadings::load(&args.data)?;
     let rep = report::outage_report(&stored, &ctx, outage, &ReportFilter::default());

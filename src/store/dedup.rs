@@ -13,17 +13,10 @@
 //! series and time, so loading is appends), then from the journal replay.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use super::StoreError;
 use crate::reading::Reading;
 
 /// What the index says of a reading.
@@ -117,7 +110,8 @@ impl DedupIndex {
         )
     }
 
-    fn check_parts(
+    /// [`check`](Self::check) on a reading's parts (a sealed row).
+    pub(super) fn check_parts(
         &mut self,
         meter: &str,
         register: &str,
@@ -153,53 +147,6 @@ impl DedupIndex {
         };
         self.readings += 1;
         verdict
-    }
-
-    /// Adds every reading of a sealed `readings` file.
-    pub fn load_file(&mut self, path: &Path) -> Result<(), StoreError> {
-        let pq = |source| StoreError::Parquet {
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::open(path).map_err(|source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
-        let mask = ProjectionMask::columns(
-            builder.parquet_schema(),
-            ["meter_id", "register", "ts", "unit", "value_decimal"],
-        );
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(pq)?;
-        for batch in reader {
-            let batch = batch.map_err(|e| pq(e.into()))?;
-            let col = |name: &str| {
-                batch.column_by_name(name).ok_or_else(|| {
-                    pq(parquet::errors::ParquetError::General(format!(
-                        "column {name} missing"
-                    )))
-                })
-            };
-            let meter = col("meter_id")?.as_string::<i32>();
-            let register = col("register")?.as_string::<i32>();
-            let ts = col("ts")?.as_primitive::<TimestampMicrosecondType>();
-            let unit = col("unit")?.as_string::<i32>();
-            let value = col("value_decimal")?.as_primitive::<Decimal128Type>();
-            for i in 0..batch.num_rows() {
-                self.check_parts(
-                    meter.value(i),
-                    register.value(i),
-                    ts.value(i),
-                    value.value(i),
-                    unit.value(i),
-                );
-            }
-        }
-        Ok(())
     }
 }
 

@@ -26,12 +26,17 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
-use crate::decode::{self, DecodeConfig};
+use crate::continuity::live::{GapChange, LiveEngine};
+use crate::continuity::series::Point;
+use crate::continuity::{Context, IntervalSource};
+use crate::decode::{self, DecodeConfig, Format};
 use crate::journal::{sync_dir, JournalRecord};
+use crate::reading::{fraction_digits, ReadingKind};
 use commit::{CommitError, Counters, Manifest, SealedFile};
 use dedup::{DedupIndex, Verdict};
 use tables::{
-    Disposition, ReadingRow, ReceiptRow, RejectRow, READINGS, RECEIPTS, REJECTS, SCHEMA_VERSION,
+    Disposition, GapEvent, GapRow, ReadingRow, ReceiptRow, RejectRow, GAPS, READINGS, RECEIPTS,
+    REJECTS, SCHEMA_VERSION,
 };
 
 /// Writer identification stored in manifests and Parquet footers.
@@ -46,6 +51,8 @@ pub struct StoreConfig {
     /// Seal once the oldest waiting receipt is this old.
     pub seal_max_age: Duration,
     pub decode: DecodeConfig,
+    /// Rules and registry of the live gap detection.
+    pub continuity: Context,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +99,8 @@ pub struct Store {
     sealed_through: u64,
     sealed_totals: Counters,
     index: DedupIndex,
+    /// Per-series continuity state: gaps are found as readings are sealed.
+    live: LiveEngine,
     pending: Pending,
 }
 
@@ -108,13 +117,21 @@ impl Store {
                 committed.insert(f.path.clone());
             }
         }
-        for table in [RECEIPTS, READINGS, REJECTS] {
+        for table in [RECEIPTS, READINGS, REJECTS, GAPS] {
             remove_uncommitted(&cfg.data, &cfg.data.join(table), &committed)?;
         }
+        // The duplicate index and the live continuity state, from what is
+        // sealed (the gaps these readings found are sealed too).
         let mut index = DedupIndex::default();
+        let mut live = LiveEngine::new(cfg.continuity.config.clone());
         for m in &manifests {
             for f in m.files.iter().filter(|f| f.table == READINGS) {
-                index.load_file(&cfg.data.join(&f.path))?;
+                load_sealed_readings(
+                    &cfg.data.join(&f.path),
+                    &mut index,
+                    &mut live,
+                    &cfg.continuity,
+                )?;
             }
         }
         let last = manifests.last();
@@ -123,6 +140,7 @@ impl Store {
             sealed_through: last.map_or(0, |m| m.last_seq),
             sealed_totals: last.map_or_else(Counters::default, |m| m.totals),
             index,
+            live,
             pending: Pending::default(),
             cfg,
         })
@@ -276,9 +294,14 @@ impl Store {
                     b.receipt_seq,
                 ))
         });
+        let gaps = find_gaps(&mut self.live, &self.cfg.continuity, &readings);
         for (day, rows) in partition(readings, |r| r.reading.ts_micros) {
             let batch = tables::readings_batch(&rows);
             files.push(self.write_file(READINGS, day, commit, &batch, &mut dirs)?);
+        }
+        for (day, rows) in partition(&gaps, |g| g.gap.to) {
+            let batch = tables::gaps_batch(&rows);
+            files.push(self.write_file(GAPS, day, commit, &batch, &mut dirs)?);
         }
         for (day, rows) in partition(&p.rejects, |r| r.received_at) {
             let batch = tables::rejects_batch(&rows);
@@ -378,6 +401,151 @@ pub fn write_parquet(
     file.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok((bytes, sha))
+}
+
+/// Runs the live continuity engine over a batch of readings (sorted by
+/// series and time) and returns the `gaps` rows it produced.
+fn find_gaps(live: &mut LiveEngine, ctx: &Context, readings: &[&ReadingRow]) -> Vec<GapRow> {
+    let mut out = Vec::new();
+    for r in readings
+        .iter()
+        .filter(|r| is_series_reading(r.reading.kind, r.conflict))
+    {
+        let rd = &r.reading;
+        let (meter, register) = (rd.meter_id.as_str(), rd.register.as_str());
+        let lora = matches!(r.format, Format::Chirpstack | Format::Tts);
+        let point = Point {
+            ts: rd.ts_micros,
+            value: rd.value.scaled(),
+            decimals: fraction_digits(rd.value.as_str()),
+            seq: rd.seq,
+            received_at: r.received_at,
+        };
+        let changes = live.observe(meter, register, || ctx.setup(meter, rd.medium, lora), point);
+        if changes.is_empty() {
+            continue;
+        }
+        let source = live
+            .interval(meter, register)
+            .map_or(IntervalSource::Default, |i| i.source);
+        let row = |event, gap| GapRow {
+            meter_id: meter.to_owned(),
+            register: register.to_owned(),
+            medium: rd.medium,
+            event,
+            gap,
+            interval_source: source,
+            receipt_seq: r.receipt_seq,
+            detected_at: r.received_at,
+        };
+        for c in changes {
+            match c {
+                GapChange::Found(g) => out.push(row(GapEvent::Found, g)),
+                GapChange::Split { old, parts } => {
+                    out.push(row(GapEvent::Superseded, old));
+                    out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a stored reading belongs to its series' telegram stream: measured
+/// values, not set-date values and not conflicting values.
+fn is_series_reading(kind: ReadingKind, conflict: bool) -> bool {
+    kind == ReadingKind::Measured && !conflict
+}
+
+/// Adds every reading of a sealed `readings` file to the duplicate index and
+/// the live continuity state (whose changes were sealed with the file).
+fn load_sealed_readings(
+    path: &Path,
+    index: &mut DedupIndex,
+    live: &mut LiveEngine,
+    ctx: &Context,
+) -> Result<(), StoreError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+
+    let pq = |source| StoreError::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        [
+            "meter_id",
+            "register",
+            "ts",
+            "medium",
+            "unit",
+            "value",
+            "value_decimal",
+            "seq",
+            "kind",
+            "conflict",
+            "received_at",
+            "format",
+        ],
+    );
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(pq)?;
+    for batch in reader {
+        let batch = batch.map_err(|e| pq(e.into()))?;
+        let col = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| {
+                pq(parquet::errors::ParquetError::General(format!(
+                    "column {name} missing"
+                )))
+            })
+        };
+        let meter = col("meter_id")?.as_string::<i32>();
+        let register = col("register")?.as_string::<i32>();
+        let ts = col("ts")?.as_primitive::<TimestampMicrosecondType>();
+        let medium = col("medium")?.as_string::<i32>();
+        let unit = col("unit")?.as_string::<i32>();
+        let text = col("value")?.as_string::<i32>();
+        let value = col("value_decimal")?.as_primitive::<Decimal128Type>();
+        let seq = col("seq")?.as_primitive::<UInt64Type>();
+        let kind = col("kind")?.as_string::<i32>();
+        let conflict = col("conflict")?.as_boolean();
+        let received = col("received_at")?.as_primitive::<TimestampMicrosecondType>();
+        let format = col("format")?.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let (m, r) = (meter.value(i), register.value(i));
+            index.check_parts(m, r, ts.value(i), value.value(i), unit.value(i));
+            let k = if kind.value(i) == "set_date" {
+                ReadingKind::SetDate
+            } else {
+                ReadingKind::Measured
+            };
+            if !is_series_reading(k, conflict.value(i)) {
+                continue;
+            }
+            let Some(md) = crate::reading::Medium::parse(medium.value(i)) else {
+                continue;
+            };
+            let lora = matches!(format.value(i), "chirpstack" | "tts");
+            let point = Point {
+                ts: ts.value(i),
+                value: value.value(i),
+                decimals: fraction_digits(text.value(i)),
+                seq: (!seq.is_null(i)).then(|| seq.value(i)),
+                received_at: received.value(i),
+            };
+            live.observe(m, r, || ctx.setup(m, md, lora), point);
+        }
+    }
+    Ok(())
 }
 
 /// Microseconds in a day.
@@ -497,6 +665,7 @@ mod tests {
             seal_max_rows: max_rows,
             seal_max_age: Duration::from_secs(3600),
             decode: DecodeConfig::default(),
+            continuity: Context::default(),
         })
         .unwrap()
     }

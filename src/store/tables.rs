@@ -268,3 +268,128 @@ pub fn rejects_batch(rows: &[&RejectRow]) -> RecordBatch {
         ],
     )
 }
+
+/// Gaps found by the live engine as readings are sealed.
+pub const GAPS: &str = "gaps";
+
+/// What a `gaps` row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapEvent {
+    /// A gap between two readings (closed by the later one).
+    Found,
+    /// A gap recorded earlier that a late reading split or closed: it no
+    /// longer stands; the parts that remain are `found` rows of their own.
+    Superseded,
+}
+
+impl GapEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapEvent::Found => "found",
+            GapEvent::Superseded => "superseded",
+        }
+    }
+}
+
+/// One row of `gaps`.
+#[derive(Debug, Clone)]
+pub struct GapRow {
+    pub meter_id: String,
+    pub register: String,
+    pub medium: crate::reading::Medium,
+    pub event: GapEvent,
+    pub gap: crate::continuity::series::Gap,
+    pub interval_source: crate::continuity::IntervalSource,
+    /// The receipt of the reading that caused the event.
+    pub receipt_seq: u64,
+    /// When that reading was received.
+    pub detected_at: i64,
+}
+
+pub fn gaps_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("register", DataType::Utf8, false),
+        Field::new("medium", DataType::Utf8, false),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("gap_from", ts_type(), false),
+        Field::new("gap_to", ts_type(), false),
+        Field::new("duration_s", DataType::UInt64, false),
+        Field::new("missing", DataType::UInt64, false),
+        Field::new("seq_missing", DataType::UInt64, true),
+        Field::new("from_value", DataType::Utf8, false),
+        Field::new("to_value", DataType::Utf8, false),
+        Field::new("consumption", DataType::Utf8, true),
+        Field::new("closed_late", DataType::Boolean, false),
+        Field::new("interval_s", DataType::UInt64, false),
+        Field::new("interval_source", DataType::Utf8, false),
+        Field::new("receipt_seq", DataType::Int64, false),
+        Field::new("detected_at", ts_type(), false),
+    ]))
+}
+
+pub fn gaps_batch(rows: &[&GapRow]) -> RecordBatch {
+    use crate::reading::format_fixed;
+    let n = rows.len();
+    let mut meter = StringBuilder::new();
+    let mut register = StringBuilder::new();
+    let mut medium = StringBuilder::new();
+    let mut event = StringBuilder::new();
+    let mut from = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut to = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut duration = UInt64Builder::with_capacity(n);
+    let mut missing = UInt64Builder::with_capacity(n);
+    let mut seq_missing = UInt64Builder::with_capacity(n);
+    let mut from_value = StringBuilder::new();
+    let mut to_value = StringBuilder::new();
+    let mut consumption = StringBuilder::new();
+    let mut late = BooleanBuilder::with_capacity(n);
+    let mut interval = UInt64Builder::with_capacity(n);
+    let mut source = StringBuilder::new();
+    let mut receipt = Int64Builder::with_capacity(n);
+    let mut detected = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    for r in rows {
+        let g = &r.gap;
+        let after = g.after.unwrap_or(g.before);
+        let decimals = g.before.decimals.max(after.decimals);
+        meter.append_value(&r.meter_id);
+        register.append_value(&r.register);
+        medium.append_value(r.medium.as_str());
+        event.append_value(r.event.as_str());
+        from.append_value(g.from);
+        to.append_value(g.to);
+        duration.append_value(((g.to - g.from) / 1_000_000).max(0) as u64);
+        missing.append_value(g.missing);
+        seq_missing.append_option(g.seq_missing);
+        from_value.append_value(format_fixed(g.before.value, g.before.decimals));
+        to_value.append_value(format_fixed(after.value, after.decimals));
+        consumption.append_option(g.consumption.map(|c| format_fixed(c, decimals)));
+        late.append_value(g.closed_late);
+        interval.append_value((g.interval / 1_000_000).max(0) as u64);
+        source.append_value(r.interval_source.as_str());
+        receipt.append_value(r.receipt_seq as i64);
+        detected.append_value(r.detected_at);
+    }
+    batch(
+        gaps_schema(),
+        vec![
+            Arc::new(meter.finish()),
+            Arc::new(register.finish()),
+            Arc::new(medium.finish()),
+            Arc::new(event.finish()),
+            Arc::new(from.finish()),
+            Arc::new(to.finish()),
+            Arc::new(duration.finish()),
+            Arc::new(missing.finish()),
+            Arc::new(seq_missing.finish()),
+            Arc::new(from_value.finish()),
+            Arc::new(to_value.finish()),
+            Arc::new(consumption.finish()),
+            Arc::new(late.finish()),
+            Arc::new(interval.finish()),
+            Arc::new(source.finish()),
+            Arc::new(receipt.finish()),
+            Arc::new(detected.finish()),
+        ],
+    )
+}

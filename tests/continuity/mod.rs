@@ -34,7 +34,17 @@ fn report_over_the_real_pipeline_shows_every_status() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
-    let mut g = Gapless::start(&broker.url(), &data, &[]);
+    let registry = tmp.path().join("registry.csv");
+    std::fs::write(
+        &registry,
+        "meter_id,medium,expected_interval_s,group,installed_at,removed_at\n\
+         M-COMPLETE,heat,900,b1,,\nM-BRIDGED,heat,900,b1,,\nM-OPEN,heat,900,b1,,\n\
+         M-SILENT,heat,900,b1,,\nM-ANOMALOUS,heat,900,b1,,\nM-LATE,heat,900,b1,,\n\
+         M-NEVER,heat,900,b2,,\n",
+    )
+    .unwrap();
+    let r = registry.display().to_string();
+    let mut g = Gapless::start(&broker.url(), &data, &["--registry", &r]);
 
     // Recent times, so that no reading is rejected as too old or too new.
     let now = chrono::Utc::now().timestamp();
@@ -72,21 +82,13 @@ fn report_over_the_real_pipeline_shows_every_status() {
         push("M-ANOMALOUS", v + glitch, false);
         push("M-LATE", v, in_window);
     }
-    msgs.extend(late);
+    // The late readings come once the rest is sealed: the live engine has
+    // found M-LATE's gap by then, and the late readings must close it.
     publish_all(broker.port, &msgs);
     g.wait_readings(msgs.len() as u64, Duration::from_secs(60));
-
-    let registry = tmp.path().join("registry.csv");
-    std::fs::write(
-        &registry,
-        "meter_id,medium,expected_interval_s,group,installed_at,removed_at\n\
-         M-COMPLETE,heat,900,b1,,\nM-BRIDGED,heat,900,b1,,\nM-OPEN,heat,900,b1,,\n\
-         M-SILENT,heat,900,b1,,\nM-ANOMALOUS,heat,900,b1,,\nM-LATE,heat,900,b1,,\n\
-         M-NEVER,heat,900,b2,,\n",
-    )
-    .unwrap();
+    publish_all(broker.port, &late);
+    g.wait_readings((msgs.len() + late.len()) as u64, Duration::from_secs(60));
     let d = data.display().to_string();
-    let r = registry.display().to_string();
     let (from, to) = (iso(w1), iso(w2));
     let (code, out, err) = run_gapless(
         &[
@@ -172,9 +174,9 @@ fn report_over_the_real_pipeline_shows_every_status() {
         .unwrap()
         .contains("/reports/report_"));
     let batches = read_table(&data, "reports");
-    let rows = rows(&batches);
-    assert_eq!(rows.len(), 7);
-    for row in &rows {
+    let report_rows = rows(&batches);
+    assert_eq!(report_rows.len(), 7);
+    for row in &report_rows {
         let json = by_meter[row["meter_id"].as_str()];
         assert_eq!(row["status"], json["status"].as_str().unwrap());
         assert_eq!(row["missing"], json["missing"].to_string());
@@ -214,6 +216,48 @@ fn report_over_the_real_pipeline_shows_every_status() {
     let o = of("M-OPEN");
     assert_eq!((o.len(), o[0]["open"].as_bool()), (1, Some(true)));
     assert!(of("M-COMPLETE").is_empty() && of("M-LATE").is_empty());
+
+    // The live engine's gaps, as sealed in the `gaps` table (found minus
+    // superseded), equal the batch pass's closed gaps.
+    let table = rows(&read_table(&data, "gaps"));
+    let key = |m: &str, f: &str, t: &str, n: &str| format!("{m} {f} {t} {n}");
+    let mut live: Vec<String> = Vec::new();
+    for row in table.iter().filter(|r| r["event"] == "found") {
+        let k = key(
+            &row["meter_id"],
+            &row["gap_from"],
+            &row["gap_to"],
+            &row["missing"],
+        );
+        let superseded = table.iter().any(|s| {
+            s["event"] == "superseded"
+                && key(&s["meter_id"], &s["gap_from"], &s["gap_to"], &s["missing"]) == k
+        });
+        if !superseded {
+            live.push(k);
+        }
+    }
+    let mut batch: Vec<String> = gaps
+        .iter()
+        .filter(|g| g["open"] == false)
+        .map(|g| {
+            key(
+                g["meter_id"].as_str().unwrap(),
+                g["from"].as_str().unwrap(),
+                g["to"].as_str().unwrap(),
+                &g["missing"].to_string(),
+            )
+        })
+        .collect();
+    live.sort();
+    batch.sort();
+    assert_eq!(live, batch, "live gaps table vs batch gaps");
+    assert!(
+        table
+            .iter()
+            .any(|r| r["meter_id"] == "M-LATE" && r["event"] == "superseded"),
+        "M-LATE's gap was found, then closed by the late readings: {table:?}"
+    );
 
     // Bad parameters: exit 2 with the flag named.
     for (args, needle) in [
