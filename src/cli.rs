@@ -204,6 +204,19 @@ impl From<ServeArgs> for ServeFlags {
 pub enum BenchCommand {
     /// Ingest throughput against a bare QoS 1 subscriber, same broker, same run.
     Ingest(BenchIngestArgs),
+    /// Memory of the live continuity state per meter register (RSS before
+    /// and after, divided).
+    LiveState(BenchLiveStateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLiveStateArgs {
+    /// Meters (one register each, 12-character ids).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub meters: usize,
+    /// Readings per meter (every 15 minutes, in order).
+    #[arg(long, default_value_t = 4)]
+    pub readings: usize,
 }
 
 #[derive(Debug, Args)]

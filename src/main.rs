@@ -66,6 +66,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Bench(gapless::cli::BenchCommand::LiveState(args)) => {
+            gapless::bench::live_state(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(gapless::cli::BenchCommand::Ingest(args)) => {
             gapless::bench::ingest(args)?;
             Ok(ExitCode::SUCCESS)

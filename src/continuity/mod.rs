@@ -141,7 +141,7 @@ impl fmt::Display for IntervalSource {
 }
 
 /// A series' expected interval and where it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Interval {
     pub micros: i64,
     pub source: IntervalSource,
