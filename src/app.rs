@@ -573,10 +573,12 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
     let stored = report::StoredReadings::load(&q.data)?;
     let window = crate::continuity::window::Window { from, to };
-    let rep = report::outage_report(&stored, &ctx, window, &filter);
-    let est = args
-        .estimate
-        .then(|| report::estimates(&stored, &ctx, window));
+    let rep = report::outage_report(&stored, &ctx, window, &filter)?;
+    let est = if args.estimate {
+        Some(report::estimates(&stored, &ctx, window)?)
+    } else {
+        None
+    };
     let written = report::write_report_parquet(&q.data, &rep, est.as_deref(), now)?;
     Ok(match args.format {
         ReportFormat::Table => {
@@ -623,7 +625,7 @@ pub fn gaps_command(args: &crate::cli::GapsArgs, now: i64) -> Result<String, Com
     let ctx =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
     let stored = report::StoredReadings::load(&q.data)?;
-    let rows = report::gaps(&stored, &ctx, &filter, now);
+    let rows = report::gaps(&stored, &ctx, &filter, now)?;
     Ok(match args.format {
         GapsFormat::Json => format!(
             "{}\n",

@@ -207,6 +207,29 @@ pub enum BenchCommand {
     /// Memory of the live continuity state per meter register (RSS before
     /// and after, divided).
     LiveState(BenchLiveStateArgs),
+    /// The batch report over stored readings against DuckDB's LAG() gap
+    /// query on the same files, same run, same gap counts.
+    Report(BenchReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReportArgs {
+    /// Readings to generate (when DATA holds none yet).
+    #[arg(long, default_value_t = 50_000_000)]
+    pub readings: usize,
+    /// Meters they are spread over (15-minute heat meters).
+    #[arg(long, default_value_t = 100_000)]
+    pub meters: usize,
+    /// Where the data set is generated, and kept for later runs.
+    #[arg(long, default_value = "./gapless-bench-report")]
+    pub data: PathBuf,
+    /// Python with duckdb [default: GAPLESS_PYTHON, else a virtualenv the
+    /// benchmark makes under DATA/.venv with pip install duckdb].
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Runs of each side (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, Args)]

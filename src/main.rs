@@ -67,11 +67,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Bench(gapless::cli::BenchCommand::LiveState(args)) => {
-            gapless::bench::live_state(&args)?;
+            gapless::bench::live_state::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(gapless::cli::BenchCommand::Report(args)) => {
+            gapless::bench::report::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(gapless::cli::BenchCommand::Ingest(args)) => {
-            gapless::bench::ingest(args)?;
+            gapless::bench::ingest::ingest(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -282,14 +282,25 @@ pub fn missing_in(dt: i64, interval: i64) -> u64 {
 /// counter) went down: a re-join reset, not a loss we can count.
 pub fn seq_lost(a: &Point, b: &Point, rules: &SeriesRules) -> Option<u64> {
     let (sa, sb) = (a.seq?, b.seq?);
-    let wrap = rules.seq_wrap.max(2) as i128;
+    let wrap = rules.seq_wrap.max(2);
     if sb < sa && wrap > 65_536 {
         return None;
     }
-    let step = (sb as i128 - sa as i128).rem_euclid(wrap);
-    let by_time = div_round((b.ts - a.ts) as i128, rules.interval.micros.max(1) as i128);
-    let wraps = div_round(by_time - step, wrap).max(0);
-    let total = step + wraps * wrap;
+    let step = if sb >= sa {
+        (sb - sa) % wrap
+    } else {
+        (wrap - (sa - sb) % wrap) % wrap
+    };
+    let interval = rules.interval.micros.max(1);
+    let dt = b.ts - a.ts;
+    // Within one and a half intervals no whole wrap fits: the step is all.
+    if dt <= interval + interval / 2 {
+        return Some(step.saturating_sub(1));
+    }
+    let by_time = div_round(dt as i128, interval as i128);
+    let wrap = wrap as i128;
+    let wraps = div_round(by_time - step as i128, wrap).max(0);
+    let total = step as i128 + wraps * wrap;
     Some((total - 1).max(0) as u64)
 }
 
@@ -401,8 +412,15 @@ pub struct SeriesAnalysis {
 pub fn analyze(points: &[Point], rules: &SeriesRules, end: Option<i64>) -> SeriesAnalysis {
     let mut out = SeriesAnalysis::default();
     let mut history = History::default();
+    let threshold = rules.cfg.gap_threshold(rules.interval.micros);
     for (i, w) in points.windows(2).enumerate() {
         let (a, b) = (&w[0], &w[1]);
+        // The common case, a regular interval with the register going up:
+        // history only.
+        if b.value >= a.value && b.ts - a.ts <= threshold {
+            history.add(b.value - a.value, b.ts - a.ts);
+            continue;
+        }
         let st = step(a, b, rules);
         if st != Step::Continuous {
             out.decreases.push((i + 1, st));

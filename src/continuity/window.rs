@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::series::{analyze, seq_lost, step, Point, SeriesRules, Step};
+use super::series::{analyze, seq_lost, Point, SeriesRules, Step};
 use super::{div_round, IntervalSource, SECOND};
 use crate::reading::Medium;
 
@@ -116,6 +116,8 @@ pub struct MeterRow {
     pub received: u64,
     pub late: u64,
     pub missing: u64,
+    /// Closed gaps (a reading after them) touching the window.
+    pub gaps: u64,
     /// Telegrams lost by the sequence counter, where readings carry one.
     pub seq_missing: Option<u64>,
     pub longest_gap_s: u64,
@@ -207,11 +209,13 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
     let expected = div_round((to - from) as i128, interval as i128).max(0) as u64;
 
     let mut missing = 0;
+    let mut gaps = 0;
     let mut longest = 0i64;
     let mut notes = Vec::new();
     let mut implausible = false;
     for g in analysis.gaps.iter().filter(|g| g.to > from && g.from < to) {
         missing += g.missing_within(from, to);
+        gaps += u64::from(!g.open);
         longest = longest.max(g.duration());
         if let Some(pl) = g.plausibility.filter(|p| p.implausible) {
             implausible = true;
@@ -249,19 +253,21 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
     let last_idx = close_idx.or(in_window_end.checked_sub(1));
 
     let mut seq_missing: Option<u64> = None;
-    let mut consumption: Option<i128> = Some(0);
+    let mut consumption: Option<i128> = None;
     let mut exact = true;
     let mut decreased = false;
     if let (Some(o), Some(l)) = (open_idx, last_idx) {
-        for i in o..l {
-            let (a, b) = (&pts[i], &pts[i + 1]);
-            if let Some(lost) = seq_lost(a, b, rules) {
+        for w in pts[o..=l].windows(2) {
+            if let Some(lost) = seq_lost(&w[0], &w[1], rules) {
                 *seq_missing.get_or_insert(0) += lost;
             }
-            let st = step(a, b, rules);
-            if !st.is_exact() {
-                exact = false;
-            }
+        }
+        // Continuous steps telescope: consumption is last − first, corrected
+        // at every step that was not continuous (the analysis lists them).
+        let mut total = Some(pts[l].value - pts[o].value);
+        for &(i, st) in analysis.decreases.iter().filter(|(i, _)| *i > o && *i <= l) {
+            let (a, b) = (&pts[i - 1], &pts[i]);
+            exact &= st.is_exact();
             match st {
                 Step::Continuous => {}
                 Step::Decrease => {
@@ -281,10 +287,11 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
                     fmt_ts(b.ts)
                 )),
             }
-            consumption = consumption
+            total = total
                 .zip(st.consumption(a.value, b.value))
-                .map(|(x, y)| x + y);
+                .map(|(t, c)| t + c - (b.value - a.value));
         }
+        consumption = total;
     }
     let (opening, closing) = (open_idx.map(|i| &pts[i]), close_idx.map(|i| &pts[i]));
     let consumption = match (opening, closing) {
@@ -321,6 +328,7 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
         received,
         late,
         missing,
+        gaps,
         seq_missing,
         longest_gap_s: (longest.max(0) / SECOND) as u64,
         opening: opening.map(ValueAt::from),

@@ -222,7 +222,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
         registry: Arc::new(Registry::load(&registry_path)?),
     };
     let stored = StoredReadings::load(&args.data)?;
-    let rep = report::outage_report(&stored, &ctx, outage, &ReportFilter::default());
+    let rep = report::outage_report(&stored, &ctx, outage, &ReportFilter::default())?;
     let now = chrono::Utc::now().timestamp_micros();
     let written = report::write_report_parquet(&args.data, &rep, None, now)?;
     let s = &fleet.scenario;

@@ -386,6 +386,9 @@ pub fn write_parquet(
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        // Row groups small enough that a scan can take a range of meters
+        // (by the groups' statistics) without decoding the others.
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(WRITER.to_string())
         .set_key_value_metadata(Some(metadata))
         .build();
@@ -547,6 +550,9 @@ fn load_sealed_readings(
     }
     Ok(())
 }
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Microseconds in a day.
 const DAY_MICROS: i64 = 86_400_000_000;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -14,7 +14,7 @@ use crate::decode::Format;
 use crate::reading::{Reading, VALUE_SCALE};
 
 /// Version of the table layouts, written into every file's footer.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Table names, which are also their directory names under DATA.
 pub const RECEIPTS: &str = "receipts";
@@ -75,6 +75,7 @@ pub fn readings_schema() -> SchemaRef {
             DataType::Decimal128(38, VALUE_SCALE as i8),
             false,
         ),
+        Field::new("value_decimals", DataType::UInt8, false),
         Field::new("seq", DataType::UInt64, true),
         Field::new("kind", DataType::Utf8, false),
         Field::new("conflict", DataType::Boolean, false),
@@ -195,6 +196,7 @@ pub fn readings_batch(rows: &[&ReadingRow]) -> RecordBatch {
     let mut dec = Decimal128Builder::with_capacity(n)
         .with_precision_and_scale(38, VALUE_SCALE as i8)
         .expect("38,9 is a valid decimal type");
+    let mut decimals = UInt8Builder::with_capacity(n);
     let mut seq = UInt64Builder::with_capacity(n);
     let mut kind = StringBuilder::new();
     let mut conflict = BooleanBuilder::with_capacity(n);
@@ -211,6 +213,7 @@ pub fn readings_batch(rows: &[&ReadingRow]) -> RecordBatch {
         unit.append_value(rd.unit.as_str());
         value.append_value(rd.value.as_str());
         dec.append_value(rd.value.scaled());
+        decimals.append_value(crate::reading::fraction_digits(rd.value.as_str()));
         seq.append_option(rd.seq);
         kind.append_value(rd.kind.as_str());
         conflict.append_value(r.conflict);
@@ -229,6 +232,7 @@ pub fn readings_batch(rows: &[&ReadingRow]) -> RecordBatch {
             Arc::new(unit.finish()),
             Arc::new(value.finish()),
             Arc::new(dec.finish()),
+            Arc::new(decimals.finish()),
             Arc::new(seq.finish()),
             Arc::new(kind.finish()),
             Arc::new(conflict.finish()),

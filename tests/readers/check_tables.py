@@ -34,6 +34,9 @@ def main() -> int:
         got.add((r["meter_id"], r["register"], ts, r["value"]))
         if decimal.Decimal(r["value"]) != r["value_decimal"]:
             problems.append(f"value {r['value']!r} != value_decimal {r['value_decimal']}")
+        sent = -decimal.Decimal(r["value"]).as_tuple().exponent
+        if r["value_decimals"] != max(0, min(9, sent)):
+            problems.append(f"value {r['value']!r} has value_decimals {r['value_decimals']}")
         if str(r["date"]) != ts[:10]:
             problems.append(f"reading at {ts} is in partition date={r['date']}")
     want = {tuple(x) for x in expected["readings"]}

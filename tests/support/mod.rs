@@ -641,6 +641,7 @@ pub fn cell(col: &dyn arrow_array::Array, i: usize) -> String {
     match col.data_type() {
         DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
         DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::UInt8 => col.as_primitive::<UInt8Type>().value(i).to_string(),
         DataType::UInt32 => col.as_primitive::<UInt32Type>().value(i).to_string(),
         DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
         DataType::Boolean => col.as_boolean().value(i).to_string(),

@@ -3,34 +3,33 @@
 //! `readings` files the commit log names, groups their rows by meter and
 //! series in time order, and applies the [`continuity`](crate::continuity)
 //! rules. Rendering (table, JSON, CSV, Parquet) lives here too.
+//!
+//! - [`scan`]: streams the sealed readings series by series.
+
+pub mod scan;
+
+pub use scan::StoredReadings;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
     BooleanBuilder, Decimal128Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
 };
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::KeyValue;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::continuity::estimate::{self, METHOD_LINEAR};
-use crate::continuity::series::{
-    analyze, choose_interval, inferred_or_builtin, Gap, Point, SeriesRules,
-};
-use crate::continuity::window::{self, MeterRow, OutageReport, SeriesInput, Status, Window};
-use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP, SECOND};
-use crate::reading::{format_fixed, fraction_digits, Medium, VALUE_SCALE};
-use crate::store::tables::{READINGS, SCHEMA_VERSION};
+use crate::continuity::series::{analyze, Gap, Point};
+use crate::continuity::window::{self, MeterRow, OutageReport, Status, Window};
+use crate::continuity::{Context, SECOND};
+use crate::reading::{format_fixed, Medium, VALUE_SCALE};
+use crate::store::tables::SCHEMA_VERSION;
 use crate::store::{commit, format_micros, write_parquet, StoreError};
 
 pub const REPORTS_DIR: &str = "reports";
@@ -51,267 +50,6 @@ pub enum ReportError {
     Commit(#[from] commit::CommitError),
 }
 
-/// One stored reading, compact (strings interned).
-#[derive(Debug, Clone, Copy)]
-struct Row {
-    meter: u32,
-    register: u32,
-    unit: u32,
-    medium: Medium,
-    set_date: bool,
-    conflict: bool,
-    frame_counter: bool,
-    point: Point,
-}
-
-/// Every sealed reading, sorted by meter, register and time.
-pub struct StoredReadings {
-    meters: Vec<String>,
-    registers: Vec<String>,
-    units: Vec<String>,
-    rows: Vec<Row>,
-}
-
-impl StoredReadings {
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Loads the readings files of every commit.
-    pub fn load(data: &Path) -> Result<StoredReadings, ReportError> {
-        if !data.is_dir() {
-            return Err(ReportError::NoData(data.to_owned()));
-        }
-        let mut out = StoredReadings {
-            meters: Vec::new(),
-            registers: Vec::new(),
-            units: Vec::new(),
-            rows: Vec::new(),
-        };
-        let mut interned: [BTreeMap<String, u32>; 3] = Default::default();
-        for m in commit::read_all(data)? {
-            for f in m.files.iter().filter(|f| f.table == READINGS) {
-                out.load_file(&data.join(&f.path), &mut interned)?;
-            }
-        }
-        let (meters, registers) = (&out.meters, &out.registers);
-        out.rows.sort_by(|a, b| {
-            meters[a.meter as usize]
-                .cmp(&meters[b.meter as usize])
-                .then_with(|| registers[a.register as usize].cmp(&registers[b.register as usize]))
-                .then(a.point.ts.cmp(&b.point.ts))
-                .then(a.conflict.cmp(&b.conflict))
-        });
-        Ok(out)
-    }
-
-    fn load_file(
-        &mut self,
-        path: &Path,
-        interned: &mut [BTreeMap<String, u32>; 3],
-    ) -> Result<(), ReportError> {
-        let bad = |why: String| ReportError::Read {
-            path: path.to_owned(),
-            why,
-        };
-        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
-        let mask = ProjectionMask::columns(
-            builder.parquet_schema(),
-            [
-                "meter_id",
-                "register",
-                "ts",
-                "medium",
-                "unit",
-                "value",
-                "value_decimal",
-                "seq",
-                "kind",
-                "conflict",
-                "received_at",
-                "format",
-            ],
-        );
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| bad(e.to_string()))?;
-            let col = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .cloned()
-                    .ok_or_else(|| bad(format!("column {name} missing")))
-            };
-            let (meter, register, ts, medium, unit, value, dec, seq, kind, conflict, recv, format) = (
-                col("meter_id")?,
-                col("register")?,
-                col("ts")?,
-                col("medium")?,
-                col("unit")?,
-                col("value")?,
-                col("value_decimal")?,
-                col("seq")?,
-                col("kind")?,
-                col("conflict")?,
-                col("received_at")?,
-                col("format")?,
-            );
-            let meter = meter.as_string::<i32>();
-            let register = register.as_string::<i32>();
-            let ts = ts.as_primitive::<TimestampMicrosecondType>();
-            let medium = medium.as_string::<i32>();
-            let unit = unit.as_string::<i32>();
-            let value = value.as_string::<i32>();
-            let dec = dec.as_primitive::<Decimal128Type>();
-            let seq = seq.as_primitive::<UInt64Type>();
-            let kind = kind.as_string::<i32>();
-            let conflict = conflict.as_boolean();
-            let recv = recv.as_primitive::<TimestampMicrosecondType>();
-            let format = format.as_string::<i32>();
-            for i in 0..batch.num_rows() {
-                let md = Medium::parse(medium.value(i))
-                    .ok_or_else(|| bad(format!("unknown medium {:?}", medium.value(i))))?;
-                let mut intern = |which: usize, s: &str, list: &mut Vec<String>| -> u32 {
-                    if let Some(&k) = interned[which].get(s) {
-                        return k;
-                    }
-                    let k = list.len() as u32;
-                    list.push(s.to_owned());
-                    interned[which].insert(s.to_owned(), k);
-                    k
-                };
-                let row = Row {
-                    meter: intern(0, meter.value(i), &mut self.meters),
-                    register: intern(1, register.value(i), &mut self.registers),
-                    unit: intern(2, unit.value(i), &mut self.units),
-                    medium: md,
-                    set_date: kind.value(i) == "set_date",
-                    conflict: conflict.value(i),
-                    frame_counter: matches!(format.value(i), "chirpstack" | "tts"),
-                    point: Point {
-                        ts: ts.value(i),
-                        value: dec.value(i),
-                        decimals: fraction_digits(value.value(i)),
-                        seq: (!seq.is_null(i)).then(|| seq.value(i)),
-                        received_at: recv.value(i),
-                    },
-                };
-                self.rows.push(row);
-            }
-        }
-        Ok(())
-    }
-
-    /// Calls `f` once per series (meter, register) in order, with the
-    /// meter's set-date days, and once per registry meter with no readings.
-    fn for_each_series(&self, ctx: &Context, mut f: impl FnMut(&SeriesInput)) {
-        let cfg = &ctx.config;
-        let mut seen_meters: Vec<&str> = Vec::new();
-        let mut i = 0;
-        while i < self.rows.len() {
-            let meter = self.rows[i].meter;
-            let end = i + self.rows[i..].partition_point(|r| r.meter == meter);
-            let meter_id = self.meters[meter as usize].as_str();
-            seen_meters.push(meter_id);
-            let rows = &self.rows[i..end];
-            let mut set_days: Vec<i64> = rows
-                .iter()
-                .filter(|r| r.set_date)
-                .map(|r| r.point.ts.div_euclid(DAY))
-                .collect();
-            set_days.sort_unstable();
-            set_days.dedup();
-            let replacements = ctx.registry.replacements(meter_id);
-            let entry = ctx.registry.latest(meter_id);
-            let mut j = 0;
-            while j < rows.len() {
-                let register = rows[j].register;
-                let end_j = j + rows[j..].partition_point(|r| r.register == register);
-                let series = &rows[j..end_j];
-                j = end_j;
-                let first = series[0];
-                if series.iter().all(|r| r.set_date) {
-                    continue; // set-date values are not a telegram stream
-                }
-                let points: Vec<Point> = series
-                    .iter()
-                    .filter(|r| !r.set_date && !r.conflict)
-                    .map(|r| r.point)
-                    .collect();
-                let setup = ctx.setup(meter_id, first.medium, first.frame_counter);
-                let medium = setup.medium;
-                let interval = setup
-                    .interval
-                    .unwrap_or_else(|| inferred_or_builtin(medium, &points));
-                let seq_wrap = setup.seq_wrap;
-                let conflicts: Vec<i64> = series
-                    .iter()
-                    .filter(|r| r.conflict)
-                    .map(|r| r.point.ts)
-                    .collect();
-                let input = SeriesInput {
-                    meter_id,
-                    register: Some(&self.registers[register as usize]),
-                    medium,
-                    unit: Some(&self.units[first.unit as usize]),
-                    group: entry.and_then(|e| e.group.as_deref()),
-                    points: &points,
-                    conflicts: &conflicts,
-                    rules: SeriesRules {
-                        cfg,
-                        medium,
-                        interval,
-                        seq_wrap,
-                        set_days: &set_days,
-                        replacements: &replacements,
-                    },
-                    service: ctx.registry.service_span(meter_id),
-                    in_registry: entry.is_some(),
-                };
-                f(&input);
-            }
-            i = end;
-        }
-        for (meter_id, entries) in ctx.registry.meters() {
-            if seen_meters.binary_search(&meter_id).is_ok() {
-                continue;
-            }
-            let Some(entry) = entries.last() else {
-                continue;
-            };
-            let interval = choose_interval(entry.expected_interval_s, cfg, entry.medium, &[]);
-            f(&SeriesInput {
-                meter_id,
-                register: None,
-                medium: entry.medium,
-                unit: None,
-                group: entry.group.as_deref(),
-                points: &[],
-                conflicts: &[],
-                rules: SeriesRules {
-                    cfg,
-                    medium: entry.medium,
-                    interval,
-                    seq_wrap: entry.seq_wrap.unwrap_or(DEFAULT_SEQ_WRAP),
-                    set_days: &[],
-                    replacements: &[],
-                },
-                service: ctx.registry.service_span(meter_id),
-                in_registry: true,
-            });
-        }
-    }
-}
-
 /// Which meters a report covers.
 #[derive(Debug, Clone, Default)]
 pub struct ReportFilter {
@@ -326,19 +64,18 @@ pub fn outage_report(
     ctx: &Context,
     window: Window,
     filter: &ReportFilter,
-) -> OutageReport {
-    let mut rows = Vec::new();
-    stored.for_each_series(ctx, |s| {
+) -> Result<OutageReport, ReportError> {
+    let rows = stored.map_series(ctx, |s| {
         if filter.medium.is_some_and(|m| m != s.medium) {
-            return;
+            return None;
         }
-        rows.extend(window::evaluate(s, window));
-    });
-    let mut report = window::assemble(window, rows);
+        window::evaluate(s, window)
+    })?;
+    let mut report = window::assemble(window, rows.into_iter().flatten().collect());
     if let Some(st) = filter.status {
         report.meters.retain(|r| r.status == st);
     }
-    report
+    Ok(report)
 }
 
 /// A gap with the series it belongs to.
@@ -365,15 +102,22 @@ pub struct GapFilter {
 }
 
 /// Every gap of the stored readings; open gaps run to `filter.to` or `now`.
-pub fn gaps(stored: &StoredReadings, ctx: &Context, filter: &GapFilter, now: i64) -> Vec<GapRow> {
+pub fn gaps(
+    stored: &StoredReadings,
+    ctx: &Context,
+    filter: &GapFilter,
+    now: i64,
+) -> Result<Vec<GapRow>, ReportError> {
     let end = filter.to.unwrap_or(now);
-    let mut out = Vec::new();
-    stored.for_each_series(ctx, |s| {
-        let Some(register) = s.register else { return };
+    let per_series = stored.map_series(ctx, |s| {
+        let mut out = Vec::new();
+        let Some(register) = s.register else {
+            return out;
+        };
         if filter.meter.as_deref().is_some_and(|m| m != s.meter_id)
             || filter.medium.is_some_and(|m| m != s.medium)
         {
-            return;
+            return out;
         }
         let upto: Vec<Point> = s.points.iter().filter(|p| p.ts < end).copied().collect();
         for gap in analyze(&upto, &s.rules, Some(end)).gaps {
@@ -392,8 +136,9 @@ pub fn gaps(stored: &StoredReadings, ctx: &Context, filter: &GapFilter, now: i64
                 gap,
             });
         }
-    });
-    out
+        out
+    })?;
+    Ok(per_series.into_iter().flatten().collect())
 }
 
 /// One estimated value (never mixed with measured rows).
@@ -411,11 +156,15 @@ pub struct EstimateRow {
 }
 
 /// Estimates for the missing slots of closed gaps touching the window.
-pub fn estimates(stored: &StoredReadings, ctx: &Context, window: Window) -> Vec<EstimateRow> {
-    let mut out = Vec::new();
-    stored.for_each_series(ctx, |s| {
+pub fn estimates(
+    stored: &StoredReadings,
+    ctx: &Context,
+    window: Window,
+) -> Result<Vec<EstimateRow>, ReportError> {
+    let per_series = stored.map_series(ctx, |s| {
+        let mut out = Vec::new();
         let (Some(register), Some(unit)) = (s.register, s.unit) else {
-            return;
+            return out;
         };
         for gap in analyze(s.points, &s.rules, None).gaps {
             if gap.to <= window.from || gap.from >= window.to {
@@ -443,8 +192,9 @@ pub fn estimates(stored: &StoredReadings, ctx: &Context, window: Window) -> Vec<
                     }),
             );
         }
-    });
-    out
+        out
+    })?;
+    Ok(per_series.into_iter().flatten().collect())
 }
 
 // ---------------------------------------------------------------- rendering
@@ -495,6 +245,7 @@ pub struct MeterJson {
     pub received: u64,
     pub late: u64,
     pub missing: u64,
+    pub gaps: u64,
     pub longest_gap_s: u64,
     pub opening_value: Option<String>,
     pub closing_value: Option<String>,
@@ -544,6 +295,7 @@ pub fn report_json(rep: &OutageReport) -> ReportJson {
                 received: r.received,
                 late: r.late,
                 missing: r.missing,
+                gaps: r.gaps,
                 longest_gap_s: r.longest_gap_s,
                 opening_value: value(r.opening),
                 closing_value: value(r.closing),
@@ -564,7 +316,7 @@ pub fn report_json(rep: &OutageReport) -> ReportJson {
     }
 }
 
-const REPORT_CSV_HEADER: &str = "meter_id,register,medium,unit,group,status,expected,received,late,missing,seq_missing,longest_gap_s,opening_ts,opening_value,closing_ts,closing_value,consumption,consumption_exact,interval_s,interval_source,conflicts,notes";
+const REPORT_CSV_HEADER: &str = "meter_id,register,medium,unit,group,status,expected,received,late,missing,gaps,seq_missing,longest_gap_s,opening_ts,opening_value,closing_ts,closing_value,consumption,consumption_exact,interval_s,interval_source,conflicts,notes";
 
 /// Quotes a CSV field when it needs it (RFC 4180).
 fn csv_field(s: &str) -> String {
@@ -592,6 +344,7 @@ pub fn report_csv(rep: &OutageReport) -> String {
             r.received.to_string(),
             r.late.to_string(),
             r.missing.to_string(),
+            r.gaps.to_string(),
             opt(r.seq_missing.map(|v| v.to_string())),
             r.longest_gap_s.to_string(),
             opt(r.opening.map(|v| format_micros(v.ts))),
@@ -883,6 +636,7 @@ fn report_batch(rep: &OutageReport, generated_at: i64) -> RecordBatch {
         Field::new("received", DataType::UInt64, false),
         Field::new("late", DataType::UInt64, false),
         Field::new("missing", DataType::UInt64, false),
+        Field::new("gaps", DataType::UInt64, false),
         Field::new("seq_missing", DataType::UInt64, true),
         Field::new("longest_gap_s", DataType::UInt64, false),
         ts_field("opening_ts", true),
@@ -942,6 +696,7 @@ fn report_batch(rep: &OutageReport, generated_at: i64) -> RecordBatch {
         u64_col(&|r| Some(r.received)),
         u64_col(&|r| Some(r.late)),
         u64_col(&|r| Some(r.missing)),
+        u64_col(&|r| Some(r.gaps)),
         u64_col(&|r| r.seq_missing),
         u64_col(&|r| Some(r.longest_gap_s)),
         ts_col(&|r| r.opening.map(|v| v.ts)),

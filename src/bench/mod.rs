@@ -1,0 +1,6 @@
+//! Benchmarks run as commands (not tests): `gapless bench ingest`,
+//! `gapless bench report`, `gapless bench live-state`.
+
+pub mod ingest;
+pub mod live_state;
+pub mod report;

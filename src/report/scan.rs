@@ -1,0 +1,786 @@
+//! Streams the sealed `readings` series by series, without sorting.
+//!
+//! Every sealed readings file is a sorted run: rows ordered by meter,
+//! register and time. The scan keeps one cursor per file and repeatedly
+//! takes the smallest (meter, register) at the cursors' heads, then that
+//! series' rows from every cursor that has them: a merge by series, not by
+//! row, so its cost per row is one key comparison. A series' rows from
+//! several files are in time order when the files are (arrival order,
+//! which is mostly time order); otherwise they are sorted, per series. A
+//! meter's series are gathered before they are judged, so that the set
+//! dates one register reports explain a reset in another.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::{Array, BooleanArray, Decimal128Array, Int32Array, StringArray, UInt64Array};
+use arrow_array::{RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::file::statistics::Statistics;
+
+use super::ReportError;
+use crate::continuity::series::{inferred_or_builtin, Point, SeriesRules};
+use crate::continuity::window::SeriesInput;
+use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP};
+use crate::reading::{Medium, VALUE_SCALE};
+use crate::store::commit;
+use crate::store::tables::{readings_schema, READINGS};
+
+/// Scans split the meters between two threads (the machine has 2 cores);
+/// `GAPLESS_SCAN_THREADS=1` scans on one (to measure the difference).
+fn scan_threads() -> usize {
+    std::env::var("GAPLESS_SCAN_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+/// Below this, one thread is quicker than two.
+const MIN_ROWS_TO_SPLIT: u64 = 200_000;
+
+/// Rows decoded at a time per file.
+const BATCH_ROWS: usize = 8 * 1024;
+
+/// The columns the rules need. Not `value`: the text is not needed to
+/// judge, and `value_decimals` says how to print a value as it was sent.
+/// (Files of schema version 1 lack `value_decimals`: there a series' values
+/// are printed with the most decimals any of them needs.)
+const COLUMNS: [&str; 12] = [
+    "meter_id",
+    "register",
+    "ts",
+    "medium",
+    "unit",
+    "value_decimal",
+    "value_decimals",
+    "seq",
+    "kind",
+    "conflict",
+    "received_at",
+    "format",
+];
+
+/// Columns read as dictionaries (their Parquet encoding): no string is
+/// copied per row, and a run of one series is a run of equal keys.
+const DICTIONARY: [&str; 6] = ["meter_id", "register", "medium", "unit", "kind", "format"];
+
+/// The readings schema with the low-cardinality strings as dictionaries
+/// (without `value_decimals` for files written before it existed).
+fn read_schema(has_decimals: bool) -> SchemaRef {
+    let fields: Vec<Field> = readings_schema()
+        .fields()
+        .iter()
+        .filter(|f| has_decimals || f.name() != "value_decimals")
+        .map(|f| {
+            if DICTIONARY.contains(&f.name().as_str()) {
+                Field::new(
+                    f.name(),
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                    f.is_nullable(),
+                )
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// 10^(9 − d): a value with at most d decimals is a multiple of it.
+const DECIMAL_STEP: [i128; 10] = [
+    1_000_000_000,
+    100_000_000,
+    10_000_000,
+    1_000_000,
+    100_000,
+    10_000,
+    1_000,
+    100,
+    10,
+    1,
+];
+
+/// Decimal places a value needs (`326.070` → 2: trailing zeros are not
+/// kept by the number; the series' maximum is its precision).
+fn decimals_needed(value: i128) -> u8 {
+    let unit = 10i64.pow(VALUE_SCALE);
+    let mut frac = match i64::try_from(value) {
+        Ok(v) => v.rem_euclid(unit),
+        Err(_) => value.rem_euclid(unit as i128) as i64,
+    };
+    if frac == 0 {
+        return 0;
+    }
+    let mut d = VALUE_SCALE as u8;
+    while frac % 10 == 0 {
+        frac /= 10;
+        d -= 1;
+    }
+    d
+}
+
+/// The sealed readings of a data directory: the files the commit log
+/// names, in commit order, and what their footers say.
+pub struct StoredReadings {
+    files: Vec<SortedRun>,
+    rows: u64,
+    time_range: Option<(i64, i64)>,
+}
+
+/// A readings file and, per row group, its first and last meter id (from
+/// the footer's statistics): what lets a scan take a range of meters
+/// without decoding the rest.
+struct SortedRun {
+    path: PathBuf,
+    row_groups: Vec<(String, String)>,
+}
+
+/// A range of meter ids `[lo, hi)`; None = unbounded.
+#[derive(Debug, Clone, Copy, Default)]
+struct MeterRange<'a> {
+    lo: Option<&'a str>,
+    hi: Option<&'a str>,
+}
+
+impl MeterRange<'_> {
+    fn overlaps(&self, first: &str, last: &str) -> bool {
+        self.lo.is_none_or(|lo| last >= lo) && self.hi.is_none_or(|hi| first < hi)
+    }
+}
+
+impl StoredReadings {
+    /// Lists the readings files of every commit and reads their footers.
+    pub fn load(data: &Path) -> Result<StoredReadings, ReportError> {
+        if !data.is_dir() {
+            return Err(ReportError::NoData(data.to_owned()));
+        }
+        let mut files = Vec::new();
+        let (mut rows, mut range): (u64, Option<(i64, i64)>) = (0, None);
+        for m in commit::read_all(data)? {
+            for f in m.files.iter().filter(|f| f.table == READINGS) {
+                let path = data.join(&f.path);
+                let (n, r, row_groups) = footer(&path)?;
+                rows += n;
+                range = match (range, r) {
+                    (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                    (x, y) => x.or(y),
+                };
+                files.push(SortedRun { path, row_groups });
+            }
+        }
+        Ok(StoredReadings {
+            files,
+            rows,
+            time_range: range,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The earliest and latest reading time (from the files' statistics).
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.time_range
+    }
+
+    /// Calls `f` once per series (meter, register), in order, and once per
+    /// registry meter that has no readings; returns what it returned. The
+    /// meters are split in two ranges at the median row group, scanned on
+    /// two threads.
+    pub fn map_series<T: Send>(
+        &self,
+        ctx: &Context,
+        f: impl Fn(&SeriesInput) -> T + Sync,
+    ) -> Result<Vec<T>, ReportError> {
+        let pivot = self.pivot();
+        let (mut out, mut seen) = match &pivot {
+            Some(p) if scan_threads() > 1 => {
+                let (a, b) = std::thread::scope(|scope| {
+                    let lower = scope.spawn(|| {
+                        self.scan_range(
+                            ctx,
+                            &f,
+                            MeterRange {
+                                lo: None,
+                                hi: Some(p),
+                            },
+                        )
+                    });
+                    let upper = self.scan_range(
+                        ctx,
+                        &f,
+                        MeterRange {
+                            lo: Some(p),
+                            hi: None,
+                        },
+                    );
+                    let lower = lower
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                    (lower, upper)
+                });
+                let (mut out, mut seen) = a?;
+                let (out_b, seen_b) = b?;
+                out.extend(out_b);
+                seen.extend(seen_b);
+                (out, seen)
+            }
+            _ => self.scan_range(ctx, &f, MeterRange::default())?,
+        };
+        seen.sort_unstable();
+        for (id, entries) in ctx.registry.meters() {
+            if seen.binary_search_by(|s| s.as_str().cmp(id)).is_ok() {
+                continue;
+            }
+            let Some(entry) = entries.last() else {
+                continue;
+            };
+            let setup = ctx.setup(id, entry.medium, false);
+            out.push(f(&SeriesInput {
+                meter_id: id,
+                register: None,
+                medium: setup.medium,
+                unit: None,
+                group: entry.group.as_deref(),
+                points: &[],
+                conflicts: &[],
+                rules: SeriesRules {
+                    cfg: &ctx.config,
+                    medium: setup.medium,
+                    interval: setup
+                        .interval
+                        .unwrap_or_else(|| inferred_or_builtin(setup.medium, &[])),
+                    seq_wrap: setup.seq_wrap,
+                    set_days: &[],
+                    replacements: &[],
+                },
+                service: ctx.registry.service_span(id),
+                in_registry: true,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The median of the row groups' first meters: where the key space is
+    /// split between the threads (None with too few row groups to split).
+    fn pivot(&self) -> Option<String> {
+        let mut firsts: Vec<&str> = self
+            .files
+            .iter()
+            .flat_map(|f| f.row_groups.iter().map(|(first, _)| first.as_str()))
+            .collect();
+        if firsts.len() < 2 || self.rows < MIN_ROWS_TO_SPLIT {
+            return None;
+        }
+        firsts.sort_unstable();
+        let p = firsts[firsts.len() / 2];
+        (p > firsts[0]).then(|| p.to_owned())
+    }
+
+    /// The series of one range of meters, in order, and the meters seen.
+    fn scan_range<T>(
+        &self,
+        ctx: &Context,
+        f: &impl Fn(&SeriesInput) -> T,
+        range: MeterRange,
+    ) -> Result<(Vec<T>, Vec<String>), ReportError> {
+        let mut cursors = Vec::with_capacity(self.files.len());
+        for run in &self.files {
+            let groups: Vec<usize> = run
+                .row_groups
+                .iter()
+                .enumerate()
+                .filter(|(_, (first, last))| range.overlaps(first, last))
+                .map(|(i, _)| i)
+                .collect();
+            if groups.is_empty() {
+                continue;
+            }
+            if let Some(c) = Cursor::open(&run.path, groups, range)? {
+                cursors.push(c);
+            }
+        }
+        let mut out = Vec::new();
+        let mut meter = MeterBuf::default();
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            // The smallest series at the cursors' heads.
+            let mut best: Option<usize> = None;
+            for (i, c) in cursors.iter().enumerate() {
+                if best.is_none_or(|b| c.key() < cursors[b].key()) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { break };
+            let (m, r) = cursors[b].key();
+            if m != meter.id {
+                meter.judge(ctx, f, &mut out);
+                meter.reset(m);
+                seen.push(m.to_owned());
+            }
+            let register = r.to_owned();
+            let k = meter.next_series(&register);
+            let MeterBuf {
+                id,
+                series,
+                set_days,
+                ..
+            } = &mut meter;
+            for c in cursors.iter_mut() {
+                c.take_series(id, &register, &mut series[k], set_days)?;
+            }
+            cursors.retain(|c| !c.is_done());
+        }
+        meter.judge(ctx, f, &mut out);
+        Ok((out, seen))
+    }
+}
+
+/// First index in `0..n` for which `below` is false (`below` is monotone).
+fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Row count, `ts` range and per row group meter range of a readings file,
+/// from its footer.
+type Footer = (u64, Option<(i64, i64)>, Vec<(String, String)>);
+
+fn footer(path: &Path) -> Result<Footer, ReportError> {
+    let bad = |why: String| ReportError::Read {
+        path: path.to_owned(),
+        why,
+    };
+    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let meta = b.metadata();
+    let column = |name: &str| {
+        meta.file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == name)
+            .ok_or_else(|| bad(format!("no {name} column")))
+    };
+    let (ts_col, meter_col) = (column("ts")?, column("meter_id")?);
+    let mut range: Option<(i64, i64)> = None;
+    let mut groups = Vec::new();
+    for rg in meta.row_groups() {
+        match rg.column(meter_col).statistics() {
+            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(lo), Some(hi)) => groups.push((
+                    String::from_utf8_lossy(lo.data()).into_owned(),
+                    String::from_utf8_lossy(hi.data()).into_owned(),
+                )),
+                _ => return Err(bad("no meter_id statistics".into())),
+            },
+            _ => return Err(bad("no meter_id statistics".into())),
+        }
+        match rg.column(ts_col).statistics() {
+            Some(Statistics::Int64(s)) => {
+                if let (Some(&lo), Some(&hi)) = (s.min_opt(), s.max_opt()) {
+                    range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                }
+            }
+            _ => return Err(bad("no statistics for ts".into())),
+        }
+    }
+    Ok((meta.file_metadata().num_rows().max(0) as u64, range, groups))
+}
+
+/// One series of the meter being gathered.
+#[derive(Debug, Default)]
+struct SeriesBuf {
+    register: String,
+    medium: Option<Medium>,
+    unit: String,
+    frame_counter: bool,
+    points: Vec<Point>,
+    conflicts: Vec<i64>,
+    /// Only set-date values: not a telegram stream of its own.
+    set_date_only: bool,
+    /// The most decimals any of its values needs.
+    decimals: u8,
+}
+
+/// The meter being gathered: its series (buffers reused across meters) and
+/// the days of its set-date values.
+#[derive(Debug, Default)]
+struct MeterBuf {
+    id: String,
+    series: Vec<SeriesBuf>,
+    used: usize,
+    set_days: Vec<i64>,
+}
+
+impl MeterBuf {
+    fn reset(&mut self, id: &str) {
+        self.id.clear();
+        self.id.push_str(id);
+        self.used = 0;
+        self.set_days.clear();
+    }
+
+    /// Starts the next series of the meter; returns its index.
+    fn next_series(&mut self, register: &str) -> usize {
+        if self.used == self.series.len() {
+            self.series.push(SeriesBuf::default());
+        }
+        let s = &mut self.series[self.used];
+        self.used += 1;
+        s.register.clear();
+        s.register.push_str(register);
+        s.medium = None;
+        s.unit.clear();
+        s.frame_counter = false;
+        s.points.clear();
+        s.conflicts.clear();
+        s.set_date_only = true;
+        s.decimals = 0;
+        self.used - 1
+    }
+
+    /// Judges every series of the meter.
+    fn judge<T>(&mut self, ctx: &Context, f: &impl Fn(&SeriesInput) -> T, out: &mut Vec<T>) {
+        if self.id.is_empty() {
+            return;
+        }
+        self.set_days.sort_unstable();
+        self.set_days.dedup();
+        let replacements = ctx.registry.replacements(&self.id);
+        let entry = ctx.registry.latest(&self.id);
+        for s in &mut self.series[..self.used] {
+            let Some(medium) = s.medium else { continue };
+            if s.set_date_only {
+                continue;
+            }
+            if !s.points.is_sorted_by_key(|p| p.ts) {
+                s.points.sort_by_key(|p| p.ts);
+            }
+            for p in &mut s.points {
+                p.decimals = s.decimals;
+            }
+            let setup = ctx.setup(&self.id, medium, s.frame_counter);
+            let interval = setup
+                .interval
+                .unwrap_or_else(|| inferred_or_builtin(setup.medium, &s.points));
+            s.conflicts.sort_unstable();
+            out.push(f(&SeriesInput {
+                meter_id: &self.id,
+                register: Some(&s.register),
+                medium: setup.medium,
+                unit: Some(&s.unit),
+                group: entry.and_then(|e| e.group.as_deref()),
+                points: &s.points,
+                conflicts: &s.conflicts,
+                rules: SeriesRules {
+                    cfg: &ctx.config,
+                    medium: setup.medium,
+                    interval,
+                    seq_wrap: if setup.seq_wrap == 0 {
+                        DEFAULT_SEQ_WRAP
+                    } else {
+                        setup.seq_wrap
+                    },
+                    set_days: &self.set_days,
+                    replacements: &replacements,
+                },
+                service: ctx.registry.service_span(&self.id),
+                in_registry: entry.is_some(),
+            }));
+        }
+    }
+}
+
+/// A dictionary column: keys per row, values per batch.
+struct Dict {
+    keys: Int32Array,
+    values: StringArray,
+}
+
+impl Dict {
+    fn value(&self, row: usize) -> &str {
+        self.values.value(self.keys.value(row) as usize)
+    }
+
+    /// The key of `s` in this batch's dictionary, if present.
+    fn key_of(&self, s: &str) -> Option<i32> {
+        (0..self.values.len())
+            .find(|&i| self.values.value(i) == s)
+            .map(|i| i as i32)
+    }
+}
+
+/// The decoded columns of one batch.
+struct Cols {
+    rows: usize,
+    meter: Dict,
+    register: Dict,
+    ts: TimestampMicrosecondArray,
+    medium: Dict,
+    unit: Dict,
+    value: Decimal128Array,
+    /// Decimal places as sent (None in schema version 1 files).
+    decimals: Option<arrow_array::UInt8Array>,
+    seq: UInt64Array,
+    kind: Dict,
+    /// The key of `set_date` in `kind`, if any row has it.
+    set_date_key: Option<i32>,
+    conflict: BooleanArray,
+    /// Some row of the batch is a conflicting value (rare: skip the checks).
+    any_conflict: bool,
+    received: TimestampMicrosecondArray,
+    format: Dict,
+}
+
+impl Cols {
+    fn from_batch(b: &RecordBatch, path: &Path) -> Result<Cols, ReportError> {
+        let bad = |why: String| ReportError::Read {
+            path: path.to_owned(),
+            why,
+        };
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| bad(format!("column {name} missing")))
+        };
+        let dict = |name: &str| -> Result<Dict, ReportError> {
+            let d = col(name)?
+                .as_dictionary_opt::<Int32Type>()
+                .ok_or_else(|| bad(format!("column {name} is not a dictionary")))?;
+            Ok(Dict {
+                keys: d.keys().clone(),
+                values: d
+                    .values()
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| bad(format!("column {name}: dictionary of non-strings")))?
+                    .clone(),
+            })
+        };
+        let kind = dict("kind")?;
+        Ok(Cols {
+            rows: b.num_rows(),
+            meter: dict("meter_id")?,
+            register: dict("register")?,
+            ts: col("ts")?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+            medium: dict("medium")?,
+            unit: dict("unit")?,
+            value: col("value_decimal")?
+                .as_primitive::<Decimal128Type>()
+                .clone(),
+            decimals: b
+                .column_by_name("value_decimals")
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::UInt8Type>())
+                .cloned(),
+            seq: col("seq")?.as_primitive::<UInt64Type>().clone(),
+            set_date_key: kind.key_of("set_date"),
+            kind,
+            conflict: col("conflict")?.as_boolean().clone(),
+            any_conflict: col("conflict")?.as_boolean().true_count() > 0,
+            received: col("received_at")?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+            format: dict("format")?,
+        })
+    }
+}
+
+/// A sorted run being read: one readings file.
+struct Cursor {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    cols: Option<Cols>,
+    row: usize,
+    /// Meters from here on belong to another scan.
+    hi: Option<String>,
+    /// The range's end was reached in the current batch.
+    ended: bool,
+}
+
+impl Cursor {
+    fn open(
+        path: &Path,
+        row_groups: Vec<usize>,
+        range: MeterRange,
+    ) -> Result<Option<Cursor>, ReportError> {
+        let bad = |why: String| ReportError::Read {
+            path: path.to_owned(),
+            why,
+        };
+        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+        use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+        let meta =
+            ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| bad(e.to_string()))?;
+        let has_decimals = meta.schema().field_with_name("value_decimals").is_ok();
+        let options = ArrowReaderOptions::new().with_schema(read_schema(has_decimals));
+        let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options)
+            .map_err(|e| bad(e.to_string()))?;
+        let b = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
+        let mask = ProjectionMask::columns(b.parquet_schema(), COLUMNS);
+        let reader = b
+            .with_projection(mask)
+            .with_row_groups(row_groups)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let mut c = Cursor {
+            path: path.to_owned(),
+            reader,
+            cols: None,
+            row: 0,
+            hi: range.hi.map(str::to_owned),
+            ended: false,
+        };
+        c.next_batch()?;
+        // Rows before the range: skip them (they belong to another scan).
+        if let Some(lo) = range.lo {
+            while let Some(cols) = &c.cols {
+                let start = partition(cols.rows, |i| cols.meter.value(i) < lo);
+                if start < cols.rows {
+                    c.row = start;
+                    break;
+                }
+                c.next_batch()?;
+            }
+        }
+        Ok((!c.is_done()).then_some(c))
+    }
+
+    fn next_batch(&mut self) -> Result<(), ReportError> {
+        self.row = 0;
+        self.cols = None;
+        if self.ended {
+            return Ok(());
+        }
+        // Skip empty batches; None at the end of the file or range.
+        for b in self.reader.by_ref() {
+            let b = b.map_err(|e| ReportError::Read {
+                path: self.path.clone(),
+                why: e.to_string(),
+            })?;
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let mut cols = Cols::from_batch(&b, &self.path)?;
+            if let Some(hi) = &self.hi {
+                // Rows are sorted by meter: cut the batch at the range's end.
+                let keep = partition(cols.rows, |i| cols.meter.value(i) < hi.as_str());
+                if keep < cols.rows {
+                    cols.rows = keep;
+                    self.ended = true;
+                }
+            }
+            if cols.rows > 0 {
+                self.cols = Some(cols);
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.cols.is_none()
+    }
+
+    /// The series at the head ("" when done: callers drop done cursors).
+    fn key(&self) -> (&str, &str) {
+        match &self.cols {
+            Some(c) => (c.meter.value(self.row), c.register.value(self.row)),
+            None => ("", ""),
+        }
+    }
+
+    /// Takes this cursor's rows of one series (a run, possibly across
+    /// batches) into `s`; set-date values give their day to `set_days`.
+    fn take_series(
+        &mut self,
+        meter: &str,
+        register: &str,
+        s: &mut SeriesBuf,
+        set_days: &mut Vec<i64>,
+    ) -> Result<(), ReportError> {
+        while let Some(c) = &self.cols {
+            let mut row = self.row;
+            if c.meter.value(row) != meter || c.register.value(row) != register {
+                return Ok(());
+            }
+            let (mk, rk) = (c.meter.keys.value(row), c.register.keys.value(row));
+            if s.medium.is_none() {
+                s.medium = Medium::parse(c.medium.value(row));
+                s.unit.push_str(c.unit.value(row));
+                s.frame_counter = matches!(c.format.value(row), "chirpstack" | "tts");
+            }
+            let (mkeys, rkeys) = (c.meter.keys.values(), c.register.keys.values());
+            let (ts, value, received) = (c.ts.values(), c.value.values(), c.received.values());
+            let kinds = c.kind.keys.values();
+            while row < c.rows && mkeys[row] == mk && rkeys[row] == rk {
+                let t = ts[row];
+                if c.set_date_key == Some(kinds[row]) {
+                    set_days.push(t.div_euclid(DAY));
+                } else if c.any_conflict && c.conflict.value(row) {
+                    s.conflicts.push(t);
+                    s.set_date_only = false;
+                } else {
+                    s.set_date_only = false;
+                    let v = value[row];
+                    let sent = c.decimals.as_ref().map(|d| d.value(row));
+                    // One check per row: does the value need more decimals
+                    // than the series so far?
+                    let step = DECIMAL_STEP[s.decimals.max(sent.unwrap_or(0)).min(9) as usize];
+                    let rest = match i64::try_from(v) {
+                        Ok(v) => (v % step as i64) as i128,
+                        Err(_) => v % step,
+                    };
+                    if rest != 0 {
+                        s.decimals = s.decimals.max(decimals_needed(v));
+                    }
+                    if let Some(d) = sent {
+                        s.decimals = s.decimals.max(d.min(9));
+                    }
+                    s.points.push(Point {
+                        ts: t,
+                        value: v,
+                        decimals: 0,
+                        seq: (!c.seq.is_null(row)).then(|| c.seq.value(row)),
+                        received_at: received[row],
+                    });
+                }
+                row += 1;
+            }
+            // A key change may still be the same strings (a dictionary with
+            // repeats): check them before leaving the run.
+            if row < c.rows && (c.meter.value(row) != meter || c.register.value(row) != register) {
+                self.row = row;
+                return Ok(());
+            }
+            if row < c.rows {
+                self.row = row;
+                continue;
+            }
+            // The run may go on in the next batch.
+            self.next_batch()?;
+        }
+        Ok(())
+    }
+}
