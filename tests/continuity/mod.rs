@@ -259,6 +259,48 @@ fn report_over_the_real_pipeline_shows_every_status() {
         "M-LATE's gap was found, then closed by the late readings: {table:?}"
     );
 
+    // CSV, with estimates for the bridged meter's gap: separate rows, flagged,
+    // between the real reads, adding up to the real total.
+    let (code, csv, err) = run_gapless(
+        &[
+            "report", "--data", &d, "--registry", &r, "--from", &from, "--to", &to, "--format",
+            "csv", "--estimate",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..3], ["meter_id", "register", "medium"]);
+    let status_col = header.iter().position(|h| *h == "status").unwrap();
+    let csv_rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(csv_rows.len(), 7);
+    assert!(csv_rows
+        .iter()
+        .any(|row| row[0] == "M-BRIDGED" && row[status_col] == "bridged"));
+    let est_files: Vec<_> = std::fs::read_dir(data.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".estimates.parquet"))
+        .collect();
+    assert_eq!(est_files.len(), 1, "{est_files:?}");
+    let file = std::fs::File::open(&est_files[0]).unwrap();
+    let est: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    let est = rows(&est);
+    assert_eq!(est.len(), 16, "one estimate per missing reading");
+    assert!(est.iter().all(|e| e["meter_id"] == "M-BRIDGED"
+        && e["quality"] == "estimated"
+        && e["method"] == "linear_interpolation"));
+    let values: Vec<f64> = est.iter().map(|e| e["value"].parse().unwrap()).collect();
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    assert!(values[0] > 1018.75 && values[15] < 1040.0, "{values:?}");
+    assert!(est.iter().all(|e| e["value"].split('.').nth(1).map(str::len) == Some(3)));
+
     // Bad parameters: exit 2 with the flag named.
     for (args, needle) in [
         (
