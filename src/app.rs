@@ -571,6 +571,7 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     };
     let ctx =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
+    let ctx_key = crate::config::audit_key(q.config.as_deref()).map_err(usage)?;
     let stored = report::StoredReadings::load(&q.data)?;
     let window = crate::continuity::window::Window { from, to };
     let rep = report::outage_report(&stored, &ctx, window, &filter)?;
@@ -579,7 +580,8 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     } else {
         None
     };
-    let written = report::write_report_parquet(&q.data, &rep, est.as_deref(), now)?;
+    let written =
+        report::write_report_parquet(&q.data, &rep, est.as_deref(), now, ctx_key.as_deref())?;
     Ok(match args.format {
         ReportFormat::Table => {
             let mut s = report::report_table(&rep);

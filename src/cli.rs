@@ -39,9 +39,37 @@ pub enum Command {
     /// The whole pipeline on a simulated fleet with an outage: in-process
     /// broker, ingest through MQTT → journal → Parquet, then the report.
     Demo(DemoArgs),
+    /// The audit ledger: verify a data directory, print the public key.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every file hash, row hash and root, the ledger tree and its
+    /// signed checkpoints; check receipts and lineage. Exit 0 when all
+    /// holds, 1 listing every finding.
+    Verify {
+        /// Data directory.
+        #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+        data: PathBuf,
+        /// The verifier key to trust (a file with the line `gapless audit
+        /// pubkey` printed) [default: the data directory's own key].
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// Print the ledger's public key (C2SP note verifier key).
+    Pubkey {
+        /// Data directory.
+        #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+        data: PathBuf,
+        /// The signing key file, if not DATA/_state/audit.key.
+        #[arg(long)]
+        audit_key: Option<PathBuf>,
+    },
 }
 
 /// Output formats of `report`.
@@ -178,6 +206,10 @@ pub struct ServeArgs {
     /// Meter registry (CSV) for the live gap detection [default: the config's `registry`].
     #[arg(long)]
     pub registry: Option<PathBuf>,
+    /// Ed25519 seed (64 hex digits) that signs the audit ledger [default:
+    /// DATA/_state/audit.key, made on first start].
+    #[arg(long)]
+    pub audit_key: Option<PathBuf>,
 }
 
 impl From<ServeArgs> for ServeFlags {
@@ -196,6 +228,7 @@ impl From<ServeArgs> for ServeFlags {
             seal_max_age_s: a.seal_max_age,
             connect_attempts: a.connect_attempts,
             registry: a.registry,
+            audit_key: a.audit_key,
         }
     }
 }

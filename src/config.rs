@@ -42,6 +42,9 @@ pub struct FileConfig {
     pub registry: Option<PathBuf>,
     /// Continuity rules: `[continuity]`.
     pub continuity: Option<crate::continuity::ContinuityFileConfig>,
+    /// Ed25519 seed (hex file) that signs the audit ledger's checkpoints
+    /// [default: DATA/_state/audit.key, made on first start].
+    pub audit_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +70,7 @@ pub struct ServeFlags {
     pub seal_max_age_s: Option<f64>,
     pub connect_attempts: Option<u32>,
     pub registry: Option<PathBuf>,
+    pub audit_key: Option<PathBuf>,
 }
 
 /// Validated settings of `gapless serve`.
@@ -276,6 +280,7 @@ impl ServeSettings {
                     pinned,
                 },
                 continuity,
+                audit_key: flags.audit_key.or(file.audit_key),
             },
         })
     }
@@ -311,6 +316,14 @@ pub fn query_context(
         None => FileConfig::default(),
     };
     continuity_context(&file, registry)
+}
+
+/// The audit key file the config names, if any.
+pub fn audit_key(config: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    Ok(match config {
+        Some(p) => read_file(p)?.audit_key,
+        None => None,
+    })
 }
 
 fn continuity_context(

@@ -20,13 +20,16 @@
 //!   (native, wmbusmeters, ChirpStack v4, The Things Stack v3).
 //! - [`journal`]: durable append with group-committed fdatasync, torn-tail
 //!   repair, and the tail the store reads from; assigns receipt numbers.
-//! - [`store`]: receipts, readings and rejects → sealed Parquet files and
-//!   commit manifests; the duplicate index; recovery after a crash.
+//! - [`store`]: receipts, readings, rejects and gaps → sealed Parquet files,
+//!   commit manifests and the audit ledger (canonical row hashes, RFC 6962
+//!   tree, Ed25519-signed checkpoints); the duplicate index; recovery.
 //! - [`continuity`]: pure: the rules (gaps, sequence counters, register
 //!   continuity, plausibility, estimation), the meter registry, the
 //!   outage-window report, and the live per-series engine.
 //! - [`report`]: queries over the sealed `readings` (outage report, gaps,
 //!   estimates) and their rendering (table, JSON, CSV, Parquet).
+//! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
+//!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
 //! - [`app`]: the one place that makes channels, starts the stages and owns
 //!   shutdown; `gapless stats`, `report` and `gaps`.
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
@@ -36,6 +39,7 @@
 //! - [`bench`]: `gapless bench ingest`.
 
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod clock;

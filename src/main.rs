@@ -66,6 +66,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Audit(gapless::cli::AuditCommand::Pubkey { data, audit_key }) => {
+            let key_file = audit_key.unwrap_or_else(|| data.join("_state/audit.key"));
+            let key = gapless::store::ledger::AuditKey::load_or_create(&data, Some(&key_file))?;
+            println!("{}", key.verifier().encode());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(gapless::cli::AuditCommand::Verify { data, pubkey }) => {
+            let key = match pubkey {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
+                    match gapless::store::ledger::NoteVerifier::parse(&text) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            eprintln!("gapless: --pubkey {}: {e}", p.display());
+                            return Ok(ExitCode::from(2));
+                        }
+                    }
+                }
+                None => None,
+            };
+            let last = std::sync::Mutex::new(std::time::Instant::now());
+            let progress = |done: usize, total: usize, bytes: u64| {
+                let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+                if l.elapsed() >= std::time::Duration::from_secs(2) {
+                    *l = std::time::Instant::now();
+                    eprintln!(
+                        "audit verify: {done}/{total} files, {:.0} MB",
+                        bytes as f64 / 1e6
+                    );
+                }
+            };
+            let v = gapless::audit::verify(&data, key.as_ref(), &progress);
+            if v.is_clean() {
+                print!("{}", gapless::audit::summary(&v));
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("gapless audit verify: {} findings", v.findings.len());
+                for f in &v.findings {
+                    println!("  {f}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
         Command::Bench(gapless::cli::BenchCommand::LiveState(args)) => {
             gapless::bench::live_state::run(&args)?;
             Ok(ExitCode::SUCCESS)

@@ -4,5 +4,6 @@
 
 mod support;
 
+mod audit;
 mod continuity;
 mod ingest;

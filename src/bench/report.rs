@@ -161,6 +161,7 @@ fn generate(args: &BenchReportArgs) -> anyhow::Result<()> {
             ..DecodeConfig::default()
         },
         continuity: bench_context(),
+        audit_key: None,
     })?;
     let ids: Vec<String> = (0..meters).map(|i| format!("HZ-{i:09}")).collect();
     let mut rng = Rng::new(7);

@@ -224,7 +224,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     let stored = StoredReadings::load(&args.data)?;
     let rep = report::outage_report(&stored, &ctx, outage, &ReportFilter::default())?;
     let now = chrono::Utc::now().timestamp_micros();
-    let written = report::write_report_parquet(&args.data, &rep, None, now)?;
+    let written = report::write_report_parquet(&args.data, &rep, None, now, None)?;
     let s = &fleet.scenario;
     println!(
         "\nSimulated: {} meters on {} gateways; in the outage {} gateways buffered and forwarded late, {} lost what they heard, {} died; {} meters died; {} register went backwards ({}); {} telegrams lost by radio.\n",

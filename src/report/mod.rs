@@ -29,6 +29,7 @@ use crate::continuity::series::{analyze, Gap, Point};
 use crate::continuity::window::{self, MeterRow, OutageReport, Status, Window};
 use crate::continuity::{Context, SECOND};
 use crate::reading::{format_fixed, Medium, VALUE_SCALE};
+use crate::store::ledger::{AuditKey, Ledger};
 use crate::store::tables::SCHEMA_VERSION;
 use crate::store::{commit, format_micros, write_parquet, StoreError};
 
@@ -577,11 +578,14 @@ fn ts_field(name: &str, nullable: bool) -> Field {
 /// Writes the report (and estimates, if any) under `DATA/reports/`.
 /// Returns the paths written. File names carry the window and the
 /// generation time, so reports are never overwritten.
+/// Each file is entered in the audit ledger (signed with the data
+/// directory's key, or `audit_key`).
 pub fn write_report_parquet(
     data: &Path,
     rep: &OutageReport,
     estimates: Option<&[EstimateRow]>,
     generated_at: i64,
+    audit_key: Option<&Path>,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let dir = data.join(REPORTS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| ReportError::Read {
@@ -609,16 +613,37 @@ pub fn write_report_parquet(
             KeyValue::new("gapless.window_to".into(), format_micros(rep.window.to)),
         ]
     };
-    let mut written = Vec::new();
-    let path = dir.join(format!("{base}.parquet"));
-    write_parquet(&path, &report_batch(rep, generated_at), meta("reports"))?;
-    written.push(path);
+    let ledger = Ledger::open(data).map_err(StoreError::from)?;
+    let key = AuditKey::load_or_create(data, audit_key).map_err(StoreError::from)?;
+    let _lock = ledger.lock().map_err(StoreError::from)?;
+    let first_index = ledger.len().map_err(StoreError::from)?;
+    let sealed_at = format_micros(generated_at);
+    let mut files = vec![(
+        format!("{base}.parquet"),
+        "reports",
+        report_batch(rep, generated_at),
+    )];
     if let Some(est) = estimates {
-        let path = dir.join(format!("{base}.estimates.parquet"));
-        write_parquet(&path, &estimates_batch(est), meta("estimates"))?;
+        files.push((
+            format!("{base}.estimates.parquet"),
+            "estimates",
+            estimates_batch(est),
+        ));
+    }
+    let mut written = Vec::new();
+    let mut entries = Vec::new();
+    for (index, (name, table, batch)) in (first_index..).zip(files) {
+        let path = dir.join(&name);
+        let facts = write_parquet(&path, &batch, meta(table), Some(index))?;
+        let rel = format!("{REPORTS_DIR}/{name}");
+        entries.push(facts.entry(index, table, &rel, None, &sealed_at));
         written.push(path);
     }
     crate::journal::sync_dir(&dir).map_err(StoreError::from)?;
+    for e in &entries {
+        ledger.append(e).map_err(StoreError::from)?;
+    }
+    ledger.checkpoint(&key).map_err(StoreError::from)?;
     Ok(written)
 }
 

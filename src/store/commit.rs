@@ -66,6 +66,9 @@ pub struct SealedFile {
     pub bytes: u64,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
+    /// Its audit ledger entry (written after this manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<super::ledger::LedgerEntry>,
 }
 
 /// A commit manifest, `DATA/_commits/<commit, 10 digits>.json`.

@@ -9,8 +9,10 @@
 //! and the journal after the last commit is replayed, which rebuilds the same
 //! rows with the same dispositions.
 
+pub mod canonical;
 pub mod commit;
 pub mod dedup;
+pub mod ledger;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashSet};
@@ -53,6 +55,9 @@ pub struct StoreConfig {
     pub decode: DecodeConfig,
     /// Rules and registry of the live gap detection.
     pub continuity: Context,
+    /// Ed25519 seed (hex) that signs ledger checkpoints [default:
+    /// DATA/_state/audit.key, made on first start].
+    pub audit_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +78,10 @@ pub enum StoreError {
     Commit(#[from] CommitError),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error(transparent)]
+    Canonical(#[from] canonical::UnsupportedType),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -101,6 +110,9 @@ pub struct Store {
     index: DedupIndex,
     /// Per-series continuity state: gaps are found as readings are sealed.
     live: LiveEngine,
+    /// Every sealed file is entered here, and each commit signed.
+    ledger: ledger::Ledger,
+    key: ledger::AuditKey,
     pending: Pending,
 }
 
@@ -134,6 +146,19 @@ impl Store {
                 )?;
             }
         }
+        // Complete the ledger from the commit log (a crash between a
+        // commit and its entries), then sign what is there.
+        let ledger = ledger::Ledger::open(&cfg.data)?;
+        let key = ledger::AuditKey::load_or_create(&cfg.data, cfg.audit_key.as_deref())?;
+        {
+            let _lock = ledger.lock()?;
+            for m in &manifests {
+                for e in m.files.iter().filter_map(|f| f.entry.as_ref()) {
+                    ledger.append(e)?;
+                }
+            }
+            ledger.checkpoint(&key)?;
+        }
         let last = manifests.last();
         Ok(Store {
             next_commit: last.map_or(1, |m| m.commit + 1),
@@ -141,6 +166,8 @@ impl Store {
             sealed_totals: last.map_or_else(Counters::default, |m| m.totals),
             index,
             live,
+            ledger,
+            key,
             pending: Pending::default(),
             cfg,
         })
@@ -269,13 +296,25 @@ impl Store {
         };
         let last = self.pending.receipts.last().map_or(first, |r| r.seq);
         let commit = self.next_commit;
+        // One ledger writer at a time (a report may be writing too).
+        let _lock = self.ledger.lock()?;
+        let mut next_index = self.ledger.len()?;
+        let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
         let mut files = Vec::new();
         let mut dirs = BTreeMap::new();
         let p = &self.pending;
 
         for (day, rows) in partition(&p.receipts, |r| r.received_at) {
             let batch = tables::receipts_batch(&rows);
-            files.push(self.write_file(RECEIPTS, day, commit, &batch, &mut dirs)?);
+            files.push(self.write_file(
+                RECEIPTS,
+                day,
+                commit,
+                &batch,
+                &mut dirs,
+                &mut next_index,
+                &sealed_at,
+            )?);
         }
         let mut readings: Vec<&ReadingRow> = p.readings.iter().collect();
         // Sorted by meter, register and time within each file, so that the
@@ -297,15 +336,39 @@ impl Store {
         let gaps = find_gaps(&mut self.live, &self.cfg.continuity, &readings);
         for (day, rows) in partition(readings, |r| r.reading.ts_micros) {
             let batch = tables::readings_batch(&rows);
-            files.push(self.write_file(READINGS, day, commit, &batch, &mut dirs)?);
+            files.push(self.write_file(
+                READINGS,
+                day,
+                commit,
+                &batch,
+                &mut dirs,
+                &mut next_index,
+                &sealed_at,
+            )?);
         }
         for (day, rows) in partition(&gaps, |g| g.gap.to) {
             let batch = tables::gaps_batch(&rows);
-            files.push(self.write_file(GAPS, day, commit, &batch, &mut dirs)?);
+            files.push(self.write_file(
+                GAPS,
+                day,
+                commit,
+                &batch,
+                &mut dirs,
+                &mut next_index,
+                &sealed_at,
+            )?);
         }
         for (day, rows) in partition(&p.rejects, |r| r.received_at) {
             let batch = tables::rejects_batch(&rows);
-            files.push(self.write_file(REJECTS, day, commit, &batch, &mut dirs)?);
+            files.push(self.write_file(
+                REJECTS,
+                day,
+                commit,
+                &batch,
+                &mut dirs,
+                &mut next_index,
+                &sealed_at,
+            )?);
         }
         for dir in dirs.keys() {
             sync_dir(dir)?;
@@ -317,13 +380,19 @@ impl Store {
             commit,
             first_seq: first,
             last_seq: last,
-            sealed_at: format_micros(chrono::Utc::now().timestamp_micros()),
+            sealed_at,
             writer: WRITER.to_string(),
             files,
             counts: p.counts,
             totals,
         };
         commit::write(&self.cfg.data, &manifest)?;
+        // The commit is the atomic step; its entries are in the manifest, so
+        // a crash from here on is completed on the next start.
+        for e in manifest.files.iter().filter_map(|f| f.entry.as_ref()) {
+            self.ledger.append(e)?;
+        }
+        self.ledger.checkpoint(&self.key)?;
         self.next_commit += 1;
         self.sealed_through = last;
         self.sealed_totals = totals;
@@ -332,6 +401,7 @@ impl Store {
     }
 
     /// Writes one sealed file: temporary name, fsync, rename.
+    #[allow(clippy::too_many_arguments)] // one call site per table in seal()
     fn write_file(
         &self,
         table: &str,
@@ -339,6 +409,8 @@ impl Store {
         commit: u64,
         batch: &RecordBatch,
         dirs: &mut BTreeMap<PathBuf, ()>,
+        next_index: &mut u64,
+        sealed_at: &str,
     ) -> Result<SealedFile, StoreError> {
         let rel_dir = format!("{table}/date={}", utc_date(day * DAY_MICROS));
         let dir = self.cfg.data.join(&rel_dir);
@@ -354,32 +426,123 @@ impl Store {
             KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
             KeyValue::new("gapless.commit".into(), commit.to_string()),
         ];
-        let (bytes, sha) = write_parquet(&dir.join(&name), batch, metadata)?;
+        let index = *next_index;
+        *next_index += 1;
+        let facts = write_parquet(&dir.join(&name), batch, metadata, Some(index))?;
+        let path = format!("{rel_dir}/{name}");
         Ok(SealedFile {
             table: table.to_string(),
-            path: format!("{rel_dir}/{name}"),
             rows: batch.num_rows() as u64,
-            bytes,
-            sha256: hex::encode(sha),
+            bytes: facts.bytes,
+            sha256: hex::encode(facts.sha256),
+            entry: Some(facts.entry(index, table, &path, Some(commit), sealed_at)),
+            path,
         })
     }
 }
 
+/// What writing a sealed file established: its size and hash, and what
+/// the ledger records of its rows.
+#[derive(Debug, Clone)]
+pub struct FileFacts {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub rows: u64,
+    pub row_root: canonical::Hash,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+    pub min_receipt_seq: Option<u64>,
+    pub max_receipt_seq: Option<u64>,
+}
+
+impl FileFacts {
+    /// The ledger entry of this file.
+    pub fn entry(
+        &self,
+        index: u64,
+        table: &str,
+        path: &str,
+        commit: Option<u64>,
+        sealed_at: &str,
+    ) -> ledger::LedgerEntry {
+        ledger::LedgerEntry {
+            index,
+            table: table.to_owned(),
+            path: path.to_owned(),
+            size: self.bytes,
+            sha256: hex::encode(self.sha256),
+            rows: self.rows,
+            row_root: hex::encode(self.row_root),
+            min_time: self.min_time.map(format_micros),
+            max_time: self.max_time.map(format_micros),
+            min_receipt_seq: self.min_receipt_seq,
+            max_receipt_seq: self.max_receipt_seq,
+            schema_version: SCHEMA_VERSION.to_owned(),
+            writer: WRITER.to_owned(),
+            sealed_at: sealed_at.to_owned(),
+            commit,
+        }
+    }
+}
+
+/// The column a table's time range is taken from: the first of these that
+/// it has (readings and estimates `ts`, receipts and rejects
+/// `received_at`, gaps `gap_to`, reports `generated_at`).
+pub const TIME_COLUMNS: [&str; 4] = ["ts", "received_at", "gap_to", "generated_at"];
+
+/// A batch's time range (µs) and receipt range, each None when it has no
+/// such column or no rows.
+pub type BatchRanges = (Option<(i64, i64)>, Option<(u64, u64)>);
+
+/// Time range and receipt range of a batch (for the ledger).
+pub fn batch_ranges(batch: &RecordBatch) -> BatchRanges {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    let time = TIME_COLUMNS
+        .iter()
+        .find_map(|c| batch.column_by_name(c))
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .and_then(|c| {
+            let v = c.values();
+            Some((*v.iter().min()?, *v.iter().max()?))
+        });
+    let seq = batch
+        .column_by_name("receipt_seq")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .and_then(|c| {
+            let v = c.values();
+            Some((*v.iter().min()? as u64, *v.iter().max()? as u64))
+        });
+    (time, seq)
+}
+
 /// Writes one immutable Parquet file: to a temporary name beside it, fsync,
 /// then rename (the caller syncs the directory). `metadata` goes into the
-/// footer. Returns the file's size and SHA-256. Refuses to replace an
-/// existing file.
+/// footer, with the file's ledger index (if it has one yet) and its row
+/// root. Returns what the ledger needs. Refuses to replace an existing file.
 pub fn write_parquet(
     path: &Path,
     batch: &RecordBatch,
-    metadata: Vec<KeyValue>,
-) -> Result<(u64, [u8; 32]), StoreError> {
+    mut metadata: Vec<KeyValue>,
+    ledger_index: Option<u64>,
+) -> Result<FileFacts, StoreError> {
     if path.exists() {
         return Err(io_err(path)(io::Error::new(
             io::ErrorKind::AlreadyExists,
             "sealed files are never replaced",
         )));
     }
+    let mut hashes = Vec::with_capacity(batch.num_rows());
+    canonical::row_hashes(batch, &mut hashes)?;
+    let row_root = canonical::merkle_root(&hashes);
+    if let Some(i) = ledger_index {
+        metadata.push(KeyValue::new("gapless.ledger_index".into(), i.to_string()));
+    }
+    metadata.push(KeyValue::new(
+        "gapless.row_root".into(),
+        hex::encode(row_root),
+    ));
+    let (time, seq) = batch_ranges(batch);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -403,7 +566,16 @@ pub fn write_parquet(
     let file = buf.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    Ok((bytes, sha))
+    Ok(FileFacts {
+        bytes,
+        sha256: sha,
+        rows: batch.num_rows() as u64,
+        row_root,
+        min_time: time.map(|t| t.0),
+        max_time: time.map(|t| t.1),
+        min_receipt_seq: seq.map(|s| s.0),
+        max_receipt_seq: seq.map(|s| s.1),
+    })
 }
 
 /// Runs the live continuity engine over a batch of readings (sorted by
@@ -672,6 +844,7 @@ mod tests {
             seal_max_age: Duration::from_secs(3600),
             decode: DecodeConfig::default(),
             continuity: Context::default(),
+            audit_key: None,
         })
         .unwrap()
     }

@@ -263,8 +263,18 @@ fn report_over_the_real_pipeline_shows_every_status() {
     // between the real reads, adding up to the real total.
     let (code, csv, err) = run_gapless(
         &[
-            "report", "--data", &d, "--registry", &r, "--from", &from, "--to", &to, "--format",
-            "csv", "--estimate",
+            "report",
+            "--data",
+            &d,
+            "--registry",
+            &r,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "csv",
+            "--estimate",
         ],
         Duration::from_secs(60),
     );
@@ -299,7 +309,9 @@ fn report_over_the_real_pipeline_shows_every_status() {
     let values: Vec<f64> = est.iter().map(|e| e["value"].parse().unwrap()).collect();
     assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
     assert!(values[0] > 1018.75 && values[15] < 1040.0, "{values:?}");
-    assert!(est.iter().all(|e| e["value"].split('.').nth(1).map(str::len) == Some(3)));
+    assert!(est
+        .iter()
+        .all(|e| e["value"].split('.').nth(1).map(str::len) == Some(3)));
 
     // Bad parameters: exit 2 with the flag named.
     for (args, needle) in [

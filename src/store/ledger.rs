@@ -1,0 +1,494 @@
+//! The audit ledger: an append-only, tamper-evident list of every sealed
+//! Parquet file (`schemas/AUDIT.md`).
+//!
+//! ```text
+//! DATA/_ledger/entries/<index, 12 digits>.json       one entry per sealed file (create-new)
+//! DATA/_ledger/checkpoints/<size, 12 digits>.txt     signed tree heads (C2SP signed note)
+//! DATA/_ledger/lock                                  serialises writers (serve, report)
+//! DATA/_state/audit.key                              Ed25519 seed (hex), made on first use
+//! ```
+//!
+//! An entry's bytes are its JSON exactly as written (fields in a fixed
+//! order, no whitespace); they are the leaves of an RFC 6962 Merkle tree.
+//! After each change the writer signs a checkpoint of the whole tree
+//! (origin, size, root) with Ed25519, in the C2SP `tlog-checkpoint` format.
+//! Files are written first (their footer names their ledger index and row
+//! root), then the commit manifest (which carries the entries, so a crash
+//! before they are written is completed on the next start), then the
+//! entries, then the checkpoint.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::canonical::{leaf_hash, merkle_root, Hash};
+
+pub const LEDGER_DIR: &str = "_ledger";
+pub const ENTRIES_DIR: &str = "entries";
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const KEY_FILE: &str = "audit.key";
+/// C2SP signed notes: the signature type byte of Ed25519 keys.
+const ED25519_TYPE: u8 = 0x01;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ledger: {0}")]
+    Bad(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One sealed file, as the ledger records it. Field order is the JSON order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub index: u64,
+    pub table: String,
+    /// Relative to DATA, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    pub rows: u64,
+    /// RFC 6962 root over the rows' canonical hashes, hex.
+    pub row_root: String,
+    /// Earliest and latest time of the table's time column (RFC 3339).
+    pub min_time: Option<String>,
+    pub max_time: Option<String>,
+    pub min_receipt_seq: Option<u64>,
+    pub max_receipt_seq: Option<u64>,
+    pub schema_version: String,
+    pub writer: String,
+    pub sealed_at: String,
+    /// The commit that sealed it (None for reports).
+    pub commit: Option<u64>,
+}
+
+impl LedgerEntry {
+    /// The entry's bytes: the leaf of the ledger tree.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Path of entry `index` relative to the ledger directory.
+pub fn entry_name(index: u64) -> String {
+    format!("{index:012}.json")
+}
+
+/// The ledger of one data directory.
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+/// Held while writing: one writer at a time (serve's seals, reports).
+pub struct LedgerLock {
+    _file: File,
+}
+
+impl Ledger {
+    pub fn open(data: &Path) -> Result<Ledger, LedgerError> {
+        let dir = data.join(LEDGER_DIR);
+        for d in [dir.join(ENTRIES_DIR), dir.join(CHECKPOINTS_DIR)] {
+            fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(Ledger { dir })
+    }
+
+    /// Blocks until this process is the only ledger writer.
+    pub fn lock(&self) -> Result<LedgerLock, LedgerError> {
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.lock().map_err(io_err(&path))?;
+        Ok(LedgerLock { _file: file })
+    }
+
+    /// Number of entries (entries are numbered 0, 1, 2, ... without holes;
+    /// the verifier checks that).
+    pub fn len(&self) -> Result<u64, LedgerError> {
+        Ok(self.entry_indices()?.last().map_or(0, |&i| i + 1))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, LedgerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Indices of the entry files present, sorted.
+    pub fn entry_indices(&self) -> Result<Vec<u64>, LedgerError> {
+        let dir = self.dir.join(ENTRIES_DIR);
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let e = e.map_err(io_err(&dir))?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The bytes of entry `index`.
+    pub fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        let path = self.dir.join(ENTRIES_DIR).join(entry_name(index));
+        fs::read(&path).map_err(io_err(&path))
+    }
+
+    /// Appends an entry with create-new semantics: an existing entry with
+    /// the same bytes is accepted (a recovery repeating itself), another
+    /// one is an error, never overwritten.
+    pub fn append(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let bytes = entry.to_bytes();
+        let path = self.dir.join(ENTRIES_DIR).join(entry_name(entry.index));
+        if let Ok(existing) = fs::read(&path) {
+            return if existing == bytes {
+                Ok(())
+            } else {
+                Err(LedgerError::Bad(format!(
+                    "entry {} exists with other contents: not overwritten",
+                    entry.index
+                )))
+            };
+        }
+        create_new(&path, &bytes)
+    }
+
+    /// Signs a checkpoint of the whole ledger (if it has none for its size).
+    pub fn checkpoint(&self, key: &AuditKey) -> Result<(), LedgerError> {
+        let n = self.len()?;
+        let mut leaves = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            leaves.push(leaf_hash(&self.read_entry(i)?));
+        }
+        let text = key.sign_checkpoint(n, &merkle_root(&leaves));
+        let path = self.dir.join(CHECKPOINTS_DIR).join(format!("{n:012}.txt"));
+        if path.exists() {
+            return Ok(());
+        }
+        create_new(&path, text.as_bytes())
+    }
+
+    /// The checkpoint files present, by tree size.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
+        let dir = self.dir.join(CHECKPOINTS_DIR);
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let p = e.map_err(io_err(&dir))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Some(n) = name
+                .strip_suffix(".txt")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                out.push((n, p));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Writes a file that must not exist yet: a synced temporary file, then a
+/// hard link to the final name (fails if it exists: two writers cannot
+/// both win), then the directory synced.
+fn create_new(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked.map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// The Ed25519 key that signs checkpoints, and the log's name.
+pub struct AuditKey {
+    signing: SigningKey,
+    /// Key name and checkpoint origin: `gapless/<16 hex digits>`.
+    pub name: String,
+}
+
+impl AuditKey {
+    /// Loads `DATA/_state/audit.key` (or `configured`), creating it on
+    /// first use.
+    pub fn load_or_create(data: &Path, configured: Option<&Path>) -> Result<AuditKey, LedgerError> {
+        let path = configured
+            .map(Path::to_owned)
+            .unwrap_or_else(|| data.join(crate::app::STATE_DIR).join(KEY_FILE));
+        match fs::read_to_string(&path) {
+            Ok(text) => AuditKey::from_hex(text.trim())
+                .map_err(|e| LedgerError::Bad(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && configured.is_none() => {
+                let mut seed = [0u8; 32];
+                File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut seed))
+                    .map_err(io_err(Path::new("/dev/urandom")))?;
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(io_err(dir))?;
+                }
+                match create_new(&path, format!("{}\n", hex::encode(seed)).as_bytes()) {
+                    Ok(()) => {}
+                    // Another writer made it first: use theirs.
+                    Err(_) if path.exists() => return AuditKey::load_or_create(data, configured),
+                    Err(e) => return Err(e),
+                }
+                restrict(&path);
+                AuditKey::load_or_create(data, configured)
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    pub fn from_hex(seed_hex: &str) -> Result<AuditKey, String> {
+        let seed: [u8; 32] = hex::decode(seed_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("not a 32-byte hex Ed25519 seed")?;
+        let signing = SigningKey::from_bytes(&seed);
+        let id = Sha256::digest(signing.verifying_key().as_bytes());
+        Ok(AuditKey {
+            name: format!("gapless/{}", hex::encode(&id[..8])),
+            signing,
+        })
+    }
+
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier {
+            name: self.name.clone(),
+            key: self.signing.verifying_key(),
+        }
+    }
+
+    /// A C2SP checkpoint of a tree of `size` leaves with root `root`.
+    pub fn sign_checkpoint(&self, size: u64, root: &Hash) -> String {
+        let body = format!("{}\n{size}\n{}\n", self.name, B64.encode(root));
+        let sig = self.signing.sign(body.as_bytes());
+        let mut blob = key_id(&self.name, &self.signing.verifying_key()).to_vec();
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+}
+
+/// The 4-byte key ID of a C2SP note verifier key:
+/// `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[..4]`.
+fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ED25519_TYPE]);
+    h.update(key.as_bytes());
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// A public key in C2SP note verifier form: `<name>+<key id hex>+<base64(0x01 ‖ key)>`.
+#[derive(Debug, Clone)]
+pub struct NoteVerifier {
+    pub name: String,
+    key: VerifyingKey,
+}
+
+/// A checkpoint whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl NoteVerifier {
+    pub fn parse(text: &str) -> Result<NoteVerifier, String> {
+        let mut parts = text.trim().splitn(3, '+');
+        let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(n), Some(i), Some(k)) => (n, i, k),
+            _ => return Err("a verifier key is <name>+<key id hex>+<base64 key>".into()),
+        };
+        let raw = B64.decode(key).map_err(|e| format!("key: {e}"))?;
+        if raw.len() != 33 || raw[0] != ED25519_TYPE {
+            return Err("key: not an Ed25519 (type 0x01) key".into());
+        }
+        let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| "key length")?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("key: {e}"))?;
+        if hex::encode(key_id(name, &key)) != id {
+            return Err("key id does not match the name and key".into());
+        }
+        Ok(NoteVerifier {
+            name: name.to_owned(),
+            key,
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        let mut raw = vec![ED25519_TYPE];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(key_id(&self.name, &self.key)),
+            B64.encode(raw)
+        )
+    }
+
+    /// Verifies a checkpoint note: its signature by this key over the body,
+    /// and the body's form (origin, size, base64 root).
+    pub fn verify(&self, note: &str) -> Result<Checkpoint, String> {
+        let (body, sigs) = note
+            .split_once("\n\n")
+            .ok_or("not a signed note: no blank line before the signatures")?;
+        let body = format!("{body}\n");
+        let mut found = false;
+        for line in sigs.lines() {
+            let Some(rest) = line.strip_prefix("\u{2014} ") else {
+                return Err(format!("malformed signature line {line:?}"));
+            };
+            let Some((name, blob)) = rest.split_once(' ') else {
+                return Err(format!("malformed signature line {line:?}"));
+            };
+            if name != self.name {
+                continue;
+            }
+            let blob = B64.decode(blob).map_err(|e| format!("signature: {e}"))?;
+            if blob.len() != 68 || blob[..4] != key_id(&self.name, &self.key) {
+                continue;
+            }
+            let sig = ed25519_dalek::Signature::from_slice(&blob[4..])
+                .map_err(|e| format!("signature: {e}"))?;
+            self.key.verify(body.as_bytes(), &sig).map_err(|_| {
+                "signature does not verify: the checkpoint was altered or signed by another key"
+                    .to_string()
+            })?;
+            found = true;
+        }
+        if !found {
+            return Err(format!("no signature by {}", self.name));
+        }
+        let mut lines = body.lines();
+        let origin = lines.next().unwrap_or("").to_owned();
+        let size = lines
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or("checkpoint: bad tree size")?;
+        let root: Hash = lines
+            .next()
+            .and_then(|r| B64.decode(r).ok())
+            .and_then(|r| r.try_into().ok())
+            .ok_or("checkpoint: bad root hash")?;
+        if origin != self.name {
+            return Err(format!(
+                "checkpoint origin {origin:?} is not {:?}",
+                self.name
+            ));
+        }
+        Ok(Checkpoint { origin, size, root })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_sign_and_verify_in_c2sp_form() {
+        let key = AuditKey::from_hex(&"07".repeat(32)).unwrap();
+        let root = leaf_hash(b"x");
+        let note = key.sign_checkpoint(3, &root);
+        let mut lines = note.lines();
+        assert_eq!(lines.next(), Some(key.name.as_str()));
+        assert_eq!(lines.next(), Some("3"));
+        assert_eq!(lines.next(), Some(B64.encode(root).as_str()));
+        assert_eq!(lines.next(), Some(""));
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with(&format!("\u{2014} {} ", key.name)));
+        let v = NoteVerifier::parse(&key.verifier().encode()).unwrap();
+        assert_eq!(
+            v.verify(&note).unwrap(),
+            Checkpoint {
+                origin: key.name.clone(),
+                size: 3,
+                root
+            }
+        );
+        // Altered body: the signature fails.
+        let altered = note.replacen("\n3\n", "\n4\n", 1);
+        assert!(v.verify(&altered).unwrap_err().contains("does not verify"));
+        // Another key: no signature by it.
+        let other = AuditKey::from_hex(&"08".repeat(32)).unwrap().verifier();
+        assert!(other.verify(&note).is_err());
+        assert!(NoteVerifier::parse("nope").is_err());
+    }
+
+    #[test]
+    fn entries_are_created_once_and_never_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(tmp.path()).unwrap();
+        let mut e = LedgerEntry {
+            index: 0,
+            table: "readings".into(),
+            path: "readings/date=2022-07-25/part-0000000001.parquet".into(),
+            size: 10,
+            sha256: "00".repeat(32),
+            rows: 1,
+            row_root: "11".repeat(32),
+            min_time: None,
+            max_time: None,
+            min_receipt_seq: Some(1),
+            max_receipt_seq: Some(1),
+            schema_version: "2".into(),
+            writer: "test".into(),
+            sealed_at: "2022-07-25T00:00:00Z".into(),
+            commit: Some(1),
+        };
+        ledger.append(&e).unwrap();
+        ledger.append(&e).unwrap(); // the same again: a recovery repeating itself
+        e.rows = 2;
+        assert!(ledger
+            .append(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("not overwritten"));
+        assert_eq!(ledger.len().unwrap(), 1);
+        let key = AuditKey::load_or_create(tmp.path(), None).unwrap();
+        let again = AuditKey::load_or_create(tmp.path(), None).unwrap();
+        assert_eq!(key.name, again.name, "the key is made once, then reused");
+        ledger.checkpoint(&key).unwrap();
+        assert_eq!(ledger.checkpoints().unwrap().len(), 1);
+    }
+}

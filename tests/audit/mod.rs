@@ -1,0 +1,348 @@
+//! The audit ledger over a data set the real service made through the real
+//! broker: it verifies clean, and every kind of tampering is found, each
+//! with a precise message.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+use crate::support::*;
+
+fn reading(meter: &str, k: i64, value: f64) -> Vec<u8> {
+    let ts = chrono::DateTime::from_timestamp(1_658_707_200 + k * 900, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        r#"{{"meter_id":"{meter}","medium":"water","register":"total","unit":"m3","value":"{value:.3}","ts":"{ts}","seq":{}}}"#,
+        k % 256
+    )
+    .into_bytes()
+}
+
+/// A data set in two commits (so there is an older checkpoint), with a
+/// rejected message, and the public key that signed it.
+fn make_data_set(root: &Path) -> (PathBuf, PathBuf) {
+    let broker = Mosquitto::start(root);
+    let data = root.join("data");
+    let mut g = Gapless::start(&broker.url(), &data, &[]);
+    let first: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|k| {
+            (
+                format!("meters/W-{}", k % 4),
+                reading(&format!("W-{}", k % 4), k / 4, k as f64),
+            )
+        })
+        .collect();
+    publish_all(broker.port, &first);
+    g.wait_readings(40, Duration::from_secs(60));
+    let mut second: Vec<(String, Vec<u8>)> = (40..80)
+        .map(|k| {
+            (
+                format!("meters/W-{}", k % 4),
+                reading(&format!("W-{}", k % 4), k / 4, k as f64),
+            )
+        })
+        .collect();
+    second.push(("meters/bad".into(), b"{not json".to_vec()));
+    publish_all(broker.port, &second);
+    g.wait_sealed(81, Duration::from_secs(60));
+    assert_eq!(g.terminate(), Some(0));
+    let (code, out, err) = run_gapless(
+        &["audit", "pubkey", "--data", &data.display().to_string()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    let pubkey = root.join("pubkey.txt");
+    fs::write(&pubkey, out).unwrap();
+    (data, pubkey)
+}
+
+fn verify(data: &Path, pubkey: &Path) -> (i32, String) {
+    let (code, out, err) = run_gapless(
+        &[
+            "audit",
+            "verify",
+            "--data",
+            &data.display().to_string(),
+            "--pubkey",
+            &pubkey.display().to_string(),
+        ],
+        Duration::from_secs(60),
+    );
+    (code, format!("{out}{err}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn entry_path(data: &Path, i: u64) -> PathBuf {
+    data.join(format!("_ledger/entries/{i:012}.json"))
+}
+
+/// The ledger entry (index and JSON) of the first file of `table`.
+fn first_entry(data: &Path, table: &str) -> (u64, serde_json::Value) {
+    for i in 0.. {
+        let e: serde_json::Value =
+            serde_json::from_slice(&fs::read(entry_path(data, i)).unwrap()).unwrap();
+        if e["table"] == table {
+            return (i, e);
+        }
+    }
+    unreachable!()
+}
+
+fn read_batches(path: &Path) -> (Vec<RecordBatch>, Vec<parquet::file::metadata::KeyValue>) {
+    let b = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
+    let kv = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    (b.build().unwrap().map(|b| b.unwrap()).collect(), kv)
+}
+
+fn write_batches(path: &Path, batches: &[RecordBatch], kv: Vec<parquet::file::metadata::KeyValue>) {
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        fs::File::create(path).unwrap(),
+        batches[0].schema(),
+        Some(props),
+    )
+    .unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn verify_finds_every_kind_of_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (clean, pubkey) = make_data_set(tmp.path());
+    let (code, out) = verify(&clean, &pubkey);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("gapless audit verify: OK"), "{out}");
+    assert!(
+        out.contains("receipts: 81 numbered 1..81 without holes"),
+        "{out}"
+    );
+
+    let (ri, readings_entry) = first_entry(&clean, "readings");
+    let readings_rel = readings_entry["path"].as_str().unwrap().to_owned();
+    let n_entries = fs::read_dir(clean.join("_ledger/entries")).unwrap().count() as u64;
+
+    type Tamper = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Tamper, Vec<String>)> = vec![
+        (
+            "one byte flipped in a Parquet file",
+            Box::new({
+                let rel = readings_rel.clone();
+                move |d: &Path| {
+                    let p = d.join(&rel);
+                    let mut b = fs::read(&p).unwrap();
+                    let mid = b.len() / 2;
+                    b[mid] ^= 0x01;
+                    fs::write(&p, b).unwrap();
+                }
+            }),
+            vec![format!("{readings_rel}: SHA-256 differs from the ledger")],
+        ),
+        (
+            "a file rewritten without one row",
+            Box::new({
+                let rel = readings_rel.clone();
+                move |d: &Path| {
+                    let p = d.join(&rel);
+                    let (batches, kv) = read_batches(&p);
+                    let first = batches[0].slice(1, batches[0].num_rows() - 1);
+                    let mut rest = vec![first];
+                    rest.extend(batches[1..].iter().cloned());
+                    write_batches(&p, &rest, kv);
+                }
+            }),
+            vec![
+                format!("{readings_rel}: SHA-256 differs from the ledger"),
+                format!("{readings_rel}: rows do not hash to the ledger's row root"),
+                "rows, the ledger says".into(),
+                "stored, but no reading names it".into(),
+            ],
+        ),
+        (
+            "a value changed and the file re-hashed consistently, without the key",
+            Box::new({
+                let rel = readings_rel.clone();
+                move |d: &Path| {
+                    let p = d.join(&rel);
+                    let (batches, mut kv) = read_batches(&p);
+                    let b = &batches[0];
+                    let col = b.schema().index_of("value").unwrap();
+                    let mut values: Vec<String> = (0..b.num_rows())
+                        .map(|i| {
+                            b.column(col)
+                                .as_any()
+                                .downcast_ref::<StringArray>()
+                                .unwrap()
+                                .value(i)
+                                .to_owned()
+                        })
+                        .collect();
+                    values[0] = "999999.000".into();
+                    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+                    cols[col] = Arc::new(StringArray::from(values));
+                    let changed = RecordBatch::try_new(b.schema(), cols).unwrap();
+                    let mut all = vec![changed];
+                    all.extend(batches[1..].iter().cloned());
+                    // The attacker follows the spec: new row root in the
+                    // footer and the entry, new size and hash in the entry.
+                    let mut hashes = Vec::new();
+                    for b in &all {
+                        gapless::store::canonical::row_hashes(b, &mut hashes).unwrap();
+                    }
+                    let root = hex::encode(gapless::store::canonical::merkle_root(&hashes));
+                    for k in kv.iter_mut().filter(|k| k.key == "gapless.row_root") {
+                        k.value = Some(root.clone());
+                    }
+                    write_batches(&p, &all, kv);
+                    let bytes = fs::read(&p).unwrap();
+                    let ep = entry_path(d, ri);
+                    let mut e: gapless::store::ledger::LedgerEntry =
+                        serde_json::from_slice(&fs::read(&ep).unwrap()).unwrap();
+                    e.size = bytes.len() as u64;
+                    e.sha256 = hex::encode(Sha256::digest(&bytes));
+                    e.row_root = root;
+                    fs::write(&ep, e.to_bytes()).unwrap();
+                }
+            }),
+            vec!["signed root does not match entries".into()],
+        ),
+        (
+            "a file deleted",
+            Box::new({
+                let rel = readings_rel.clone();
+                move |d: &Path| fs::remove_file(d.join(&rel)).unwrap()
+            }),
+            vec![format!("{readings_rel}: ledger entry {ri}: file missing")],
+        ),
+        (
+            "a foreign Parquet file added",
+            Box::new({
+                let rel = readings_rel.clone();
+                move |d: &Path| {
+                    let foreign = d.join(rel.replace("part-", "part-9"));
+                    fs::copy(d.join(&rel), foreign).unwrap();
+                }
+            }),
+            vec!["Parquet file not in the ledger".into()],
+        ),
+        (
+            "the ledger truncated",
+            Box::new(move |d: &Path| fs::remove_file(entry_path(d, n_entries - 1)).unwrap()),
+            vec![format!(
+                "signs {n_entries} entries but the ledger has {}",
+                n_entries - 1
+            )],
+        ),
+        (
+            "two entries swapped",
+            Box::new(|d: &Path| {
+                let (a, b) = (entry_path(d, 0), entry_path(d, 1));
+                let (x, y) = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
+                fs::write(&a, y).unwrap();
+                fs::write(&b, x).unwrap();
+            }),
+            vec![
+                "ledger entry 0: holds the entry of index 1".into(),
+                "ledger entry 1: holds the entry of index 0".into(),
+            ],
+        ),
+        (
+            "a checkpoint altered",
+            Box::new(move |d: &Path| {
+                let p = d.join(format!("_ledger/checkpoints/{n_entries:012}.txt"));
+                let text = fs::read_to_string(&p).unwrap();
+                let mut lines: Vec<&str> = text.split('\n').collect();
+                let forged = format!("{}", n_entries + 1);
+                lines[1] = &forged;
+                fs::write(&p, lines.join("\n")).unwrap();
+            }),
+            vec!["signature does not verify".into()],
+        ),
+        (
+            "an old checkpoint replayed over a newer log",
+            Box::new(move |d: &Path| {
+                fs::remove_file(d.join(format!("_ledger/checkpoints/{n_entries:012}.txt"))).unwrap()
+            }),
+            vec![
+                "the newest valid checkpoint signs".into(),
+                "are not signed".into(),
+            ],
+        ),
+    ];
+    for (i, (name, tamper, expected)) in cases.iter().enumerate() {
+        let d = tmp.path().join(format!("case-{i}"));
+        copy_dir(&clean, &d);
+        tamper(&d);
+        let (code, out) = verify(&d, &pubkey);
+        assert_eq!(code, 1, "{name}: not detected:\n{out}");
+        for want in expected {
+            assert!(
+                out.contains(want.as_str()),
+                "{name}: expected {want:?} in:\n{out}"
+            );
+        }
+    }
+    // The checks run with the key the auditor trusts: checkpoints signed by
+    // another key (say, a copy of the data re-signed) are not accepted.
+    let elsewhere = tmp.path().join("elsewhere");
+    let (code, out, err) = run_gapless(
+        &[
+            "audit",
+            "pubkey",
+            "--data",
+            &elsewhere.display().to_string(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "no key there yet: {out}{err}");
+    assert!(err.contains("audit.key"), "{err}");
+    fs::create_dir_all(elsewhere.join("_state")).unwrap();
+    fs::write(elsewhere.join("_state/audit.key"), "07".repeat(32)).unwrap();
+    let (_, other_key, _) = run_gapless(
+        &[
+            "audit",
+            "pubkey",
+            "--data",
+            &elsewhere.display().to_string(),
+        ],
+        Duration::from_secs(30),
+    );
+    let other = tmp.path().join("other.txt");
+    fs::write(&other, other_key).unwrap();
+    let (code, out) = verify(&clean, &other);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no signature by"), "{out}");
+    let bad = tmp.path().join("bad.txt");
+    fs::write(&bad, "not a key").unwrap();
+    let (code, out) = verify(&clean, &bad);
+    assert_eq!(code, 2, "a malformed key is bad usage: {out}");
+}
