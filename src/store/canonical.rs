@@ -176,6 +176,55 @@ mod tests {
         );
     }
 
+    /// The worked example of `schemas/AUDIT.md` (computed independently
+    /// with Python's hashlib).
+    #[test]
+    fn audit_md_worked_example() {
+        use arrow_array::{BooleanArray, Int64Array, StringArray, UInt64Array};
+        use std::sync::Arc;
+        let batch = RecordBatch::try_from_iter(vec![
+            ("receipt_seq", Arc::new(Int64Array::from(vec![1, 2])) as _),
+            ("topic", Arc::new(StringArray::from(vec!["meters/x", "meters/y"])) as _),
+            ("conflict", Arc::new(BooleanArray::from(vec![false, true])) as _),
+            ("seq", Arc::new(UInt64Array::from(vec![None, Some(17)])) as _),
+        ])
+        .unwrap();
+        let mut row = Vec::new();
+        encode_row(&batch, 0, &mut row);
+        assert_eq!(hex::encode(&row), "01000000000000000101000000086d65746572732f78010000");
+        row.clear();
+        encode_row(&batch, 1, &mut row);
+        assert_eq!(
+            hex::encode(&row),
+            "01000000000000000201000000086d65746572732f790101010000000000000011"
+        );
+        let mut h = Vec::new();
+        row_hashes(&batch, &mut h).unwrap();
+        assert_eq!(
+            hex::encode(h[0]),
+            "8363dfab087e7afaf21f281015516198a4d31512c93b60a5fc05d971312f4882"
+        );
+        assert_eq!(
+            hex::encode(h[1]),
+            "85d9e1e498f96e31f01c728aeb451af2de058d27c75abfa4efcf18a6eb449cfb"
+        );
+        let root = merkle_root(&h);
+        assert_eq!(
+            hex::encode(root),
+            "f8e8ad53cbf388f3c86f22f40f61f868b011e60bd4bbbc3679ed435c7e82729e"
+        );
+        let key = super::super::ledger::AuditKey::from_hex(&"07".repeat(32)).unwrap();
+        assert_eq!(
+            key.verifier().encode(),
+            "gapless/fe812c12f3ab4ce6+27af83f3+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs"
+        );
+        assert_eq!(
+            key.sign_checkpoint(2, &root),
+            "gapless/fe812c12f3ab4ce6\n2\n+OitU8vziPPIbyL0D2H4aLAR5gvUu7w2ee1DXH6Ccp4=\n\n\
+             \u{2014} gapless/fe812c12f3ab4ce6 J6+D8x1thVW35i/CNFJd1okpPAaUI/khm1rzSsbv+WaNAPpAxDyClKvqNrP3YAJ8I9CEpQCT4GlwvF765wHw/nzFjQI=\n"
+        );
+    }
+
     #[test]
     fn rows_encode_by_type_with_null_tags() {
         use arrow_array::{Int64Array, StringArray, UInt8Array};

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""An independent verifier of a gapless data directory, written from
+schemas/AUDIT.md alone (no gapless code): pyarrow to read Parquet, hashlib for
+SHA-256, and `cryptography` for Ed25519.
+
+usage: verify_audit.py DATA_DIR PUBKEY_FILE
+PUBKEY_FILE holds the C2SP verifier key (`gapless audit pubkey` prints it).
+Exit 0 when everything holds; otherwise prints every finding and exits 1.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import sys
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+
+def lh(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def nh(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def mth(leaves):
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return nh(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def column_values(col: pa.ChunkedArray, typ: pa.DataType):
+    """Python values ready to encode (timestamps as integer µs)."""
+    if pa.types.is_timestamp(typ):
+        return col.cast(pa.int64()).to_pylist()
+    return col.to_pylist()
+
+
+def encode(value, typ: pa.DataType) -> bytes:
+    if value is None:
+        return b"\x00"
+    if pa.types.is_boolean(typ):
+        body = b"\x01" if value else b"\x00"
+    elif pa.types.is_int64(typ) or pa.types.is_timestamp(typ):
+        body = int(value).to_bytes(8, "big", signed=True)
+    elif pa.types.is_unsigned_integer(typ):
+        body = int(value).to_bytes(8, "big")
+    elif pa.types.is_decimal(typ):
+        unscaled = int(Decimal(value).scaleb(typ.scale))
+        body = unscaled.to_bytes(16, "big", signed=True)
+    elif pa.types.is_string(typ):
+        raw = value.encode("utf-8")
+        body = len(raw).to_bytes(4, "big") + raw
+    elif pa.types.is_binary(typ):
+        body = len(value).to_bytes(4, "big") + value
+    else:
+        raise ValueError(f"type {typ} has no canonical encoding")
+    return b"\x01" + body
+
+
+def row_hashes(table: pa.Table):
+    cols = [(column_values(table.column(i), f.type), f.type) for i, f in enumerate(table.schema)]
+    return [
+        lh(b"".join(encode(values[r], typ) for values, typ in cols)) for r in range(table.num_rows)
+    ]
+
+
+def parse_vkey(text: str):
+    name, key_id, key = text.strip().split("+", 2)
+    raw = base64.b64decode(key)
+    if len(raw) != 33 or raw[0] != 1:
+        raise ValueError("not an Ed25519 verifier key")
+    expected = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex()
+    if expected != key_id:
+        raise ValueError("key id does not match")
+    return name, bytes.fromhex(key_id), Ed25519PublicKey.from_public_bytes(raw[1:])
+
+
+def verify_checkpoint(note: str, name: str, key_id: bytes, key):
+    body, _, sigs = note.partition("\n\n")
+    body += "\n"
+    for line in sigs.splitlines():
+        if not line.startswith("\u2014 "):
+            raise ValueError(f"malformed signature line {line!r}")
+        who, blob = line[2:].split(" ", 1)
+        blob = base64.b64decode(blob)
+        if who != name or blob[:4] != key_id:
+            continue
+        try:
+            key.verify(blob[4:], body.encode())
+        except InvalidSignature:
+            raise ValueError("signature does not verify")
+        origin, size, root = body.splitlines()
+        if origin != name:
+            raise ValueError("origin is not the key's name")
+        return int(size), base64.b64decode(root)
+    raise ValueError(f"no signature by {name}")
+
+
+def main() -> int:
+    data, pubkey_file = sys.argv[1], sys.argv[2]
+    findings = []
+    name, key_id, key = parse_vkey(open(pubkey_file).read())
+
+    # 1. Entries 0..n.
+    edir = os.path.join(data, "_ledger", "entries")
+    indices = sorted(int(f[:-5]) for f in os.listdir(edir) if f.endswith(".json"))
+    n = indices[-1] + 1 if indices else 0
+    leaves, entries = [], []
+    for i in range(n):
+        path = os.path.join(edir, f"{i:012d}.json")
+        if not os.path.exists(path):
+            findings.append(f"ledger entry {i}: missing")
+            leaves.append(b"\x00" * 32)
+            continue
+        raw = open(path, "rb").read()
+        leaves.append(lh(raw))
+        entry = json.loads(raw)
+        if entry["index"] != i:
+            findings.append(f"ledger entry {i}: holds the entry of index {entry['index']}")
+        else:
+            entries.append(entry)
+
+    # 2. Checkpoints.
+    cdir = os.path.join(data, "_ledger", "checkpoints")
+    newest = -1
+    for f in sorted(os.listdir(cdir)):
+        if not f.endswith(".txt"):
+            continue
+        try:
+            size, root = verify_checkpoint(open(os.path.join(cdir, f)).read(), name, key_id, key)
+        except ValueError as e:
+            findings.append(f"checkpoint {f}: {e}")
+            continue
+        if int(f[:-4]) != size:
+            findings.append(f"checkpoint {f}: signs a tree of {size}")
+        if size > n:
+            findings.append(f"checkpoint {f}: signs {size} entries, the ledger has {n}")
+        elif mth(leaves[:size]) != root:
+            findings.append(f"checkpoint {f}: root does not match entries 0..{size}")
+        newest = max(newest, size)
+    if newest < n:
+        findings.append(f"checkpoints: the newest valid one signs {max(newest, 0)} of {n} entries")
+
+    # 3. Files.
+    receipts, reading_receipts, reject_receipts = {}, set(), set()
+    for e in entries:
+        path = os.path.join(data, e["path"])
+        if not os.path.exists(path):
+            findings.append(f"{e['path']}: missing")
+            continue
+        raw = open(path, "rb").read()
+        if len(raw) != e["size"] or hashlib.sha256(raw).hexdigest() != e["sha256"]:
+            findings.append(f"{e['path']}: size or SHA-256 differs from the ledger")
+        pf = pq.ParquetFile(path)
+        meta = {k.decode(): v.decode() for k, v in (pf.metadata.metadata or {}).items()}
+        if meta.get("gapless.ledger_index") != str(e["index"]):
+            findings.append(f"{e['path']}: footer names another ledger index")
+        if meta.get("gapless.row_root") != e["row_root"]:
+            findings.append(f"{e['path']}: footer row root differs")
+        table = pf.read()
+        if table.num_rows != e["rows"] or mth(row_hashes(table)).hex() != e["row_root"]:
+            findings.append(f"{e['path']}: rows do not hash to the ledger's row root")
+        if e["table"] == "receipts":
+            for seq, disp in zip(table.column("receipt_seq").to_pylist(), table.column("disposition").to_pylist()):
+                receipts[seq] = disp
+        elif e["table"] == "readings":
+            reading_receipts.update(table.column("receipt_seq").to_pylist())
+        elif e["table"] == "rejects":
+            reject_receipts.update(table.column("receipt_seq").to_pylist())
+
+    # 4. No file outside the ledger.
+    known = {e["path"] for e in entries}
+    for root, dirs, files in os.walk(data):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for f in files:
+            if f.endswith(".parquet") and not f.startswith("."):
+                rel = os.path.relpath(os.path.join(root, f), data).replace(os.sep, "/")
+                if rel not in known:
+                    findings.append(f"{rel}: not in the ledger")
+
+    # 5, 6. Receipts and lineage.
+    if sorted(receipts) != list(range(1, len(receipts) + 1)):
+        findings.append("receipts: numbers do not run 1..n without holes")
+    for seq, disp in receipts.items():
+        if (disp == "stored") != (seq in reading_receipts):
+            findings.append(f"receipt {seq}: {disp}, readings {'name' if seq in reading_receipts else 'do not name'} it")
+        if (disp == "rejected") != (seq in reject_receipts):
+            findings.append(f"receipt {seq}: {disp}, rejects {'have' if seq in reject_receipts else 'lack'} it")
+    for seq in reading_receipts - set(receipts):
+        findings.append(f"receipt {seq}: named by readings but absent")
+
+    if findings:
+        print(f"verify_audit.py: {len(findings)} findings")
+        for f in findings:
+            print(f"  {f}")
+        return 1
+    print(f"verify_audit.py: OK: {n} entries signed by {name}, {len(receipts)} receipts without holes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
