@@ -61,6 +61,46 @@ pub enum AuditCommand {
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
+    /// Write an inclusion proof (JSON) of one reading: its canonical row,
+    /// the path to its file's row root, the path to the ledger root, and
+    /// the signed checkpoint.
+    Prove {
+        /// Data directory.
+        #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+        data: PathBuf,
+        #[arg(long)]
+        meter: String,
+        /// The reading's time (RFC 3339).
+        #[arg(long)]
+        ts: String,
+        /// Key to sign-check against [default: the data directory's own].
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// Write the proof here [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an inclusion proof without the data. Exit 0 if it holds.
+    CheckProof {
+        /// The proof (JSON) `audit prove` wrote.
+        file: PathBuf,
+        /// The verifier key to trust.
+        #[arg(long)]
+        pubkey: PathBuf,
+    },
+    /// Prove that the ledger today extends an earlier checkpoint (nothing
+    /// removed or rewritten since). Exit 0 if it does.
+    Consistency {
+        /// Data directory.
+        #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+        data: PathBuf,
+        /// The earlier checkpoint (a file of `_ledger/checkpoints/` kept aside).
+        #[arg(long)]
+        old: PathBuf,
+        /// Key to check against [default: the data directory's own].
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
     /// Print the ledger's public key (C2SP note verifier key).
     Pubkey {
         /// Data directory.

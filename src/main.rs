@@ -1,6 +1,7 @@
 //! The `gapless` binary: parse flags, build settings, run, and map errors
 //! to an exit code in one place (0 ok, 1 failure, 2 bad usage).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -71,6 +72,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = gapless::store::ledger::AuditKey::load_or_create(&data, Some(&key_file))?;
             println!("{}", key.verifier().encode());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(gapless::cli::AuditCommand::Prove {
+            data,
+            meter,
+            ts,
+            pubkey,
+            out,
+        }) => {
+            let Ok(ts) = gapless::continuity::parse_time(&ts) else {
+                eprintln!("gapless: --ts {ts:?} is not an RFC 3339 time");
+                return Ok(ExitCode::from(2));
+            };
+            let key = gapless::audit::trusted_key(&data, pubkey.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let proof = gapless::audit::proof::prove(&data, &meter, ts, &key)
+                .map_err(anyhow::Error::msg)?;
+            let json = serde_json::to_string_pretty(&proof)?;
+            match out {
+                Some(p) => std::fs::write(&p, json + "\n")?,
+                None => println!("{json}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(gapless::cli::AuditCommand::CheckProof { file, pubkey }) => {
+            let key = gapless::audit::trusted_key(Path::new("."), Some(&pubkey))
+                .map_err(anyhow::Error::msg)?;
+            let text = std::fs::read_to_string(&file)?;
+            let proof: gapless::audit::proof::InclusionProof = match serde_json::from_str(&text) {
+                Ok(p) => p,
+                Err(e) => {
+                    println!(
+                        "proof {}: not a gapless inclusion proof: {e}",
+                        file.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            match gapless::audit::proof::check(&proof, &key) {
+                Ok(p) => {
+                    println!(
+                        "proof holds: this row of {} is entry {} of a ledger of {} entries signed by {}",
+                        p.path, proof.entry_index, p.checkpoint.size, p.checkpoint.origin
+                    );
+                    for (k, v) in p.fields {
+                        println!("  {k} = {v}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("proof {} does not hold: {e}", file.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Audit(gapless::cli::AuditCommand::Consistency { data, old, pubkey }) => {
+            let key = gapless::audit::trusted_key(&data, pubkey.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let old_text = std::fs::read_to_string(&old)?;
+            match gapless::audit::proof::consistency(&data, &old_text, &key) {
+                Ok(c) => {
+                    println!("{}", serde_json::to_string_pretty(&c)?);
+                    eprintln!(
+                        "consistent: the ledger of {} entries extends the checkpoint of {}",
+                        c.new_size, c.old_size
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("not consistent: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Audit(gapless::cli::AuditCommand::Verify { data, pubkey }) => {
             let key = match pubkey {

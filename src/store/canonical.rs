@@ -51,6 +51,135 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// RFC 6962 audit path of leaf `m` in the tree over `leaves` (§2.1.1).
+pub fn inclusion_path(m: usize, leaves: &[Hash]) -> Vec<Hash> {
+    let n = leaves.len();
+    if n <= 1 {
+        return Vec::new();
+    }
+    let k = split(n);
+    if m < k {
+        let mut p = inclusion_path(m, &leaves[..k]);
+        p.push(merkle_root(&leaves[k..]));
+        p
+    } else {
+        let mut p = inclusion_path(m - k, &leaves[k..]);
+        p.push(merkle_root(&leaves[..k]));
+        p
+    }
+}
+
+/// Verifies an audit path (RFC 9162 §2.1.3.2): the root of a tree of
+/// `size` leaves whose leaf `index` hashes to `leaf`.
+pub fn root_from_path(index: u64, size: u64, leaf: Hash, path: &[Hash]) -> Option<Hash> {
+    if index >= size {
+        return None;
+    }
+    let (mut f, mut s) = (index, size - 1);
+    let mut r = leaf;
+    for p in path {
+        if s == 0 {
+            return None;
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            if f & 1 == 0 {
+                while f & 1 == 0 && f != 0 {
+                    f >>= 1;
+                    s >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    (s == 0).then_some(r)
+}
+
+/// RFC 6962 consistency proof between the first `m` leaves and all of them
+/// (§2.1.2).
+pub fn consistency_path(m: usize, leaves: &[Hash]) -> Vec<Hash> {
+    fn sub(m: usize, d: &[Hash], complete: bool) -> Vec<Hash> {
+        let n = d.len();
+        if m == n {
+            return if complete {
+                Vec::new()
+            } else {
+                vec![merkle_root(d)]
+            };
+        }
+        let k = split(n);
+        if m <= k {
+            let mut p = sub(m, &d[..k], complete);
+            p.push(merkle_root(&d[k..]));
+            p
+        } else {
+            let mut p = sub(m - k, &d[k..], false);
+            p.push(merkle_root(&d[..k]));
+            p
+        }
+    }
+    if m == 0 || m > leaves.len() {
+        return Vec::new();
+    }
+    sub(m, leaves, true)
+}
+
+/// Verifies a consistency proof (RFC 9162 §2.1.4.2) between a tree of
+/// `old_size` with `old_root` and one of `new_size` with `new_root`.
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> bool {
+    if old_size > new_size {
+        return false;
+    }
+    if old_size == new_size {
+        return proof.is_empty() && old_root == new_root;
+    }
+    if old_size == 0 {
+        return proof.is_empty();
+    }
+    let mut path: Vec<Hash> = proof.to_vec();
+    if old_size.is_power_of_two() {
+        path.insert(0, *old_root);
+    }
+    let (mut f, mut s) = (old_size - 1, new_size - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if f & 1 == 0 {
+                while f & 1 == 0 && f != 0 {
+                    f >>= 1;
+                    s >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    fr == *old_root && sr == *new_root && s == 0
+}
+
 /// The largest power of two smaller than `n` (n ≥ 2).
 pub fn split(n: usize) -> usize {
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
@@ -184,14 +313,26 @@ mod tests {
         use std::sync::Arc;
         let batch = RecordBatch::try_from_iter(vec![
             ("receipt_seq", Arc::new(Int64Array::from(vec![1, 2])) as _),
-            ("topic", Arc::new(StringArray::from(vec!["meters/x", "meters/y"])) as _),
-            ("conflict", Arc::new(BooleanArray::from(vec![false, true])) as _),
-            ("seq", Arc::new(UInt64Array::from(vec![None, Some(17)])) as _),
+            (
+                "topic",
+                Arc::new(StringArray::from(vec!["meters/x", "meters/y"])) as _,
+            ),
+            (
+                "conflict",
+                Arc::new(BooleanArray::from(vec![false, true])) as _,
+            ),
+            (
+                "seq",
+                Arc::new(UInt64Array::from(vec![None, Some(17)])) as _,
+            ),
         ])
         .unwrap();
         let mut row = Vec::new();
         encode_row(&batch, 0, &mut row);
-        assert_eq!(hex::encode(&row), "01000000000000000101000000086d65746572732f78010000");
+        assert_eq!(
+            hex::encode(&row),
+            "01000000000000000101000000086d65746572732f78010000"
+        );
         row.clear();
         encode_row(&batch, 1, &mut row);
         assert_eq!(
@@ -223,6 +364,41 @@ mod tests {
             "gapless/fe812c12f3ab4ce6\n2\n+OitU8vziPPIbyL0D2H4aLAR5gvUu7w2ee1DXH6Ccp4=\n\n\
              \u{2014} gapless/fe812c12f3ab4ce6 J6+D8x1thVW35i/CNFJd1okpPAaUI/khm1rzSsbv+WaNAPpAxDyClKvqNrP3YAJ8I9CEpQCT4GlwvF765wHw/nzFjQI=\n"
         );
+    }
+
+    #[test]
+    fn inclusion_and_consistency_proofs_verify_for_every_size() {
+        let leaves: Vec<Hash> = (0..19).map(h).collect();
+        for n in 1..=leaves.len() {
+            let root = merkle_root(&leaves[..n]);
+            for m in 0..n {
+                let p = inclusion_path(m, &leaves[..n]);
+                assert_eq!(
+                    root_from_path(m as u64, n as u64, leaves[m], &p),
+                    Some(root),
+                    "{m} of {n}"
+                );
+                // Another leaf, or another index, does not verify.
+                assert_ne!(root_from_path(m as u64, n as u64, h(200), &p), Some(root));
+            }
+            for old in 1..=n {
+                let proof = consistency_path(old, &leaves[..n]);
+                let old_root = merkle_root(&leaves[..old]);
+                assert!(
+                    verify_consistency(old as u64, n as u64, &old_root, &root, &proof),
+                    "{old} -> {n}"
+                );
+                if old < n {
+                    assert!(!verify_consistency(
+                        old as u64,
+                        n as u64,
+                        &h(99),
+                        &root,
+                        &proof
+                    ));
+                }
+            }
+        }
     }
 
     #[test]

@@ -311,6 +311,97 @@ fn verify_finds_every_kind_of_tampering() {
             );
         }
     }
+    // An inclusion proof of one reading checks without the data; a changed
+    // row in it does not.
+    let proof = tmp.path().join("proof.json");
+    let d = clean.display().to_string();
+    let k = pubkey.display().to_string();
+    let p = proof.display().to_string();
+    let (code, _, err) = run_gapless(
+        &[
+            "audit",
+            "prove",
+            "--data",
+            &d,
+            "--meter",
+            "W-1",
+            "--ts",
+            "2022-07-25T00:15:00Z",
+            "--pubkey",
+            &k,
+            "--out",
+            &p,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run_gapless(
+        &["audit", "check-proof", &p, "--pubkey", &k],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("proof holds") && out.contains("meter_id = W-1"),
+        "{out}"
+    );
+    assert!(out.contains("value = 5.000"), "{out}");
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&proof).unwrap()).unwrap();
+    let row = forged["row"]
+        .as_str()
+        .unwrap()
+        .replace("352e303030", "392e303030"); // "5.000" -> "9.000"
+    forged["row"] = row.into();
+    fs::write(&proof, forged.to_string()).unwrap();
+    let (code, out, _) = run_gapless(
+        &["audit", "check-proof", &p, "--pubkey", &k],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the row was changed"), "{out}");
+
+    // Consistency: today's ledger extends the first commit's checkpoint; a
+    // rewritten one (case 2: an entry re-hashed) does not.
+    let mut cps: Vec<PathBuf> = fs::read_dir(clean.join("_ledger/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cps.sort();
+    let old = tmp.path().join("old-checkpoint.txt");
+    fs::copy(&cps[1], &old).unwrap();
+    let o = old.display().to_string();
+    let (code, out, err) = run_gapless(
+        &[
+            "audit",
+            "consistency",
+            "--data",
+            &d,
+            "--old",
+            &o,
+            "--pubkey",
+            &k,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("consistent: the ledger of"), "{err}");
+    let rewritten = tmp.path().join("case-2").display().to_string();
+    let (code, out, _) = run_gapless(
+        &[
+            "audit",
+            "consistency",
+            "--data",
+            &rewritten,
+            "--old",
+            &o,
+            "--pubkey",
+            &k,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not consistent"), "{out}");
+
     // The independent verifier (tools/verify_audit.py, from the spec alone)
     // agrees: the clean copy holds, tampered ones do not.
     if let Some(python) = python_with(&["pyarrow", "cryptography"]) {
@@ -324,7 +415,11 @@ fn verify_finds_every_kind_of_tampering() {
                 .unwrap();
             (
                 o.status.code(),
-                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
             )
         };
         let (code, out) = run(&clean);
@@ -386,6 +481,9 @@ fn python_with(modules: &[&str]) -> Option<String> {
         std::env::var_os("CI").is_none(),
         "{python} lacks {modules:?} in CI (see .ci/run)"
     );
-    eprintln!("SKIPPED: {python} has no {modules:?} (pip install {})", modules.join(" "));
+    eprintln!(
+        "SKIPPED: {python} has no {modules:?} (pip install {})",
+        modules.join(" ")
+    );
     None
 }

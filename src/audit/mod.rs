@@ -5,7 +5,10 @@
 //! every file's size, SHA-256, footer, rows, row hashes and row root; that
 //! no Parquet file is outside the ledger; that receipt numbers run 1..n
 //! without holes; and that receipts, readings and rejects account for each
-//! other. It reports every finding, not just the first.
+//! other. It reports every finding, not just the first. [`proof`]: inclusion
+//! proofs of one reading and consistency proofs between checkpoints.
+
+pub mod proof;
 
 use std::collections::HashSet;
 use std::fs;
@@ -558,4 +561,18 @@ pub fn summary(v: &Verification) -> String {
     s.truncate(s.trim_end().len());
     s.push('\n');
     s
+}
+
+/// The key to check with: the one given (a file with a verifier key line),
+/// else the data directory's own.
+pub fn trusted_key(data: &Path, pubkey: Option<&Path>) -> Result<NoteVerifier, String> {
+    match pubkey {
+        Some(p) => {
+            let text = fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            NoteVerifier::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
+        }
+        None => AuditKey::load_or_create(data, Some(&data.join("_state/audit.key")))
+            .map(|k| k.verifier())
+            .map_err(|e| e.to_string()),
+    }
 }
