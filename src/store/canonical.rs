@@ -193,78 +193,95 @@ pub struct UnsupportedType {
     pub data_type: DataType,
 }
 
-/// Appends every row's hash of `batch` to `out`.
-pub fn row_hashes(batch: &RecordBatch, out: &mut Vec<Hash>) -> Result<(), UnsupportedType> {
-    let schema = batch.schema();
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        match c.data_type() {
-            DataType::Boolean
-            | DataType::Int64
-            | DataType::Timestamp(_, _)
-            | DataType::UInt8
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Decimal128(_, _)
-            | DataType::Utf8
-            | DataType::Binary => {}
-            other => {
-                return Err(UnsupportedType {
-                    column: f.name().clone(),
-                    data_type: other.clone(),
-                })
-            }
+/// One column, downcast once per batch.
+enum Col<'a> {
+    Bool(&'a arrow_array::BooleanArray),
+    I64(&'a [i64]),
+    U8(&'a [u8]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+    Dec(&'a [i128]),
+    Str(&'a arrow_array::StringArray),
+    Bin(&'a arrow_array::BinaryArray),
+}
+
+struct Typed<'a> {
+    col: Col<'a>,
+    nulls: Option<&'a arrow_buffer::NullBuffer>,
+}
+
+fn typed(batch: &RecordBatch) -> Result<Vec<Typed<'_>>, UnsupportedType> {
+    let schema = batch.schema_ref();
+    schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| {
+            let col = match c.data_type() {
+                DataType::Boolean => Col::Bool(c.as_boolean()),
+                DataType::Int64 => Col::I64(c.as_primitive::<Int64Type>().values()),
+                DataType::Timestamp(_, _) => {
+                    Col::I64(c.as_primitive::<TimestampMicrosecondType>().values())
+                }
+                DataType::UInt8 => Col::U8(c.as_primitive::<UInt8Type>().values()),
+                DataType::UInt32 => Col::U32(c.as_primitive::<UInt32Type>().values()),
+                DataType::UInt64 => Col::U64(c.as_primitive::<UInt64Type>().values()),
+                DataType::Decimal128(_, _) => Col::Dec(c.as_primitive::<Decimal128Type>().values()),
+                DataType::Utf8 => Col::Str(c.as_string::<i32>()),
+                DataType::Binary => Col::Bin(c.as_binary::<i32>()),
+                other => {
+                    return Err(UnsupportedType {
+                        column: f.name().clone(),
+                        data_type: other.clone(),
+                    })
+                }
+            };
+            Ok(Typed {
+                col,
+                nulls: c.logical_nulls().is_some().then(|| c.nulls()).flatten(),
+            })
+        })
+        .collect()
+}
+
+fn encode_typed(cols: &[Typed], i: usize, out: &mut Vec<u8>) {
+    for t in cols {
+        if t.nulls.is_some_and(|n| n.is_null(i)) {
+            out.push(0);
+            continue;
+        }
+        out.push(1);
+        match &t.col {
+            Col::Bool(a) => out.push(u8::from(a.value(i))),
+            Col::I64(v) => out.extend_from_slice(&v[i].to_be_bytes()),
+            Col::U8(v) => out.extend_from_slice(&(v[i] as u64).to_be_bytes()),
+            Col::U32(v) => out.extend_from_slice(&(v[i] as u64).to_be_bytes()),
+            Col::U64(v) => out.extend_from_slice(&v[i].to_be_bytes()),
+            Col::Dec(v) => out.extend_from_slice(&v[i].to_be_bytes()),
+            Col::Str(a) => bytes(a.value(i).as_bytes(), out),
+            Col::Bin(a) => bytes(a.value(i), out),
         }
     }
+}
+
+/// Appends every row's hash of `batch` to `out`.
+pub fn row_hashes(batch: &RecordBatch, out: &mut Vec<Hash>) -> Result<(), UnsupportedType> {
+    let cols = typed(batch)?;
     let mut row = Vec::with_capacity(256);
+    out.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {
         row.clear();
-        for c in batch.columns() {
-            encode(c.as_ref(), i, &mut row);
-        }
+        encode_typed(&cols, i, &mut row);
         out.push(leaf_hash(&row));
     }
     Ok(())
 }
 
-/// Appends the canonical encoding of one row of `batch`.
+/// Appends the canonical encoding of one row of `batch` (columns of the
+/// documented types; others are left out, and `row_hashes` refuses them).
 pub fn encode_row(batch: &RecordBatch, i: usize, out: &mut Vec<u8>) {
-    for c in batch.columns() {
-        encode(c.as_ref(), i, out);
-    }
-}
-
-fn encode(c: &dyn Array, i: usize, out: &mut Vec<u8>) {
-    if c.is_null(i) {
-        out.push(0);
-        return;
-    }
-    out.push(1);
-    match c.data_type() {
-        DataType::Boolean => out.push(u8::from(c.as_boolean().value(i))),
-        DataType::Int64 => {
-            out.extend_from_slice(&c.as_primitive::<Int64Type>().value(i).to_be_bytes())
-        }
-        DataType::Timestamp(_, _) => out.extend_from_slice(
-            &c.as_primitive::<TimestampMicrosecondType>()
-                .value(i)
-                .to_be_bytes(),
-        ),
-        DataType::UInt8 => {
-            out.extend_from_slice(&(c.as_primitive::<UInt8Type>().value(i) as u64).to_be_bytes())
-        }
-        DataType::UInt32 => {
-            out.extend_from_slice(&(c.as_primitive::<UInt32Type>().value(i) as u64).to_be_bytes())
-        }
-        DataType::UInt64 => {
-            out.extend_from_slice(&c.as_primitive::<UInt64Type>().value(i).to_be_bytes())
-        }
-        DataType::Decimal128(_, _) => {
-            out.extend_from_slice(&c.as_primitive::<Decimal128Type>().value(i).to_be_bytes())
-        }
-        DataType::Utf8 => bytes(c.as_string::<i32>().value(i).as_bytes(), out),
-        DataType::Binary => bytes(c.as_binary::<i32>().value(i), out),
-        // row_hashes checked the types first.
-        _ => {}
+    if let Ok(cols) = typed(batch) {
+        encode_typed(&cols, i, out);
     }
 }
 
