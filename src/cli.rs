@@ -303,6 +303,12 @@ pub struct BenchReportArgs {
     /// Runs of each side (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Instead: what the audit ledger (row hashing, entries, signed
+    /// checkpoints) costs the store. Ingests the generated data set twice,
+    /// with and without the ledger, into temporary directories, and prints
+    /// both rates.
+    #[arg(long)]
+    pub ledger_cost: bool,
 }
 
 #[derive(Debug, Args)]

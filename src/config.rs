@@ -281,6 +281,7 @@ impl ServeSettings {
                 },
                 continuity,
                 audit_key: flags.audit_key.or(file.audit_key),
+                ledger: true,
             },
         })
     }

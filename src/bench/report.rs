@@ -30,6 +30,9 @@ const T0: i64 = 1_656_633_600_000_000; // 2022-07-01T00:00:00Z
 const PER_MESSAGE: usize = 50;
 
 pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
+    if args.ledger_cost {
+        return ledger_cost(args);
+    }
     let has_data = crate::store::commit::read_all(&args.data)
         .map(|m| !m.is_empty())
         .unwrap_or(false);
@@ -144,14 +147,61 @@ fn bench_context() -> Context {
     }
 }
 
+/// The store's throughput with and without the audit ledger, alternating,
+/// on the same generated messages.
+fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..args.repeat.max(1) * 2 {
+        let with_ledger = run % 2 == 0;
+        let dir = tempfile::tempdir_in(std::env::temp_dir())?;
+        let one = BenchReportArgs {
+            data: dir.path().join("data"),
+            python: None,
+            repeat: 1,
+            ledger_cost: false,
+            readings: args.readings,
+            meters: args.meters,
+        };
+        let t = Instant::now();
+        let readings = ingest_all(&one, with_ledger, false)?;
+        let rate = readings as f64 / t.elapsed().as_secs_f64();
+        rates[usize::from(!with_ledger)].push(rate);
+        println!(
+            "  {} ledger: {readings} readings decoded, deduplicated, judged and sealed at {:.0} readings/s",
+            if with_ledger { "with   " } else { "without" },
+            rate
+        );
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (med(&mut rates[0]), med(&mut rates[1]));
+    println!(
+        "bench report --ledger-cost: the ledger costs {:.1} % of the store's throughput (medians {:.0} vs {:.0} readings/s)",
+        (1.0 - a / b) * 100.0,
+        a,
+        b
+    );
+    Ok(())
+}
+
 /// Ingests the synthetic fleet through the real store.
 fn generate(args: &BenchReportArgs) -> anyhow::Result<()> {
+    ingest_all(args, true, true).map(|_| ())
+}
+
+/// Ingests the synthetic fleet through the real store; returns the readings
+/// stored.
+fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Result<u64> {
     let meters = args.meters.max(PER_MESSAGE);
     let ticks = args.readings.div_ceil(meters);
-    eprintln!(
-        "bench report: generating {meters} meters x {ticks} quarter hours into {} (once)",
-        args.data.display()
-    );
+    if verbose {
+        eprintln!(
+            "bench report: generating {meters} meters x {ticks} quarter hours into {} (once)",
+            args.data.display()
+        );
+    }
     let mut store = Store::open(StoreConfig {
         data: args.data.clone(),
         seal_max_rows: 500_000,
@@ -162,6 +212,7 @@ fn generate(args: &BenchReportArgs) -> anyhow::Result<()> {
         },
         continuity: bench_context(),
         audit_key: None,
+        ledger,
     })?;
     let ids: Vec<String> = (0..meters).map(|i| format!("HZ-{i:09}")).collect();
     let mut rng = Rng::new(7);
@@ -218,7 +269,7 @@ fn generate(args: &BenchReportArgs) -> anyhow::Result<()> {
             rec.received_at = ts + 5_000_000;
             ingest(&mut store, rec)?;
         }
-        if tick % 48 == 47 {
+        if verbose && tick % 48 == 47 {
             eprintln!(
                 "  {} of {ticks} quarter hours, {:.0} s",
                 tick + 1,
@@ -231,13 +282,15 @@ fn generate(args: &BenchReportArgs) -> anyhow::Result<()> {
     }
     store.seal()?;
     let t = store.totals();
-    eprintln!(
-        "  {} messages, {} readings stored in {:.0} s",
-        t.delivered,
-        t.readings_stored,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    if verbose {
+        eprintln!(
+            "  {} messages, {} readings stored in {:.0} s",
+            t.delivered,
+            t.readings_stored,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(t.readings_stored)
 }
 
 /// A Python with duckdb: `--python`, GAPLESS_PYTHON, or a virtualenv the

@@ -58,6 +58,9 @@ pub struct StoreConfig {
     /// Ed25519 seed (hex) that signs ledger checkpoints [default:
     /// DATA/_state/audit.key, made on first start].
     pub audit_key: Option<PathBuf>,
+    /// Row hashing and the ledger. Always on in the service; off only in
+    /// `gapless bench report --ledger-cost`, to measure what they cost.
+    pub ledger: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -392,7 +395,9 @@ impl Store {
         for e in manifest.files.iter().filter_map(|f| f.entry.as_ref()) {
             self.ledger.append(e)?;
         }
-        self.ledger.checkpoint(&self.key)?;
+        if self.cfg.ledger {
+            self.ledger.checkpoint(&self.key)?;
+        }
         self.next_commit += 1;
         self.sealed_through = last;
         self.sealed_totals = totals;
@@ -426,16 +431,16 @@ impl Store {
             KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
             KeyValue::new("gapless.commit".into(), commit.to_string()),
         ];
-        let index = *next_index;
+        let index = self.cfg.ledger.then_some(*next_index);
         *next_index += 1;
-        let facts = write_parquet(&dir.join(&name), batch, metadata, Some(index))?;
+        let facts = write_parquet(&dir.join(&name), batch, metadata, index)?;
         let path = format!("{rel_dir}/{name}");
         Ok(SealedFile {
             table: table.to_string(),
             rows: batch.num_rows() as u64,
             bytes: facts.bytes,
             sha256: hex::encode(facts.sha256),
-            entry: Some(facts.entry(index, table, &path, Some(commit), sealed_at)),
+            entry: index.map(|i| facts.entry(i, table, &path, Some(commit), sealed_at)),
             path,
         })
     }
@@ -845,6 +850,7 @@ mod tests {
             decode: DecodeConfig::default(),
             continuity: Context::default(),
             audit_key: None,
+            ledger: true,
         })
         .unwrap()
     }
