@@ -296,6 +296,21 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     ))
 }
 
+/// The first `k` in `[lo, hi)` for which `below(k)` is false, `below` being
+/// true up to some point and false after it (a binary search over a
+/// predicate, where there is no slice to search).
+pub(crate) fn first_not_below(mut lo: u64, mut hi: u64, below: impl Fn(u64) -> bool) -> u64 {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Rounds `num / den` to the nearest integer (halves away from zero); `den > 0`.
 pub(crate) fn div_round(num: i128, den: i128) -> i128 {
     debug_assert!(den > 0);

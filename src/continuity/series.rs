@@ -5,7 +5,7 @@
 
 use statrs::statistics::{Data, OrderStatistics};
 
-use super::{builtin_interval_s, MIN_PLAUSIBILITY_INTERVALS, SECOND};
+use super::{builtin_interval_s, first_not_below, MIN_PLAUSIBILITY_INTERVALS, SECOND};
 use super::{div_round, ContinuityConfig, Interval, IntervalSource, DAY, MIN_INFER_INTERVALS};
 use crate::reading::{Medium, VALUE_SCALE};
 
@@ -89,27 +89,14 @@ impl Gap {
             return 0;
         }
         // Slots are increasing in k: count the k with from ≤ slot(k) < to.
-        let first = partition(1, self.missing + 1, |k| self.slot(k) < from);
-        let end = partition(first, self.missing + 1, |k| self.slot(k) < to);
+        let first = first_not_below(1, self.missing + 1, |k| self.slot(k) < from);
+        let end = first_not_below(first, self.missing + 1, |k| self.slot(k) < to);
         end - first
     }
 
     pub fn is_implausible(&self) -> bool {
         self.plausibility.is_some_and(|p| p.implausible)
     }
-}
-
-/// First k in [lo, hi) for which `below(k)` is false (`below` is monotone).
-fn partition(mut lo: u64, mut hi: u64, below: impl Fn(u64) -> bool) -> u64 {
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
 }
 
 /// Consumption across a gap against what the meter's history predicts.

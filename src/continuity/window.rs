@@ -134,8 +134,8 @@ pub struct MeterRow {
     pub notes: Vec<String>,
 }
 
-/// Totals over the rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Totals over the rows (serialised as the JSON report's `summary`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     pub meters: u64,
     pub complete: u64,

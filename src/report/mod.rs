@@ -209,7 +209,7 @@ fn consumption_text(r: &MeterRow) -> Option<String> {
 #[derive(Debug, Serialize)]
 pub struct ReportJson {
     pub window: WindowJson,
-    pub summary: SummaryJson,
+    pub summary: window::Summary,
     pub meters: Vec<MeterJson>,
     /// Files written under DATA/reports/ (set by the CLI).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -220,20 +220,6 @@ pub struct ReportJson {
 pub struct WindowJson {
     pub from: String,
     pub to: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SummaryJson {
-    pub meters: u64,
-    pub complete: u64,
-    pub bridged: u64,
-    pub open: u64,
-    pub silent: u64,
-    pub anomalous: u64,
-    pub expected: u64,
-    pub received: u64,
-    pub late: u64,
-    pub missing: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -264,7 +250,6 @@ pub struct MeterJson {
 }
 
 pub fn report_json(rep: &OutageReport) -> ReportJson {
-    let s = &rep.summary;
     let value = |v: Option<window::ValueAt>| v.map(|v| format_fixed(v.value, v.decimals));
     let ts = |v: Option<window::ValueAt>| v.map(|v| format_micros(v.ts));
     ReportJson {
@@ -272,18 +257,7 @@ pub fn report_json(rep: &OutageReport) -> ReportJson {
             from: format_micros(rep.window.from),
             to: format_micros(rep.window.to),
         },
-        summary: SummaryJson {
-            meters: s.meters,
-            complete: s.complete,
-            bridged: s.bridged,
-            open: s.open,
-            silent: s.silent,
-            anomalous: s.anomalous,
-            expected: s.expected,
-            received: s.received,
-            late: s.late,
-            missing: s.missing,
-        },
+        summary: rep.summary,
         meters: rep
             .meters
             .iter()

@@ -348,18 +348,9 @@ impl StoredReadings {
     }
 }
 
-/// First index in `0..n` for which `below` is false (`below` is monotone).
+/// The first row in `0..n` for which `below` is false.
 fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
+    crate::continuity::first_not_below(0, n as u64, |i| below(i as usize)) as usize
 }
 
 /// Row count, `ts` range and per row group meter range of a readings file,

@@ -301,23 +301,19 @@ impl Store {
         let commit = self.next_commit;
         // One ledger writer at a time (a report may be writing too).
         let _lock = self.ledger.lock()?;
-        let mut next_index = self.ledger.len()?;
         let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
-        let mut files = Vec::new();
-        let mut dirs = BTreeMap::new();
+        let mut w = SealWriter {
+            data: &self.cfg.data,
+            ledger: self.cfg.ledger,
+            commit,
+            sealed_at: &sealed_at,
+            next_index: self.ledger.len()?,
+            dirs: BTreeMap::new(),
+            files: Vec::new(),
+        };
         let p = &self.pending;
-
         for (day, rows) in partition(&p.receipts, |r| r.received_at) {
-            let batch = tables::receipts_batch(&rows);
-            files.push(self.write_file(
-                RECEIPTS,
-                day,
-                commit,
-                &batch,
-                &mut dirs,
-                &mut next_index,
-                &sealed_at,
-            )?);
+            w.write(RECEIPTS, day, &tables::receipts_batch(&rows))?;
         }
         let mut readings: Vec<&ReadingRow> = p.readings.iter().collect();
         // Sorted by meter, register and time within each file, so that the
@@ -338,44 +334,18 @@ impl Store {
         });
         let gaps = find_gaps(&mut self.live, &self.cfg.continuity, &readings);
         for (day, rows) in partition(readings, |r| r.reading.ts_micros) {
-            let batch = tables::readings_batch(&rows);
-            files.push(self.write_file(
-                READINGS,
-                day,
-                commit,
-                &batch,
-                &mut dirs,
-                &mut next_index,
-                &sealed_at,
-            )?);
+            w.write(READINGS, day, &tables::readings_batch(&rows))?;
         }
         for (day, rows) in partition(&gaps, |g| g.gap.to) {
-            let batch = tables::gaps_batch(&rows);
-            files.push(self.write_file(
-                GAPS,
-                day,
-                commit,
-                &batch,
-                &mut dirs,
-                &mut next_index,
-                &sealed_at,
-            )?);
+            w.write(GAPS, day, &tables::gaps_batch(&rows))?;
         }
         for (day, rows) in partition(&p.rejects, |r| r.received_at) {
-            let batch = tables::rejects_batch(&rows);
-            files.push(self.write_file(
-                REJECTS,
-                day,
-                commit,
-                &batch,
-                &mut dirs,
-                &mut next_index,
-                &sealed_at,
-            )?);
+            w.write(REJECTS, day, &tables::rejects_batch(&rows))?;
         }
-        for dir in dirs.keys() {
+        for dir in w.dirs.keys() {
             sync_dir(dir)?;
         }
+        let files = w.files;
 
         let mut totals = self.sealed_totals;
         totals.add(&p.counts);
@@ -404,45 +374,53 @@ impl Store {
         self.pending = Pending::default();
         Ok(Some(manifest))
     }
+}
 
-    /// Writes one sealed file: temporary name, fsync, rename.
-    #[allow(clippy::too_many_arguments)] // one call site per table in seal()
-    fn write_file(
-        &self,
-        table: &str,
-        day: i64,
-        commit: u64,
-        batch: &RecordBatch,
-        dirs: &mut BTreeMap<PathBuf, ()>,
-        next_index: &mut u64,
-        sealed_at: &str,
-    ) -> Result<SealedFile, StoreError> {
+/// One seal in progress: where its files go, the ledger indices they
+/// take, and what was written.
+struct SealWriter<'a> {
+    data: &'a Path,
+    ledger: bool,
+    commit: u64,
+    sealed_at: &'a str,
+    next_index: u64,
+    /// Directories to sync once every file is in place.
+    dirs: BTreeMap<PathBuf, ()>,
+    files: Vec<SealedFile>,
+}
+
+impl SealWriter<'_> {
+    /// Writes one sealed file of `table` for UTC day `day`: temporary name,
+    /// fsync, rename.
+    fn write(&mut self, table: &str, day: i64, batch: &RecordBatch) -> Result<(), StoreError> {
         let rel_dir = format!("{table}/date={}", utc_date(day * DAY_MICROS));
-        let dir = self.cfg.data.join(&rel_dir);
+        let dir = self.data.join(&rel_dir);
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            dirs.insert(self.cfg.data.join(table), ());
-            dirs.insert(self.cfg.data.clone(), ());
+            self.dirs.insert(self.data.join(table), ());
+            self.dirs.insert(self.data.to_owned(), ());
         }
-        dirs.insert(dir.clone(), ());
+        self.dirs.insert(dir.clone(), ());
+        let commit = self.commit;
         let name = format!("part-{commit:010}.parquet");
         let metadata = vec![
             KeyValue::new("gapless.table".into(), table.to_string()),
             KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
             KeyValue::new("gapless.commit".into(), commit.to_string()),
         ];
-        let index = self.cfg.ledger.then_some(*next_index);
-        *next_index += 1;
+        let index = self.ledger.then_some(self.next_index);
+        self.next_index += 1;
         let facts = write_parquet(&dir.join(&name), batch, metadata, index)?;
         let path = format!("{rel_dir}/{name}");
-        Ok(SealedFile {
+        self.files.push(SealedFile {
             table: table.to_string(),
             rows: batch.num_rows() as u64,
             bytes: facts.bytes,
             sha256: hex::encode(facts.sha256),
-            entry: index.map(|i| facts.entry(i, table, &path, Some(commit), sealed_at)),
+            entry: index.map(|i| facts.entry(i, table, &path, Some(commit), self.sealed_at)),
             path,
-        })
+        });
+        Ok(())
     }
 }
 
