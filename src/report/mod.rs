@@ -589,8 +589,8 @@ pub fn write_report_parquet(
     };
     let ledger = Ledger::open(data).map_err(StoreError::from)?;
     let key = AuditKey::load_or_create(data, audit_key).map_err(StoreError::from)?;
-    let _lock = ledger.lock().map_err(StoreError::from)?;
-    let first_index = ledger.len().map_err(StoreError::from)?;
+    let mut writer = ledger.writer().map_err(StoreError::from)?;
+    let first_index = writer.next_index();
     let sealed_at = format_micros(generated_at);
     let mut files = vec![(
         format!("{base}.parquet"),
@@ -615,9 +615,9 @@ pub fn write_report_parquet(
     }
     crate::journal::sync_dir(&dir).map_err(StoreError::from)?;
     for e in &entries {
-        ledger.append(e).map_err(StoreError::from)?;
+        writer.append(e).map_err(StoreError::from)?;
     }
-    ledger.checkpoint(&key).map_err(StoreError::from)?;
+    writer.checkpoint(&key).map_err(StoreError::from)?;
     Ok(written)
 }
 

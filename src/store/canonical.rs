@@ -180,6 +180,39 @@ pub fn verify_consistency(
     fr == *old_root && sr == *new_root && s == 0
 }
 
+/// A Merkle tree kept as the roots of its perfect subtrees, largest first
+/// (a "compact range"): appending a leaf and taking the root cost O(log n),
+/// and the root equals [`merkle_root`] over all leaves appended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactTree {
+    pub size: u64,
+    /// One root per set bit of `size`, from the highest bit down.
+    pub stack: Vec<Hash>,
+}
+
+impl CompactTree {
+    pub fn push(&mut self, leaf: Hash) {
+        let mut h = leaf;
+        // Merge with equal-sized subtrees: one per trailing one bit of size.
+        let mut n = self.size;
+        while n & 1 == 1 {
+            let left = self.stack.pop().unwrap_or_default();
+            h = node_hash(&left, &h);
+            n >>= 1;
+        }
+        self.stack.push(h);
+        self.size += 1;
+    }
+
+    pub fn root(&self) -> Hash {
+        let mut it = self.stack.iter().rev();
+        match it.next() {
+            None => Sha256::digest([]).into(),
+            Some(&last) => it.fold(last, |acc, left| node_hash(left, &acc)),
+        }
+    }
+}
+
 /// The largest power of two smaller than `n` (n ≥ 2).
 pub fn split(n: usize) -> usize {
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
@@ -381,6 +414,18 @@ mod tests {
             "gapless/fe812c12f3ab4ce6\n2\n+OitU8vziPPIbyL0D2H4aLAR5gvUu7w2ee1DXH6Ccp4=\n\n\
              \u{2014} gapless/fe812c12f3ab4ce6 J6+D8x1thVW35i/CNFJd1okpPAaUI/khm1rzSsbv+WaNAPpAxDyClKvqNrP3YAJ8I9CEpQCT4GlwvF765wHw/nzFjQI=\n"
         );
+    }
+
+    #[test]
+    fn the_compact_tree_has_the_same_root_at_every_size() {
+        let mut t = CompactTree::default();
+        assert_eq!(t.root(), merkle_root(&[]));
+        let leaves: Vec<Hash> = (0..70).map(h).collect();
+        for (n, l) in leaves.iter().enumerate() {
+            t.push(*l);
+            assert_eq!(t.root(), merkle_root(&leaves[..=n]), "size {}", n + 1);
+            assert_eq!(t.stack.len(), (n + 1).count_ones() as usize);
+        }
     }
 
     #[test]

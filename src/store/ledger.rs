@@ -5,6 +5,7 @@
 //! DATA/_ledger/entries/<index, 12 digits>.json       one entry per sealed file (create-new)
 //! DATA/_ledger/checkpoints/<size, 12 digits>.txt     signed tree heads (C2SP signed note)
 //! DATA/_ledger/lock                                  serialises writers (serve, report)
+//! DATA/_ledger/head.json                             size and compact tree (derived, rebuilt if off)
 //! DATA/_state/audit.key                              Ed25519 seed (hex), made on first use
 //! ```
 //!
@@ -27,7 +28,7 @@ use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::canonical::{leaf_hash, merkle_root, Hash};
+use super::canonical::{leaf_hash, CompactTree, Hash};
 
 pub const LEDGER_DIR: &str = "_ledger";
 pub const ENTRIES_DIR: &str = "entries";
@@ -97,11 +98,6 @@ pub struct Ledger {
     dir: PathBuf,
 }
 
-/// Held while writing: one writer at a time (serve's seals, reports).
-pub struct LedgerLock {
-    _file: File,
-}
-
 impl Ledger {
     pub fn open(data: &Path) -> Result<Ledger, LedgerError> {
         let dir = data.join(LEDGER_DIR);
@@ -111,8 +107,10 @@ impl Ledger {
         Ok(Ledger { dir })
     }
 
-    /// Blocks until this process is the only ledger writer.
-    pub fn lock(&self) -> Result<LedgerLock, LedgerError> {
+    /// Blocks until this process is the only ledger writer, and loads the
+    /// head: the tree so far, in O(log n) (rebuilt from the entries when
+    /// the head file is missing or does not fit them).
+    pub fn writer(&self) -> Result<LedgerWriter<'_>, LedgerError> {
         let path = self.dir.join("lock");
         let file = OpenOptions::new()
             .create(true)
@@ -121,17 +119,53 @@ impl Ledger {
             .open(&path)
             .map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
-        Ok(LedgerLock { _file: file })
+        let tree = match self.read_head() {
+            Some(t) if self.fits(&t) => t,
+            _ => self.rebuild()?,
+        };
+        Ok(LedgerWriter {
+            ledger: self,
+            _lock: file,
+            tree,
+        })
     }
 
-    /// Number of entries (entries are numbered 0, 1, 2, ... without holes;
-    /// the verifier checks that).
-    pub fn len(&self) -> Result<u64, LedgerError> {
-        Ok(self.entry_indices()?.last().map_or(0, |&i| i + 1))
+    fn entry_path(&self, index: u64) -> PathBuf {
+        self.dir.join(ENTRIES_DIR).join(entry_name(index))
     }
 
-    pub fn is_empty(&self) -> Result<bool, LedgerError> {
-        Ok(self.len()? == 0)
+    fn read_head(&self) -> Option<CompactTree> {
+        let head: Head = serde_json::from_slice(&fs::read(self.dir.join(HEAD_FILE)).ok()?).ok()?;
+        let stack = head
+            .stack
+            .iter()
+            .map(|h| hex::decode(h).ok()?.try_into().ok())
+            .collect::<Option<Vec<Hash>>>()?;
+        (stack.len() == head.size.count_ones() as usize).then_some(CompactTree {
+            size: head.size,
+            stack,
+        })
+    }
+
+    /// The head fits the entries when its last entry exists and the next
+    /// one does not (writers update it under the lock after appending).
+    fn fits(&self, t: &CompactTree) -> bool {
+        !self.entry_path(t.size).exists() && (t.size == 0 || self.entry_path(t.size - 1).exists())
+    }
+
+    /// The tree from every entry file (O(n): only when the head is off).
+    fn rebuild(&self) -> Result<CompactTree, LedgerError> {
+        let mut t = CompactTree::default();
+        for i in self.entry_indices()? {
+            if i != t.size {
+                return Err(LedgerError::Bad(format!(
+                    "entry {} is missing: the ledger has a hole",
+                    t.size
+                )));
+            }
+            t.push(leaf_hash(&self.read_entry(i)?));
+        }
+        Ok(t)
     }
 
     /// Indices of the entry files present, sorted.
@@ -155,42 +189,8 @@ impl Ledger {
 
     /// The bytes of entry `index`.
     pub fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        let path = self.dir.join(ENTRIES_DIR).join(entry_name(index));
+        let path = self.entry_path(index);
         fs::read(&path).map_err(io_err(&path))
-    }
-
-    /// Appends an entry with create-new semantics: an existing entry with
-    /// the same bytes is accepted (a recovery repeating itself), another
-    /// one is an error, never overwritten.
-    pub fn append(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
-        let bytes = entry.to_bytes();
-        let path = self.dir.join(ENTRIES_DIR).join(entry_name(entry.index));
-        if let Ok(existing) = fs::read(&path) {
-            return if existing == bytes {
-                Ok(())
-            } else {
-                Err(LedgerError::Bad(format!(
-                    "entry {} exists with other contents: not overwritten",
-                    entry.index
-                )))
-            };
-        }
-        create_new(&path, &bytes)
-    }
-
-    /// Signs a checkpoint of the whole ledger (if it has none for its size).
-    pub fn checkpoint(&self, key: &AuditKey) -> Result<(), LedgerError> {
-        let n = self.len()?;
-        let mut leaves = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            leaves.push(leaf_hash(&self.read_entry(i)?));
-        }
-        let text = key.sign_checkpoint(n, &merkle_root(&leaves));
-        let path = self.dir.join(CHECKPOINTS_DIR).join(format!("{n:012}.txt"));
-        if path.exists() {
-            return Ok(());
-        }
-        create_new(&path, text.as_bytes())
     }
 
     /// The checkpoint files present, by tree size.
@@ -209,6 +209,80 @@ impl Ledger {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+const HEAD_FILE: &str = "head.json";
+
+/// `_ledger/head.json`: derived state, so that a writer need not read every
+/// entry. Never trusted by a verifier.
+#[derive(Serialize, Deserialize)]
+struct Head {
+    size: u64,
+    stack: Vec<String>,
+}
+
+/// The only ledger writer while it lives (it holds the lock).
+pub struct LedgerWriter<'a> {
+    ledger: &'a Ledger,
+    _lock: File,
+    tree: CompactTree,
+}
+
+impl LedgerWriter<'_> {
+    /// The index the next entry takes.
+    pub fn next_index(&self) -> u64 {
+        self.tree.size
+    }
+
+    /// Appends an entry with create-new semantics. An entry already there
+    /// with the same bytes is accepted (a recovery repeating itself), with
+    /// other bytes it is an error and never overwritten; an index beyond
+    /// the next one would leave a hole and is refused.
+    pub fn append(&mut self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let bytes = entry.to_bytes();
+        let path = self.ledger.entry_path(entry.index);
+        if entry.index < self.tree.size {
+            return match fs::read(&path) {
+                Ok(existing) if existing == bytes => Ok(()),
+                _ => Err(LedgerError::Bad(format!(
+                    "entry {} exists with other contents: not overwritten",
+                    entry.index
+                ))),
+            };
+        }
+        if entry.index > self.tree.size {
+            return Err(LedgerError::Bad(format!(
+                "entry {} would leave a hole after entry {}",
+                entry.index,
+                self.tree.size.wrapping_sub(1)
+            )));
+        }
+        create_new(&path, &bytes)?;
+        self.tree.push(leaf_hash(&bytes));
+        Ok(())
+    }
+
+    /// Signs a checkpoint of the whole ledger (unless one of its size is
+    /// there) and records the head.
+    pub fn checkpoint(&self, key: &AuditKey) -> Result<(), LedgerError> {
+        let n = self.tree.size;
+        let path = self
+            .ledger
+            .dir
+            .join(CHECKPOINTS_DIR)
+            .join(format!("{n:012}.txt"));
+        if !path.exists() {
+            create_new(&path, key.sign_checkpoint(n, &self.tree.root()).as_bytes())?;
+        }
+        let head = Head {
+            size: n,
+            stack: self.tree.stack.iter().map(hex::encode).collect(),
+        };
+        let head_path = self.ledger.dir.join(HEAD_FILE);
+        let tmp = head_path.with_extension("json.tmp");
+        fs::write(&tmp, serde_json::to_vec(&head).unwrap_or_default()).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &head_path).map_err(io_err(&head_path))
     }
 }
 
@@ -476,19 +550,39 @@ mod tests {
             sealed_at: "2022-07-25T00:00:00Z".into(),
             commit: Some(1),
         };
-        ledger.append(&e).unwrap();
-        ledger.append(&e).unwrap(); // the same again: a recovery repeating itself
-        e.rows = 2;
-        assert!(ledger
-            .append(&e)
-            .unwrap_err()
-            .to_string()
-            .contains("not overwritten"));
-        assert_eq!(ledger.len().unwrap(), 1);
         let key = AuditKey::load_or_create(tmp.path(), None).unwrap();
         let again = AuditKey::load_or_create(tmp.path(), None).unwrap();
         assert_eq!(key.name, again.name, "the key is made once, then reused");
-        ledger.checkpoint(&key).unwrap();
+        {
+            let mut w = ledger.writer().unwrap();
+            w.append(&e).unwrap();
+            w.append(&e).unwrap(); // the same again: a recovery repeating itself
+            e.rows = 2;
+            assert!(w
+                .append(&e)
+                .unwrap_err()
+                .to_string()
+                .contains("not overwritten"));
+            e.index = 5;
+            assert!(w.append(&e).unwrap_err().to_string().contains("hole"));
+            w.checkpoint(&key).unwrap();
+        }
         assert_eq!(ledger.checkpoints().unwrap().len(), 1);
+        // The head is derived: without it, or with a wrong one, the writer
+        // rebuilds the tree from the entries.
+        let head = |l: &Ledger| {
+            let w = l.writer().unwrap();
+            (w.tree.size, w.tree.root())
+        };
+        let before = head(&ledger);
+        assert_eq!(before.0, 1);
+        fs::write(
+            tmp.path().join("_ledger/head.json"),
+            r#"{"size":7,"stack":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(head(&ledger), before);
+        fs::remove_file(tmp.path().join("_ledger/head.json")).unwrap();
+        assert_eq!(head(&ledger), before);
     }
 }

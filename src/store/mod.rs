@@ -154,13 +154,16 @@ impl Store {
         let ledger = ledger::Ledger::open(&cfg.data)?;
         let key = ledger::AuditKey::load_or_create(&cfg.data, cfg.audit_key.as_deref())?;
         {
-            let _lock = ledger.lock()?;
+            let mut w = ledger.writer()?;
+            // Only entries at or beyond the head can be missing.
             for m in &manifests {
                 for e in m.files.iter().filter_map(|f| f.entry.as_ref()) {
-                    ledger.append(e)?;
+                    if e.index >= w.next_index() {
+                        w.append(e)?;
+                    }
                 }
             }
-            ledger.checkpoint(&key)?;
+            w.checkpoint(&key)?;
         }
         let last = manifests.last();
         Ok(Store {
@@ -300,14 +303,14 @@ impl Store {
         let last = self.pending.receipts.last().map_or(first, |r| r.seq);
         let commit = self.next_commit;
         // One ledger writer at a time (a report may be writing too).
-        let _lock = self.ledger.lock()?;
+        let mut ledger = self.ledger.writer()?;
         let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
         let mut w = SealWriter {
             data: &self.cfg.data,
             ledger: self.cfg.ledger,
             commit,
             sealed_at: &sealed_at,
-            next_index: self.ledger.len()?,
+            next_index: ledger.next_index(),
             dirs: BTreeMap::new(),
             files: Vec::new(),
         };
@@ -363,11 +366,12 @@ impl Store {
         // The commit is the atomic step; its entries are in the manifest, so
         // a crash from here on is completed on the next start.
         for e in manifest.files.iter().filter_map(|f| f.entry.as_ref()) {
-            self.ledger.append(e)?;
+            ledger.append(e)?;
         }
         if self.cfg.ledger {
-            self.ledger.checkpoint(&self.key)?;
+            ledger.checkpoint(&self.key)?;
         }
+        drop(ledger);
         self.next_commit += 1;
         self.sealed_through = last;
         self.sealed_totals = totals;
@@ -849,6 +853,32 @@ mod tests {
             topic: "meters/m".into(),
             payload: format!("[{}]", items.join(",")).into_bytes().into(),
         }
+    }
+
+    /// A crash after a commit manifest and before its ledger entries: the
+    /// next start completes the ledger from the manifest, and the data set
+    /// verifies.
+    #[test]
+    fn a_commit_without_its_ledger_entries_is_completed_on_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = store(tmp.path(), 1000);
+        s.ingest(&record(1, 3));
+        let m = s.seal().unwrap().unwrap();
+        assert_eq!(m.files.len(), 2, "receipts and readings");
+        drop(s);
+        let ledger = tmp.path().join("_ledger");
+        for f in &m.files {
+            let i = f.entry.as_ref().unwrap().index;
+            fs::remove_file(ledger.join("entries").join(ledger::entry_name(i))).unwrap();
+        }
+        fs::remove_file(ledger.join("checkpoints").join(format!("{:012}.txt", 2))).unwrap();
+        fs::remove_file(ledger.join("head.json")).unwrap();
+        let v = crate::audit::verify(tmp.path(), None, &|_, _, _| {});
+        assert!(!v.is_clean(), "the files are not in the ledger yet");
+        let _s = store(tmp.path(), 1000);
+        let v = crate::audit::verify(tmp.path(), None, &|_, _, _| {});
+        assert!(v.is_clean(), "{:?}", v.findings);
+        assert_eq!(v.entries, 2);
     }
 
     #[test]
