@@ -569,9 +569,8 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
         medium: parse_medium_flag(q.medium.as_deref())?,
         status,
     };
-    let ctx =
+    let (ctx, ctx_key) =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
-    let ctx_key = crate::config::audit_key(q.config.as_deref()).map_err(usage)?;
     let stored = report::StoredReadings::load(&q.data)?;
     let window = crate::continuity::window::Window { from, to };
     let rep = report::outage_report(&stored, &ctx, window, &filter)?;
@@ -624,7 +623,7 @@ pub fn gaps_command(args: &crate::cli::GapsArgs, now: i64) -> Result<String, Com
         only_open: args.open,
         medium: parse_medium_flag(q.medium.as_deref())?,
     };
-    let ctx =
+    let (ctx, _) =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
     let stored = report::StoredReadings::load(&q.data)?;
     let rows = report::gaps(&stored, &ctx, &filter, now)?;

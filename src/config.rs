@@ -306,25 +306,17 @@ pub fn validate_filter(f: &str) -> Result<(), String> {
 }
 
 /// What `report` and `gaps` need besides their own flags: the continuity
-/// rules from `--config FILE` and the registry from `--registry FILE` (or
-/// the file's `registry`).
+/// rules and the audit key from `--config FILE`, and the registry from
+/// `--registry FILE` (or the file's `registry`).
 pub fn query_context(
     config: Option<&Path>,
     registry: Option<&Path>,
-) -> Result<crate::continuity::Context, ConfigError> {
+) -> Result<(crate::continuity::Context, Option<PathBuf>), ConfigError> {
     let file = match config {
         Some(p) => read_file(p)?,
         None => FileConfig::default(),
     };
-    continuity_context(&file, registry)
-}
-
-/// The audit key file the config names, if any.
-pub fn audit_key(config: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
-    Ok(match config {
-        Some(p) => read_file(p)?.audit_key,
-        None => None,
-    })
+    Ok((continuity_context(&file, registry)?, file.audit_key))
 }
 
 fn continuity_context(
