@@ -237,6 +237,34 @@ pub async fn serve_with_state(
         })
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
+    let api = match &settings.http {
+        Some((addr, token)) => {
+            let api_state = crate::api::ApiState {
+                data: data.path.clone(),
+                ctx: settings.store.continuity.clone(),
+                token: token.as_str().into(),
+                conn: state.clone(),
+                clock: settings.mqtt.clock.clone(),
+            };
+            // Bind now, so that a port in use fails the start.
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AppError::Internal(format!("--http {addr}: {e}")))?;
+            tracing::info!(addr = %addr, "api: listening");
+            let mut stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                let r = axum::serve(listener, crate::api::router(api_state))
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "api: stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let mqtt = tokio::spawn(mqtt::run(
         settings.mqtt.clone(),
         eventloop,
@@ -248,6 +276,10 @@ pub async fn serve_with_state(
     ));
 
     let poll_result = mqtt.await.map_err(|e| AppError::Internal(e.to_string()))?;
+    if let Some(api) = api {
+        // Shutdown reached it too; a failed stage does not wait for it.
+        api.abort();
+    }
     let journal_result = journal_done
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;

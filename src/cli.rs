@@ -250,6 +250,10 @@ pub struct ServeArgs {
     /// DATA/_state/audit.key, made on first start].
     #[arg(long)]
     pub audit_key: Option<PathBuf>,
+    /// Serve the HTTP API here (HOST:PORT); its bearer token comes from
+    /// GAPLESS_API_TOKEN (or api_token in the config).
+    #[arg(long)]
+    pub http: Option<String>,
 }
 
 impl From<ServeArgs> for ServeFlags {
@@ -269,6 +273,8 @@ impl From<ServeArgs> for ServeFlags {
             connect_attempts: a.connect_attempts,
             registry: a.registry,
             audit_key: a.audit_key,
+            http: a.http,
+            api_token: std::env::var(crate::api::TOKEN_ENV).ok(),
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct FileConfig {
     /// Ed25519 seed (hex file) that signs the audit ledger's checkpoints
     /// [default: DATA/_state/audit.key, made on first start].
     pub audit_key: Option<PathBuf>,
+    /// Address of the HTTP API (`--http`).
+    pub http: Option<String>,
+    /// Bearer token of the HTTP API (else GAPLESS_API_TOKEN).
+    pub api_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +75,9 @@ pub struct ServeFlags {
     pub connect_attempts: Option<u32>,
     pub registry: Option<PathBuf>,
     pub audit_key: Option<PathBuf>,
+    pub http: Option<String>,
+    /// From GAPLESS_API_TOKEN.
+    pub api_token: Option<String>,
 }
 
 /// Validated settings of `gapless serve`.
@@ -80,6 +87,8 @@ pub struct ServeSettings {
     pub store: StoreConfig,
     /// The client id was chosen by the user (else it is the data directory's own).
     pub client_id_given: bool,
+    /// The HTTP API: where it listens and its bearer token.
+    pub http: Option<(std::net::SocketAddr, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,12 +257,38 @@ impl ServeSettings {
             })?;
             pinned.push((pin.filter, format));
         }
+        let http = match flags.http.or(file.http) {
+            None => None,
+            Some(addr) => {
+                let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+                    invalid(
+                        "--http",
+                        format!("{addr:?} is not HOST:PORT (e.g. 127.0.0.1:8080)"),
+                    )
+                })?;
+                let token = flags
+                    .api_token
+                    .or(file.api_token)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            "--http",
+                            format!(
+                                "the API needs a bearer token: set {} or api_token in the config",
+                                crate::api::TOKEN_ENV
+                            ),
+                        )
+                    })?;
+                Some((addr, token))
+            }
+        };
         let attempts = flags
             .connect_attempts
             .or(file.connect_attempts)
             .unwrap_or(5)
             .max(1);
         Ok(ServeSettings {
+            http,
             client_id_given: client_id.is_some(),
             mqtt: MqttSettings {
                 host: broker.host,

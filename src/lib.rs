@@ -30,6 +30,7 @@
 //!   estimates) and their rendering (table, JSON, CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
+//! - [`api`]: the HTTP API (axum): report, gaps, meters; health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
 //!   shutdown; `gapless stats`, `report` and `gaps`.
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
@@ -38,6 +39,7 @@
 //!   fleet with an outage, through the real pipeline.
 //! - [`bench`]: `gapless bench ingest`.
 
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod bench;

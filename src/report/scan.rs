@@ -273,6 +273,23 @@ impl StoredReadings {
         Ok(out)
     }
 
+    /// Calls `f` once per series of one meter, reading only the row groups
+    /// that can hold it (by their statistics).
+    pub fn map_meter<T>(
+        &self,
+        ctx: &Context,
+        meter: &str,
+        f: impl Fn(&SeriesInput) -> T,
+    ) -> Result<Vec<T>, ReportError> {
+        // The smallest string after `meter`: ids never contain NUL.
+        let hi = format!("{meter}\0");
+        let range = MeterRange {
+            lo: Some(meter),
+            hi: Some(&hi),
+        };
+        Ok(self.scan_range(ctx, &f, range)?.0)
+    }
+
     /// The median of the row groups' first meters: where the key space is
     /// split between the threads (None with too few row groups to split).
     fn pivot(&self) -> Option<String> {

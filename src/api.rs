@@ -1,0 +1,679 @@
+//! The HTTP API (`gapless serve --http ADDR`): the outage report, gaps and
+//! meters over what is sealed, for billing teams' own tools; health,
+//! readiness and Prometheus metrics for operations. `schemas/openapi.yaml`
+//! describes it.
+//!
+//! `router(state)` returns the whole app, so tests call it without a
+//! socket. `/api/v1` needs `Authorization: Bearer <token>`. User errors are
+//! 400 with a message naming the parameter; internal ones are 500 and
+//! logged. Queries read Parquet on the blocking pool, never on the
+//! runtime's threads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::continuity::series::analyze;
+use crate::continuity::window::{Status, Window};
+use crate::continuity::{parse_time, Context, SECOND};
+use crate::mqtt::ConnectionState;
+use crate::reading::{format_fixed, Medium};
+use crate::report::{self, GapFilter, ReportFilter, StoredReadings};
+use crate::store::format_micros;
+
+/// Environment variable holding the API's bearer token.
+pub const TOKEN_ENV: &str = "GAPLESS_API_TOKEN";
+/// Rows per page by default, and at most.
+pub const DEFAULT_LIMIT: usize = 1_000;
+pub const MAX_LIMIT: usize = 10_000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub data: PathBuf,
+    pub ctx: Context,
+    /// Required on `/api/v1` as `Authorization: Bearer <token>`.
+    pub token: Arc<str>,
+    /// The broker connection (readiness, metrics).
+    pub conn: Arc<ConnectionState>,
+    pub clock: Clock,
+}
+
+/// An error as the client sees it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(param: &str, why: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("parameter {param}: {why}"),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "api: internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error (logged)".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// The whole app.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/report", get(get_report))
+        .route("/gaps", get(get_gaps))
+        .route("/meters/{id}", get(get_meter))
+        .route("/meters/{id}/readings", get(get_readings))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(get_ready))
+        .route("/metrics", get(get_metrics))
+        .with_state(state)
+}
+
+async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare without an early exit on the first differing byte.
+    let ok = given.is_some_and(|g| {
+        g.len() == s.token.len()
+            && g.bytes()
+                .zip(s.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !ok {
+        let mut r = ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "a bearer token is required (Authorization: Bearer <token>)".into(),
+        }
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("static header"),
+        );
+        return r;
+    }
+    next.run(req).await
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn time_param(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    p.get(name)
+        .map(|v| parse_time(v).map_err(|e| ApiError::bad(name, e)))
+        .transpose()
+}
+
+fn required_time(p: &HashMap<String, String>, name: &str) -> Result<i64, ApiError> {
+    time_param(p, name)?.ok_or_else(|| ApiError::bad(name, "required (RFC 3339 or YYYY-MM-DD)"))
+}
+
+fn medium_param(p: &HashMap<String, String>) -> Result<Option<Medium>, ApiError> {
+    p.get("medium")
+        .map(|m| {
+            Medium::parse(m).ok_or_else(|| {
+                ApiError::bad(
+                    "medium",
+                    format!("{m:?} is not heat, cooling, water, warm_water or hca"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `limit` and `offset`: bounded pages.
+fn page(p: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
+    let num = |name: &str, default: usize| -> Result<usize, ApiError> {
+        p.get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| ApiError::bad(name, format!("{v:?} is not a non-negative integer")))
+        })
+    };
+    let limit = num("limit", DEFAULT_LIMIT)?;
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad("limit", format!("must be 1..={MAX_LIMIT}")));
+    }
+    Ok((num("offset", 0)?, limit))
+}
+
+fn page_json(offset: usize, limit: usize, total: usize) -> serde_json::Value {
+    json!({ "offset": offset, "limit": limit, "total": total })
+}
+
+/// Runs a query on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+async fn get_report(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let window = Window {
+        from: required_time(&p, "from")?,
+        to: required_time(&p, "to")?,
+    };
+    if window.to <= window.from {
+        return Err(ApiError::bad("to", "must be after from"));
+    }
+    let status = p
+        .get("status")
+        .map(|v| {
+            Status::parse(v).ok_or_else(|| {
+                ApiError::bad(
+                    "status",
+                    format!("{v:?} is not anomalous, silent, open, bridged or complete"),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = ReportFilter {
+        medium: medium_param(&p)?,
+        status,
+    };
+    let csv = match p.get("format").map(String::as_str) {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "format",
+                format!("{other:?} is not json or csv"),
+            ))
+        }
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
+    };
+    let (offset, limit) = page(&p)?;
+    let rep = blocking(move || {
+        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        report::outage_report(&stored, &s.ctx, window, &filter).map_err(ApiError::internal)
+    })
+    .await?;
+    if csv {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            report::report_csv(&rep),
+        )
+            .into_response());
+    }
+    let total = rep.meters.len();
+    let mut body = serde_json::to_value(report::report_json(&rep)).map_err(ApiError::internal)?;
+    if let Some(meters) = body["meters"].as_array_mut() {
+        let page: Vec<_> = meters.drain(..).skip(offset).take(limit).collect();
+        *meters = page;
+    }
+    body["page"] = page_json(offset, limit, total);
+    Ok(Json(body).into_response())
+}
+
+async fn get_gaps(State(s): State<ApiState>, Query(p): Params) -> Result<Response, ApiError> {
+    let open = match p.get("open").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::bad("open", format!("{v:?} is not true or false"))),
+    };
+    let filter = GapFilter {
+        meter: p.get("meter").cloned(),
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+        only_open: open,
+        medium: medium_param(&p)?,
+    };
+    let (offset, limit) = page(&p)?;
+    let now = s.clock.now_micros();
+    let rows = blocking(move || {
+        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        report::gaps(&stored, &s.ctx, &filter, now).map_err(ApiError::internal)
+    })
+    .await?;
+    let total = rows.len();
+    let end = (offset + limit).min(total);
+    let page_rows = rows.get(offset.min(total)..end).unwrap_or(&[]);
+    Ok(Json(json!({
+        "gaps": report::gaps_json(page_rows),
+        "page": page_json(offset, limit, total),
+    }))
+    .into_response())
+}
+
+fn valid_meter(id: &str) -> Result<(), ApiError> {
+    crate::reading::MeterId::try_new(id)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad("id", e))
+}
+
+/// A meter's state as sealed: per register its interval and source, last
+/// reading, the open gap (until now) and its most recent gaps.
+async fn get_meter(
+    State(s): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    valid_meter(&id)?;
+    let now = s.clock.now_micros();
+    let meter = id.clone();
+    let registers = blocking(move || {
+        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        stored
+            .map_meter(&s.ctx, &meter, |series| {
+                let gaps = analyze(series.points, &series.rules, Some(now)).gaps;
+                let last = series.points.last();
+                json!({
+                    "register": series.register,
+                    "medium": series.medium.as_str(),
+                    "unit": series.unit,
+                    "interval_s": series.rules.interval.micros / SECOND,
+                    "interval_source": series.rules.interval.source.as_str(),
+                    "readings": series.points.len(),
+                    "last_reading": last.map(|p| json!({
+                        "ts": format_micros(p.ts),
+                        "value": format_fixed(p.value, p.decimals),
+                    })),
+                    "open_gap": gaps.iter().find(|g| g.open).map(|g| json!({
+                        "from": format_micros(g.from),
+                        "missing": g.missing,
+                        "duration_s": g.duration() / SECOND,
+                    })),
+                    "recent_gaps": gaps.iter().rev().filter(|g| !g.open).take(10).map(|g| json!({
+                        "from": format_micros(g.from),
+                        "to": format_micros(g.to),
+                        "missing": g.missing,
+                        "seq_missing": g.seq_missing,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .map_err(ApiError::internal)
+    })
+    .await?;
+    if registers.is_empty() {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no readings of meter {id}"),
+        });
+    }
+    Ok(Json(json!({ "meter_id": id, "registers": registers })).into_response())
+}
+
+/// A meter's measured readings (conflicting values left out), by time.
+async fn get_readings(
+    State(s): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    valid_meter(&id)?;
+    let from = time_param(&p, "from")?.unwrap_or(i64::MIN);
+    let to = time_param(&p, "to")?.unwrap_or(i64::MAX);
+    let (offset, limit) = page(&p)?;
+    let rows = blocking(move || {
+        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        let per_series = stored
+            .map_meter(&s.ctx, &id, |series| {
+                series
+                    .points
+                    .iter()
+                    .filter(|p| p.ts >= from && p.ts < to)
+                    .map(|p| {
+                        json!({
+                            "register": series.register,
+                            "ts": format_micros(p.ts),
+                            "value": format_fixed(p.value, p.decimals),
+                            "seq": p.seq,
+                            "received_at": format_micros(p.received_at),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map_err(ApiError::internal)?;
+        Ok(per_series.into_iter().flatten().collect::<Vec<_>>())
+    })
+    .await?;
+    let total = rows.len();
+    let page_rows: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();
+    Ok(
+        Json(json!({ "readings": page_rows, "page": page_json(offset, limit, total) }))
+            .into_response(),
+    )
+}
+
+/// Ready: connected to the broker, and the journal and ledger writable.
+async fn get_ready(State(s): State<ApiState>) -> Response {
+    let mut problems = Vec::new();
+    if !s.conn.connected.load(Ordering::Relaxed) {
+        problems.push("not connected to the broker".to_string());
+    }
+    for dir in [crate::app::JOURNAL_DIR, crate::store::ledger::LEDGER_DIR] {
+        let probe = s.data.join(dir).join(".ready-probe");
+        match std::fs::write(&probe, b"ok") {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => problems.push(format!("{dir} not writable: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "problems": problems })),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus text exposition.
+async fn get_metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let data = s.data.clone();
+    let stats = blocking(move || crate::app::stats(&data).map_err(ApiError::internal)).await?;
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in lines {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    metric(
+        "gapless_messages_total",
+        "Messages sealed, by disposition (delivered = stored + duplicate + rejected).",
+        "counter",
+        ["delivered", "stored", "duplicate", "rejected"]
+            .iter()
+            .map(|d| (format!("{{disposition=\"{d}\"}}"), n(&stats[*d])))
+            .collect(),
+    );
+    metric(
+        "gapless_readings_total",
+        "Readings sealed, by outcome.",
+        "counter",
+        ["stored", "duplicate", "conflict"]
+            .iter()
+            .map(|d| (format!("{{outcome=\"{d}\"}}"), n(&stats["readings"][*d])))
+            .collect(),
+    );
+    metric(
+        "gapless_journal_pending",
+        "Journaled messages not yet sealed in Parquet (the store's lag).",
+        "gauge",
+        vec![(String::new(), n(&stats["journal_pending"]))],
+    );
+    metric(
+        "gapless_files_sealed_total",
+        "Parquet files sealed by the commit log.",
+        "counter",
+        vec![(String::new(), n(&stats["files"]))],
+    );
+    metric(
+        "gapless_mqtt_connected",
+        "1 while connected to the broker.",
+        "gauge",
+        vec![(
+            String::new(),
+            u64::from(s.conn.connected.load(Ordering::Relaxed)),
+        )],
+    );
+    metric(
+        "gapless_mqtt_delivered_total",
+        "Messages delivered by the broker since start (before journaling).",
+        "counter",
+        vec![(String::new(), s.conn.delivered.load(Ordering::Relaxed))],
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalRecord;
+    use crate::store::{Store, StoreConfig};
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "s3cret";
+
+    /// Two water meters, hourly on 2022-07-25; M-2 misses 04:00..07:00.
+    fn data_set(dir: &std::path::Path) {
+        let mut store = Store::open(StoreConfig {
+            data: dir.to_owned(),
+            seal_max_rows: 1_000,
+            seal_max_age: std::time::Duration::from_secs(3600),
+            decode: crate::decode::DecodeConfig {
+                max_future_skew_micros: i64::MAX / 4,
+                ..Default::default()
+            },
+            continuity: Context::default(),
+            audit_key: None,
+            ledger: true,
+        })
+        .unwrap();
+        let mut seq = 0;
+        for h in 0..12 {
+            for m in ["M-1", "M-2"] {
+                if m == "M-2" && (4..7).contains(&h) {
+                    continue;
+                }
+                seq += 1;
+                let payload = format!(
+                    r#"{{"meter_id":"{m}","medium":"water","unit":"m3","value":"{h}.250","ts":"2022-07-25T{h:02}:00:00Z","seq":{h}}}"#
+                );
+                store.ingest(&JournalRecord {
+                    seq,
+                    received_at: 1_658_707_200_000_000 + h * 3_600_000_000,
+                    topic: format!("meters/{m}"),
+                    payload: payload.into_bytes().into(),
+                });
+            }
+        }
+        store.seal().unwrap();
+    }
+
+    fn app(dir: &std::path::Path) -> Router {
+        router(ApiState {
+            data: dir.to_owned(),
+            ctx: Context::default(),
+            token: TOKEN.into(),
+            conn: Arc::default(),
+            clock: Clock::manual(crate::continuity::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
+        })
+    }
+
+    async fn get(
+        app: &Router,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, HeaderMap) {
+        let mut req = HttpRequest::get(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    }
+
+    const AUTH: (&str, &str) = ("authorization", "Bearer s3cret");
+
+    #[tokio::test]
+    async fn every_endpoint_with_auth_errors_and_pages() {
+        let tmp = tempfile::tempdir().unwrap();
+        data_set(tmp.path());
+        let app = app(tmp.path());
+
+        assert_eq!(get(&app, "/healthz", &[]).await.0, StatusCode::OK);
+        let (st, body, _) = get(&app, "/readyz", &[]).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("not connected to the broker"), "{body}");
+
+        // Auth.
+        let q = "/api/v1/report?from=2022-07-25T02:00:00Z&to=2022-07-25T10:00:00Z";
+        let (st, _, h) = get(&app, q, &[]).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        assert_eq!(h.get("www-authenticate").unwrap(), "Bearer");
+        let (st, _, _) = get(&app, q, &[("authorization", "Bearer wrong!")]).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+        // The report, equal to the CLI's computation.
+        let (st, body, _) = get(&app, q, &[AUTH]).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let stored = StoredReadings::load(tmp.path()).unwrap();
+        let window = Window {
+            from: parse_time("2022-07-25T02:00:00Z").unwrap(),
+            to: parse_time("2022-07-25T10:00:00Z").unwrap(),
+        };
+        let rep = report::outage_report(
+            &stored,
+            &Context::default(),
+            window,
+            &ReportFilter::default(),
+        )
+        .unwrap();
+        let want = serde_json::to_value(report::report_json(&rep)).unwrap();
+        assert_eq!(got["summary"], want["summary"]);
+        assert_eq!(got["meters"], want["meters"]);
+        assert_eq!(got["summary"]["bridged"], 1, "{got}");
+        assert_eq!(got["page"]["total"], 2);
+
+        // CSV by Accept header or format=csv; pages.
+        let (st, body, h) = get(&app, q, &[AUTH, ("accept", "text/csv")]).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(h
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"));
+        assert_eq!(body, report::report_csv(&rep));
+        let (_, body, _) = get(&app, &format!("{q}&limit=1&offset=1"), &[AUTH]).await;
+        let paged: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(paged["meters"].as_array().unwrap().len(), 1);
+        assert_eq!(paged["meters"][0]["meter_id"], "M-2");
+
+        // Bad parameters: 400 naming the parameter.
+        for (uri, needle) in [
+            ("/api/v1/report?from=soon&to=2022-07-26", "parameter from"),
+            ("/api/v1/report?from=2022-07-25", "parameter to: required"),
+            (
+                "/api/v1/report?from=2022-07-26&to=2022-07-25",
+                "parameter to: must be after",
+            ),
+            (
+                "/api/v1/report?from=2022-07-25&to=2022-07-26&medium=gas",
+                "parameter medium",
+            ),
+            (
+                "/api/v1/report?from=2022-07-25&to=2022-07-26&status=lost",
+                "parameter status",
+            ),
+            (
+                "/api/v1/report?from=2022-07-25&to=2022-07-26&format=xml",
+                "parameter format",
+            ),
+            (
+                "/api/v1/report?from=2022-07-25&to=2022-07-26&limit=0",
+                "parameter limit",
+            ),
+            ("/api/v1/gaps?open=maybe", "parameter open"),
+            ("/api/v1/meters/bad%20id", "parameter id"),
+        ] {
+            let (st, body, _) = get(&app, uri, &[AUTH]).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert!(body.contains(needle), "{uri}: {body}");
+        }
+
+        // Gaps: M-2's closed gap; open gaps until the clock (12:30).
+        let (_, body, _) = get(&app, "/api/v1/gaps?meter=M-2", &[AUTH]).await;
+        let gaps: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(gaps["gaps"][0]["from"], "2022-07-25T03:00:00Z", "{gaps}");
+        assert_eq!(gaps["gaps"][0]["missing"], 3);
+        let (_, body, _) = get(
+            &app,
+            "/api/v1/gaps?open=true&to=2022-07-25T18:00:00Z",
+            &[AUTH],
+        )
+        .await;
+        let open: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            open["page"]["total"], 2,
+            "both meters silent since 11:00: {open}"
+        );
+
+        // Meters.
+        let (st, body, _) = get(&app, "/api/v1/meters/M-2", &[AUTH]).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let r = &m["registers"][0];
+        assert_eq!(
+            (r["register"].as_str(), r["readings"].as_u64()),
+            (Some("total"), Some(9))
+        );
+        assert_eq!(r["last_reading"]["value"], "11.250");
+        assert_eq!(r["interval_s"], 3600);
+        assert_eq!(r["recent_gaps"][0]["missing"], 3);
+        assert_eq!(
+            get(&app, "/api/v1/meters/M-9", &[AUTH]).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (_, body, _) = get(
+            &app,
+            "/api/v1/meters/M-1/readings?from=2022-07-25T05:00:00Z&to=2022-07-25T08:00:00Z&limit=2",
+            &[AUTH],
+        )
+        .await;
+        let rd: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(rd["page"]["total"], 3);
+        assert_eq!(rd["readings"].as_array().unwrap().len(), 2);
+        assert_eq!(rd["readings"][0]["value"], "5.250");
+
+        // Metrics.
+        let (st, body, _) = get(&app, "/metrics", &[]).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(
+            body.contains("gapless_messages_total{disposition=\"delivered\"} 21"),
+            "{body}"
+        );
+        assert!(body.contains("gapless_mqtt_connected 0"), "{body}");
+    }
+}

@@ -1,0 +1,167 @@
+//! The HTTP API of the real service over the real broker, checked against
+//! `schemas/openapi.yaml` and against the CLI report.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::support::*;
+
+const TOKEN: &str = "test-token-123";
+
+/// One HTTP/1.1 GET: (status, body).
+fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// The paths `schemas/openapi.yaml` documents.
+fn documented_paths() -> Vec<String> {
+    let yaml =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.yaml"))
+            .unwrap();
+    let mut in_paths = false;
+    let mut out = Vec::new();
+    for line in yaml.lines() {
+        if line == "paths:" {
+            in_paths = true;
+        } else if in_paths && line.starts_with("  /") && line.ends_with(':') {
+            out.push(line.trim().trim_end_matches(':').to_owned());
+        } else if in_paths && !line.starts_with(' ') && !line.is_empty() {
+            in_paths = false;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+
+    // Without a token, --http is refused at start.
+    let d = data.display().to_string();
+    let (code, _, err) = run_gapless(
+        &[
+            "serve",
+            "--broker",
+            &broker.url(),
+            "--data",
+            &d,
+            "--http",
+            &addr,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("GAPLESS_API_TOKEN"), "{err}");
+
+    let mut g = Gapless::start_env(
+        &broker.url(),
+        &data,
+        &["--http", &addr],
+        &[("GAPLESS_API_TOKEN", TOKEN)],
+    );
+    let msgs: Vec<(String, Vec<u8>)> = (0..24)
+        .filter(|h| !(8..12).contains(h))
+        .map(|h| {
+            let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let p = format!(
+                r#"{{"meter_id":"API-1","medium":"water","unit":"m3","value":"{h}.5","ts":"{ts}"}}"#
+            );
+            ("meters/api".to_string(), p.into_bytes())
+        })
+        .collect();
+    publish_all(broker.port, &msgs);
+    g.wait_readings(msgs.len() as u64, Duration::from_secs(60));
+
+    assert_eq!(http_get(port, "/healthz", None).0, 200);
+    assert_eq!(
+        http_get(port, "/readyz", None).0,
+        200,
+        "connected, journal and ledger writable"
+    );
+    let q = "/api/v1/report?from=2022-07-25&to=2022-07-25T20:00:00Z";
+    assert_eq!(http_get(port, q, None).0, 401);
+    let (status, body) = http_get(port, q, Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (code, out, err) = run_gapless(
+        &[
+            "report",
+            "--data",
+            &d,
+            "--from",
+            "2022-07-25",
+            "--to",
+            "2022-07-25T20:00:00Z",
+            "--format",
+            "json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let cli: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(api["summary"], cli["summary"]);
+    assert_eq!(api["meters"], cli["meters"]);
+    assert_eq!(api["meters"][0]["status"], "bridged");
+
+    // Every documented path is served (with a token where needed), and
+    // nothing undocumented answers.
+    let documented = documented_paths();
+    assert_eq!(documented.len(), 7, "{documented:?}");
+    for path in documented {
+        let concrete = path.replace("{id}", "API-1");
+        let uri = if concrete == "/api/v1/report" {
+            q.to_string()
+        } else {
+            concrete
+        };
+        let (status, body) = http_get(port, &uri, Some(TOKEN));
+        assert_eq!(status, 200, "{uri}: {body}");
+    }
+    assert_eq!(http_get(port, "/api/v1/nothing", Some(TOKEN)).0, 404);
+    let (_, metrics) = http_get(port, "/metrics", None);
+    assert!(metrics.contains("gapless_mqtt_connected 1"), "{metrics}");
+    assert_eq!(g.terminate(), Some(0));
+}
