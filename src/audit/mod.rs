@@ -87,8 +87,10 @@ struct FileOutcome {
     rows: u64,
     /// receipts: (receipt_seq, disposition)
     receipts: Vec<(u64, u8)>,
-    /// readings and rejects: the receipts they name.
-    lineage: Vec<u64>,
+    /// The receipts readings name.
+    reading_receipts: Vec<u64>,
+    /// The receipts rejects name.
+    reject_receipts: Vec<u64>,
 }
 
 const STORED: u8 = 1;
@@ -256,13 +258,8 @@ pub fn verify(
         v.bytes += o.bytes;
         v.rows += o.rows;
         receipts.extend(o.receipts);
-        reading_receipts.extend(o.lineage.iter().filter(|s| **s & REJECT_TAG == 0));
-        reject_receipts.extend(
-            o.lineage
-                .iter()
-                .filter(|s| **s & REJECT_TAG != 0)
-                .map(|s| s & !REJECT_TAG),
-        );
+        reading_receipts.extend(o.reading_receipts);
+        reject_receipts.extend(o.reject_receipts);
     }
     v.files = entries.len() as u64;
 
@@ -280,9 +277,6 @@ pub fn verify(
     v.elapsed = start.elapsed();
     v
 }
-
-/// Marks a rejects row's receipt in the shared lineage list.
-const REJECT_TAG: u64 = 1 << 63;
 
 /// Receipt numbers 1..n without holes; every stored receipt has readings
 /// and every reading a stored receipt; rejects match rejected receipts.
@@ -460,10 +454,12 @@ fn verify_file(data: &Path, e: &LedgerEntry) -> FileOutcome {
                     o.receipts.push((seq.value(i) as u64, d));
                 }
             }
-            (READINGS, Some(seq)) => o.lineage.extend(seq.values().iter().map(|&s| s as u64)),
+            (READINGS, Some(seq)) => o
+                .reading_receipts
+                .extend(seq.values().iter().map(|&s| s as u64)),
             (REJECTS, Some(seq)) => o
-                .lineage
-                .extend(seq.values().iter().map(|&s| s as u64 | REJECT_TAG)),
+                .reject_receipts
+                .extend(seq.values().iter().map(|&s| s as u64)),
             _ => {}
         }
     }
