@@ -204,9 +204,21 @@ impl StoredReadings {
         ctx: &Context,
         f: impl Fn(&SeriesInput) -> T + Sync,
     ) -> Result<Vec<T>, ReportError> {
-        let pivot = self.pivot();
+        let split = scan_threads() > 1 && self.rows >= MIN_ROWS_TO_SPLIT;
+        self.map_series_split(ctx, f, split)
+    }
+
+    /// [`map_series`](Self::map_series), on two threads if `split` (and the
+    /// row groups give a place to split).
+    fn map_series_split<T: Send>(
+        &self,
+        ctx: &Context,
+        f: impl Fn(&SeriesInput) -> T + Sync,
+        split: bool,
+    ) -> Result<Vec<T>, ReportError> {
+        let pivot = if split { self.pivot() } else { None };
         let (mut out, mut seen) = match &pivot {
-            Some(p) if scan_threads() > 1 => {
+            Some(p) => {
                 let (a, b) = std::thread::scope(|scope| {
                     let lower = scope.spawn(|| {
                         self.scan_range(
@@ -298,7 +310,7 @@ impl StoredReadings {
             .iter()
             .flat_map(|f| f.row_groups.iter().map(|(first, _)| first.as_str()))
             .collect();
-        if firsts.len() < 2 || self.rows < MIN_ROWS_TO_SPLIT {
+        if firsts.len() < 2 {
             return None;
         }
         firsts.sort_unstable();
@@ -790,5 +802,101 @@ impl Cursor {
             self.next_batch()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalRecord;
+    use crate::store::{Store, StoreConfig};
+
+    /// The two-thread scan (split at a meter) gives exactly what one thread
+    /// gives, series for series, including meters on both sides of the
+    /// split, late files and registry meters without readings.
+    #[test]
+    fn two_threads_give_what_one_gives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreConfig {
+            data: tmp.path().to_owned(),
+            seal_max_rows: 1_000_000,
+            seal_max_age: std::time::Duration::from_secs(3600),
+            decode: crate::decode::DecodeConfig {
+                max_future_skew_micros: i64::MAX / 4,
+                ..Default::default()
+            },
+            continuity: Context::default(),
+            audit_key: None,
+            ledger: false,
+        })
+        .unwrap();
+        let mut seq = 0;
+        // Three commits with different meter sets (so row groups start at
+        // different meters), and one late commit that fills a gap.
+        for (meters, hours) in [
+            (0..30, 0..12),
+            (10..40, 12..24),
+            (5..35, 24..30),
+            (0..40, 6..8),
+        ] {
+            for m in meters {
+                for h in hours.clone() {
+                    if hours.start == 0 && m % 7 == 0 && (6..8).contains(&h) {
+                        continue; // lost now, forwarded by the last commit
+                    }
+                    seq += 1;
+                    let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
+                        .unwrap()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    store.ingest(&JournalRecord {
+                        seq,
+                        received_at: 1_658_707_200_000_000,
+                        topic: "meters/t".into(),
+                        payload: format!(
+                            r#"{{"meter_id":"M-{m:03}","medium":"water","unit":"m3","value":"{h}.125","ts":"{ts}","seq":{h}}}"#
+                        )
+                        .into_bytes()
+                        .into(),
+                    });
+                }
+            }
+            store.seal().unwrap();
+        }
+        let stored = StoredReadings::load(tmp.path()).unwrap();
+        assert!(stored.pivot().is_some(), "the files give a place to split");
+        let mut ctx = Context::default();
+        ctx.registry = std::sync::Arc::new(
+            crate::continuity::registry::Registry::parse(
+                "meter_id,medium,expected_interval_s,group,installed_at,removed_at\nM-999,water,3600,,,\nM-001,water,3600,g,,\n",
+            )
+            .unwrap(),
+        );
+        let describe = |s: &SeriesInput| {
+            let a = crate::continuity::series::analyze(
+                s.points,
+                &s.rules,
+                Some(1_658_707_200_000_000 + 31 * 3_600_000_000),
+            );
+            format!(
+                "{} {:?} {} {:?} {} {:?}",
+                s.meter_id,
+                s.register,
+                s.points.len(),
+                s.rules.interval,
+                s.in_registry,
+                a.gaps
+                    .iter()
+                    .map(|g| (g.from, g.to, g.missing, g.open))
+                    .collect::<Vec<_>>()
+            )
+        };
+        let one = stored.map_series_split(&ctx, describe, false).unwrap();
+        let two = stored.map_series_split(&ctx, describe, true).unwrap();
+        assert_eq!(
+            one.len(),
+            41,
+            "40 meters and one registry meter without readings"
+        );
+        assert_eq!(one, two);
     }
 }
