@@ -864,13 +864,14 @@ mod tests {
         }
         let stored = StoredReadings::load(tmp.path()).unwrap();
         assert!(stored.pivot().is_some(), "the files give a place to split");
-        let mut ctx = Context::default();
-        ctx.registry = std::sync::Arc::new(
-            crate::continuity::registry::Registry::parse(
-                "meter_id,medium,expected_interval_s,group,installed_at,removed_at\nM-999,water,3600,,,\nM-001,water,3600,g,,\n",
-            )
-            .unwrap(),
-        );
+        let registry = crate::continuity::registry::Registry::parse(
+            "meter_id,medium,expected_interval_s,group,installed_at,removed_at\nM-999,water,3600,,,\nM-001,water,3600,g,,\n",
+        )
+        .unwrap();
+        let ctx = Context {
+            registry: std::sync::Arc::new(registry),
+            ..Context::default()
+        };
         let describe = |s: &SeriesInput| {
             let a = crate::continuity::series::analyze(
                 s.points,
