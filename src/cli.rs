@@ -345,4 +345,8 @@ pub struct BenchIngestArgs {
     /// Where gapless writes during the benchmark [default: a temporary directory].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Also run gapless without the audit ledger, and print what the ledger
+    /// costs (acked and sealed rates, same broker, same run).
+    #[arg(long)]
+    pub compare_ledger: bool,
 }

@@ -134,6 +134,7 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         );
         for &k in &args.readings_per_message {
             let mut ratios = Vec::new();
+            let mut ledger_costs: Vec<(f64, f64)> = Vec::new();
             for rep in 0..args.repeat.max(1) {
                 let run = format!("{}-{mode:?}-{k}-{rep}", std::process::id());
                 let payloads = make_payloads(args.messages, k, &run);
@@ -151,6 +152,7 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                         &run,
                         &payloads,
                         data.clone(),
+                        true,
                     ))
                 };
                 let bare = |rt: &tokio::runtime::Runtime| {
@@ -165,6 +167,35 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                 };
                 let _ = std::fs::remove_dir_all(&data);
                 let n = payloads.len() as f64;
+                if args.compare_ledger {
+                    // The same case without the audit ledger (row hashing,
+                    // entries, signed checkpoints), on a session of its own.
+                    let run2 = format!("{run}-noledger");
+                    let data2 = data.with_extension("noledger");
+                    let (acked2, sealed2) = rt.block_on(gapless_run(
+                        mode,
+                        &host,
+                        port,
+                        &run2,
+                        &payloads,
+                        data2.clone(),
+                        false,
+                    ))?;
+                    let _ = std::fs::remove_dir_all(&data2);
+                    let cost = |with: Duration, without: Duration| {
+                        100.0 * (1.0 - without.as_secs_f64() / with.as_secs_f64())
+                    };
+                    ledger_costs.push((cost(acked, acked2), cost(sealed, sealed2)));
+                    println!(
+                        "{:>9} {:>5} without the ledger: {:.0} msg/s acked, {:.0} msg/s sealed; the ledger costs {:.1} % acked, {:.1} % sealed",
+                        k,
+                        rep + 1,
+                        n / acked2.as_secs_f64(),
+                        n / sealed2.as_secs_f64(),
+                        cost(acked, acked2),
+                        cost(sealed, sealed2)
+                    );
+                }
                 let ratio = b.as_secs_f64() / acked.as_secs_f64();
                 ratios.push(ratio);
                 println!(
@@ -186,6 +217,20 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                 "gapless acked rate / bare rate:",
                 100.0 * ratios[ratios.len() / 2]
             );
+            if !ledger_costs.is_empty() {
+                let mut a: Vec<f64> = ledger_costs.iter().map(|c| c.0).collect();
+                let mut s: Vec<f64> = ledger_costs.iter().map(|c| c.1).collect();
+                a.sort_by(f64::total_cmp);
+                s.sort_by(f64::total_cmp);
+                println!(
+                    "{:>9} {:>5} {:>52} {:>6.1}% acked, {:.1}% sealed",
+                    k,
+                    "median",
+                    "cost of the audit ledger:",
+                    a[a.len() / 2],
+                    s[s.len() / 2]
+                );
+            }
         }
     }
     Ok(())
@@ -350,6 +395,7 @@ async fn gapless_run(
     run: &str,
     payloads: &Payloads,
     data: PathBuf,
+    ledger: bool,
 ) -> anyhow::Result<(Duration, Duration)> {
     let id = format!("bench-gapless-{run}");
     let filter = topic_filter(run, "gapless");
@@ -368,6 +414,8 @@ async fn gapless_run(
         },
         None,
     )?;
+    let mut settings = settings;
+    settings.store.ledger = ledger;
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();

@@ -258,7 +258,7 @@ impl LedgerWriter<'_> {
                 self.tree.size.wrapping_sub(1)
             )));
         }
-        create_new(&path, &bytes)?;
+        create_new_in(&path, &bytes)?;
         self.tree.push(leaf_hash(&bytes));
         Ok(())
     }
@@ -290,13 +290,23 @@ impl LedgerWriter<'_> {
 /// hard link to the final name (fails if it exists: two writers cannot
 /// both win), then the directory synced.
 fn create_new(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    create_new_in(path, bytes)?;
+    sync_parent(path)
+}
+
+/// [`create_new`] without syncing the directory: for a batch of entries,
+/// whose directory is synced once by the checkpoint that follows them.
+fn create_new_in(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
-    linked.map_err(io_err(path))?;
+    linked.map_err(io_err(path))
+}
+
+fn sync_parent(path: &Path) -> Result<(), LedgerError> {
     if let Some(dir) = path.parent() {
         File::open(dir)
             .and_then(|d| d.sync_all())
