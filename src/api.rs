@@ -469,19 +469,7 @@ mod tests {
 
     /// Two water meters, hourly on 2022-07-25; M-2 misses 04:00..07:00.
     fn data_set(dir: &std::path::Path) {
-        let mut store = Store::open(StoreConfig {
-            data: dir.to_owned(),
-            seal_max_rows: 1_000,
-            seal_max_age: std::time::Duration::from_secs(3600),
-            decode: crate::decode::DecodeConfig {
-                max_future_skew_micros: i64::MAX / 4,
-                ..Default::default()
-            },
-            continuity: Context::default(),
-            audit_key: None,
-            ledger: true,
-        })
-        .unwrap();
+        let mut store = Store::open(StoreConfig::for_test(dir, 1_000)).unwrap();
         let mut seq = 0;
         for h in 0..12 {
             for m in ["M-1", "M-2"] {

@@ -818,16 +818,8 @@ mod tests {
     fn two_threads_give_what_one_gives() {
         let tmp = tempfile::tempdir().unwrap();
         let mut store = Store::open(StoreConfig {
-            data: tmp.path().to_owned(),
-            seal_max_rows: 1_000_000,
-            seal_max_age: std::time::Duration::from_secs(3600),
-            decode: crate::decode::DecodeConfig {
-                max_future_skew_micros: i64::MAX / 4,
-                ..Default::default()
-            },
-            continuity: Context::default(),
-            audit_key: None,
             ledger: false,
+            ..StoreConfig::for_test(tmp.path(), 1_000_000)
         })
         .unwrap();
         let mut seq = 0;

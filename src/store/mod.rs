@@ -63,6 +63,26 @@ pub struct StoreConfig {
     pub ledger: bool,
 }
 
+#[cfg(test)]
+impl StoreConfig {
+    /// A store for unit tests: seals by rows only, any reading time
+    /// accepted (fixtures are historic), default rules, the ledger on.
+    pub(crate) fn for_test(data: &Path, seal_max_rows: usize) -> StoreConfig {
+        StoreConfig {
+            data: data.to_owned(),
+            seal_max_rows,
+            seal_max_age: Duration::from_secs(3600),
+            decode: DecodeConfig {
+                max_future_skew_micros: i64::MAX / 4,
+                ..DecodeConfig::default()
+            },
+            continuity: Context::default(),
+            audit_key: None,
+            ledger: true,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O on {path}: {source}")]
@@ -837,16 +857,7 @@ mod tests {
     use super::*;
 
     fn store(data: &Path, max_rows: usize) -> Store {
-        Store::open(StoreConfig {
-            data: data.to_owned(),
-            seal_max_rows: max_rows,
-            seal_max_age: Duration::from_secs(3600),
-            decode: DecodeConfig::default(),
-            continuity: Context::default(),
-            audit_key: None,
-            ledger: true,
-        })
-        .unwrap()
+        Store::open(StoreConfig::for_test(data, max_rows)).unwrap()
     }
 
     fn record(seq: u64, readings: usize) -> JournalRecord {
