@@ -47,6 +47,9 @@ pub struct ApiState {
     /// The broker connection (readiness, metrics).
     pub conn: Arc<ConnectionState>,
     pub clock: Clock,
+    /// Gauges the store thread publishes (meters, open gaps, open alerts).
+    pub live: Arc<crate::store::LiveStats>,
+    pub sinks: Arc<crate::alerts::sink::SinkStats>,
 }
 
 /// An error as the client sees it.
@@ -86,6 +89,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/gaps", get(get_gaps))
         .route("/meters/{id}", get(get_meter))
         .route("/meters/{id}/readings", get(get_readings))
+        .route("/alerts", get(get_alerts))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
@@ -271,6 +275,58 @@ async fn get_gaps(State(s): State<ApiState>, Query(p): Params) -> Result<Respons
     .into_response())
 }
 
+/// Alerts as sealed (what device teams were told), newest first.
+/// `open=true`: only conditions not yet closed (`meter_silent`,
+/// `meter_never_seen`, `group_silent`, `reject_burst`); `kind`, `subject`,
+/// `from`/`to` (raised at) filter.
+async fn get_alerts(State(s): State<ApiState>, Query(p): Params) -> Result<Response, ApiError> {
+    use crate::alerts::AlertKind;
+    let open = match p.get("open").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::bad("open", format!("{v:?} is not true or false"))),
+    };
+    let kind = p
+        .get("kind")
+        .map(|k| {
+            AlertKind::parse(k).ok_or_else(|| {
+                let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
+                ApiError::bad("kind", format!("{k:?} is not one of {}", all.join(", ")))
+            })
+        })
+        .transpose()?;
+    let (from, to) = (time_param(&p, "from")?, time_param(&p, "to")?);
+    let subject = p.get("subject").cloned();
+    let (offset, limit) = page(&p)?;
+    let told =
+        blocking(move || crate::alerts::table::read_told(&s.data).map_err(ApiError::internal))
+            .await?;
+    let closed: std::collections::HashSet<u64> =
+        told.iter().filter_map(|t| t.alert.closes).collect();
+    let rows: Vec<&crate::alerts::table::Told> = told
+        .iter()
+        .rev()
+        .filter(|t| !open || (t.alert.kind.opens() && !closed.contains(&t.alert.seq)))
+        .filter(|t| kind.is_none_or(|k| t.alert.kind == k))
+        .filter(|t| subject.as_ref().is_none_or(|x| &t.alert.subject == x))
+        .filter(|t| from.is_none_or(|f| t.alert.raised_at >= f))
+        .filter(|t| to.is_none_or(|x| t.alert.raised_at < x))
+        .collect();
+    let total = rows.len();
+    let end = (offset + limit).min(total);
+    let page_rows: Vec<serde_json::Value> = rows
+        .get(offset.min(total)..end)
+        .unwrap_or(&[])
+        .iter()
+        .map(|t| serde_json::from_str(&t.json).unwrap_or_else(|_| t.alert.to_json()))
+        .collect();
+    Ok(Json(json!({
+        "alerts": page_rows,
+        "page": page_json(offset, limit, total),
+    }))
+    .into_response())
+}
+
 fn valid_meter(id: &str) -> Result<(), ApiError> {
     crate::reading::MeterId::try_new(id)
         .map(|_| ())
@@ -446,6 +502,68 @@ async fn get_metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
             u64::from(s.conn.connected.load(Ordering::Relaxed)),
         )],
     );
+    let live = &s.live;
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    metric(
+        "gapless_meters_known",
+        "Meters tracked for silence (seen, or in the registry).",
+        "gauge",
+        vec![(String::new(), g(&live.meters_known))],
+    );
+    metric(
+        "gapless_open_gaps",
+        "Series silent past their gap threshold now (recounted every 10 s).",
+        "gauge",
+        vec![(String::new(), g(&live.open_gaps))],
+    );
+    metric(
+        "gapless_open_alerts",
+        "Alert conditions open, by kind.",
+        "gauge",
+        [
+            ("meter_silent", &live.open_meter_silent),
+            ("meter_never_seen", &live.open_meter_never_seen),
+            ("group_silent", &live.open_group_silent),
+            ("reject_burst", &live.open_reject_burst),
+        ]
+        .iter()
+        .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), g(v)))
+        .collect(),
+    );
+    metric(
+        "gapless_alerts_sealed_total",
+        "Alerts sealed into the alerts table since start.",
+        "counter",
+        vec![(String::new(), g(&live.alerts_sealed))],
+    );
+    let sk = &s.sinks;
+    metric(
+        "gapless_alerts_delivered_total",
+        "Alerts delivered since start, by sink.",
+        "counter",
+        vec![
+            ("{sink=\"mqtt\"}".into(), g(&sk.mqtt_delivered)),
+            ("{sink=\"webhook\"}".into(), g(&sk.webhook_delivered)),
+        ],
+    );
+    metric(
+        "gapless_webhook_given_up_total",
+        "Alerts the webhook gave up on (attempts exhausted or queue full).",
+        "counter",
+        vec![(String::new(), g(&sk.webhook_given_up))],
+    );
+    metric(
+        "gapless_webhook_failed_attempts_total",
+        "Webhook attempts that failed (each retried until given up).",
+        "counter",
+        vec![(String::new(), g(&sk.webhook_failed_attempts))],
+    );
+    metric(
+        "gapless_webhook_queue",
+        "Alerts waiting for the webhook.",
+        "gauge",
+        vec![(String::new(), g(&sk.webhook_queued))],
+    );
     metric(
         "gapless_mqtt_delivered_total",
         "Messages delivered by the broker since start (before journaling).",
@@ -498,6 +616,8 @@ mod tests {
             token: TOKEN.into(),
             conn: Arc::default(),
             clock: Clock::manual(crate::continuity::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
+            live: Arc::default(),
+            sinks: Arc::default(),
         })
     }
 

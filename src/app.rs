@@ -28,11 +28,13 @@ use rumqttc::AsyncClient;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::alerts::sink::{AlertSender, SinkStats, Sinks};
+use crate::clock::Clock;
 use crate::config::ServeSettings;
 use crate::journal::{self, Journal, JournalError, JournalTail, DEFAULT_SEGMENT_BYTES};
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
-use crate::store::{Store, StoreError};
+use crate::store::{LiveStats, Store, StoreError};
 
 /// Deliveries waiting for the journal. Enough for a few group commits at
 /// full broker speed (~40k msg/s × 10 ms fsync); when it is full the poll
@@ -178,10 +180,15 @@ pub async fn serve_with_state(
         settings.mqtt.client_id = data.client_id()?;
     }
     let journal_dir = data.path.join(JOURNAL_DIR);
+    if let Some(path) = &settings.clock_file {
+        settings.mqtt.clock = file_clock(path)?;
+    }
+    let clock = settings.mqtt.clock.clone();
 
     // Recover: sealed files first, then the journal after them (the store
     // thread's first reads are the replay).
-    let store = Store::open(settings.store.clone())?;
+    let mut store = Store::open(settings.store.clone())?;
+    store.start_alerts(clock.now_micros())?;
     let (journal, recovery) = Journal::open(
         &journal_dir,
         store.sealed_through() + 1,
@@ -219,15 +226,30 @@ pub async fn serve_with_state(
         })
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
+    let live = Arc::new(LiveStats::default());
+    let sink_stats = Arc::new(SinkStats::default());
+    let sinks = Sinks::start(
+        &settings.sinks,
+        &settings.mqtt,
+        &data.path,
+        sink_stats.clone(),
+        shutdown.clone(),
+    );
     let (store_done_tx, store_done) = oneshot::channel();
     let p = progress.clone();
     let jdir = journal_dir.clone();
+    let store_side = StoreSide {
+        clock: clock.clone(),
+        alerts: sinks.sender(),
+        live: live.clone(),
+        replay_through: durable,
+    };
     std::thread::Builder::new()
         .name("gapless-store".into())
         .spawn(move || {
             lower_priority_of_this_thread();
             let mut store = store;
-            let r = run_store(&mut store, &jdir, &p)
+            let r = run_store(&mut store, &jdir, &p, &store_side)
                 .map(|()| (store.totals(), store.sealed_through()));
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: stopped on error; the journal keeps every message");
@@ -245,6 +267,8 @@ pub async fn serve_with_state(
                 token: token.as_str().into(),
                 conn: state.clone(),
                 clock: settings.mqtt.clock.clone(),
+                live: live.clone(),
+                sinks: sink_stats.clone(),
             };
             // Bind now, so that a port in use fails the start.
             let listener = tokio::net::TcpListener::bind(addr)
@@ -286,6 +310,9 @@ pub async fn serve_with_state(
     let store_result = store_done
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    // The store sealed its last alerts; give the sinks a moment to deliver
+    // them (what they do not deliver, their cursors send on the next start).
+    sinks.finish(Duration::from_secs(5)).await;
     poll_result?;
     journal_result?;
     let (totals, sealed_through) = store_result?;
@@ -442,10 +469,31 @@ fn run_journal(
     Ok(())
 }
 
+/// What the store thread needs besides the store: the clock that judges
+/// deadlines, where sealed alerts go, and where it publishes its gauges.
+struct StoreSide {
+    clock: Clock,
+    alerts: AlertSender,
+    live: Arc<LiveStats>,
+    /// The journal's last record at start: deadlines wait until the replay
+    /// has read it (a replayed reading is not a silence).
+    replay_through: u64,
+}
+
+/// How often the open-gap gauge is recounted (it visits every series).
+const OPEN_GAPS_EVERY: Duration = Duration::from_secs(10);
+
 /// The store stage: follow the journal, ingest, seal when due, and truncate
-/// the journal behind each seal. Ends at the end of a closed journal.
-fn run_store(store: &mut Store, journal_dir: &Path, progress: &Progress) -> Result<(), StoreError> {
+/// the journal behind each seal; judge alert deadlines on every turn (one
+/// look at a heap when nothing is due). Ends at the end of a closed journal.
+fn run_store(
+    store: &mut Store,
+    journal_dir: &Path,
+    progress: &Progress,
+    side: &StoreSide,
+) -> Result<(), StoreError> {
     let mut tail = JournalTail::new(journal_dir, store.sealed_through() + 1);
+    let mut gaps_counted: Option<Instant> = None;
     loop {
         let read = tail.next_seq() - 1;
         let (durable, closed) = progress.wait_for_journal(read, STORE_TICK);
@@ -455,15 +503,44 @@ fn run_store(store: &mut Store, journal_dir: &Path, progress: &Progress) -> Resu
         } else if closed {
             break;
         }
+        if tail.next_seq() > side.replay_through {
+            store.tick_alerts(side.clock.now_micros());
+        }
         if store.is_seal_due(Instant::now()) {
-            seal(store, journal_dir)?;
+            seal(store, journal_dir, side)?;
+        }
+        if gaps_counted.is_none_or(|t| t.elapsed() >= OPEN_GAPS_EVERY) {
+            gaps_counted = Some(Instant::now());
+            let n = store.open_gaps(side.clock.now_micros()) as u64;
+            side.live
+                .open_gaps
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+            side.live.set_alerts(&store.alert_stats());
         }
     }
-    seal(store, journal_dir)
+    seal(store, journal_dir, side)
 }
 
-fn seal(store: &mut Store, journal_dir: &Path) -> Result<(), StoreError> {
-    if let Some(m) = store.seal()? {
+fn seal(store: &mut Store, journal_dir: &Path, side: &StoreSide) -> Result<(), StoreError> {
+    let sealed = store.seal()?;
+    let told = store.take_told();
+    if !told.is_empty() {
+        for a in &told {
+            tracing::info!(
+                alert_seq = a.seq,
+                kind = a.kind.as_str(),
+                subject = %a.subject,
+                "alert: {}",
+                a.message
+            );
+        }
+        side.live
+            .alerts_sealed
+            .fetch_add(told.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        side.live.set_alerts(&store.alert_stats());
+        side.alerts.send(told);
+    }
+    if let Some(m) = sealed {
         tracing::info!(
             commit = m.commit,
             receipts = format!("{}..={}", m.first_seq, m.last_seq),
@@ -517,6 +594,29 @@ pub fn stats(data: &Path) -> Result<serde_json::Value, AppError> {
 /// [`MAX_STORE_LAG`], beyond which the journal waits for it) and seals
 /// afterwards, while acks keep pace with the broker. (Not SCHED_IDLE: under
 /// a busy neighbour that starves sealing outright.)
+/// A clock that a test moves by writing an RFC 3339 time into `path`
+/// (`serve --clock-file`): read at start, then every 10 ms.
+fn file_clock(path: &Path) -> Result<Clock, AppError> {
+    let read = |path: &Path| -> Result<i64, String> {
+        let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+        crate::continuity::parse_time(text.trim())
+    };
+    let start = read(path)
+        .map_err(|e| AppError::Internal(format!("--clock-file {}: {e}", path.display())))?;
+    let (clock, handle) = Clock::manual(start);
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("gapless-test-clock".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(10));
+            if let Ok(t) = read(&path) {
+                handle.store(t, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(clock)
+}
+
 fn lower_priority_of_this_thread() {
     // SAFETY: gettid and setpriority take plain integers and touch no memory
     // of ours; on Linux, PRIO_PROCESS with a thread id applies to that thread.

@@ -254,6 +254,14 @@ pub struct ServeArgs {
     /// GAPLESS_API_TOKEN (or api_token in the config).
     #[arg(long)]
     pub http: Option<String>,
+    /// POST every alert's JSON to this http:// URL (also `alerts.webhook_url`
+    /// in the config).
+    #[arg(long)]
+    pub alert_webhook: Option<String>,
+    /// Tests only: read "now" from this file (an RFC 3339 time), so that a
+    /// test can move the service's clock.
+    #[arg(long, hide = true)]
+    pub clock_file: Option<PathBuf>,
 }
 
 impl From<ServeArgs> for ServeFlags {
@@ -275,6 +283,8 @@ impl From<ServeArgs> for ServeFlags {
             audit_key: a.audit_key,
             http: a.http,
             api_token: std::env::var(crate::api::TOKEN_ENV).ok(),
+            alert_webhook: a.alert_webhook,
+            clock_file: a.clock_file,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub http: Option<String>,
     /// Bearer token of the HTTP API (else GAPLESS_API_TOKEN).
     pub api_token: Option<String>,
+    /// Alert rules and sinks: `[alerts]`.
+    pub alerts: Option<crate::alerts::AlertsFileConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +80,9 @@ pub struct ServeFlags {
     pub http: Option<String>,
     /// From GAPLESS_API_TOKEN.
     pub api_token: Option<String>,
+    pub alert_webhook: Option<String>,
+    /// Tests only: "now" is read from this file (RFC 3339).
+    pub clock_file: Option<PathBuf>,
 }
 
 /// Validated settings of `gapless serve`.
@@ -89,6 +94,10 @@ pub struct ServeSettings {
     pub client_id_given: bool,
     /// The HTTP API: where it listens and its bearer token.
     pub http: Option<(std::net::SocketAddr, String)>,
+    /// Where alerts are delivered.
+    pub sinks: crate::alerts::sink::SinkSettings,
+    /// Tests only: "now" is read from this file (RFC 3339).
+    pub clock_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +291,15 @@ impl ServeSettings {
                 Some((addr, token))
             }
         };
+        let file_alerts = file.alerts.clone().unwrap_or_default();
+        let alerts = crate::alerts::AlertConfig::from_file(&file_alerts)
+            .map_err(|m| invalid("alerts", m))?;
+        let sinks = crate::alerts::sink::SinkSettings::resolve(
+            &file_alerts,
+            flags.alert_webhook.clone(),
+            &broker,
+        )
+        .map_err(|(setting, m)| invalid(setting, m))?;
         let attempts = flags
             .connect_attempts
             .or(file.connect_attempts)
@@ -289,6 +307,8 @@ impl ServeSettings {
             .max(1);
         Ok(ServeSettings {
             http,
+            sinks,
+            clock_file: flags.clock_file,
             client_id_given: client_id.is_some(),
             mqtt: MqttSettings {
                 host: broker.host,
@@ -317,6 +337,7 @@ impl ServeSettings {
                 continuity,
                 audit_key: flags.audit_key.or(file.audit_key),
                 ledger: true,
+                alerts,
             },
         })
     }

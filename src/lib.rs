@@ -39,6 +39,7 @@
 //!   fleet with an outage, through the real pipeline.
 //! - [`bench`]: `gapless bench ingest`.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod audit;

@@ -213,6 +213,7 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
         continuity: bench_context(),
         audit_key: None,
         ledger,
+        alerts: crate::alerts::AlertConfig::default(),
     })?;
     let ids: Vec<String> = (0..meters).map(|i| format!("HZ-{i:09}")).collect();
     let mut rng = Rng::new(7);

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::series::{gap_between, infer_interval, open_gap, Gap, Point, SeriesRules};
+use super::series::{gap_between, infer_interval, open_gap, step, Gap, Point, SeriesRules, Step};
 use super::{builtin_interval_s, ContinuityConfig, Interval, IntervalSource, SECOND};
 use crate::reading::Medium;
 
@@ -36,6 +36,12 @@ pub enum GapChange {
     /// A late reading fell inside a known gap: `old` is replaced by `parts`
     /// (none if the reading closed it, one or two otherwise).
     Split { old: Gap, parts: Vec<Gap> },
+    /// The series' interval was inferred from its first readings.
+    Inferred(Interval),
+    /// The register went down from the series' last reading for no reason
+    /// the live rules know (not a rollover, not an HCA set date; registry
+    /// replacements are the caller's to check).
+    Decrease { before: Point, after: Point },
 }
 
 /// How a new series is judged: resolved by the caller (registry, then
@@ -310,6 +316,12 @@ impl LiveEngine {
         );
         let rules = rules_for(&self.cfg, self.profiles.values[slot.profile as usize]);
         if p.ts > last.ts {
+            if p.value < last.value && step(&last, &p, &rules) == Step::Decrease {
+                changes.push(GapChange::Decrease {
+                    before: last,
+                    after: p,
+                });
+            }
             let found = gap_between(&last, &p, &rules);
             let end = self.pack(i, &p, false);
             self.slots[i as usize].last = end;
@@ -365,13 +377,15 @@ impl LiveEngine {
         }
         let pts = self.warmup.remove(&i).unwrap_or_default();
         let mut setup = self.profiles.values[self.slots[i as usize].profile as usize];
-        setup.interval = Some(match infer_interval(&pts) {
+        let interval = match infer_interval(&pts) {
             Some(micros) => Interval {
                 micros,
                 source: IntervalSource::Inferred,
             },
             None => self.rules(self.slots[i as usize].profile).interval,
-        });
+        };
+        setup.interval = Some(interval);
+        changes.push(GapChange::Inferred(interval));
         let profile = self.profiles.id(&setup);
         let start = self.pack(i, &pts[0], true);
         let slot = &mut self.slots[i as usize];
@@ -476,7 +490,8 @@ mod tests {
             (gaps[0].from / MIN, gaps[0].to / MIN, gaps[0].missing),
             (28, 52, 5)
         );
-        assert_eq!(changes.len(), 1);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.contains(&GapChange::Inferred(i)));
     }
 
     fn live_gaps(arrivals: &[i64], cfg: &ContinuityConfig) -> (Vec<Gap>, Vec<GapChange>) {

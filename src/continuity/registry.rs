@@ -7,8 +7,9 @@
 //! HZ-000123,heat,900,building-7,2021-01-01,
 //! ```
 //!
-//! The last three columns may be empty; an optional `seq_wrap` column sets
-//! the meter's sequence-counter wrap. A meter may have several rows: one
+//! The last three columns may be empty; optional columns after them:
+//! `seq_wrap` (the meter's sequence-counter wrap) and `alert_after_s` (the
+//! silence after which the meter is alerted). A meter may have several rows: one
 //! per installation. A replacement is recorded as a row whose `removed_at`
 //! ends one installation and a row whose `installed_at` starts the next; a
 //! register that goes down at that moment is explained.
@@ -38,6 +39,9 @@ pub struct RegistryEntry {
     pub installed_at: Option<i64>,
     pub removed_at: Option<i64>,
     pub seq_wrap: Option<u64>,
+    /// Silence after which the meter is alerted (overrides the default of
+    /// a multiple of its interval).
+    pub alert_after_s: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,16 +91,25 @@ impl Registry {
                 format!("header must start with {}", HEADER.join(",")),
             ));
         }
-        let wrap_col = match &cols[HEADER.len()..] {
-            [] => None,
-            ["seq_wrap"] => Some(HEADER.len()),
-            other => {
-                return Err(invalid(
-                    hline,
-                    format!("unknown columns {other:?} (only seq_wrap may follow)"),
-                ))
+        // Optional columns after the six, in any order.
+        let (mut wrap_col, mut after_col) = (None, None);
+        for (i, &c) in cols.iter().enumerate().skip(HEADER.len()) {
+            let slot = match c {
+                "seq_wrap" => &mut wrap_col,
+                "alert_after_s" => &mut after_col,
+                other => {
+                    return Err(invalid(
+                        hline,
+                        format!(
+                            "unknown column {other:?} (only seq_wrap and alert_after_s may follow)"
+                        ),
+                    ))
+                }
+            };
+            if slot.replace(i).is_some() {
+                return Err(invalid(hline, format!("column {c:?} appears twice")));
             }
-        };
+        }
         let mut reg = Registry::default();
         for (n, line) in lines {
             if line.contains('"') {
@@ -148,6 +161,10 @@ impl Registry {
                 removed_at: time(f[5], "removed_at")?,
                 seq_wrap: match wrap_col {
                     Some(i) => positive(f[i], "seq_wrap")?,
+                    None => None,
+                },
+                alert_after_s: match after_col {
+                    Some(i) => positive(f[i], "alert_after_s")?,
                     None => None,
                 },
             };
@@ -274,8 +291,18 @@ HCA-3,hca,86400,b7,,
         let e = Registry::parse(&format!("{h},colour\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unknown columns"), "{e}");
+        assert!(e.contains("unknown column \"colour\""), "{e}");
         let r = Registry::parse(&format!("{h},seq_wrap\nM-1,heat,900,,,,65536\n")).unwrap();
         assert_eq!(r.latest("M-1").unwrap().seq_wrap, Some(65536));
+        let r = Registry::parse(&format!(
+            "{h},alert_after_s,seq_wrap\nM-1,heat,900,,,,7200,\n"
+        ))
+        .unwrap();
+        let e = r.latest("M-1").unwrap();
+        assert_eq!((e.alert_after_s, e.seq_wrap), (Some(7200), None));
+        let e = Registry::parse(&format!("{h},seq_wrap,seq_wrap\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("appears twice"), "{e}");
     }
 }

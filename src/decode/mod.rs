@@ -93,6 +93,10 @@ pub struct Rejection {
 const UNRECOGNISED: &str =
     "unrecognised payload: not native, wmbusmeters, ChirpStack or The Things Stack JSON";
 
+/// Part of every rejection reason for a reading time too far ahead of its
+/// receive time: how alerts recognise a meter's clock skew.
+pub const CLOCK_SKEW_MARK: &str = "s ahead of receive time";
+
 /// Earliest accepted reading time: 2000-01-01T00:00:00Z, in µs.
 const MIN_TS_MICROS: i64 = 946_684_800 * 1_000_000;
 
@@ -296,7 +300,7 @@ impl Ctx {
         }
         if ts > self.latest() {
             return Err(format!(
-                "timestamp {} is more than {} s ahead of receive time {}",
+                "timestamp {} is more than {} {CLOCK_SKEW_MARK} {}",
                 fmt_micros(ts),
                 format_scaled(i128::from(self.max_future_skew) * 1000),
                 fmt_micros(self.received_at)

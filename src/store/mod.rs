@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -28,6 +29,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
+use crate::alerts::engine::{AlertEngine, AlertStats};
+use crate::alerts::table::{alerts_batch, ALERTS};
+use crate::alerts::{Alert, AlertConfig};
 use crate::continuity::live::{GapChange, LiveEngine};
 use crate::continuity::series::Point;
 use crate::continuity::{Context, IntervalSource};
@@ -40,6 +44,11 @@ use tables::{
     Disposition, GapEvent, GapRow, ReadingRow, ReceiptRow, RejectRow, GAPS, READINGS, RECEIPTS,
     REJECTS, SCHEMA_VERSION,
 };
+
+/// Groups learned from topics, one `meter\tgroup` line each, in `_state`.
+pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
+/// When the alert engine first started (µs), in `_state`.
+pub const ALERTS_SINCE_FILE: &str = "alerts_since";
 
 /// Writer identification stored in manifests and Parquet footers.
 pub const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
@@ -61,6 +70,8 @@ pub struct StoreConfig {
     /// Row hashing and the ledger. Always on in the service; off only in
     /// `gapless bench report --ledger-cost`, to measure what they cost.
     pub ledger: bool,
+    /// Alert rules (the engine runs in the store; see [`crate::alerts`]).
+    pub alerts: AlertConfig,
 }
 
 #[cfg(test)]
@@ -79,6 +90,7 @@ impl StoreConfig {
             continuity: Context::default(),
             audit_key: None,
             ledger: true,
+            alerts: AlertConfig::default(),
         }
     }
 }
@@ -122,6 +134,9 @@ struct Pending {
     rejects: Vec<RejectRow>,
     counts: Counters,
     since: Option<Instant>,
+    /// Something waits for a prompt seal: alerts raised, or a meter
+    /// resuming (its `meter_resumed` needs the gap the seal finds).
+    soon: bool,
 }
 
 impl Pending {
@@ -133,6 +148,36 @@ impl Pending {
         self.rejects.clear();
         self.counts = Counters::default();
         self.since = None;
+        self.soon = false;
+    }
+}
+
+/// What the store thread publishes for metrics (the API reads it).
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Meters the alert engine tracks (seen, or in the registry).
+    pub meters_known: AtomicU64,
+    /// Series silent past their gap threshold (refreshed every few seconds).
+    pub open_gaps: AtomicU64,
+    pub open_meter_silent: AtomicU64,
+    pub open_meter_never_seen: AtomicU64,
+    pub open_group_silent: AtomicU64,
+    pub open_reject_burst: AtomicU64,
+    /// Alerts sealed since start.
+    pub alerts_sealed: AtomicU64,
+}
+
+impl LiveStats {
+    pub fn set_alerts(&self, a: &AlertStats) {
+        self.meters_known.store(a.meters, Ordering::Relaxed);
+        self.open_meter_silent
+            .store(a.open_meter_silent, Ordering::Relaxed);
+        self.open_meter_never_seen
+            .store(a.open_meter_never_seen, Ordering::Relaxed);
+        self.open_group_silent
+            .store(a.open_group_silent, Ordering::Relaxed);
+        self.open_reject_burst
+            .store(a.open_reject_burst, Ordering::Relaxed);
     }
 }
 
@@ -149,6 +194,14 @@ pub struct Store {
     ledger: ledger::Ledger,
     key: ledger::AuditKey,
     pending: Pending,
+    /// Silence deadlines and alert state; its alerts are sealed into the
+    /// `alerts` table.
+    alerts: AlertEngine,
+    /// The latest time the store was told (receive times, ticks), µs: the
+    /// time of alerts raised at a seal.
+    now: i64,
+    /// Alerts sealed and not yet handed to the sinks.
+    told: Vec<Alert>,
 }
 
 impl Store {
@@ -164,19 +217,21 @@ impl Store {
                 committed.insert(f.path.clone());
             }
         }
-        for table in [RECEIPTS, READINGS, REJECTS, GAPS] {
+        for table in [RECEIPTS, READINGS, REJECTS, GAPS, ALERTS] {
             remove_uncommitted(&cfg.data, &cfg.data.join(table), &committed)?;
         }
         // The duplicate index and the live continuity state, from what is
         // sealed (the gaps these readings found are sealed too).
         let mut index = DedupIndex::default();
         let mut live = LiveEngine::new(cfg.continuity.config.clone());
+        let mut alerts = AlertEngine::new(cfg.alerts.clone(), cfg.continuity.clone());
         for m in &manifests {
             for f in m.files.iter().filter(|f| f.table == READINGS) {
                 load_sealed_readings(
                     &cfg.data.join(&f.path),
                     &mut index,
                     &mut live,
+                    &mut alerts,
                     &cfg.continuity,
                 )?;
             }
@@ -207,8 +262,76 @@ impl Store {
             ledger,
             key,
             pending: Pending::default(),
+            alerts,
+            now: i64::MIN,
+            told: Vec::new(),
             cfg,
         })
+    }
+
+    /// Starts the alert engine at `now` (µs): the groups learned before,
+    /// the registry's meters never seen, the open alerts of the sealed
+    /// `alerts` table, and the startup grace. Call once, before ingesting.
+    pub fn start_alerts(&mut self, now: i64) -> Result<(), StoreError> {
+        let state = self.cfg.data.join(crate::app::STATE_DIR);
+        let groups = state.join(ALERT_GROUPS_FILE);
+        match fs::read_to_string(&groups) {
+            Ok(text) => {
+                for line in text.lines() {
+                    if let Some((meter, group)) = line.split_once('\t') {
+                        self.alerts.restore_group(meter, group);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&groups)(e)),
+        }
+        // Registry meters never seen are judged from the first start.
+        let since_path = state.join(ALERTS_SINCE_FILE);
+        let since = match fs::read_to_string(&since_path) {
+            Ok(s) => s.trim().parse::<i64>().unwrap_or(now),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::write(&since_path, now.to_string()).map_err(io_err(&since_path))?;
+                now
+            }
+            Err(e) => return Err(io_err(&since_path)(e)),
+        };
+        self.alerts.track_registry(since);
+        let told =
+            crate::alerts::table::read_told(&self.cfg.data).map_err(|why| StoreError::Io {
+                path: self.cfg.data.join(ALERTS),
+                source: io::Error::other(why),
+            })?;
+        let told: Vec<Alert> = told.into_iter().map(|t| t.alert).collect();
+        self.alerts.restore(&told, now);
+        self.alerts
+            .hold_until(now.saturating_add(self.cfg.alerts.startup_grace_s as i64 * 1_000_000));
+        self.now = now;
+        Ok(())
+    }
+
+    /// Judges silence deadlines at `now` (µs); alerts raised make the
+    /// next seal due at once.
+    pub fn tick_alerts(&mut self, now: i64) {
+        self.now = self.now.max(now);
+        self.alerts.tick(now);
+        if self.alerts.has_pending() {
+            self.pending.soon = true;
+        }
+    }
+
+    /// Alerts sealed since the last call, for the sinks.
+    pub fn take_told(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.told)
+    }
+
+    pub fn alert_stats(&self) -> AlertStats {
+        self.alerts.stats()
+    }
+
+    /// Series whose last reading is past their gap threshold at `now`.
+    pub fn open_gaps(&self, now: i64) -> usize {
+        self.live.open_gaps(now).count()
     }
 
     /// The last receipt sequence number held in sealed files (0 if none).
@@ -247,15 +370,37 @@ impl Store {
         };
         let counts = &mut self.pending.counts;
         counts.delivered += 1;
+        self.now = self.now.max(rec.received_at);
         match decode::decode(&rec.topic, &rec.payload, rec.received_at, &self.cfg.decode) {
             Ok(decoded) => {
                 receipt.format = Some(decoded.format);
+                let lora = matches!(decoded.format, Format::Chirpstack | Format::Tts);
                 let mut notes = decoded.notes;
                 for (i, reading) in decoded.readings.into_iter().enumerate() {
                     match self.index.check(&reading) {
                         Verdict::Duplicate => receipt.readings_duplicate += 1,
                         verdict => {
                             let conflict = verdict == Verdict::Conflict;
+                            if conflict {
+                                self.alerts.conflict(
+                                    reading.meter_id.as_str(),
+                                    &reading.register,
+                                    reading.ts_micros,
+                                    reading.value.as_str(),
+                                    rec.received_at,
+                                );
+                            } else if reading.kind == ReadingKind::Measured
+                                && self.alerts.reading(
+                                    reading.meter_id.as_str(),
+                                    reading.medium,
+                                    lora,
+                                    reading.ts_micros,
+                                    &rec.topic,
+                                    rec.received_at,
+                                )
+                            {
+                                self.pending.soon = true;
+                            }
                             if conflict {
                                 receipt.readings_conflict += 1;
                                 notes.push(format!(
@@ -297,6 +442,12 @@ impl Store {
                 }
             }
             Err(rejection) => {
+                self.alerts.rejection(
+                    &rec.topic,
+                    &rejection.reason,
+                    rejection.reason.contains(decode::CLOCK_SKEW_MARK),
+                    rec.received_at,
+                );
                 counts.rejected += 1;
                 receipt.format = rejection.format;
                 receipt.reason = Some(rejection.reason.clone());
@@ -312,13 +463,18 @@ impl Store {
         }
         self.pending.receipts.push(receipt);
         self.pending.since.get_or_insert_with(Instant::now);
+        if self.alerts.has_pending() {
+            self.pending.soon = true;
+        }
     }
 
     /// Whether the pending batch is due for sealing: by rows (receipts or
     /// readings, whichever is more: a message may carry many readings, and
     /// pending rows are held in memory) or by age.
     pub fn is_seal_due(&self, now: Instant) -> bool {
-        self.pending.receipts.len().max(self.pending.readings.len()) >= self.cfg.seal_max_rows
+        self.pending.soon
+            || self.pending.receipts.len().max(self.pending.readings.len())
+                >= self.cfg.seal_max_rows
             || self
                 .pending
                 .since
@@ -329,10 +485,21 @@ impl Store {
     /// then the commit manifest. Returns the manifest, or None if nothing
     /// was pending.
     pub fn seal(&mut self) -> Result<Option<Manifest>, StoreError> {
-        let Some(first) = self.pending.receipts.first().map(|r| r.seq) else {
+        if self.pending.receipts.is_empty() && !self.alerts.has_pending() {
             return Ok(None);
-        };
-        let last = self.pending.receipts.last().map_or(first, |r| r.seq);
+        }
+        // A commit may hold alerts only: its receipt range is then empty
+        // (first = last + 1).
+        let first = self
+            .pending
+            .receipts
+            .first()
+            .map_or(self.sealed_through + 1, |r| r.seq);
+        let last = self
+            .pending
+            .receipts
+            .last()
+            .map_or(self.sealed_through, |r| r.seq);
         let commit = self.next_commit;
         // One ledger writer at a time (a report may be writing too).
         let mut ledger = self.ledger.writer()?;
@@ -367,7 +534,21 @@ impl Store {
                     b.receipt_seq,
                 ))
         });
-        let gaps = find_gaps(&mut self.live, &self.cfg.continuity, &readings);
+        let gaps = find_gaps(
+            &mut self.live,
+            &mut self.alerts,
+            &self.cfg.continuity,
+            &readings,
+            self.now,
+        );
+        self.alerts.finish_resumes(
+            gaps.iter()
+                .filter(|g| g.event == GapEvent::Found)
+                .map(|g| (g.meter_id.as_str(), g.register.as_str(), &g.gap)),
+            self.now,
+        );
+        let alerts = self.alerts.take();
+        let learned = self.alerts.take_learned();
         for (day, rows) in partition(readings, |r| r.reading.ts_micros) {
             w.write(READINGS, day, &tables::readings_batch(&rows))?;
         }
@@ -376,6 +557,9 @@ impl Store {
         }
         for (day, rows) in partition(&p.rejects, |r| r.received_at) {
             w.write(REJECTS, day, &tables::rejects_batch(&rows))?;
+        }
+        for (day, rows) in partition(&alerts, |a| a.raised_at) {
+            w.write(ALERTS, day, &alerts_batch(&rows))?;
         }
         for dir in w.dirs.keys() {
             sync_dir(dir)?;
@@ -404,11 +588,38 @@ impl Store {
             ledger.checkpoint(&self.key)?;
         }
         drop(ledger);
+        if !learned.is_empty() {
+            self.remember_groups(&learned)?;
+        }
         self.next_commit += 1;
         self.sealed_through = last;
         self.sealed_totals = totals;
         self.pending.clear();
+        self.told.extend(alerts);
         Ok(Some(manifest))
+    }
+
+    /// Appends groups learned from topics to `_state/alert_groups.tsv`, so
+    /// that a meter silent across a restart still belongs to its group.
+    fn remember_groups(&self, learned: &[(String, String)]) -> Result<(), StoreError> {
+        let path = self
+            .cfg
+            .data
+            .join(crate::app::STATE_DIR)
+            .join(ALERT_GROUPS_FILE);
+        let mut text = String::new();
+        for (meter, group) in learned {
+            text.push_str(meter);
+            text.push('\t');
+            text.push_str(group);
+            text.push('\n');
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(text.as_bytes()).map_err(io_err(&path))
     }
 }
 
@@ -599,7 +810,13 @@ pub fn write_parquet(
 
 /// Runs the live continuity engine over a batch of readings (sorted by
 /// series and time) and returns the `gaps` rows it produced.
-fn find_gaps(live: &mut LiveEngine, ctx: &Context, readings: &[&ReadingRow]) -> Vec<GapRow> {
+fn find_gaps(
+    live: &mut LiveEngine,
+    alerts: &mut AlertEngine,
+    ctx: &Context,
+    readings: &[&ReadingRow],
+    now: i64,
+) -> Vec<GapRow> {
     let mut out = Vec::new();
     for r in readings
         .iter()
@@ -639,6 +856,23 @@ fn find_gaps(live: &mut LiveEngine, ctx: &Context, readings: &[&ReadingRow]) -> 
                     out.push(row(GapEvent::Superseded, old));
                     out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
                 }
+                GapChange::Inferred(interval) => alerts.interval_inferred(meter, interval.micros),
+                GapChange::Decrease { before, after } => {
+                    // A registry replacement explains it (the live rules
+                    // do not carry the registry).
+                    let replaced = ctx
+                        .registry
+                        .replacements(meter)
+                        .iter()
+                        .any(|&t| before.ts < t && t <= after.ts);
+                    if !replaced {
+                        let (b, a) = (
+                            crate::reading::format_fixed(before.value, before.decimals),
+                            crate::reading::format_fixed(after.value, after.decimals),
+                        );
+                        alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
+                    }
+                }
             }
         }
     }
@@ -657,6 +891,7 @@ fn load_sealed_readings(
     path: &Path,
     index: &mut DedupIndex,
     live: &mut LiveEngine,
+    alerts: &mut AlertEngine,
     ctx: &Context,
 ) -> Result<(), StoreError> {
     use arrow_array::cast::AsArray;
@@ -693,6 +928,7 @@ fn load_sealed_readings(
         .with_batch_size(64 * 1024)
         .build()
         .map_err(pq)?;
+    let mut latest: Option<(String, i64, crate::reading::Medium, bool)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| pq(e.into()))?;
         let col = |name: &str| {
@@ -737,7 +973,21 @@ fn load_sealed_readings(
                 received_at: received.value(i),
             };
             live.observe(m, r, || ctx.setup(m, md, lora), point);
+            // Rows are sorted by meter: the alert engine needs each
+            // meter's latest time once per run of its rows.
+            match &mut latest {
+                Some((lm, t, _, _)) if lm == m => *t = (*t).max(point.ts),
+                _ => {
+                    if let Some((lm, t, md, lora)) = latest.take() {
+                        alerts.observe_sealed(&lm, md, lora, t);
+                    }
+                    latest = Some((m.to_owned(), point.ts, md, lora));
+                }
+            }
         }
+    }
+    if let Some((lm, t, md, lora)) = latest {
+        alerts.observe_sealed(&lm, md, lora, t);
     }
     Ok(())
 }

@@ -1,0 +1,595 @@
+//! Delivery of sealed alerts: MQTT and a webhook.
+//!
+//! Each sink keeps a cursor (`_state/alert_sink_<name>.cursor`: the last
+//! `alert_seq` it delivered or gave up), so a restart re-sends what was
+//! sealed but not yet delivered: delivery is at least once, and
+//! `alert_seq` lets a receiver drop repeats. A sink configured for the
+//! first time starts after the alerts already sealed.
+//!
+//! - MQTT: topic `<prefix>/<kind>/<meter or group>`, QoS 1, one alert in
+//!   flight at a time (alerts are state changes: few), delivered when the
+//!   broker's PUBACK arrives; reconnects with backoff, never gives up.
+//! - Webhook: HTTP POST of the same JSON; retried with exponential backoff
+//!   up to `webhook_attempts`, from a queue of at most `webhook_queue`
+//!   alerts (beyond, the oldest is given up). Give-ups are counted in the
+//!   metrics and logged as errors: never silent.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
+use tokio::sync::{mpsc, watch};
+
+use super::table::{read_told, Told};
+use super::AlertsFileConfig;
+use crate::config::{parse_broker, BrokerUrl};
+use crate::mqtt::MqttSettings;
+
+pub const DEFAULT_PREFIX: &str = "gapless/alerts";
+pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
+pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
+/// One webhook request may take this long.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Where alerts go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkSettings {
+    pub mqtt: Option<MqttSink>,
+    pub webhook: Option<WebhookSink>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSink {
+    /// Another broker than the ingest one.
+    pub broker: Option<BrokerUrl>,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSink {
+    pub url: String,
+    host: String,
+    port: u16,
+    path: String,
+    pub queue: usize,
+    pub attempts: u32,
+}
+
+impl SinkSettings {
+    /// From the `[alerts]` table and the `--alert-webhook` flag; errors name
+    /// the setting.
+    pub fn resolve(
+        f: &AlertsFileConfig,
+        webhook_flag: Option<String>,
+        _ingest: &BrokerUrl,
+    ) -> Result<SinkSettings, (&'static str, String)> {
+        let mqtt = if f.mqtt.unwrap_or(true) {
+            let broker = match &f.mqtt_broker {
+                Some(b) => {
+                    Some(parse_broker(b).map_err(|e| ("alerts.mqtt_broker", e.to_string()))?)
+                }
+                None => None,
+            };
+            let prefix = f
+                .mqtt_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+            let prefix = prefix.trim_end_matches('/').to_owned();
+            if prefix.is_empty() || prefix.contains(['+', '#']) {
+                return Err((
+                    "alerts.mqtt_prefix",
+                    format!("{prefix:?} must be a non-empty topic without + or #"),
+                ));
+            }
+            Some(MqttSink { broker, prefix })
+        } else {
+            None
+        };
+        let webhook = match webhook_flag.or_else(|| f.webhook_url.clone()) {
+            None => None,
+            Some(url) => {
+                let (host, port, path) =
+                    parse_http_url(&url).map_err(|m| ("--alert-webhook", m))?;
+                let queue = f.webhook_queue.unwrap_or(DEFAULT_WEBHOOK_QUEUE);
+                if queue == 0 {
+                    return Err(("alerts.webhook_queue", "must be at least 1".into()));
+                }
+                let attempts = f.webhook_attempts.unwrap_or(DEFAULT_WEBHOOK_ATTEMPTS);
+                if attempts == 0 {
+                    return Err(("alerts.webhook_attempts", "must be at least 1".into()));
+                }
+                Some(WebhookSink {
+                    url,
+                    host,
+                    port,
+                    path,
+                    queue,
+                    attempts,
+                })
+            }
+        };
+        Ok(SinkSettings { mqtt, webhook })
+    }
+}
+
+/// `http://HOST[:PORT][/PATH]` → (host, port, path).
+fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("{url:?}: only http:// URLs are supported (put a TLS proxy in front for https)")
+    })?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
+        ),
+        None => (authority, 80),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?}: no host"));
+    }
+    Ok((host.to_owned(), port, path.to_owned()))
+}
+
+/// Delivery counters, for metrics.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub mqtt_delivered: AtomicU64,
+    pub webhook_delivered: AtomicU64,
+    pub webhook_failed_attempts: AtomicU64,
+    pub webhook_given_up: AtomicU64,
+    pub webhook_queued: AtomicU64,
+}
+
+fn cursor_path(data: &Path, name: &str) -> PathBuf {
+    data.join(crate::app::STATE_DIR)
+        .join(format!("alert_sink_{name}.cursor"))
+}
+
+fn read_cursor(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Write-then-rename: the cursor is a hint for at-least-once delivery, so
+/// it is not fsynced (a lost update re-sends, never skips).
+fn write_cursor(path: &Path, seq: u64) {
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, seq.to_string()).and_then(|()| std::fs::rename(&tmp, path))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "alerts: cannot save a sink cursor");
+    }
+}
+
+/// The sinks, running: `send` hands them what the store sealed.
+pub struct Sinks {
+    senders: Vec<mpsc::UnboundedSender<Arc<Told>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sinks {
+    /// Starts the configured sinks. Each first delivers what was sealed
+    /// after its cursor.
+    pub fn start(
+        settings: &SinkSettings,
+        ingest: &MqttSettings,
+        data: &Path,
+        stats: Arc<SinkStats>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Sinks {
+        let mut sinks = Sinks {
+            senders: Vec::new(),
+            tasks: Vec::new(),
+        };
+        if settings.mqtt.is_none() && settings.webhook.is_none() {
+            return sinks;
+        }
+        // What was sealed before: the backlog of each sink.
+        let told: Arc<Vec<Arc<Told>>> = Arc::new(match read_told(data) {
+            Ok(t) => t.into_iter().map(Arc::new).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "alerts: cannot read sealed alerts; sinks start with new ones only");
+                Vec::new()
+            }
+        });
+        let last_sealed = told.last().map_or(0, |t| t.alert.seq);
+        if let Some(m) = &settings.mqtt {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let path = cursor_path(data, "mqtt");
+            let cursor = read_cursor(&path).unwrap_or_else(|| {
+                write_cursor(&path, last_sealed);
+                last_sealed
+            });
+            let backlog: Vec<Arc<Told>> = told
+                .iter()
+                .filter(|t| t.alert.seq > cursor)
+                .cloned()
+                .collect();
+            let mut o = ingest.clone();
+            if let Some(b) = &m.broker {
+                o.host = b.host.clone();
+                o.port = b.port;
+                o.tls = b.tls;
+            }
+            o.client_id = format!("{}-alerts", ingest.client_id);
+            let task = mqtt_sink(
+                o,
+                m.prefix.clone(),
+                backlog,
+                rx,
+                path,
+                stats.clone(),
+                shutdown.clone(),
+            );
+            sinks.senders.push(tx);
+            sinks.tasks.push(tokio::spawn(task));
+        }
+        if let Some(w) = &settings.webhook {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let path = cursor_path(data, "webhook");
+            let cursor = read_cursor(&path).unwrap_or_else(|| {
+                write_cursor(&path, last_sealed);
+                last_sealed
+            });
+            let backlog: Vec<Arc<Told>> = told
+                .iter()
+                .filter(|t| t.alert.seq > cursor)
+                .cloned()
+                .collect();
+            let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown);
+            sinks.senders.push(tx);
+            sinks.tasks.push(tokio::spawn(task));
+        }
+        sinks
+    }
+
+    /// A sender the store thread can use.
+    pub fn sender(&self) -> AlertSender {
+        AlertSender(self.senders.clone())
+    }
+
+    /// Waits for the sinks to stop (after shutdown or when every sender is
+    /// gone and the queues are empty), at most `grace`.
+    pub async fn finish(self, grace: Duration) {
+        drop(self.senders);
+        for t in self.tasks {
+            if tokio::time::timeout(grace, t).await.is_err() {
+                tracing::warn!("alerts: a sink did not finish in time; its cursor resumes it on the next start");
+            }
+        }
+    }
+}
+
+/// Hands sealed alerts to every sink (from any thread).
+#[derive(Clone, Default)]
+pub struct AlertSender(Vec<mpsc::UnboundedSender<Arc<Told>>>);
+
+impl AlertSender {
+    pub fn send(&self, alerts: Vec<super::Alert>) {
+        for a in alerts {
+            let json = a.to_json().to_string();
+            let t = Arc::new(Told { alert: a, json });
+            for s in &self.0 {
+                let _ = s.send(t.clone());
+            }
+        }
+    }
+}
+
+/// A topic level from a subject: `+`, `#` and NUL are not allowed in
+/// topic names.
+pub fn topic_for(prefix: &str, t: &Told) -> String {
+    let subject: String = t
+        .alert
+        .subject
+        .chars()
+        .map(|c| {
+            if matches!(c, '+' | '#' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("{prefix}/{}/{subject}", t.alert.kind.as_str())
+}
+
+async fn mqtt_sink(
+    settings: MqttSettings,
+    prefix: String,
+    backlog: Vec<Arc<Told>>,
+    mut rx: mpsc::UnboundedReceiver<Arc<Told>>,
+    cursor: PathBuf,
+    stats: Arc<SinkStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut o = match crate::mqtt::options(&settings) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "alerts: MQTT sink cannot start");
+            return;
+        }
+    };
+    o.set_clean_session(true).set_manual_acks(false);
+    // A connection is made when there is something to send, and dropped
+    // on an error (a fresh one then sends the alert again).
+    let mut conn: Option<(AsyncClient, EventLoop)> = None;
+    let mut queue: VecDeque<Arc<Told>> = backlog.into();
+    let mut last_queued = queue.back().map_or(0, |t| t.alert.seq);
+    let mut open = true;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        while let Ok(t) = rx.try_recv() {
+            if t.alert.seq > last_queued {
+                last_queued = t.alert.seq;
+                queue.push_back(t);
+            }
+        }
+        let Some(t) = queue.front().cloned() else {
+            if !open {
+                break;
+            }
+            // Idle: keep the connection serviced (pings) while waiting.
+            let idle = async {
+                match conn.as_mut() {
+                    Some((_, el)) => el.poll().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(t) => {
+                        if t.alert.seq > last_queued {
+                            last_queued = t.alert.seq;
+                            queue.push_back(t);
+                        }
+                    }
+                    None => open = false,
+                },
+                r = idle => if r.is_err() { conn = None },
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            continue;
+        };
+        let topic = topic_for(&prefix, &t);
+        let (client, el) = conn.get_or_insert_with(|| AsyncClient::new(o.clone(), 16));
+        let r = tokio::select! {
+            r = publish_one(client, el, &topic, t.json.clone()) => r,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match r {
+            Ok(()) => {
+                queue.pop_front();
+                backoff = BACKOFF_MIN;
+                stats.mqtt_delivered.fetch_add(1, Ordering::Relaxed);
+                write_cursor(&cursor, t.alert.seq);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, alert_seq = t.alert.seq, "alerts: MQTT sink failed; retrying");
+                conn = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    if let Some((client, _)) = conn {
+        let _ = client.try_disconnect();
+    }
+}
+
+/// Publishes at QoS 1 and drives the connection until the broker acks it.
+async fn publish_one(
+    client: &AsyncClient,
+    eventloop: &mut EventLoop,
+    topic: &str,
+    json: String,
+) -> Result<(), String> {
+    client
+        .publish(topic, QoS::AtLeastOnce, false, Bytes::from(json))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pkid = None;
+    loop {
+        match eventloop.poll().await.map_err(|e| e.to_string())? {
+            Event::Outgoing(Outgoing::Publish(id)) if pkid.is_none() => pkid = Some(id),
+            Event::Incoming(Incoming::PubAck(ack)) if Some(ack.pkid) == pkid => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+async fn webhook_sink(
+    w: WebhookSink,
+    backlog: Vec<Arc<Told>>,
+    mut rx: mpsc::UnboundedReceiver<Arc<Told>>,
+    cursor: PathBuf,
+    stats: Arc<SinkStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut queue: VecDeque<Arc<Told>> = VecDeque::new();
+    let mut last_queued = 0;
+    let mut open = true;
+    let give_up = |t: &Told, why: &str| {
+        stats.webhook_given_up.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            alert_seq = t.alert.seq,
+            kind = t.alert.kind.as_str(),
+            subject = %t.alert.subject,
+            url = %w.url,
+            "alerts: webhook gave up on an alert: {why}"
+        );
+    };
+    let mut push = |queue: &mut VecDeque<Arc<Told>>, t: Arc<Told>| {
+        if t.alert.seq <= last_queued {
+            return;
+        }
+        last_queued = t.alert.seq;
+        queue.push_back(t);
+        if queue.len() > w.queue {
+            if let Some(old) = queue.pop_front() {
+                give_up(&old, "the queue is full");
+                write_cursor(&cursor, old.alert.seq);
+            }
+        }
+    };
+    for t in backlog {
+        push(&mut queue, t);
+    }
+    let mut attempt = 0u32;
+    loop {
+        while let Ok(t) = rx.try_recv() {
+            push(&mut queue, t);
+        }
+        stats
+            .webhook_queued
+            .store(queue.len() as u64, Ordering::Relaxed);
+        let Some(t) = queue.front().cloned() else {
+            if !open {
+                break;
+            }
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(t) => push(&mut queue, t),
+                    None => open = false,
+                },
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            continue;
+        };
+        let result = tokio::select! {
+            r = tokio::time::timeout(WEBHOOK_TIMEOUT, post(&w, Bytes::from(t.json.clone()))) => {
+                r.unwrap_or_else(|_| Err("timed out".into()))
+            }
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match result {
+            Ok(status) if (200..300).contains(&status) => {
+                queue.pop_front();
+                attempt = 0;
+                stats.webhook_delivered.fetch_add(1, Ordering::Relaxed);
+                write_cursor(&cursor, t.alert.seq);
+            }
+            r => {
+                let why = match r {
+                    Ok(status) => format!("HTTP {status}"),
+                    Err(e) => e,
+                };
+                stats
+                    .webhook_failed_attempts
+                    .fetch_add(1, Ordering::Relaxed);
+                attempt += 1;
+                if attempt >= w.attempts {
+                    queue.pop_front();
+                    attempt = 0;
+                    give_up(
+                        &t,
+                        &format!("{} attempts failed, the last: {why}", w.attempts),
+                    );
+                    write_cursor(&cursor, t.alert.seq);
+                    continue;
+                }
+                tracing::warn!(alert_seq = t.alert.seq, attempt, error = %why, "alerts: webhook failed; retrying");
+                let wait = (BACKOFF_MIN * 2u32.saturating_pow(attempt - 1)).min(BACKOFF_MAX);
+                let sleep = tokio::time::sleep(wait);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => break,
+                        m = rx.recv(), if open => match m {
+                            Some(t) => push(&mut queue, t),
+                            None => open = false,
+                        },
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One POST; the response status.
+async fn post(w: &WebhookSink, body: Bytes) -> Result<u16, String> {
+    use http_body_util::Full;
+    use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+    let stream = tokio::net::TcpStream::connect((w.host.as_str(), w.port))
+        .await
+        .map_err(|e| format!("connect {}:{}: {e}", w.host, w.port))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let len = body.len();
+    let req = hyper::Request::post(w.path.as_str())
+        .header(HOST, format!("{}:{}", w.host, w.port))
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, len)
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok(res.status().as_u16())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        assert_eq!(
+            parse_http_url("http://127.0.0.1:9000/hook?x=1").unwrap(),
+            ("127.0.0.1".into(), 9000, "/hook?x=1".into())
+        );
+        assert_eq!(
+            parse_http_url("http://alerts.example").unwrap(),
+            ("alerts.example".into(), 80, "/".into())
+        );
+        assert!(parse_http_url("https://x")
+            .unwrap_err()
+            .contains("only http://"));
+        assert!(parse_http_url("http://x:0/").is_err());
+    }
+
+    #[test]
+    fn topics_carry_kind_and_subject_without_wildcards() {
+        let a = crate::alerts::Alert {
+            seq: 1,
+            kind: crate::alerts::AlertKind::GroupSilent,
+            subject: "meters/gw+1".into(),
+            raised_at: 0,
+            meter_id: None,
+            group: None,
+            closes: None,
+            last_reading_at: None,
+            deadline: None,
+            gap: None,
+            count: None,
+            members: vec![],
+            message: String::new(),
+        };
+        let t = Told {
+            json: a.to_json().to_string(),
+            alert: a,
+        };
+        assert_eq!(
+            topic_for("gapless/alerts", &t),
+            "gapless/alerts/group_silent/meters/gw_1"
+        );
+    }
+}
