@@ -295,23 +295,19 @@ async fn get_alerts(State(s): State<ApiState>, Query(p): Params) -> Result<Respo
             })
         })
         .transpose()?;
-    let (from, to) = (time_param(&p, "from")?, time_param(&p, "to")?);
-    let subject = p.get("subject").cloned();
+    let filter = crate::alerts::table::AlertFilter {
+        open,
+        kind,
+        subject: p.get("subject").cloned(),
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+    };
     let (offset, limit) = page(&p)?;
     let told =
         blocking(move || crate::alerts::table::read_told(&s.data).map_err(ApiError::internal))
             .await?;
-    let closed: std::collections::HashSet<u64> =
-        told.iter().filter_map(|t| t.alert.closes).collect();
-    let rows: Vec<&crate::alerts::table::Told> = told
-        .iter()
-        .rev()
-        .filter(|t| !open || (t.alert.kind.opens() && !closed.contains(&t.alert.seq)))
-        .filter(|t| kind.is_none_or(|k| t.alert.kind == k))
-        .filter(|t| subject.as_ref().is_none_or(|x| &t.alert.subject == x))
-        .filter(|t| from.is_none_or(|f| t.alert.raised_at >= f))
-        .filter(|t| to.is_none_or(|x| t.alert.raised_at < x))
-        .collect();
+    let mut rows = crate::alerts::table::select(&told, &filter);
+    rows.reverse();
     let total = rows.len();
     let end = (offset + limit).min(total);
     let page_rows: Vec<serde_json::Value> = rows

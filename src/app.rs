@@ -654,6 +654,57 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error("reading alerts: {0}")]
+    Alerts(String),
+}
+
+/// `gapless alerts`: the sealed alerts, oldest first.
+pub fn alerts_command(args: &crate::cli::AlertsArgs) -> Result<String, CommandError> {
+    use crate::alerts::{table, AlertKind};
+    let kind = args
+        .kind
+        .as_deref()
+        .map(|k| {
+            AlertKind::parse(k).ok_or_else(|| {
+                let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
+                usage(format!("--kind {k:?}: not one of {}", all.join(", ")))
+            })
+        })
+        .transpose()?;
+    let filter = table::AlertFilter {
+        open: args.open,
+        kind,
+        subject: args.subject.clone(),
+        from: None,
+        to: None,
+    };
+    let told = table::read_told(&args.data).map_err(CommandError::Alerts)?;
+    let rows = table::select(&told, &filter);
+    let mut out = String::new();
+    if args.json {
+        for t in rows {
+            out.push_str(&t.json);
+            out.push('\n');
+        }
+        return Ok(out);
+    }
+    out.push_str(&format!(
+        "{:>6}  {:<20}  {:<20}  {:<24}  message\n",
+        "seq", "raised_at", "kind", "subject"
+    ));
+    for t in &rows {
+        let a = &t.alert;
+        out.push_str(&format!(
+            "{:>6}  {:<20}  {:<20}  {:<24}  {}\n",
+            a.seq,
+            crate::store::format_micros(a.raised_at),
+            a.kind.as_str(),
+            a.subject,
+            a.message
+        ));
+    }
+    out.push_str(&format!("{} alerts\n", rows.len()));
+    Ok(out)
 }
 
 fn usage(e: impl std::fmt::Display) -> CommandError {

@@ -36,6 +36,9 @@ pub enum Command {
     Report(ReportArgs),
     /// List the gaps of the stored readings (open gaps run to --to or now).
     Gaps(GapsArgs),
+    /// List the alerts sealed in the data directory (what device teams were
+    /// told), oldest first.
+    Alerts(AlertsArgs),
     /// The whole pipeline on a simulated fleet with an outage: in-process
     /// broker, ingest through MQTT → journal → Parquet, then the report.
     Demo(DemoArgs),
@@ -45,6 +48,26 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Data directory.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Only conditions not closed yet (meter_silent, meter_never_seen,
+    /// group_silent, reject_burst).
+    #[arg(long)]
+    pub open: bool,
+    /// Only this kind (meter_silent, meter_resumed, group_silent, ...).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this subject (meter id, group, topic).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// One JSON object per line (schemas/alert.schema.json) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

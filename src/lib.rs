@@ -8,9 +8,10 @@
 //! The pipeline, in data-flow order (each stage only knows the ones before it):
 //!
 //! ```text
-//!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log ──▶ report
-//!               ▲          │          │ (decode, dedup)                  (continuity rules)
-//!               └── acks ──┘          └── truncates the journal behind each seal
+//!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log + ledger ──▶ report, api
+//!               ▲          │          │ (decode, dedup, live gaps, alert deadlines)
+//!               └── acks ──┘          ├── truncates the journal behind each seal
+//!                                     └── sealed alerts ──▶ alert sinks (MQTT, webhook)
 //! ```
 //!
 //! - [`reading`]: domain types (`MeterId`, `Medium`, `Unit`, exact `Decimal`, `Reading`).
@@ -26,13 +27,17 @@
 //! - [`continuity`]: pure: the rules (gaps, sequence counters, register
 //!   continuity, plausibility, estimation), the meter registry, the
 //!   outage-window report, and the live per-series engine.
+//! - [`alerts`]: the alert engine the store runs (per-meter deadlines in one
+//!   heap, group storms, events; pure), the `alerts` table, and the sinks
+//!   that deliver what was sealed (MQTT, webhook) from their cursors.
 //! - [`report`]: queries over the sealed `readings` (outage report, gaps,
 //!   estimates) and their rendering (table, JSON, CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
-//! - [`api`]: the HTTP API (axum): report, gaps, meters; health, metrics.
+//! - [`api`]: the HTTP API (axum): report, gaps, meters, alerts; health,
+//!   metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
-//!   shutdown; `gapless stats`, `report` and `gaps`.
+//!   shutdown; `gapless stats`, `report`, `gaps` and `alerts`.
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
 //!   system or manual time for receive stamps.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated

@@ -59,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(args) => query(gapless::app::report_command(&args, now())),
         Command::Gaps(args) => query(gapless::app::gaps_command(&args, now())),
+        Command::Alerts(args) => query(gapless::app::alerts_command(&args)),
         Command::Demo(args) => {
             let ok = gapless::demo::run(args)?;
             Ok(if ok {

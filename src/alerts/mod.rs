@@ -366,6 +366,56 @@ mod tests {
         assert_eq!(AlertKind::ClockSkew.state(), "event");
     }
 
+    /// `schemas/alert.schema.json` documents every field the JSON has.
+    #[test]
+    fn schema_matches_the_json() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../schemas/alert.schema.json")).unwrap();
+        let kinds: Vec<&str> = schema["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, AlertKind::ALL.map(AlertKind::as_str));
+        let full = Alert {
+            seq: 3,
+            kind: AlertKind::MeterResumed,
+            subject: "HZ-1".into(),
+            raised_at: 0,
+            meter_id: Some("HZ-1".into()),
+            group: Some("g".into()),
+            closes: Some(2),
+            last_reading_at: Some(0),
+            deadline: Some(0),
+            gap: Some(AlertGap {
+                register: Some("energy".into()),
+                from: 0,
+                to: 900 * SECOND,
+                missing: 1,
+                consumption_exact: Some(true),
+            }),
+            count: Some(1),
+            members: vec!["HZ-1".into()],
+            message: "m".into(),
+        };
+        let j = full.to_json();
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&j), keys(&schema["properties"]));
+        assert_eq!(
+            keys(&j["gap"]),
+            keys(&schema["properties"]["gap"]["properties"])
+        );
+        for r in schema["required"].as_array().unwrap() {
+            assert!(j.get(r.as_str().unwrap()).is_some());
+        }
+        assert_eq!(Alert::from_json(&j).unwrap(), full);
+    }
+
     #[test]
     fn groups_come_from_the_topic_parent() {
         assert_eq!(topic_group("meters/gw-17/HZ-1"), Some("meters/gw-17"));

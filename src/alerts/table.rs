@@ -186,6 +186,36 @@ pub fn read_told(data: &Path) -> Result<Vec<Told>, String> {
     Ok(out)
 }
 
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// Only conditions not closed yet.
+    pub open: bool,
+    pub kind: Option<AlertKind>,
+    pub subject: Option<String>,
+    /// Raised in [from, to).
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// The alerts `filter` selects, in `seq` order.
+pub fn select<'a>(told: &'a [Told], filter: &AlertFilter) -> Vec<&'a Told> {
+    let closed: std::collections::HashSet<u64> =
+        told.iter().filter_map(|t| t.alert.closes).collect();
+    told.iter()
+        .filter(|t| !filter.open || (t.alert.kind.opens() && !closed.contains(&t.alert.seq)))
+        .filter(|t| filter.kind.is_none_or(|k| t.alert.kind == k))
+        .filter(|t| {
+            filter
+                .subject
+                .as_ref()
+                .is_none_or(|x| &t.alert.subject == x)
+        })
+        .filter(|t| filter.from.is_none_or(|f| t.alert.raised_at >= f))
+        .filter(|t| filter.to.is_none_or(|x| t.alert.raised_at < x))
+        .collect()
+}
+
 /// The alerts of one sealed file.
 pub fn read_file(path: &Path) -> Result<Vec<Told>, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());

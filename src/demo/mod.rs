@@ -241,8 +241,23 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     print!("{}", report::report_table(&rep));
     let data = args.data.display();
     println!("\nReport written to {}", written[0].display());
+    // What device teams were told while it ran.
+    let told = crate::alerts::table::read_told(&args.data).map_err(anyhow::Error::msg)?;
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    for t in &told {
+        *by_kind.entry(t.alert.kind.as_str()).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "Ingest {ingest_s:.1} s, report {:.1} s. Next:\n  gapless report --data {data} --registry {data}/registry.csv --from {} --to {} --format json\n  gapless gaps --data {data} --open --to {SIM_END}\n  duckdb -c \"SELECT status, medium, count(*) FROM '{data}/reports/*.parquet' GROUP BY ALL\"",
+        "Alerts sealed and sent on MQTT (gapless/alerts/#): {}",
+        if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        }
+    );
+    println!(
+        "Ingest {ingest_s:.1} s, report {:.1} s. Next:\n  gapless alerts --data {data} --open\n  gapless report --data {data} --registry {data}/registry.csv --from {} --to {} --format json\n  gapless gaps --data {data} --open --to {SIM_END}\n  duckdb -c \"SELECT status, medium, count(*) FROM '{data}/reports/*.parquet' GROUP BY ALL\"",
         t0.elapsed().as_secs_f64() - ingest_s,
         &OUTAGE_FROM[..10],
         &OUTAGE_TO[..10],

@@ -291,11 +291,33 @@ fn a_silent_meter_is_told_once_and_its_return_once_across_a_crash() {
     assert_eq!(rows[0]["kind"], "meter_silent");
     assert_eq!(rows[1]["kind"], "meter_resumed");
     assert_eq!(rows[1]["consumption_exact"], "true");
+    let data = g.data.display().to_string();
     let (code, out, err) = run_gapless(
-        &["audit", "verify", "--data", &g.data.display().to_string()],
+        &["audit", "verify", "--data", &data],
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{out}\n{err}");
+    // The CLI lists the same alerts.
+    let (code, out, _) = run_gapless(
+        &["alerts", "--data", &data, "--json"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0);
+    let listed: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed, vec![a.clone(), r.clone()]);
+    let (_, out, _) = run_gapless(
+        &["alerts", "--data", &data, "--open"],
+        Duration::from_secs(30),
+    );
+    assert!(out.ends_with("0 alerts\n"), "{out}");
+    let (code, _, err) = run_gapless(
+        &["alerts", "--data", &data, "--kind", "x"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
     broker.stop();
 }
 
