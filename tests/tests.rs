@@ -7,4 +7,5 @@ mod support;
 mod api;
 mod audit;
 mod continuity;
+mod dashboard;
 mod ingest;
