@@ -27,10 +27,12 @@
 //!   continuity, plausibility, estimation), the meter registry, the
 //!   outage-window report, and the live per-series engine.
 //! - [`report`]: queries over the sealed `readings` (outage report, gaps,
-//!   estimates) and their rendering (table, JSON, CSV, Parquet).
+//!   estimates, coverage per time bucket) and their rendering (table, JSON,
+//!   CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
-//! - [`api`]: the HTTP API (axum): report, gaps, meters; health, metrics.
+//! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage; the
+//!   dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
 //!   shutdown; `gapless stats`, `report` and `gaps`.
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
