@@ -1,7 +1,8 @@
-//! The HTTP API (`gapless serve --http ADDR`): the outage report, gaps and
-//! meters over what is sealed, for billing teams' own tools; health,
-//! readiness and Prometheus metrics for operations. `schemas/openapi.yaml`
-//! describes it.
+//! The HTTP API (`gapless serve --http ADDR`): the outage report, gaps,
+//! meters and coverage over what is sealed, for billing teams' own tools;
+//! the dashboard (`/`, a page that reads this API with the same token);
+//! health, readiness and Prometheus metrics for operations.
+//! `schemas/openapi.yaml` describes it.
 //!
 //! `router(state)` returns the whole app, so tests call it without a
 //! socket. `/api/v1` needs `Authorization: Bearer <token>`. User errors are
@@ -12,12 +13,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -28,6 +29,7 @@ use crate::continuity::window::{Status, Window};
 use crate::continuity::{parse_time, Context, SECOND};
 use crate::mqtt::ConnectionState;
 use crate::reading::{format_fixed, Medium};
+use crate::report::coverage::{self, Buckets};
 use crate::report::{self, GapFilter, ReportFilter, StoredReadings};
 use crate::store::format_micros;
 
@@ -36,6 +38,11 @@ pub const TOKEN_ENV: &str = "GAPLESS_API_TOKEN";
 /// Rows per page by default, and at most.
 pub const DEFAULT_LIMIT: usize = 1_000;
 pub const MAX_LIMIT: usize = 10_000;
+/// Coverage buckets per window by default.
+pub const DEFAULT_BUCKETS: u32 = 24;
+/// Coverage cells (series × buckets) per page at most: `limit` is bounded
+/// by it too, so a page stays a few megabytes of JSON.
+pub const MAX_COVERAGE_CELLS: usize = 1_000_000;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -89,10 +96,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/gaps", get(get_gaps))
         .route("/meters/{id}", get(get_meter))
         .route("/meters/{id}/readings", get(get_readings))
+        .route("/coverage", get(get_coverage))
         .route("/alerts", get(get_alerts))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(get_dashboard))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(get_ready))
         .route("/metrics", get(get_metrics))
@@ -138,6 +147,18 @@ fn time_param(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Ap
 
 fn required_time(p: &HashMap<String, String>, name: &str) -> Result<i64, ApiError> {
     time_param(p, name)?.ok_or_else(|| ApiError::bad(name, "required (RFC 3339 or YYYY-MM-DD)"))
+}
+
+/// `from` and `to`: the window `[from, to)`.
+fn window_param(p: &HashMap<String, String>) -> Result<Window, ApiError> {
+    let window = Window {
+        from: required_time(p, "from")?,
+        to: required_time(p, "to")?,
+    };
+    if window.to <= window.from {
+        return Err(ApiError::bad("to", "must be after from"));
+    }
+    Ok(window)
 }
 
 fn medium_param(p: &HashMap<String, String>) -> Result<Option<Medium>, ApiError> {
@@ -186,13 +207,7 @@ async fn get_report(
     headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    let window = Window {
-        from: required_time(&p, "from")?,
-        to: required_time(&p, "to")?,
-    };
-    if window.to <= window.from {
-        return Err(ApiError::bad("to", "must be after from"));
-    }
+    let window = window_param(&p)?;
     let status = p
         .get("status")
         .map(|v| {
@@ -273,6 +288,82 @@ async fn get_gaps(State(s): State<ApiState>, Query(p): Params) -> Result<Respons
         "page": page_json(offset, limit, total),
     }))
     .into_response())
+}
+
+/// Per series and time bucket, readings received against expected (the
+/// dashboard's coverage grid); the series the report lists, in its order.
+async fn get_coverage(State(s): State<ApiState>, Query(p): Params) -> Result<Response, ApiError> {
+    let window = window_param(&p)?;
+    let n = p.get("buckets").map_or(Ok(DEFAULT_BUCKETS), |v| {
+        v.parse::<u32>()
+            .map_err(|_| ApiError::bad("buckets", format!("{v:?} is not a positive integer")))
+    })?;
+    let buckets = Buckets::try_new(window, n).map_err(|e| ApiError::bad("buckets", e))?;
+    let medium = medium_param(&p)?;
+    let (offset, limit) = page(&p)?;
+    if limit.saturating_mul(buckets.len()) > MAX_COVERAGE_CELLS {
+        return Err(ApiError::bad(
+            "limit",
+            format!(
+                "limit × buckets must be at most {MAX_COVERAGE_CELLS}: with {n} buckets, limit ≤ {}",
+                MAX_COVERAGE_CELLS / buckets.len()
+            ),
+        ));
+    }
+    let rows = blocking(move || {
+        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        coverage::coverage(&stored, &s.ctx, &buckets, medium).map_err(ApiError::internal)
+    })
+    .await?;
+    let total = rows.len();
+    let end = (offset.saturating_add(limit)).min(total);
+    let page_rows = rows.get(offset.min(total)..end).unwrap_or(&[]);
+    let mut body = coverage::coverage_json(&buckets, page_rows);
+    body["page"] = page_json(offset, limit, total);
+    Ok(Json(body).into_response())
+}
+
+/// The dashboard: one self-contained page (no network but this API).
+const DASHBOARD_HTML: &str = include_str!("api/dashboard.html");
+
+/// The SHA-256 of the text of the page's one `<tag>` element, as CSP wants
+/// it (`'sha256-…'`): only that script and that style run.
+fn inline_hash(html: &str, tag: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = html.find(&open).map_or(0, |i| i + open.len());
+    let end = html[start..].find(&close).map_or(start, |i| start + i);
+    let digest = sha2::Sha256::digest(&html.as_bytes()[start..end]);
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The page's Content-Security-Policy: its own script and style, requests
+/// to this origin only, no frames, no forms, no other source of anything.
+static DASHBOARD_CSP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        inline_hash(DASHBOARD_HTML, "script"),
+        inline_hash(DASHBOARD_HTML, "style"),
+    )
+});
+
+async fn get_dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP.as_str()),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(DASHBOARD_HTML),
+    )
+        .into_response()
 }
 
 /// Alerts as sealed (what device teams were told), newest first.
@@ -779,5 +870,121 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("gapless_mqtt_connected 0"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn coverage_adds_up_to_the_report_and_names_bad_parameters() {
+        let tmp = tempfile::tempdir().unwrap();
+        data_set(tmp.path());
+        let app = app(tmp.path());
+        let w = "from=2022-07-25T00:00:00Z&to=2022-07-25T12:00:00Z";
+        let (st, _, _) = get(&app, &format!("/api/v1/coverage?{w}"), &[]).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+        let (st, body, _) = get(&app, &format!("/api/v1/coverage?{w}&buckets=4"), &[AUTH]).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let cov: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(cov["buckets"], 4);
+        assert_eq!(cov["edges"][1], "2022-07-25T03:00:00Z");
+        assert_eq!(cov["page"]["total"], 2);
+        // M-2 misses 04:00, 05:00 and 06:00: the second bucket [03, 06) has
+        // one of three, the third [06, 09) two of three.
+        let m2 = &cov["series"][1];
+        assert_eq!(m2["meter_id"], "M-2");
+        assert_eq!(m2["received_by_bucket"], json!([3, 1, 2, 3]));
+        assert_eq!(m2["expected_by_bucket"], json!([3, 3, 3, 3]));
+        assert_eq!(cov["series"][0]["received_by_bucket"], json!([3, 3, 3, 3]));
+        // Each series' totals are its report row's.
+        let (_, body, _) = get(&app, &format!("/api/v1/report?{w}"), &[AUTH]).await;
+        let rep: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for (c, r) in cov["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(rep["meters"].as_array().unwrap())
+        {
+            assert_eq!(
+                (&c["meter_id"], &c["expected"], &c["received"], &c["status"]),
+                (&r["meter_id"], &r["expected"], &r["received"], &r["status"])
+            );
+        }
+        // Pages and the medium filter.
+        let (_, body, _) = get(
+            &app,
+            &format!("/api/v1/coverage?{w}&limit=1&offset=1&medium=water"),
+            &[AUTH],
+        )
+        .await;
+        let paged: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(paged["series"].as_array().unwrap().len(), 1);
+        assert_eq!(paged["series"][0]["meter_id"], "M-2");
+        assert_eq!(paged["buckets"], DEFAULT_BUCKETS);
+        let (_, body, _) = get(&app, &format!("/api/v1/coverage?{w}&medium=heat"), &[AUTH]).await;
+        let heat: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(heat["page"]["total"], 0, "{heat}");
+
+        for (q, needle) in [
+            ("to=2022-07-26", "parameter from: required"),
+            (
+                "from=2022-07-26&to=2022-07-25",
+                "parameter to: must be after",
+            ),
+            (
+                &format!("{w}&buckets=0") as &str,
+                "parameter buckets: must be 1..=1000",
+            ),
+            (
+                &format!("{w}&buckets=-3"),
+                r#"parameter buckets: \"-3\" is not"#,
+            ),
+            (&format!("{w}&buckets=50000"), "parameter buckets"),
+            (
+                "from=2022-07-25T00:00:00Z&to=2022-07-25T00:00:05Z&buckets=6",
+                "parameter buckets: 6 buckets would be shorter than a second",
+            ),
+            (&format!("{w}&medium=gas"), "parameter medium"),
+            (
+                &format!("{w}&buckets=1000&limit=2000"),
+                "parameter limit: limit × buckets",
+            ),
+            (&format!("{w}&offset=x"), "parameter offset"),
+        ] {
+            let uri = format!("/api/v1/coverage?{q}");
+            let (st, body, _) = get(&app, &uri, &[AUTH]).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert!(body.contains(needle), "{uri}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_is_one_page_whose_script_the_csp_allows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let app = app(tmp.path());
+        let (st, body, h) = get(&app, "/", &[]).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert_eq!(body, DASHBOARD_HTML);
+        // One script and one style, each allowed by its hash; nothing else.
+        assert_eq!(body.matches("<script").count(), 1);
+        assert_eq!(body.matches("<style").count(), 1);
+        let csp = h["content-security-policy"].to_str().unwrap();
+        let script = &body[body.find("<script>").unwrap() + 8..body.find("</script>").unwrap()];
+        let digest = {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script))
+        };
+        assert!(
+            csp.contains(&format!("script-src 'sha256-{digest}';")),
+            "{csp}"
+        );
+        assert!(csp.starts_with("default-src 'none';"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        // No other origin: no http(s) URL the page would load from.
+        assert!(!body.contains("http://") && !body.contains("https://"));
+        // The token goes in the Authorization header, never in a URL.
+        assert!(body.contains(r#""Authorization": "Bearer " + token"#));
+        assert!(!body.contains("token=\" +") && !body.contains("set(\"token\""));
+        assert_eq!(h["referrer-policy"], "no-referrer");
     }
 }

@@ -322,6 +322,16 @@ pub enum BenchCommand {
     /// The batch report over stored readings against DuckDB's LAG() gap
     /// query on the same files, same run, same gap counts.
     Report(BenchReportArgs),
+    /// The alert engine with a million meters: memory, the cost of checking
+    /// deadlines, and how soon after its deadline a silent meter is raised.
+    Alerts(BenchAlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAlertsArgs {
+    /// Meters tracked (12-character ids, 15-minute interval).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub meters: usize,
 }
 
 #[derive(Debug, Args)]

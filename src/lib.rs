@@ -31,11 +31,12 @@
 //!   heap, group storms, events; pure), the `alerts` table, and the sinks
 //!   that deliver what was sealed (MQTT, webhook) from their cursors.
 //! - [`report`]: queries over the sealed `readings` (outage report, gaps,
-//!   estimates) and their rendering (table, JSON, CSV, Parquet).
+//!   estimates, coverage per time bucket) and their rendering (table, JSON,
+//!   CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
-//! - [`api`]: the HTTP API (axum): report, gaps, meters, alerts; health,
-//!   metrics.
+//! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts;
+//!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
 //!   shutdown; `gapless stats`, `report`, `gaps` and `alerts`.
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:

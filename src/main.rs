@@ -188,6 +188,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gapless::bench::live_state::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(gapless::cli::BenchCommand::Alerts(args)) => {
+            gapless::bench::alerts::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(gapless::cli::BenchCommand::Report(args)) => {
             gapless::bench::report::run(&args)?;
             Ok(ExitCode::SUCCESS)

@@ -8,4 +8,5 @@ mod alerts;
 mod api;
 mod audit;
 mod continuity;
+mod dashboard;
 mod ingest;

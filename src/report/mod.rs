@@ -5,7 +5,10 @@
 //! rules. Rendering (table, JSON, CSV, Parquet) lives here too.
 //!
 //! - [`scan`]: streams the sealed readings series by series.
+//! - [`coverage`]: per series and time bucket, readings received against
+//!   expected (the dashboard's meters × time picture).
 
+pub mod coverage;
 pub mod scan;
 
 pub use scan::StoredReadings;

@@ -10,7 +10,7 @@ use crate::support::*;
 const TOKEN: &str = "test-token-123";
 
 /// One HTTP/1.1 GET: (status, body).
-fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = token
@@ -149,13 +149,13 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
     // Every documented path is served (with a token where needed), and
     // nothing undocumented answers.
     let documented = documented_paths();
-    assert_eq!(documented.len(), 7, "{documented:?}");
+    assert_eq!(documented.len(), 10, "{documented:?}");
     for path in documented {
         let concrete = path.replace("{id}", "API-1");
-        let uri = if concrete == "/api/v1/report" {
-            q.to_string()
-        } else {
-            concrete
+        let uri = match concrete.as_str() {
+            "/api/v1/report" => q.to_string(),
+            "/api/v1/coverage" => q.replace("/report", "/coverage"),
+            _ => concrete,
         };
         let (status, body) = http_get(port, &uri, Some(TOKEN));
         assert_eq!(status, 200, "{uri}: {body}");
@@ -163,5 +163,13 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
     assert_eq!(http_get(port, "/api/v1/nothing", Some(TOKEN)).0, 404);
     let (_, metrics) = http_get(port, "/metrics", None);
     assert!(metrics.contains("gapless_mqtt_connected 1"), "{metrics}");
+    for m in [
+        "gapless_meters_known ",
+        "gapless_open_gaps ",
+        "gapless_open_alerts{kind=\"meter_silent\"} ",
+        "gapless_webhook_given_up_total 0",
+    ] {
+        assert!(metrics.contains(m), "{m} in {metrics}");
+    }
     assert_eq!(g.terminate(), Some(0));
 }
