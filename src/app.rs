@@ -480,6 +480,10 @@ struct StoreSide {
     replay_through: u64,
 }
 
+/// Deadlines are checked at least this often (µs of receive time) while
+/// messages flow, and every [`STORE_TICK`] when none do.
+const CHECK_EVERY: i64 = 100_000;
+
 /// How often the open-gap gauge is recounted (it visits every series).
 const OPEN_GAPS_EVERY: Duration = Duration::from_secs(10);
 
@@ -494,16 +498,28 @@ fn run_store(
 ) -> Result<(), StoreError> {
     let mut tail = JournalTail::new(journal_dir, store.sealed_through() + 1);
     let mut gaps_counted: Option<Instant> = None;
+    let mut next_check = i64::MIN;
     loop {
         let read = tail.next_seq() - 1;
         let (durable, closed) = progress.wait_for_journal(read, STORE_TICK);
+        // Silence is judged as of what the store has read. While messages
+        // flow, deadlines are checked between them, at each one's receive
+        // time (every CHECK_EVERY of it): the journal is in receive order,
+        // so every reading received before that moment is in, and the
+        // result does not depend on how much one read takes in. When
+        // nothing came for a tick, up to now. Never during the replay.
         if durable > read {
-            tail.read_through(durable, |rec| store.ingest(&rec))?;
+            tail.read_through(durable, |rec| {
+                store.ingest(&rec);
+                if rec.seq > side.replay_through && rec.received_at >= next_check {
+                    store.tick_alerts(rec.received_at);
+                    next_check = rec.received_at.saturating_add(CHECK_EVERY);
+                }
+            })?;
             progress.set_read(durable);
         } else if closed {
             break;
-        }
-        if tail.next_seq() > side.replay_through {
+        } else if tail.next_seq() > side.replay_through {
             store.tick_alerts(side.clock.now_micros());
         }
         if store.is_seal_due(Instant::now()) {

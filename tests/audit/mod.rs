@@ -466,24 +466,3 @@ fn verify_finds_every_kind_of_tampering() {
     let (code, out) = verify(&clean, &bad);
     assert_eq!(code, 2, "a malformed key is bad usage: {out}");
 }
-
-/// A Python with these modules (`GAPLESS_PYTHON`, else `python3`). Outside
-/// CI a missing one skips what needs it, saying so; in CI it fails.
-fn python_with(modules: &[&str]) -> Option<String> {
-    let python = std::env::var("GAPLESS_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = std::process::Command::new(&python)
-        .args(["-c", &format!("import {}", modules.join(", "))])
-        .output();
-    if probe.is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{python} lacks {modules:?} in CI (see .ci/run)"
-    );
-    eprintln!(
-        "SKIPPED: {python} has no {modules:?} (pip install {})",
-        modules.join(" ")
-    );
-    None
-}

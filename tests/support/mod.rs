@@ -667,3 +667,24 @@ pub fn cell(col: &dyn arrow_array::Array, i: usize) -> String {
         other => panic!("cell: unhandled type {other}"),
     }
 }
+
+/// A Python with these modules (`GAPLESS_PYTHON`, else `python3`). Outside
+/// CI a missing one skips what needs it, saying so; in CI it fails.
+pub fn python_with(modules: &[&str]) -> Option<String> {
+    let python = std::env::var("GAPLESS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output();
+    if probe.is_ok_and(|o| o.status.success()) {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} lacks {modules:?} in CI (see .ci/run)"
+    );
+    eprintln!(
+        "SKIPPED: {python} has no {modules:?} (pip install {})",
+        modules.join(" ")
+    );
+    None
+}
