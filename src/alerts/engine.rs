@@ -282,9 +282,17 @@ impl AlertEngine {
         self.groups[g as usize].members.push(i);
     }
 
+    /// When meter `i` becomes due (µs).
+    fn deadline(&self, i: u32) -> i64 {
+        self.last[i as usize].saturating_add(self.after[i as usize] as i64 * SECOND)
+    }
+
+    /// Its heap key: the deadline's whole second, rounded down (an entry is
+    /// never later than the deadline; `tick` checks the exact time).
     fn deadline_s(&self, i: u32) -> u32 {
-        let t = self.last[i as usize].div_euclid(SECOND) + self.after[i as usize] as i64;
-        t.clamp(1, u32::MAX as i64) as u32
+        self.deadline(i)
+            .div_euclid(SECOND)
+            .clamp(1, u32::MAX as i64) as u32
     }
 
     /// Makes sure the heap holds an entry for `i` no later than its deadline.
@@ -426,10 +434,9 @@ impl AlertEngine {
                 first_resume: None,
                 settle: 0,
             };
-            let now_s = now.div_euclid(SECOND);
             for j in self.groups[g as usize].members.clone() {
                 let k = j as usize;
-                if self.flags[k] & (SEEN | SILENT) == SEEN && self.deadline_s(j) as i64 <= now_s {
+                if self.flags[k] & (SEEN | SILENT) == SEEN && self.deadline(j) <= now {
                     self.flags[k] |= COVERED;
                     ep.covered += 1;
                     ep.settle = ep.settle.max(self.after[k] as i64 * SECOND);
@@ -480,7 +487,7 @@ impl AlertEngine {
                 );
             });
         }
-        let alive = self.deadline_s(i) as i64 > now.div_euclid(SECOND);
+        let alive = self.deadline(i) > now;
         let f = self.flags[k];
         if f & SILENT != 0 {
             if alive && f & RESUMING == 0 {
@@ -620,6 +627,9 @@ impl AlertEngine {
             return;
         }
         let now_s = now.div_euclid(SECOND);
+        // Meters due later (within this second, or moved on): pushed again
+        // after the loop, which would otherwise take them again at once.
+        let mut later = Vec::new();
         while let Some(&Reverse(top)) = self.heap.peek() {
             let (d, i) = ((top >> 32) as u32, top as u32);
             if d as i64 > now_s {
@@ -634,11 +644,14 @@ impl AlertEngine {
             if self.flags[k] & (SILENT | NEVER | COVERED) != 0 {
                 continue;
             }
-            if self.deadline_s(i) as i64 > now_s {
-                self.schedule(i);
+            if self.deadline(i) > now {
+                later.push(i);
                 continue;
             }
             self.due(i, now);
+        }
+        for i in later {
+            self.schedule(i);
         }
         if !self.open_groups.is_empty() {
             self.settle_groups(now);
@@ -662,7 +675,7 @@ impl AlertEngine {
     fn due(&mut self, i: u32, now: i64) {
         let k = i as usize;
         let meter = self.meter(i).to_owned();
-        let deadline = self.deadline_s(i) as i64 * SECOND;
+        let deadline = self.deadline(i);
         if self.flags[k] & SEEN == 0 {
             let since = self.last[k];
             self.flags[k] |= NEVER;
@@ -699,7 +712,7 @@ impl AlertEngine {
         let k = i as usize;
         let meter = self.meter(i).to_owned();
         let last = self.last[k];
-        let deadline = self.deadline_s(i) as i64 * SECOND;
+        let deadline = self.deadline(i);
         let after = self.after[k] as i64 * SECOND;
         let group = self.group_name(i);
         self.flags[k] |= SILENT;
@@ -821,14 +834,13 @@ impl AlertEngine {
             a.closes = Some(ep.seq);
             a.count = Some(resumed);
         });
-        let now_s = now.div_euclid(SECOND);
         for j in members {
             let m = j as usize;
             if self.flags[m] & COVERED == 0 {
                 continue;
             }
             self.flags[m] &= !COVERED;
-            if self.deadline_s(j) as i64 <= now_s {
+            if self.deadline(j) <= now {
                 self.silent(j, now);
             } else {
                 self.schedule(j);

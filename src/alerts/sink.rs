@@ -566,6 +566,79 @@ mod tests {
         assert!(parse_http_url("http://x:0/").is_err());
     }
 
+    fn told(seq: u64) -> Arc<Told> {
+        let a = crate::alerts::Alert {
+            seq,
+            kind: crate::alerts::AlertKind::MeterSilent,
+            subject: format!("M-{seq}"),
+            raised_at: 0,
+            meter_id: None,
+            group: None,
+            closes: None,
+            last_reading_at: None,
+            deadline: None,
+            gap: None,
+            count: None,
+            members: vec![],
+            message: String::new(),
+        };
+        Arc::new(Told {
+            json: a.to_json().to_string(),
+            alert: a,
+        })
+    }
+
+    /// A webhook that always fails: each alert is tried `attempts` times,
+    /// then given up, counted, and the cursor moves past it; a full queue
+    /// gives up its oldest. Nothing is dropped without a count.
+    #[tokio::test]
+    async fn a_failing_webhook_gives_up_and_counts() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                h.fetch_add(1, Ordering::Relaxed);
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let cursor = tmp.path().join("webhook.cursor");
+        let w = WebhookSink {
+            url: format!("http://127.0.0.1:{port}/"),
+            host: "127.0.0.1".into(),
+            port,
+            path: "/".into(),
+            queue: 2,
+            attempts: 2,
+        };
+        let stats = Arc::new(SinkStats::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (_stop_tx, stop) = watch::channel(false);
+        // Four alerts into a queue of two: the oldest two are given up at
+        // once, the other two after two attempts each.
+        let backlog = (1..=4).map(told).collect();
+        drop(tx);
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            webhook_sink(w, backlog, rx, cursor.clone(), stats.clone(), stop),
+        )
+        .await
+        .expect("the sink ends once its queue is empty and its sender gone");
+        assert_eq!(stats.webhook_given_up.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.webhook_delivered.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.webhook_failed_attempts.load(Ordering::Relaxed), 4);
+        assert_eq!(hits.load(Ordering::Relaxed), 4);
+        assert_eq!(read_cursor(&cursor), Some(4));
+    }
+
     #[test]
     fn topics_carry_kind_and_subject_without_wildcards() {
         let a = crate::alerts::Alert {
