@@ -233,7 +233,6 @@ pub async fn serve_with_state(
         &settings.mqtt,
         &data.path,
         sink_stats.clone(),
-        shutdown.clone(),
     );
     let (store_done_tx, store_done) = oneshot::channel();
     let p = progress.clone();

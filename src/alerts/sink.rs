@@ -176,6 +176,8 @@ fn write_cursor(path: &Path, seq: u64) {
 pub struct Sinks {
     senders: Vec<mpsc::UnboundedSender<Arc<Told>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tells the sinks to stop retrying (when `finish`'s grace is over).
+    stop: watch::Sender<bool>,
 }
 
 impl Sinks {
@@ -186,11 +188,12 @@ impl Sinks {
         ingest: &MqttSettings,
         data: &Path,
         stats: Arc<SinkStats>,
-        shutdown: watch::Receiver<bool>,
     ) -> Sinks {
+        let (stop, shutdown) = watch::channel(false);
         let mut sinks = Sinks {
             senders: Vec::new(),
             tasks: Vec::new(),
+            stop,
         };
         if settings.mqtt.is_none() && settings.webhook.is_none() {
             return sinks;
@@ -259,13 +262,22 @@ impl Sinks {
         AlertSender(self.senders.clone())
     }
 
-    /// Waits for the sinks to stop (after shutdown or when every sender is
-    /// gone and the queues are empty), at most `grace`.
+    /// Lets the sinks deliver what they hold (every sender must be gone:
+    /// the store has stopped), for at most `grace`; then stops them. What
+    /// they did not deliver, their cursors send on the next start.
     pub async fn finish(self, grace: Duration) {
         drop(self.senders);
-        for t in self.tasks {
-            if tokio::time::timeout(grace, t).await.is_err() {
-                tracing::warn!("alerts: a sink did not finish in time; its cursor resumes it on the next start");
+        let deadline = tokio::time::Instant::now() + grace;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::warn!("alerts: a sink did not deliver everything in time; its cursor resumes it on the next start");
+                let _ = self.stop.send(true);
+                if tokio::time::timeout(Duration::from_secs(1), &mut t)
+                    .await
+                    .is_err()
+                {
+                    t.abort();
+                }
             }
         }
     }

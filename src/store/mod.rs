@@ -45,6 +45,10 @@ use tables::{
     REJECTS, SCHEMA_VERSION,
 };
 
+/// Prompt seals (for alerts) come at most this often, so that a storm of
+/// events does not become a storm of small files.
+const MIN_PROMPT_SEAL_GAP: Duration = Duration::from_millis(250);
+
 /// Groups learned from topics, one `meter\tgroup` line each, in `_state`.
 pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
 /// When the alert engine first started (µs), in `_state`.
@@ -202,6 +206,7 @@ pub struct Store {
     now: i64,
     /// Alerts sealed and not yet handed to the sinks.
     told: Vec<Alert>,
+    last_seal: Option<Instant>,
 }
 
 impl Store {
@@ -265,6 +270,7 @@ impl Store {
             alerts,
             now: i64::MIN,
             told: Vec::new(),
+            last_seal: None,
             cfg,
         })
     }
@@ -472,7 +478,10 @@ impl Store {
     /// readings, whichever is more: a message may carry many readings, and
     /// pending rows are held in memory) or by age.
     pub fn is_seal_due(&self, now: Instant) -> bool {
-        self.pending.soon
+        (self.pending.soon
+            && self
+                .last_seal
+                .is_none_or(|t| now.duration_since(t) >= MIN_PROMPT_SEAL_GAP))
             || self.pending.receipts.len().max(self.pending.readings.len())
                 >= self.cfg.seal_max_rows
             || self
@@ -596,6 +605,7 @@ impl Store {
         self.sealed_totals = totals;
         self.pending.clear();
         self.told.extend(alerts);
+        self.last_seal = Some(Instant::now());
         Ok(Some(manifest))
     }
 
@@ -928,7 +938,7 @@ fn load_sealed_readings(
         .with_batch_size(64 * 1024)
         .build()
         .map_err(pq)?;
-    let mut latest: Option<(String, i64, crate::reading::Medium, bool)> = None;
+    let mut latest: Option<LatestOfMeter> = None;
     for batch in reader {
         let batch = batch.map_err(|e| pq(e.into()))?;
         let col = |name: &str| {
@@ -972,24 +982,58 @@ fn load_sealed_readings(
                 seq: (!seq.is_null(i)).then(|| seq.value(i)),
                 received_at: received.value(i),
             };
-            live.observe(m, r, || ctx.setup(m, md, lora), point);
+            let inferred = live
+                .observe(m, r, || ctx.setup(m, md, lora), point)
+                .into_iter()
+                .find_map(|c| match c {
+                    GapChange::Inferred(iv) => Some(iv.micros),
+                    _ => None,
+                });
             // Rows are sorted by meter: the alert engine needs each
-            // meter's latest time once per run of its rows.
+            // meter's latest time (and an interval inferred meanwhile)
+            // once per run of its rows.
             match &mut latest {
-                Some((lm, t, _, _)) if lm == m => *t = (*t).max(point.ts),
+                Some(l) if l.meter == m => {
+                    l.ts = l.ts.max(point.ts);
+                    l.inferred = l.inferred.or(inferred);
+                }
                 _ => {
-                    if let Some((lm, t, md, lora)) = latest.take() {
-                        alerts.observe_sealed(&lm, md, lora, t);
+                    if let Some(l) = latest.take() {
+                        l.tell(alerts);
                     }
-                    latest = Some((m.to_owned(), point.ts, md, lora));
+                    latest = Some(LatestOfMeter {
+                        meter: m.to_owned(),
+                        ts: point.ts,
+                        medium: md,
+                        lora,
+                        inferred,
+                    });
                 }
             }
         }
     }
-    if let Some((lm, t, md, lora)) = latest {
-        alerts.observe_sealed(&lm, md, lora, t);
+    if let Some(l) = latest {
+        l.tell(alerts);
     }
     Ok(())
+}
+
+/// A meter's latest reading in a run of sealed rows, for the alert engine.
+struct LatestOfMeter {
+    meter: String,
+    ts: i64,
+    medium: crate::reading::Medium,
+    lora: bool,
+    inferred: Option<i64>,
+}
+
+impl LatestOfMeter {
+    fn tell(self, alerts: &mut AlertEngine) {
+        alerts.observe_sealed(&self.meter, self.medium, self.lora, self.ts);
+        if let Some(iv) = self.inferred {
+            alerts.interval_inferred(&self.meter, iv);
+        }
+    }
 }
 
 /// Rows per Parquet row group.
@@ -1105,6 +1149,7 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::AlertKind;
 
     fn store(data: &Path, max_rows: usize) -> Store {
         Store::open(StoreConfig::for_test(data, max_rows)).unwrap()
@@ -1196,5 +1241,71 @@ mod tests {
         let t = s.totals();
         assert_eq!((t.delivered, t.stored, t.duplicate), (2, 1, 1));
         assert_eq!(t.readings_duplicate, 3);
+    }
+
+    /// Alerts across a restart: an alerts-only commit (empty receipt
+    /// range), no second `meter_silent` after reopening, and a meter's
+    /// inferred interval (4 h, not water's built-in 1 h) still known.
+    #[test]
+    fn alerts_survive_a_reopen_with_what_the_store_inferred() {
+        const H: i64 = 3_600_000_000;
+        let t0 = crate::continuity::parse_time("2022-07-25T00:00:00Z").unwrap();
+        let rec = |seq: u64, meter: &str, k: i64| JournalRecord {
+            seq,
+            received_at: t0 + k * 4 * H,
+            topic: format!("meters/site/{meter}"),
+            payload: format!(
+                r#"{{"meter_id":"{meter}","medium":"water","unit":"m3","value":"{k}","ts":"{}"}}"#,
+                format_micros(t0 + k * 4 * H)
+            )
+            .into_bytes()
+            .into(),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::for_test(tmp.path(), 1000);
+        cfg.alerts.startup_grace_s = 0;
+        let mut s = Store::open(cfg.clone()).unwrap();
+        s.start_alerts(t0).unwrap();
+        let mut seq = 0;
+        for k in 0..12 {
+            for m in ["W-1", "W-2"] {
+                seq += 1;
+                s.ingest(&rec(seq, m, k));
+            }
+        }
+        s.seal().unwrap().unwrap();
+        let last = t0 + 11 * 4 * H;
+        // W-2 goes on, W-1 stops. 4 h spacing: due 12 h after the last.
+        seq += 1;
+        s.ingest(&rec(seq, "W-2", 12));
+        s.seal().unwrap().unwrap();
+        s.tick_alerts(last + 11 * H);
+        assert!(s.take_told().is_empty());
+        s.tick_alerts(last + 12 * H);
+        let m = s.seal().unwrap().expect("an alerts-only commit");
+        assert_eq!((m.first_seq, m.last_seq), (seq + 1, seq));
+        let told = s.take_told();
+        assert_eq!(told.len(), 1);
+        assert_eq!(
+            (told[0].kind, told[0].subject.as_str()),
+            (AlertKind::MeterSilent, "W-1")
+        );
+        drop(s);
+        // Reopened: no repeat; W-2's 4-hour interval is still the rule.
+        let mut s = Store::open(cfg).unwrap();
+        s.start_alerts(last + 13 * H).unwrap();
+        s.tick_alerts(last + 14 * H);
+        assert!(
+            s.seal().unwrap().is_none(),
+            "nothing to tell: {:?}",
+            s.alerts.take()
+        );
+        assert_eq!(s.alert_stats().open_meter_silent, 1);
+        // W-2 (last at 12 × 4 h) is due at 12 × 4 h + 12 h.
+        s.tick_alerts(last + 4 * H + 12 * H);
+        s.seal().unwrap().unwrap();
+        let told = s.take_told();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!((told[0].subject.as_str(), told[0].seq), ("W-2", 2));
     }
 }
