@@ -1032,7 +1032,7 @@ pub fn human_duration(micros: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::continuity::registry::Registry;
     use std::sync::Arc;
@@ -1049,6 +1049,25 @@ mod tests {
         let mut ctx = Context::default();
         ctx.config.intervals_s.insert(Medium::Heat, 900);
         AlertEngine::new(cfg, ctx)
+    }
+
+    /// An alert with nothing but its number, kind and subject.
+    pub(crate) fn bare_alert(seq: u64, kind: AlertKind, subject: &str) -> Alert {
+        Alert {
+            seq,
+            kind,
+            subject: subject.to_owned(),
+            raised_at: 0,
+            meter_id: None,
+            group: None,
+            closes: None,
+            last_reading_at: None,
+            deadline: None,
+            gap: None,
+            count: None,
+            members: vec![],
+            message: String::new(),
+        }
     }
 
     fn kinds(e: &mut AlertEngine) -> Vec<(AlertKind, String)> {

@@ -206,19 +206,25 @@ impl Sinks {
                 Vec::new()
             }
         });
-        let last_sealed = told.last().map_or(0, |t| t.alert.seq);
-        if let Some(m) = &settings.mqtt {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let path = cursor_path(data, "mqtt");
+        // A sink's cursor file and what was sealed after it (a sink without
+        // one starts after what is sealed now).
+        let resume = |name: &str| -> (PathBuf, Vec<Arc<Told>>) {
+            let path = cursor_path(data, name);
             let cursor = read_cursor(&path).unwrap_or_else(|| {
+                let last_sealed = told.last().map_or(0, |t| t.alert.seq);
                 write_cursor(&path, last_sealed);
                 last_sealed
             });
-            let backlog: Vec<Arc<Told>> = told
+            let backlog = told
                 .iter()
                 .filter(|t| t.alert.seq > cursor)
                 .cloned()
                 .collect();
+            (path, backlog)
+        };
+        if let Some(m) = &settings.mqtt {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (path, backlog) = resume("mqtt");
             let mut o = ingest.clone();
             if let Some(b) = &m.broker {
                 o.host = b.host.clone();
@@ -240,16 +246,7 @@ impl Sinks {
         }
         if let Some(w) = &settings.webhook {
             let (tx, rx) = mpsc::unbounded_channel();
-            let path = cursor_path(data, "webhook");
-            let cursor = read_cursor(&path).unwrap_or_else(|| {
-                write_cursor(&path, last_sealed);
-                last_sealed
-            });
-            let backlog: Vec<Arc<Told>> = told
-                .iter()
-                .filter(|t| t.alert.seq > cursor)
-                .cloned()
-                .collect();
+            let (path, backlog) = resume("webhook");
             let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown);
             sinks.senders.push(tx);
             sinks.tasks.push(tokio::spawn(task));
@@ -578,22 +575,8 @@ mod tests {
         assert!(parse_http_url("http://x:0/").is_err());
     }
 
-    fn told(seq: u64) -> Arc<Told> {
-        let a = crate::alerts::Alert {
-            seq,
-            kind: crate::alerts::AlertKind::MeterSilent,
-            subject: format!("M-{seq}"),
-            raised_at: 0,
-            meter_id: None,
-            group: None,
-            closes: None,
-            last_reading_at: None,
-            deadline: None,
-            gap: None,
-            count: None,
-            members: vec![],
-            message: String::new(),
-        };
+    fn told(seq: u64, kind: crate::alerts::AlertKind, subject: &str) -> Arc<Told> {
+        let a = crate::alerts::engine::tests::bare_alert(seq, kind, subject);
         Arc::new(Told {
             json: a.to_json().to_string(),
             alert: a,
@@ -636,7 +619,9 @@ mod tests {
         let (_stop_tx, stop) = watch::channel(false);
         // Four alerts into a queue of two: the oldest two are given up at
         // once, the other two after two attempts each.
-        let backlog = (1..=4).map(told).collect();
+        let backlog = (1..=4)
+            .map(|s| told(s, crate::alerts::AlertKind::MeterSilent, &format!("M-{s}")))
+            .collect();
         drop(tx);
         tokio::time::timeout(
             Duration::from_secs(20),
@@ -653,25 +638,7 @@ mod tests {
 
     #[test]
     fn topics_carry_kind_and_subject_without_wildcards() {
-        let a = crate::alerts::Alert {
-            seq: 1,
-            kind: crate::alerts::AlertKind::GroupSilent,
-            subject: "meters/gw+1".into(),
-            raised_at: 0,
-            meter_id: None,
-            group: None,
-            closes: None,
-            last_reading_at: None,
-            deadline: None,
-            gap: None,
-            count: None,
-            members: vec![],
-            message: String::new(),
-        };
-        let t = Told {
-            json: a.to_json().to_string(),
-            alert: a,
-        };
+        let t = told(1, crate::alerts::AlertKind::GroupSilent, "meters/gw+1");
         assert_eq!(
             topic_for("gapless/alerts", &t),
             "gapless/alerts/group_silent/meters/gw_1"

@@ -16,20 +16,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::rss_bytes;
 use crate::alerts::engine::AlertEngine;
 use crate::alerts::{AlertConfig, AlertKind};
 use crate::continuity::{Context, SECOND};
 use crate::reading::Medium;
-
-fn rss_bytes() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/self/statm: {statm}"))?
-        .parse()?;
-    Ok(pages * 4096)
-}
 
 /// The store checks deadlines this often (`app::STORE_TICK`).
 const CHECK_EVERY: i64 = 100_000; // µs

@@ -3,16 +3,7 @@
 
 use std::time::Instant;
 
-/// Resident set size of this process, bytes (Linux `/proc/self/statm`).
-fn rss_bytes() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/self/statm: {statm}"))?
-        .parse()?;
-    Ok(pages * 4096)
-}
+use super::rss_bytes;
 
 /// `gapless bench live-state`: the live continuity state's memory per
 /// meter register in steady state (interval known, no gaps).

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
+use crate::api::http_get;
 use crate::support::*;
 
 const T0: &str = "2026-03-02T06:00:00Z";
@@ -420,24 +421,4 @@ fn fifty_silent_meters_of_a_gateway_make_one_alert_and_one_recovery() {
     assert_eq!(got[1].1["count"], 50);
     hook.wait_len(2, "group_resumed on the webhook");
     g.terminate();
-}
-
-/// One HTTP/1.1 GET: (status, body).
-fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").unwrap();
-    (status, body.to_owned())
 }
