@@ -188,7 +188,7 @@ pub async fn serve_with_state(
     // Recover: sealed files first, then the journal after them (the store
     // thread's first reads are the replay).
     let mut store = Store::open(settings.store.clone())?;
-    store.start_alerts(clock.now_micros())?;
+    let told = store.start_alerts(clock.now_micros())?;
     let (journal, recovery) = Journal::open(
         &journal_dir,
         store.sealed_through() + 1,
@@ -232,6 +232,7 @@ pub async fn serve_with_state(
         &settings.sinks,
         &settings.mqtt,
         &data.path,
+        told,
         sink_stats.clone(),
     );
     let (store_done_tx, store_done) = oneshot::channel();

@@ -368,7 +368,7 @@ impl AlertEngine {
     /// already told (in `seq` order), after the sealed readings, the
     /// learned groups and the registry are in. `now` (µs) judges which
     /// meters of an open group alert are still covered.
-    pub fn restore(&mut self, told: &[Alert], now: i64) {
+    pub fn restore<'a>(&mut self, told: impl IntoIterator<Item = &'a Alert>, now: i64) {
         let mut silent: HashMap<String, u64> = HashMap::new();
         let mut never: HashMap<String, u64> = HashMap::new();
         let mut groups: HashMap<String, (u64, u64)> = HashMap::new();

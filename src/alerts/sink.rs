@@ -24,7 +24,7 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
 use tokio::sync::{mpsc, watch};
 
-use super::table::{read_told, Told};
+use super::table::Told;
 use super::AlertsFileConfig;
 use crate::config::{parse_broker, BrokerUrl};
 use crate::mqtt::MqttSettings;
@@ -181,12 +181,13 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Starts the configured sinks. Each first delivers what was sealed
-    /// after its cursor.
+    /// Starts the configured sinks. Each first delivers what of `told`
+    /// (the alerts sealed before this start) comes after its cursor.
     pub fn start(
         settings: &SinkSettings,
         ingest: &MqttSettings,
         data: &Path,
+        told: Vec<Told>,
         stats: Arc<SinkStats>,
     ) -> Sinks {
         let (stop, shutdown) = watch::channel(false);
@@ -198,14 +199,8 @@ impl Sinks {
         if settings.mqtt.is_none() && settings.webhook.is_none() {
             return sinks;
         }
-        // What was sealed before: the backlog of each sink.
-        let told: Arc<Vec<Arc<Told>>> = Arc::new(match read_told(data) {
-            Ok(t) => t.into_iter().map(Arc::new).collect(),
-            Err(e) => {
-                tracing::error!(error = %e, "alerts: cannot read sealed alerts; sinks start with new ones only");
-                Vec::new()
-            }
-        });
+        // What was sealed before (in `seq` order): each sink's backlog.
+        let told: Vec<Arc<Told>> = told.into_iter().map(Arc::new).collect();
         // A sink's cursor file and what was sealed after it (a sink without
         // one starts after what is sealed now).
         let resume = |name: &str| -> (PathBuf, Vec<Arc<Told>>) {

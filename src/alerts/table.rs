@@ -176,11 +176,20 @@ pub struct Told {
 /// Every sealed alert of the data directory, in `seq` order (the committed
 /// files of the `alerts` table).
 pub fn read_told(data: &Path) -> Result<Vec<Told>, String> {
-    let mut out = Vec::new();
+    let mut paths = Vec::new();
     for m in commit::read_all(data).map_err(|e| e.to_string())? {
         for f in m.files.iter().filter(|f| f.table == ALERTS) {
-            out.extend(read_file(&data.join(&f.path))?);
+            paths.push(data.join(&f.path));
         }
+    }
+    read_files(&paths)
+}
+
+/// The alerts of these sealed files, in `seq` order.
+pub fn read_files(paths: &[std::path::PathBuf]) -> Result<Vec<Told>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(read_file(p)?);
     }
     out.sort_by_key(|t| t.alert.seq);
     Ok(out)

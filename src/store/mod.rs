@@ -207,6 +207,8 @@ pub struct Store {
     /// Alerts sealed and not yet handed to the sinks.
     told: Vec<Alert>,
     last_seal: Option<Instant>,
+    /// The committed files of the `alerts` table (read by `start_alerts`).
+    alert_files: Vec<PathBuf>,
 }
 
 impl Store {
@@ -271,6 +273,12 @@ impl Store {
             now: i64::MIN,
             told: Vec::new(),
             last_seal: None,
+            alert_files: manifests
+                .iter()
+                .flat_map(|m| &m.files)
+                .filter(|f| f.table == ALERTS)
+                .map(|f| cfg.data.join(&f.path))
+                .collect(),
             cfg,
         })
     }
@@ -278,7 +286,11 @@ impl Store {
     /// Starts the alert engine at `now` (µs): the groups learned before,
     /// the registry's meters never seen, the open alerts of the sealed
     /// `alerts` table, and the startup grace. Call once, before ingesting.
-    pub fn start_alerts(&mut self, now: i64) -> Result<(), StoreError> {
+    /// Returns the alerts sealed so far (the sinks resume from them).
+    pub fn start_alerts(
+        &mut self,
+        now: i64,
+    ) -> Result<Vec<crate::alerts::table::Told>, StoreError> {
         let state = self.cfg.data.join(crate::app::STATE_DIR);
         let groups = state.join(ALERT_GROUPS_FILE);
         match fs::read_to_string(&groups) {
@@ -304,16 +316,15 @@ impl Store {
         };
         self.alerts.track_registry(since);
         let told =
-            crate::alerts::table::read_told(&self.cfg.data).map_err(|why| StoreError::Io {
+            crate::alerts::table::read_files(&self.alert_files).map_err(|why| StoreError::Io {
                 path: self.cfg.data.join(ALERTS),
                 source: io::Error::other(why),
             })?;
-        let told: Vec<Alert> = told.into_iter().map(|t| t.alert).collect();
-        self.alerts.restore(&told, now);
+        self.alerts.restore(told.iter().map(|t| &t.alert), now);
         self.alerts
             .hold_until(now.saturating_add(self.cfg.alerts.startup_grace_s as i64 * 1_000_000));
         self.now = now;
-        Ok(())
+        Ok(told)
     }
 
     /// Judges silence deadlines at `now` (µs); alerts raised make the
