@@ -379,12 +379,7 @@ async fn get_alerts(State(s): State<ApiState>, Query(p): Params) -> Result<Respo
     };
     let kind = p
         .get("kind")
-        .map(|k| {
-            AlertKind::parse(k).ok_or_else(|| {
-                let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
-                ApiError::bad("kind", format!("{k:?} is not one of {}", all.join(", ")))
-            })
-        })
+        .map(|k| AlertKind::parse_listed(k).map_err(|e| ApiError::bad("kind", e)))
         .transpose()?;
     let filter = crate::alerts::table::AlertFilter {
         open,

@@ -604,12 +604,6 @@ pub fn stats(data: &Path) -> Result<serde_json::Value, AppError> {
     }))
 }
 
-/// Lets the scheduler prefer the ingest path (and the broker beside us) over
-/// the store: the store thread runs at nice 10. Its work is catch-up behind
-/// a durable journal: during a burst it trails (bounded by
-/// [`MAX_STORE_LAG`], beyond which the journal waits for it) and seals
-/// afterwards, while acks keep pace with the broker. (Not SCHED_IDLE: under
-/// a busy neighbour that starves sealing outright.)
 /// A clock that a test moves by writing an RFC 3339 time into `path`
 /// (`serve --clock-file`): read at start, then every 10 ms.
 fn file_clock(path: &Path) -> Result<Clock, AppError> {
@@ -633,6 +627,12 @@ fn file_clock(path: &Path) -> Result<Clock, AppError> {
     Ok(clock)
 }
 
+/// Lets the scheduler prefer the ingest path (and the broker beside us) over
+/// the store: the store thread runs at nice 10. Its work is catch-up behind
+/// a durable journal: during a burst it trails (bounded by
+/// [`MAX_STORE_LAG`], beyond which the journal waits for it) and seals
+/// afterwards, while acks keep pace with the broker. (Not SCHED_IDLE: under
+/// a busy neighbour that starves sealing outright.)
 fn lower_priority_of_this_thread() {
     // SAFETY: gettid and setpriority take plain integers and touch no memory
     // of ours; on Linux, PRIO_PROCESS with a thread id applies to that thread.
@@ -680,12 +680,7 @@ pub fn alerts_command(args: &crate::cli::AlertsArgs) -> Result<String, CommandEr
     let kind = args
         .kind
         .as_deref()
-        .map(|k| {
-            AlertKind::parse(k).ok_or_else(|| {
-                let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
-                usage(format!("--kind {k:?}: not one of {}", all.join(", ")))
-            })
-        })
+        .map(|k| AlertKind::parse_listed(k).map_err(|e| usage(format!("--kind {e}"))))
         .transpose()?;
     let filter = table::AlertFilter {
         open: args.open,

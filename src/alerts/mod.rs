@@ -88,6 +88,14 @@ impl AlertKind {
         AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// Parses a kind; the error lists the kinds.
+    pub fn parse_listed(s: &str) -> Result<AlertKind, String> {
+        AlertKind::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("{s:?} is not one of {}", all.join(", "))
+        })
+    }
+
     /// Whether the alert opens a condition that a later alert closes.
     pub fn opens(self) -> bool {
         matches!(
