@@ -344,22 +344,34 @@ impl StoredReadings {
         let mut out = Vec::new();
         let mut meter = MeterBuf::default();
         let mut seen: Vec<String> = Vec::new();
+        // The cursors whose head is the next series (one key comparison
+        // per cursor and series: with hundreds of runs, this loop is most
+        // of the scan).
+        let mut at: Vec<usize> = Vec::with_capacity(cursors.len());
+        let mut register = String::new();
         loop {
-            // The smallest series at the cursors' heads.
-            let mut best: Option<usize> = None;
+            at.clear();
+            let mut best: Option<(&str, &str)> = None;
             for (i, c) in cursors.iter().enumerate() {
-                if best.is_none_or(|b| c.key() < cursors[b].key()) {
-                    best = Some(i);
+                let key = c.key();
+                match best.map(|b| key.cmp(&b)) {
+                    None | Some(std::cmp::Ordering::Less) => {
+                        best = Some(key);
+                        at.clear();
+                        at.push(i);
+                    }
+                    Some(std::cmp::Ordering::Equal) => at.push(i),
+                    Some(std::cmp::Ordering::Greater) => {}
                 }
             }
-            let Some(b) = best else { break };
-            let (m, r) = cursors[b].key();
+            let Some((m, r)) = best else { break };
             if m != meter.id {
                 meter.judge(ctx, f, &mut out);
                 meter.reset(m);
                 seen.push(m.to_owned());
             }
-            let register = r.to_owned();
+            register.clear();
+            register.push_str(r);
             let k = meter.next_series(&register);
             let MeterBuf {
                 id,
@@ -367,10 +379,15 @@ impl StoredReadings {
                 set_days,
                 ..
             } = &mut meter;
-            for c in cursors.iter_mut() {
+            let mut done = false;
+            for &i in &at {
+                let c = &mut cursors[i];
                 c.take_series(id, &register, &mut series[k], set_days)?;
+                done |= c.is_done();
             }
-            cursors.retain(|c| !c.is_done());
+            if done {
+                cursors.retain(|c| !c.is_done());
+            }
         }
         meter.judge(ctx, f, &mut out);
         Ok((out, seen))
