@@ -38,7 +38,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{topic_group, Alert, AlertConfig, AlertGap, AlertKind, MEMBERS_LISTED};
+use super::{Alert, AlertConfig, AlertGap, AlertKind, MEMBERS_LISTED};
 use crate::continuity::series::{missing_in, Gap};
 use crate::continuity::{builtin_interval_s, Context, SECOND};
 use crate::reading::Medium;
@@ -447,22 +447,24 @@ impl AlertEngine {
         }
     }
 
-    /// A measured reading as it is ingested (`now`: its receive time).
-    /// Returns true when the meter is resuming: its `meter_resumed` waits
-    /// for the gap the next seal finds, so the caller should seal soon.
+    /// A measured reading as it is ingested (`now`: its receive time;
+    /// `group`: the gateway its message names, for a meter the registry
+    /// puts in no group: see [`message_group`]). Returns true when the
+    /// meter is resuming: its `meter_resumed` waits for the gap the next
+    /// seal finds, so the caller should seal soon.
     pub fn reading(
         &mut self,
         meter: &str,
         medium: Medium,
         lora: bool,
         ts: i64,
-        topic: &str,
+        group: Option<&str>,
         now: i64,
     ) -> bool {
         let i = self.ensure(meter, medium, lora, ts);
         let k = i as usize;
         if self.group[k] == NONE {
-            if let Some(g) = topic_group(topic) {
+            if let Some(g) = group {
                 self.join(i, g);
                 self.learned.push((i, self.group[k]));
             }
@@ -1077,7 +1079,14 @@ pub(crate) mod tests {
     fn feed(e: &mut AlertEngine, meter: &str, topic: &str, from: i64, to: i64) {
         let mut t = from;
         while t <= to {
-            e.reading(meter, Medium::Heat, false, t, topic, t + SECOND);
+            e.reading(
+                meter,
+                Medium::Heat,
+                false,
+                t,
+                crate::alerts::topic_group(topic),
+                t + SECOND,
+            );
             t += 15 * MIN;
         }
     }
@@ -1101,7 +1110,14 @@ pub(crate) mod tests {
         assert!(kinds(&mut e).is_empty(), "no repeats while silent");
         // Back: resuming waits for the seal's gap.
         let back = last + 5 * 60 * MIN;
-        assert!(e.reading("HZ-1", Medium::Heat, false, back, "meters/HZ-1", back));
+        assert!(e.reading(
+            "HZ-1",
+            Medium::Heat,
+            false,
+            back,
+            crate::alerts::topic_group("meters/HZ-1"),
+            back
+        ));
         let cfg = ContinuityConfig::default();
         let g = crate::continuity::series::tests::rules(&cfg, Medium::Heat, 15);
         let gap = crate::continuity::series::gap_between(
@@ -1142,7 +1158,14 @@ pub(crate) mod tests {
         assert_eq!(kinds(&mut e).len(), 1);
         // A reading from long ago arrives now: still silent.
         let now = T0 + 10 * 60 * MIN;
-        assert!(!e.reading("HZ-1", Medium::Heat, false, T0 + 15 * MIN, "t", now));
+        assert!(!e.reading(
+            "HZ-1",
+            Medium::Heat,
+            false,
+            T0 + 15 * MIN,
+            crate::alerts::topic_group("t"),
+            now
+        ));
         e.finish_resumes([], now);
         e.tick(now);
         assert!(kinds(&mut e).is_empty());
@@ -1173,7 +1196,7 @@ pub(crate) mod tests {
                         Medium::Heat,
                         false,
                         now,
-                        &format!("meters/gw-2/W-{m}"),
+                        crate::alerts::topic_group(&format!("meters/gw-2/W-{m}")),
                         now,
                     );
                 }
@@ -1196,7 +1219,7 @@ pub(crate) mod tests {
                 Medium::Heat,
                 false,
                 now,
-                &format!("meters/gw-1/HZ-{m:02}"),
+                crate::alerts::topic_group(&format!("meters/gw-1/HZ-{m:02}")),
                 now
             ));
             e.tick(now);
@@ -1232,7 +1255,14 @@ pub(crate) mod tests {
             let now = t + MIN + k * 15 * MIN;
             for m in 0..7 {
                 let (id, topic) = (format!("M{m}"), format!("site/b1/M{m}"));
-                e.reading(&id, Medium::Heat, false, now, &topic, now);
+                e.reading(
+                    &id,
+                    Medium::Heat,
+                    false,
+                    now,
+                    crate::alerts::topic_group(&topic),
+                    now,
+                );
             }
             if k == 2 {
                 e.tick(now);
@@ -1274,7 +1304,7 @@ pub(crate) mod tests {
                         Medium::Heat,
                         false,
                         t,
-                        &format!("site/b1/M{m}"),
+                        crate::alerts::topic_group(&format!("site/b1/M{m}")),
                         t,
                     );
                 }
@@ -1307,7 +1337,14 @@ pub(crate) mod tests {
         e.tick(T0 + 30 * 60 * MIN);
         assert!(kinds(&mut e).is_empty());
         let now = T0 + 31 * 60 * MIN;
-        e.reading("R-1", Medium::Water, false, now, "w/R-1", now);
+        e.reading(
+            "R-1",
+            Medium::Water,
+            false,
+            now,
+            crate::alerts::topic_group("w/R-1"),
+            now,
+        );
         let a = e.take();
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].kind, a[0].closes), (AlertKind::MeterResumed, Some(1)));
@@ -1329,7 +1366,14 @@ pub(crate) mod tests {
         e2.tick(T0 + 3 * 60 * MIN);
         assert!(kinds(&mut e2).is_empty(), "no duplicate meter_silent");
         let now = T0 + 4 * 60 * MIN;
-        assert!(e2.reading("HZ-1", Medium::Heat, false, now, "t/x/HZ-1", now));
+        assert!(e2.reading(
+            "HZ-1",
+            Medium::Heat,
+            false,
+            now,
+            crate::alerts::topic_group("t/x/HZ-1"),
+            now
+        ));
         e2.finish_resumes([], now);
         let a = e2.take();
         assert_eq!(
@@ -1381,7 +1425,14 @@ pub(crate) mod tests {
     fn nothing_due_is_one_peek() {
         let mut e = engine(20);
         for m in 0..1000 {
-            e.reading(&format!("M{m}"), Medium::Heat, false, T0, "x", T0);
+            e.reading(
+                &format!("M{m}"),
+                Medium::Heat,
+                false,
+                T0,
+                crate::alerts::topic_group("x"),
+                T0,
+            );
         }
         let before = e.heap.len();
         e.tick(T0 + MIN);

@@ -352,6 +352,12 @@ impl AlertConfig {
     }
 }
 
+/// The group a message names for its meters: the gateway in its payload
+/// (LoRaWAN), else the topic's parent ([`topic_group`]).
+pub fn message_group<'a>(gateway: Option<&'a str>, topic: &'a str) -> Option<&'a str> {
+    gateway.or_else(|| topic_group(topic))
+}
+
 /// The group a topic names: the topic without its last level, when that
 /// leaves at least two levels (`meters/gw-17/HZ-1` → `meters/gw-17`).
 pub fn topic_group(topic: &str) -> Option<&str> {

@@ -39,8 +39,8 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
     // Meter i reports at t0 + phase(i) + k × 15 min; 100 meters per topic
     // group (a gateway each).
     let phase = |i: usize| (i as i64 * INTERVAL) / n as i64;
-    let topics: Vec<String> = (0..n.div_ceil(100))
-        .map(|g| format!("meters/gw-{g:05}/x"))
+    let groups: Vec<String> = (0..n.div_ceil(100))
+        .map(|g| format!("meters/gw-{g:05}"))
         .collect();
 
     let before = rss_bytes()?;
@@ -48,7 +48,7 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
     let mut e = AlertEngine::new(cfg, ctx);
     for (i, id) in ids.iter().enumerate() {
         let ts = t0 + phase(i);
-        e.reading(id, Medium::Heat, false, ts, &topics[i / 100], ts);
+        e.reading(id, Medium::Heat, false, ts, Some(&groups[i / 100]), ts);
     }
     let fill = start.elapsed();
     let after = rss_bytes()?;
@@ -95,7 +95,14 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
             if due > t {
                 break;
             }
-            e.reading(&ids[i], Medium::Heat, false, due, &topics[i / 100], due);
+            e.reading(
+                &ids[i],
+                Medium::Heat,
+                false,
+                due,
+                Some(&groups[i / 100]),
+                due,
+            );
             next[i] += 1;
             readings += 1;
             cursor = (cursor + 1) % n;
@@ -140,7 +147,14 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
                 break;
             }
             if !stop[i] {
-                e.reading(&ids[i], Medium::Heat, false, due, &topics[i / 100], due);
+                e.reading(
+                    &ids[i],
+                    Medium::Heat,
+                    false,
+                    due,
+                    Some(&groups[i / 100]),
+                    due,
+                );
             }
             next[i] += 1;
             cursor = (cursor + 1) % n;

@@ -281,6 +281,29 @@ mod tests {
         v.to_string()
     }
 
+    /// The first gateway of the uplink: the alert group of its meter.
+    #[test]
+    fn the_gateway_of_an_uplink() {
+        assert_eq!(ok(TTS_TOPIC, TTS).gateway.as_deref(), Some("gw-roof-1"));
+        assert_eq!(
+            ok(CS_TOPIC, CHIRPSTACK).gateway.as_deref(),
+            Some("0016c001f1500a01")
+        );
+        let none = edit(CHIRPSTACK, &["rxInfo"], None);
+        assert_eq!(ok(CS_TOPIC, &none).gateway, None, "no rxInfo");
+        let with = edit(
+            CHIRPSTACK,
+            &["rxInfo"],
+            Some(json!([{"gatewayId": "0016c001f153a14c"}, {"gatewayId": "b"}])),
+        );
+        assert_eq!(
+            ok(CS_TOPIC, &with).gateway.as_deref(),
+            Some("0016c001f153a14c")
+        );
+        let odd = edit(CHIRPSTACK, &["rxInfo"], Some(json!([{"gatewayId": 7}])));
+        assert_eq!(ok(CS_TOPIC, &odd).gateway, None, "not a string: no group");
+    }
+
     #[test]
     fn chirpstack_fixture() {
         let d = ok(CS_TOPIC, CHIRPSTACK);

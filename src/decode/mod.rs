@@ -79,6 +79,9 @@ pub struct Decoded {
     /// Things skipped on purpose (a set-date field with a sentinel date, a
     /// null field...): stored in the receipt's `reason` so nothing is silent.
     pub notes: Vec<String>,
+    /// The gateway the payload names (LoRaWAN: the first of `rxInfo` /
+    /// `rx_metadata`), which alerts use as the meter's group.
+    pub gateway: Option<String>,
 }
 
 /// Why a message could not be stored.
@@ -205,7 +208,21 @@ fn decode_with(
         Format::Tts => lorawan::decode_tts(&value, &ctx),
     }
     .map_err(|reason| reject(Some(format), reason))?;
-    Ok(decoded(format, out))
+    let mut d = decoded(format, out);
+    d.gateway = gateway(format, &value);
+    Ok(d)
+}
+
+/// The first gateway a LoRaWAN uplink lists.
+fn gateway(format: Format, v: &serde_json::Value) -> Option<String> {
+    let id = match format {
+        Format::Chirpstack => v.pointer("/rxInfo/0/gatewayId"),
+        Format::Tts => v.pointer("/uplink_message/rx_metadata/0/gateway_ids/gateway_id"),
+        Format::Native | Format::Wmbusmeters => None,
+    }?;
+    id.as_str()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.chars().take(128).collect())
 }
 
 fn decoded(format: Format, out: Out) -> Decoded {
@@ -217,6 +234,7 @@ fn decoded(format: Format, out: Out) -> Decoded {
         format,
         readings: out.readings,
         notes: out.notes,
+        gateway: None,
     }
 }
 

@@ -412,7 +412,10 @@ impl Store {
                                     reading.medium,
                                     lora,
                                     reading.ts_micros,
-                                    &rec.topic,
+                                    crate::alerts::message_group(
+                                        decoded.gateway.as_deref(),
+                                        &rec.topic,
+                                    ),
                                     rec.received_at,
                                 )
                             {
