@@ -56,7 +56,60 @@ pub struct ApiState {
     pub clock: Clock,
     /// Gauges the store thread publishes (meters, open gaps, open alerts).
     pub live: Arc<crate::store::LiveStats>,
+    /// The rows of the last report window asked for.
+    pub reports: Arc<ReportCache>,
     pub sinks: Arc<crate::alerts::sink::SinkStats>,
+}
+
+/// The rows of the last report window asked for, with the state of the
+/// commit log they were computed from: any report of that window (another
+/// medium, status or page; the dashboard asks for ten) is made from them
+/// until a new commit lands. One computation at a time: concurrent
+/// requests for the window wait for it rather than scan the data again.
+#[derive(Default)]
+pub struct ReportCache(tokio::sync::Mutex<Option<CachedRows>>);
+
+struct CachedRows {
+    window: Window,
+    commits: std::time::SystemTime,
+    rows: Arc<Vec<crate::continuity::window::MeterRow>>,
+}
+
+/// When the commit log last changed (a commit adds a file to it).
+fn commits_changed(data: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(data.join(crate::store::commit::COMMITS_DIR))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+impl ReportCache {
+    async fn rows(
+        &self,
+        s: &ApiState,
+        window: Window,
+    ) -> Result<Arc<Vec<crate::continuity::window::MeterRow>>, ApiError> {
+        let mut cached = self.0.lock().await;
+        let commits = commits_changed(&s.data);
+        if let (Some(c), Some(t)) = (cached.as_ref(), commits) {
+            if c.window == window && c.commits == t {
+                return Ok(c.rows.clone());
+            }
+        }
+        let (data, ctx) = (s.data.clone(), s.ctx.clone());
+        let rows = Arc::new(
+            blocking(move || {
+                let stored = StoredReadings::load(&data).map_err(ApiError::internal)?;
+                report::window_rows(&stored, &ctx, window).map_err(ApiError::internal)
+            })
+            .await?,
+        );
+        *cached = commits.map(|commits| CachedRows {
+            window,
+            commits,
+            rows: rows.clone(),
+        });
+        Ok(rows)
+    }
 }
 
 /// An error as the client sees it.
@@ -238,11 +291,8 @@ async fn get_report(
             .is_some_and(|a| a.contains("text/csv")),
     };
     let (offset, limit) = page(&p)?;
-    let rep = blocking(move || {
-        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
-        report::outage_report(&stored, &s.ctx, window, &filter).map_err(ApiError::internal)
-    })
-    .await?;
+    let rows = s.reports.rows(&s, window).await?;
+    let mut rep = report::filtered_report(window, rows.as_ref().clone(), &filter);
     if csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -250,12 +300,10 @@ async fn get_report(
         )
             .into_response());
     }
+    // Only the page becomes JSON (the summary was counted over all rows).
     let total = rep.meters.len();
+    rep.meters = rep.meters.drain(..).skip(offset).take(limit).collect();
     let mut body = serde_json::to_value(report::report_json(&rep)).map_err(ApiError::internal)?;
-    if let Some(meters) = body["meters"].as_array_mut() {
-        let page: Vec<_> = meters.drain(..).skip(offset).take(limit).collect();
-        *meters = page;
-    }
     body["page"] = page_json(offset, limit, total);
     Ok(Json(body).into_response())
 }
@@ -699,6 +747,7 @@ mod tests {
             conn: Arc::default(),
             clock: Clock::manual(crate::continuity::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
             live: Arc::default(),
+            reports: Arc::default(),
             sinks: Arc::default(),
         })
     }
@@ -865,6 +914,60 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("gapless_mqtt_connected 0"), "{body}");
+    }
+
+    /// Reports of one window share one computation until a commit lands:
+    /// filters give what the CLI gives, and new data is seen at once.
+    #[tokio::test]
+    async fn reports_of_a_window_share_rows_until_the_next_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        data_set(tmp.path());
+        let app = app(tmp.path());
+        let window = "from=2022-07-25T00:00:00Z&to=2022-07-26T00:00:00Z";
+        let body = |b: &str| serde_json::from_str::<serde_json::Value>(b).unwrap();
+        let cli = |medium: Option<Medium>, status: Option<Status>| {
+            let stored = StoredReadings::load(tmp.path()).unwrap();
+            let w = Window {
+                from: parse_time("2022-07-25").unwrap(),
+                to: parse_time("2022-07-26").unwrap(),
+            };
+            let rep = report::outage_report(
+                &stored,
+                &Context::default(),
+                w,
+                &ReportFilter { medium, status },
+            )
+            .unwrap();
+            serde_json::to_value(report::report_json(&rep)).unwrap()
+        };
+        for (q, medium, status) in [
+            ("", None, None),
+            ("&medium=water", Some(Medium::Water), None),
+            ("&medium=heat", Some(Medium::Heat), None),
+            ("&status=open", None, Some(Status::Open)),
+        ] {
+            let (st, b, _) = get(&app, &format!("/api/v1/report?{window}{q}"), &[AUTH]).await;
+            assert_eq!(st, StatusCode::OK, "{b}");
+            let got = body(&b);
+            let want = cli(medium, status);
+            assert_eq!(got["summary"], want["summary"], "{q}");
+            assert_eq!(got["meters"], want["meters"], "{q}");
+        }
+        // A third meter is sealed (a new commit): the next report has it.
+        let mut store = Store::open(StoreConfig::for_test(tmp.path(), 1_000)).unwrap();
+        store.ingest(&JournalRecord {
+            seq: store.sealed_through() + 1,
+            received_at: 1_658_707_200_000_000,
+            topic: "meters/M-3".into(),
+            payload: br#"{"meter_id":"M-3","medium":"heat","unit":"kWh","value":"1","ts":"2022-07-25T01:00:00Z"}"#
+                .to_vec()
+                .into(),
+        });
+        store.seal().unwrap();
+        drop(store);
+        let (_, b, _) = get(&app, &format!("/api/v1/report?{window}"), &[AUTH]).await;
+        assert_eq!(body(&b)["summary"]["meters"], 3, "{b}");
+        assert_eq!(body(&b)["summary"], cli(None, None)["summary"]);
     }
 
     #[tokio::test]

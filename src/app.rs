@@ -268,6 +268,7 @@ pub async fn serve_with_state(
                 conn: state.clone(),
                 clock: settings.mqtt.clock.clone(),
                 live: live.clone(),
+                reports: Arc::default(),
                 sinks: sink_stats.clone(),
             };
             // Bind now, so that a port in use fails the start.

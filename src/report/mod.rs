@@ -75,11 +75,40 @@ pub fn outage_report(
         }
         window::evaluate(s, window)
     })?;
-    let mut report = window::assemble(window, rows.into_iter().flatten().collect());
+    Ok(filtered_report(
+        window,
+        rows.into_iter().flatten().collect(),
+        &ReportFilter {
+            medium: None,
+            status: filter.status,
+        },
+    ))
+}
+
+/// Every series' row for the window, unfiltered: what [`filtered_report`]
+/// makes any report of that window from (the API keeps it between
+/// requests).
+pub fn window_rows(
+    stored: &StoredReadings,
+    ctx: &Context,
+    window: Window,
+) -> Result<Vec<MeterRow>, ReportError> {
+    let rows = stored.map_series(ctx, |s| window::evaluate(s, window))?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// The report of `filter` from a window's rows: the medium selects the
+/// rows the summary counts, the status only the rows listed.
+pub fn filtered_report(window: Window, rows: Vec<MeterRow>, filter: &ReportFilter) -> OutageReport {
+    let rows = match filter.medium {
+        Some(m) => rows.into_iter().filter(|r| r.medium == m).collect(),
+        None => rows,
+    };
+    let mut report = window::assemble(window, rows);
     if let Some(st) = filter.status {
         report.meters.retain(|r| r.status == st);
     }
-    Ok(report)
+    report
 }
 
 /// A gap with the series it belongs to.
