@@ -308,18 +308,23 @@ impl AlertEngine {
     /// Starts tracking the registry's installed meters not yet seen: they
     /// raise `meter_never_seen` if nothing comes within their grace from
     /// `since` (µs, the first start).
+    /// A meter installed later is judged from its `installed_at`; one
+    /// removed is not tracked.
     pub fn track_registry(&mut self, since: i64) {
-        let meters: Vec<(String, Medium)> = self
+        let meters: Vec<(String, Medium, i64)> = self
             .ctx
             .registry
             .meters()
             .filter_map(|(id, entries)| {
                 let e = entries.last()?;
-                e.removed_at.is_none().then(|| (id.to_owned(), e.medium))
+                e.removed_at.is_none().then(|| {
+                    let from = e.installed_at.map_or(since, |t| t.max(since));
+                    (id.to_owned(), e.medium, from)
+                })
             })
             .collect();
-        for (id, medium) in meters {
-            let i = self.ensure(&id, medium, false, since);
+        for (id, medium, from) in meters {
+            let i = self.ensure(&id, medium, false, from);
             if self.flags[i as usize] & SEEN == 0 {
                 if let Some(s) = self.cfg.never_seen_after_s {
                     self.after[i as usize] = s.min(u32::MAX as u64) as u32;
@@ -678,6 +683,17 @@ impl AlertEngine {
         let k = i as usize;
         let meter = self.meter(i).to_owned();
         let deadline = self.deadline(i);
+        // A meter the registry says was removed is not silent: it is gone
+        // (no entry is kept for it; a reading would track it again).
+        let removed = self
+            .ctx
+            .registry
+            .latest(&meter)
+            .and_then(|e| e.removed_at)
+            .is_some_and(|t| t <= deadline);
+        if removed {
+            return;
+        }
         if self.flags[k] & SEEN == 0 {
             let since = self.last[k];
             self.flags[k] |= NEVER;
@@ -1317,9 +1333,10 @@ pub(crate) mod tests {
 
     #[test]
     fn never_seen_registry_meters_and_their_first_reading() {
-        let reg = Registry::parse(
-            "meter_id,medium,expected_interval_s,group,installed_at,removed_at\nR-1,water,3600,,,\nR-2,water,3600,,,2020-01-01\n",
-        )
+        let (later, gone) = (format_micros(T0 + 600 * MIN), format_micros(T0 + 120 * MIN));
+        let reg = Registry::parse(&format!(
+            "meter_id,medium,expected_interval_s,group,installed_at,removed_at\nR-1,water,3600,,,\nR-2,water,3600,,,2020-01-01\nR-3,water,3600,,{later},\nR-4,water,3600,,,{gone}\n",
+        ))
         .unwrap();
         let ctx = Context {
             registry: Arc::new(reg),
@@ -1327,12 +1344,25 @@ pub(crate) mod tests {
         };
         let mut e = AlertEngine::new(AlertConfig::default(), ctx);
         e.track_registry(T0);
+        // R-2 was removed in 2020: neither never seen nor silent.
         e.tick(T0 + 3 * 60 * MIN - SECOND);
         assert!(kinds(&mut e).is_empty());
         e.tick(T0 + 3 * 60 * MIN);
         assert_eq!(
             kinds(&mut e),
             vec![(AlertKind::MeterNeverSeen, "R-1".into())]
+        );
+        // R-4 reported, then was removed before it became due: not silent.
+        e.reading("R-4", Medium::Water, false, T0, None, T0);
+        e.tick(T0 + 4 * 60 * MIN);
+        assert!(kinds(&mut e).is_empty());
+        // R-3, installed at T0 + 10 h, is judged from then.
+        e.tick(T0 + 13 * 60 * MIN - SECOND);
+        assert!(kinds(&mut e).is_empty());
+        e.tick(T0 + 13 * 60 * MIN);
+        assert_eq!(
+            kinds(&mut e),
+            vec![(AlertKind::MeterNeverSeen, "R-3".into())]
         );
         e.tick(T0 + 30 * 60 * MIN);
         assert!(kinds(&mut e).is_empty());
