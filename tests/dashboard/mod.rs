@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -38,50 +38,25 @@ fn chromium() -> PathBuf {
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or
 /// `--screenshot=PATH`) and a private profile; returns its stdout.
 fn run_chromium(profile: &Path, mode: &str, url: &str) -> String {
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-extensions",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--hide-scrollbars",
-            "--window-size=1400,1500",
-            // Virtual time stands still while requests are pending: the
-            // page has loaded everything before the DOM is taken.
-            "--virtual-time-budget=20000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(mode)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let drain = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium {mode} did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--hide-scrollbars",
+        "--window-size=1400,1500",
+        // Virtual time stands still while requests are pending: the
+        // page has loaded everything before the DOM is taken.
+        "--virtual-time-budget=20000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(mode)
+    .arg(url);
+    let (status, out, err) = run_to_end(cmd, Duration::from_secs(120), &format!("chromium {mode}"));
     assert!(
         status.success(),
         "chromium {mode} failed ({status}):\n{err}"

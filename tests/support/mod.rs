@@ -452,15 +452,26 @@ pub fn run_gapless_env(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> (i32, String, String) {
-    let mut child = Command::new(GAPLESS)
-        .args(args)
-        .envs(env.iter().copied())
+    let mut cmd = Command::new(GAPLESS);
+    cmd.args(args).envs(env.iter().copied());
+    let (status, out, err) = run_to_end(cmd, timeout, &format!("gapless {args:?}"));
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// Runs `cmd` to its end and returns its status, stdout and stderr. Both
+/// pipes are drained while waiting (a child whose output fills a pipe
+/// would otherwise block forever on its write); past `timeout` it is
+/// killed and the test fails naming `what`.
+pub fn run_to_end(
+    mut cmd: Command,
+    timeout: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    // Drain both pipes while waiting: a child whose output fills a pipe
-    // would otherwise block forever on its write.
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let drain = |mut r: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -477,15 +488,12 @@ pub fn run_gapless_env(
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("gapless {args:?} did not finish within {timeout:?}");
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    (
-        status.code().unwrap_or(-1),
-        out.join().unwrap(),
-        err.join().unwrap(),
-    )
+    (status, out.join().unwrap(), err.join().unwrap())
 }
 
 /// Publishes every message at QoS 1 and returns once each one has been
