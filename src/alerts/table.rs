@@ -10,19 +10,16 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use super::{Alert, AlertGap, AlertKind};
 use crate::continuity::parse_time;
 use crate::store::commit;
+use crate::store::tables::ts_type;
 
 pub const ALERTS: &str = "alerts";
-
-fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
 
 pub fn alerts_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

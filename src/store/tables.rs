@@ -42,7 +42,8 @@ impl Disposition {
     }
 }
 
-fn ts_type() -> DataType {
+/// Microseconds since the epoch, UTC: every timestamp column.
+pub(crate) fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
