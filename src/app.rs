@@ -690,6 +690,9 @@ pub fn alerts_command(args: &crate::cli::AlertsArgs) -> Result<String, CommandEr
         from: None,
         to: None,
     };
+    if !args.data.is_dir() {
+        return Err(crate::report::ReportError::NoData(args.data.clone()).into());
+    }
     let told = table::read_told(&args.data).map_err(CommandError::Alerts)?;
     let rows = table::select(&told, &filter);
     let mut out = String::new();

@@ -344,6 +344,10 @@ fn a_silent_meter_is_told_once_and_its_return_once_across_a_crash() {
         Duration::from_secs(30),
     );
     assert_eq!(code, 2, "{err}");
+    let missing = tmp.path().join("nothing-here").display().to_string();
+    let (code, _, err) = run_gapless(&["alerts", "--data", &missing], Duration::from_secs(30));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
     broker.stop();
 }
 
