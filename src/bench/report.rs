@@ -151,6 +151,9 @@ fn bench_context() -> Context {
 /// on the same generated messages.
 fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // CPU time (all threads, user + system) per reading: the work done,
+    // which the machine's run-to-run noise in wall time does not hide.
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for run in 0..args.repeat.max(1) * 2 {
         let with_ledger = run % 2 == 0;
         let dir = tempfile::tempdir_in(std::env::temp_dir())?;
@@ -162,12 +165,14 @@ fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
             readings: args.readings,
             meters: args.meters,
         };
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let readings = ingest_all(&one, with_ledger, false)?;
         let rate = readings as f64 / t.elapsed().as_secs_f64();
+        let us = (cpu_seconds() - c) * 1e6 / readings.max(1) as f64;
         rates[usize::from(!with_ledger)].push(rate);
+        cpu[usize::from(!with_ledger)].push(us);
         println!(
-            "  {} ledger: {readings} readings decoded, deduplicated, judged and sealed at {:.0} readings/s",
+            "  {} ledger: {readings} readings decoded, deduplicated, judged and sealed at {:.0} readings/s, {us:.2} µs of CPU each",
             if with_ledger { "with   " } else { "without" },
             rate
         );
@@ -177,13 +182,28 @@ fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
         v[v.len() / 2]
     };
     let (a, b) = (med(&mut rates[0]), med(&mut rates[1]));
+    let (ca, cb) = (med(&mut cpu[0]), med(&mut cpu[1]));
     println!(
-        "bench report --ledger-cost: the ledger costs {:.1} % of the store's throughput (medians {:.0} vs {:.0} readings/s)",
+        "bench report --ledger-cost: the ledger costs {:.1} % of the store's throughput (medians {:.0} vs {:.0} readings/s) and {:.1} % more CPU per reading (medians {ca:.2} vs {cb:.2} µs)",
         (1.0 - a / b) * 100.0,
         a,
-        b
+        b,
+        (ca / cb - 1.0) * 100.0,
     );
     Ok(())
+}
+
+/// CPU time this process has used (user + system, all threads), seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one plain struct that we own.
+    #[allow(unsafe_code)]
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 /// Ingests the synthetic fleet through the real store.

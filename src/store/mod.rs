@@ -702,7 +702,8 @@ pub struct FileFacts {
     pub bytes: u64,
     pub sha256: [u8; 32],
     pub rows: u64,
-    pub row_root: canonical::Hash,
+    /// None for a file outside the ledger (benchmarks only).
+    pub row_root: Option<canonical::Hash>,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
     pub min_receipt_seq: Option<u64>,
@@ -726,7 +727,7 @@ impl FileFacts {
             size: self.bytes,
             sha256: hex::encode(self.sha256),
             rows: self.rows,
-            row_root: hex::encode(self.row_root),
+            row_root: self.row_root.map(hex::encode).unwrap_or_default(),
             min_time: self.min_time.map(format_micros),
             max_time: self.max_time.map(format_micros),
             min_receipt_seq: self.min_receipt_seq,
@@ -786,16 +787,9 @@ pub fn write_parquet(
             "sealed files are never replaced",
         )));
     }
-    let mut hashes = Vec::with_capacity(batch.num_rows());
-    canonical::row_hashes(batch, &mut hashes)?;
-    let row_root = canonical::merkle_root(&hashes);
     if let Some(i) = ledger_index {
         metadata.push(KeyValue::new("gapless.ledger_index".into(), i.to_string()));
     }
-    metadata.push(KeyValue::new(
-        "gapless.row_root".into(),
-        hex::encode(row_root),
-    ));
     let (time, seq) = batch_ranges(batch);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
@@ -814,7 +808,34 @@ pub fn write_parquet(
         source,
     };
     let mut w = ArrowWriter::try_new(sink, batch.schema(), Some(props)).map_err(pq)?;
-    w.write(batch).map_err(pq)?;
+    // Row hashes only for a file the ledger will hold (without it, the
+    // ledger-cost benchmark measures what hashing and the ledger cost),
+    // computed on a second thread while this one encodes the file; the
+    // root goes into the footer, which is written last.
+    let row_root = std::thread::scope(|scope| -> Result<_, StoreError> {
+        let hashing = ledger_index.map(|_| {
+            scope.spawn(|| -> Result<canonical::Hash, canonical::UnsupportedType> {
+                let mut hashes = Vec::with_capacity(batch.num_rows());
+                canonical::row_hashes(batch, &mut hashes)?;
+                Ok(canonical::merkle_root(&hashes))
+            })
+        });
+        w.write(batch).map_err(pq)?;
+        match hashing {
+            Some(h) => {
+                let root = h.join().map_err(|_| StoreError::Io {
+                    path: tmp.clone(),
+                    source: io::Error::other("row hashing panicked"),
+                })??;
+                w.append_key_value_metadata(KeyValue::new(
+                    "gapless.row_root".into(),
+                    hex::encode(root),
+                ));
+                Ok(Some(root))
+            }
+            None => Ok(None),
+        }
+    })?;
     let sink = w.into_inner().map_err(pq)?;
     let (buf, sha, bytes) = sink.finish();
     let file = buf.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
