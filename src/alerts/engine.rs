@@ -1107,6 +1107,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// Meters M0..Mn of group `site/b1`, every 15 minutes for an hour.
+    fn feed_site(e: &mut AlertEngine, n: usize) {
+        for m in 0..n {
+            let (meter, topic) = (format!("M{m}"), format!("site/b1/M{m}"));
+            feed(e, &meter, &topic, T0, T0 + 60 * MIN);
+        }
+    }
+
     #[test]
     fn a_silent_meter_is_alerted_once_and_resumes_once() {
         let mut e = engine(20);
@@ -1251,15 +1259,7 @@ pub(crate) mod tests {
     #[test]
     fn a_partly_recovered_group_hands_its_silent_meters_over() {
         let mut e = engine(5);
-        for m in 0..10 {
-            feed(
-                &mut e,
-                &format!("M{m}"),
-                &format!("site/b1/M{m}"),
-                T0,
-                T0 + 60 * MIN,
-            );
-        }
+        feed_site(&mut e, 10);
         let t = T0 + 60 * MIN + 45 * MIN;
         e.tick(t);
         assert_eq!(
@@ -1301,15 +1301,7 @@ pub(crate) mod tests {
     #[test]
     fn one_silent_meter_in_a_busy_group_is_alerted_alone() {
         let mut e = engine(5);
-        for m in 0..30 {
-            feed(
-                &mut e,
-                &format!("M{m}"),
-                &format!("site/b1/M{m}"),
-                T0,
-                T0 + 60 * MIN,
-            );
-        }
+        feed_site(&mut e, 30);
         // M0 dies; the others go on (one missed telegram here and there).
         let mut t = T0 + 75 * MIN;
         while t < T0 + 4 * 60 * MIN {

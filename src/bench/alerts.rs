@@ -79,35 +79,22 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
 
     // 3. Steady state: an hour of readings and checks.
     let hour = 3_600 * SECOND;
-    let mut next = vec![1i64; n]; // k of each meter's next reading
+    let mut fleet = Fleet {
+        ids: &ids,
+        groups: &groups,
+        phase: &phase,
+        t0,
+        next: vec![1; n],
+        cursor: 0,
+        stop: vec![false; n],
+    };
     let (mut in_tick, mut in_reading) = (Duration::ZERO, Duration::ZERO);
     let mut t = t0 + INTERVAL;
     let end = t + hour;
-    let mut cursor = 0usize;
     let mut readings = 0u64;
     while t < end {
-        // Readings due in this 100 ms, in phase order.
         let r0 = Instant::now();
-        let mut guard = 0;
-        while guard < n {
-            let i = cursor;
-            let due = t0 + phase(i) + next[i] * INTERVAL;
-            if due > t {
-                break;
-            }
-            e.reading(
-                &ids[i],
-                Medium::Heat,
-                false,
-                due,
-                Some(&groups[i / 100]),
-                due,
-            );
-            next[i] += 1;
-            readings += 1;
-            cursor = (cursor + 1) % n;
-            guard += 1;
-        }
+        readings += fleet.report_until(&mut e, t);
         in_reading += r0.elapsed();
         let c0 = Instant::now();
         e.tick(t);
@@ -128,38 +115,17 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
     // 4. Latency: 1,000 meters in different groups stop after their last
     //    reading; everyone else goes on.
     let stopped: Vec<usize> = (0..1_000).map(|k| (k * 997 + 13) % n).collect();
-    let mut stop = vec![false; n];
     for &i in &stopped {
-        stop[i] = true;
+        fleet.stop[i] = true;
     }
     let last: Vec<i64> = (0..n)
-        .map(|i| t0 + phase(i) + (next[i] - 1) * INTERVAL)
+        .map(|i| t0 + phase(i) + (fleet.next[i] - 1) * INTERVAL)
         .collect();
     let mut lateness: Vec<i64> = Vec::new();
     let end = t + hour;
     let mut worst_tick = Duration::ZERO;
     while t < end {
-        let mut guard = 0;
-        while guard < n {
-            let i = cursor;
-            let due = t0 + phase(i) + next[i] * INTERVAL;
-            if due > t {
-                break;
-            }
-            if !stop[i] {
-                e.reading(
-                    &ids[i],
-                    Medium::Heat,
-                    false,
-                    due,
-                    Some(&groups[i / 100]),
-                    due,
-                );
-            }
-            next[i] += 1;
-            cursor = (cursor + 1) % n;
-            guard += 1;
-        }
+        fleet.report_until(&mut e, t);
         let c0 = Instant::now();
         e.tick(t);
         worst_tick = worst_tick.max(c0.elapsed());
@@ -187,4 +153,42 @@ pub fn run(args: &crate::cli::BenchAlertsArgs) -> anyhow::Result<()> {
     );
     drop(ids);
     Ok(())
+}
+
+/// The simulated fleet: meter `i` reports at `t0 + phase(i) + k × 15 min`,
+/// so its readings come due in meter order, round after round.
+struct Fleet<'a, P: Fn(usize) -> i64> {
+    ids: &'a [String],
+    groups: &'a [String],
+    phase: &'a P,
+    t0: i64,
+    /// Each meter's next round.
+    next: Vec<i64>,
+    /// The meter whose reading comes due next.
+    cursor: usize,
+    /// Meters that no longer report.
+    stop: Vec<bool>,
+}
+
+impl<P: Fn(usize) -> i64> Fleet<'_, P> {
+    /// Delivers every reading due by `t`; returns how many were delivered.
+    fn report_until(&mut self, e: &mut AlertEngine, t: i64) -> u64 {
+        let n = self.ids.len();
+        let mut delivered = 0;
+        for _ in 0..n {
+            let i = self.cursor;
+            let due = self.t0 + (self.phase)(i) + self.next[i] * INTERVAL;
+            if due > t {
+                break;
+            }
+            if !self.stop[i] {
+                let group = Some(self.groups[i / 100].as_str());
+                e.reading(&self.ids[i], Medium::Heat, false, due, group, due);
+                delivered += 1;
+            }
+            self.next[i] += 1;
+            self.cursor = (self.cursor + 1) % n;
+        }
+        delivered
+    }
 }

@@ -174,32 +174,59 @@ fn settle(r: &Received, n: usize, what: &str) {
     assert_eq!(r.all().len(), n, "{what}: {:#?}", r.all());
 }
 
-#[test]
-fn a_silent_meter_is_told_once_and_its_return_once_across_a_crash() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut broker = Mosquitto::start(tmp.path());
-    let mqtt = subscribe_alerts(broker.port);
-    let (hook_url, hook) = webhook_server();
-    let clock = TestClock::new(tmp.path());
-    let http_port = free_port();
-    let http = format!("127.0.0.1:{http_port}");
-    let cfg = config(tmp.path());
-    let clock_file = clock.0.display().to_string();
-    let mut g = Gapless::start_env(
-        &broker.url(),
-        &tmp.path().join("data"),
-        &[
+/// A broker, an alert watcher on it, a webhook receiver, the test clock,
+/// and the service using all of them (with `extra` flags and `env`).
+struct Rig {
+    tmp: tempfile::TempDir,
+    broker: Mosquitto,
+    mqtt: Received,
+    hook: Received,
+    clock: TestClock,
+    g: Gapless,
+}
+
+impl Rig {
+    fn start(extra: &[&str], env: &[(&str, &str)]) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let broker = Mosquitto::start(tmp.path());
+        let mqtt = subscribe_alerts(broker.port);
+        let (hook_url, hook) = webhook_server();
+        let clock = TestClock::new(tmp.path());
+        let cfg = config(tmp.path());
+        let clock_file = clock.0.display().to_string();
+        let mut args = vec![
             "--config",
             &cfg,
             "--clock-file",
             &clock_file,
             "--alert-webhook",
             &hook_url,
-            "--http",
-            &http,
-        ],
-        &[("GAPLESS_API_TOKEN", "tok")],
-    );
+        ];
+        args.extend_from_slice(extra);
+        let g = Gapless::start_env(&broker.url(), &tmp.path().join("data"), &args, env);
+        Rig {
+            tmp,
+            broker,
+            mqtt,
+            hook,
+            clock,
+            g,
+        }
+    }
+}
+
+#[test]
+fn a_silent_meter_is_told_once_and_its_return_once_across_a_crash() {
+    let http_port = free_port();
+    let http = format!("127.0.0.1:{http_port}");
+    let Rig {
+        tmp,
+        mut broker,
+        mqtt,
+        hook,
+        clock,
+        mut g,
+    } = Rig::start(&["--http", &http], &[("GAPLESS_API_TOKEN", "tok")]);
     // An hour of readings, every 15 minutes, received as they were due
     // (the clock stands at the first one).
     clock.set(-60);
@@ -353,25 +380,14 @@ fn a_silent_meter_is_told_once_and_its_return_once_across_a_crash() {
 
 #[test]
 fn fifty_silent_meters_of_a_gateway_make_one_alert_and_one_recovery() {
-    let tmp = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(tmp.path());
-    let mqtt = subscribe_alerts(broker.port);
-    let (hook_url, hook) = webhook_server();
-    let clock = TestClock::new(tmp.path());
-    let cfg = config(tmp.path());
-    let clock_file = clock.0.display().to_string();
-    let mut g = Gapless::start(
-        &broker.url(),
-        &tmp.path().join("data"),
-        &[
-            "--config",
-            &cfg,
-            "--clock-file",
-            &clock_file,
-            "--alert-webhook",
-            &hook_url,
-        ],
-    );
+    let Rig {
+        tmp: _tmp,
+        broker,
+        mqtt,
+        hook,
+        clock,
+        mut g,
+    } = Rig::start(&[], &[]);
     clock.set(-45);
     let meters: Vec<String> = (0..50).map(|i| format!("WMZ-{i:03}")).collect();
     let mut msgs = Vec::new();
