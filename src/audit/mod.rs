@@ -435,8 +435,8 @@ fn verify_file(data: &Path, e: &LedgerEntry) -> FileOutcome {
             return o;
         }
         let (t, s) = crate::store::batch_ranges(&batch);
-        time = merge_range(time, t);
-        seqs = merge_range(seqs, s);
+        time = crate::store::merge_range(time, t);
+        seqs = crate::store::merge_range(seqs, s);
         let seq_col = batch
             .column_by_name("receipt_seq")
             .and_then(|c| c.as_primitive_opt::<Int64Type>());
@@ -487,13 +487,6 @@ fn verify_file(data: &Path, e: &LedgerEntry) -> FileOutcome {
         find("receipt range differs from the ledger".into());
     }
     o
-}
-
-fn merge_range<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Option<(T, T)> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-        (x, y) => x.or(y),
-    }
 }
 
 /// Files in `dir` ending in `suffix`: (stem, path), sorted.

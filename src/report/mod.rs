@@ -641,7 +641,7 @@ pub fn write_report_parquet(
     let mut entries = Vec::new();
     for (index, (name, table, batch)) in (first_index..).zip(files) {
         let path = dir.join(&name);
-        let facts = write_parquet(&path, &batch, meta(table), Some(index))?;
+        let facts = write_parquet(&path, [batch], meta(table), Some(index))?;
         let rel = format!("{REPORTS_DIR}/{name}");
         entries.push(facts.entry(index, table, &rel, None, &sealed_at));
         written.push(path);

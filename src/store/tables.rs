@@ -146,8 +146,9 @@ pub fn receipts_batch(rows: &[&ReceiptRow]) -> RecordBatch {
     let n = rows.len();
     let mut seq = Int64Builder::with_capacity(n);
     let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut topic = StringBuilder::new();
-    let mut sha = StringBuilder::new();
+    let mut topic = StringBuilder::with_capacity(n, rows.iter().map(|r| r.topic.len()).sum());
+    let mut sha = StringBuilder::with_capacity(n, 64 * n);
+    let mut hex_buf = [0u8; 64];
     let mut size = UInt32Builder::with_capacity(n);
     let mut format = StringBuilder::new();
     let mut disp = StringBuilder::new();
@@ -159,7 +160,8 @@ pub fn receipts_batch(rows: &[&ReceiptRow]) -> RecordBatch {
         seq.append_value(r.seq as i64);
         recv.append_value(r.received_at);
         topic.append_value(&r.topic);
-        sha.append_value(hex::encode(r.sha256));
+        hex::encode_to_slice(r.sha256, &mut hex_buf).expect("64 hex digits for 32 bytes");
+        sha.append_value(std::str::from_utf8(&hex_buf).expect("hex digits are ASCII"));
         size.append_value(r.size);
         format.append_option(r.format.map(Format::as_str));
         disp.append_value(r.disposition.as_str());
@@ -186,25 +188,31 @@ pub fn receipts_batch(rows: &[&ReceiptRow]) -> RecordBatch {
     )
 }
 
+/// One chunk of `readings` (the seal writes a row group's worth at a time).
+/// String columns are sized up front: grown by doubling, they were copied
+/// and page-faulted over and over.
 pub fn readings_batch(rows: &[&ReadingRow]) -> RecordBatch {
     let n = rows.len();
-    let mut meter = StringBuilder::new();
-    let mut register = StringBuilder::new();
+    let sized = |len: fn(&ReadingRow) -> usize| {
+        StringBuilder::with_capacity(n, rows.iter().map(|r| len(r)).sum())
+    };
+    let mut meter = sized(|r| r.reading.meter_id.as_str().len());
+    let mut register = sized(|r| r.reading.register.len());
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut medium = StringBuilder::new();
-    let mut unit = StringBuilder::new();
-    let mut value = StringBuilder::new();
+    let mut medium = sized(|r| r.reading.medium.as_str().len());
+    let mut unit = sized(|r| r.reading.unit.as_str().len());
+    let mut value = sized(|r| r.reading.value.as_str().len());
     let mut dec = Decimal128Builder::with_capacity(n)
         .with_precision_and_scale(38, VALUE_SCALE as i8)
         .expect("38,9 is a valid decimal type");
     let mut decimals = UInt8Builder::with_capacity(n);
     let mut seq = UInt64Builder::with_capacity(n);
-    let mut kind = StringBuilder::new();
+    let mut kind = sized(|r| r.reading.kind.as_str().len());
     let mut conflict = BooleanBuilder::with_capacity(n);
     let mut receipt = Int64Builder::with_capacity(n);
     let mut index = UInt32Builder::with_capacity(n);
     let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut format = StringBuilder::new();
+    let mut format = sized(|r| r.format.as_str().len());
     for r in rows {
         let rd = &r.reading;
         meter.append_value(rd.meter_id.as_str());
