@@ -363,7 +363,8 @@ pub(super) fn decode_fast(text: &str, ctx: &Ctx, detect: bool) -> Option<Result<
             single(reading_from_fields(&obj.fields, &Defaults::default(), ctx))
         }
         b'[' => {
-            let arr = ArraySeed { ctx }.deserialize(&mut de).ok()?;
+            let capacity = (text.len() / MIN_READING_JSON_BYTES).clamp(1, 4096);
+            let arr = ArraySeed { ctx, capacity }.deserialize(&mut de).ok()?;
             de.end().ok()?;
             match arr {
                 ArrayOutcome::Empty => Err(EMPTY_ARRAY.into()),
@@ -557,7 +558,15 @@ enum ArrayOutcome {
 
 struct ArraySeed<'c> {
     ctx: &'c Ctx,
+    /// Readings to make room for up front (JSON does not say how many
+    /// elements follow; growing one at a time reallocated the vector six
+    /// times for a message of 50).
+    capacity: usize,
 }
+
+/// The shortest native reading object is about this long, so a payload of
+/// n bytes holds at most about n / this readings.
+const MIN_READING_JSON_BYTES: usize = 80;
 
 impl<'de> DeserializeSeed<'de> for ArraySeed<'_> {
     type Value = ArrayOutcome;
@@ -577,7 +586,7 @@ impl<'de> Visitor<'de> for ArraySeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let top = Defaults::default();
         let mut out = Out {
-            readings: Vec::new(),
+            readings: Vec::with_capacity(self.capacity),
             notes: Vec::new(),
         };
         let mut failed = None;
