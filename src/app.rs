@@ -58,6 +58,11 @@ const LINGER_MIN_GROUP: usize = 64;
 pub const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
+/// Most journal records the store reads before it looks again whether a
+/// seal is due: the seal-by-rows bound (`--seal-max-rows`) holds to within
+/// this many messages, however far the store trails (it used to read all it
+/// trailed by in one go: up to `MAX_STORE_LAG` messages into memory).
+const STORE_READ_CHUNK: u64 = 4096;
 
 pub const JOURNAL_DIR: &str = "journal";
 pub const STATE_DIR: &str = "_state";
@@ -510,14 +515,15 @@ fn run_store(
         // result does not depend on how much one read takes in. When
         // nothing came for a tick, up to now. Never during the replay.
         if durable > read {
-            tail.read_through(durable, |rec| {
+            let upto = durable.min(read + STORE_READ_CHUNK);
+            tail.read_through(upto, |rec| {
                 store.ingest(&rec);
                 if rec.seq > side.replay_through && rec.received_at >= next_check {
                     store.tick_alerts(rec.received_at);
                     next_check = rec.received_at.saturating_add(CHECK_EVERY);
                 }
             })?;
-            progress.set_read(durable);
+            progress.set_read(upto);
         } else if closed {
             break;
         } else if tail.next_seq() > side.replay_through {
