@@ -370,6 +370,12 @@ pub struct BenchLiveStateArgs {
     pub readings: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchIngestMode {
+    Live,
+    Backlog,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchIngestArgs {
     /// Broker to use [default: start a private mosquitto on a free port].
@@ -388,6 +394,11 @@ pub struct BenchIngestArgs {
     /// Where gapless writes during the benchmark [default: a temporary directory].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Which modes to run: `live` (a publisher streams while the subscriber
+    /// drains), `backlog` (the broker is preloaded for the offline session,
+    /// then drained), or both.
+    #[arg(long, value_delimiter = ',', default_values = ["live", "backlog"])]
+    pub mode: Vec<BenchIngestMode>,
     /// Also run gapless without the audit ledger, and print what the ledger
     /// costs (acked and sealed rates, same broker, same run).
     #[arg(long)]

@@ -12,7 +12,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         let default = match cli.command {
-            Command::Demo(_) => "warn",
+            // The demo and the benchmarks print their own results; the
+            // service's per-seal lines would bury them.
+            Command::Demo(_) | Command::Bench(_) => "warn",
             _ => "info",
         };
         tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default))

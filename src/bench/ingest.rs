@@ -29,7 +29,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
 use crate::app;
-use crate::cli::BenchIngestArgs;
+use crate::cli::{BenchIngestArgs, BenchIngestMode as Mode};
 use crate::config::{parse_broker, ServeFlags, ServeSettings};
 use crate::mqtt::ConnectionState;
 
@@ -85,12 +85,6 @@ fn start_broker() -> anyhow::Result<PrivateBroker> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Live,
-    Backlog,
-}
-
 impl Mode {
     fn describe(self) -> &'static str {
         match self {
@@ -120,7 +114,7 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         "bench ingest: broker {host}:{port}, {} messages per run",
         args.messages
     );
-    for mode in [Mode::Live, Mode::Backlog] {
+    for &mode in &args.mode {
         println!("\n{mode:?} ({})", mode.describe());
         println!(
             "{:>9} {:>5} {:>12} {:>14} {:>16} {:>7} {:>18}",
