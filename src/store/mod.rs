@@ -750,32 +750,35 @@ impl FileFacts {
 
 /// The column a table's time range is taken from: the first of these that
 /// it has (readings and estimates `ts`, receipts and rejects
-/// `received_at`, gaps `gap_to`, reports `generated_at`).
-pub const TIME_COLUMNS: [&str; 4] = ["ts", "received_at", "gap_to", "generated_at"];
+/// `received_at`, alerts `raised_at`, gaps `gap_to`, reports
+/// `generated_at`). Alerts have a `gap_to` too, null but for
+/// `meter_resumed`: it must not be theirs.
+pub const TIME_COLUMNS: [&str; 5] = ["ts", "received_at", "raised_at", "gap_to", "generated_at"];
 
 /// A batch's time range (µs) and receipt range, each None when it has no
-/// such column or no rows.
+/// such column or no non-null value.
 pub type BatchRanges = (Option<(i64, i64)>, Option<(u64, u64)>);
 
-/// Time range and receipt range of a batch (for the ledger).
+/// Time range and receipt range of a batch (for the ledger), over its
+/// non-null values: what a null slot holds in memory is not data (a
+/// builder leaves 0 there, a Parquet reader whatever it likes).
 pub fn batch_ranges(batch: &RecordBatch) -> BatchRanges {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    fn range<T: Ord + Copy>(values: impl Iterator<Item = Option<T>>) -> Option<(T, T)> {
+        values
+            .flatten()
+            .fold(None, |r, v| merge_range(r, Some((v, v))))
+    }
     let time = TIME_COLUMNS
         .iter()
         .find_map(|c| batch.column_by_name(c))
         .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-        .and_then(|c| {
-            let v = c.values();
-            Some((*v.iter().min()?, *v.iter().max()?))
-        });
+        .and_then(|c| range(c.iter()));
     let seq = batch
         .column_by_name("receipt_seq")
         .and_then(|c| c.as_primitive_opt::<Int64Type>())
-        .and_then(|c| {
-            let v = c.values();
-            Some((*v.iter().min()? as u64, *v.iter().max()? as u64))
-        });
+        .and_then(|c| range(c.iter().map(|v| v.map(|v| v as u64))));
     (time, seq)
 }
 
@@ -1327,6 +1330,37 @@ mod tests {
         let none = tmp.path().join("none.parquet");
         assert!(write_parquet(&none, Vec::<RecordBatch>::new(), Vec::new(), None).is_err());
         assert!(!none.exists());
+    }
+
+    /// The ledger's time range of an alerts file is that of `raised_at`,
+    /// and null slots (here `gap_to` of an alert that is not a resume)
+    /// are no time at all.
+    #[test]
+    fn ranges_skip_nulls_and_alerts_are_timed_by_when_raised() {
+        use arrow_array::TimestampMicrosecondArray;
+        use arrow_schema::{DataType, Field, Schema, TimeUnit};
+        let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let col = |v: Vec<Option<i64>>| {
+            std::sync::Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+                as arrow_array::ArrayRef
+        };
+        let alerts = RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![
+                Field::new("raised_at", ts(), false),
+                Field::new("gap_to", ts(), true),
+            ])),
+            vec![col(vec![Some(50), Some(70)]), col(vec![None, Some(40)])],
+        )
+        .unwrap();
+        assert_eq!(batch_ranges(&alerts), (Some((50, 70)), None));
+        let gaps = RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![Field::new("gap_to", ts(), true)])),
+            vec![col(vec![None, Some(40), Some(30), None])],
+        )
+        .unwrap();
+        assert_eq!(batch_ranges(&gaps), (Some((30, 40)), None));
+        let all_null = gaps.slice(0, 1);
+        assert_eq!(batch_ranges(&all_null), (None, None));
     }
 
     #[test]
