@@ -207,6 +207,7 @@ pub async fn serve_with_state(
         journal_records = recovery.records,
         to_replay = replayed,
         next_receipt = journal.next_seq(),
+        journal_o_direct = journal.is_direct(),
         "store: recovered"
     );
 

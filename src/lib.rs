@@ -19,8 +19,9 @@
 //!   persistent session, reconnect with backoff, ack durable batches in order.
 //! - [`decode`]: pure: payload bytes → readings or a rejection with a reason
 //!   (native, wmbusmeters, ChirpStack v4, The Things Stack v3).
-//! - [`journal`]: durable append with group-committed fdatasync, torn-tail
-//!   repair, and the tail the store reads from; assigns receipt numbers.
+//! - [`journal`]: durable append (block-padded commits written with
+//!   `O_DIRECT`, one fdatasync each), torn-tail repair, and the tail the
+//!   store reads from; assigns receipt numbers.
 //! - [`store`]: receipts, readings, rejects and gaps → sealed Parquet files,
 //!   commit manifests and the audit ledger (canonical row hashes, RFC 6962
 //!   tree, Ed25519-signed checkpoints); the duplicate index; recovery.
