@@ -137,45 +137,45 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     None => std::env::temp_dir().join(format!("gapless-bench-{run}")),
                 };
                 // Alternate who goes first, so that neither always meets a
-                // fresher broker.
-                let gapless = |rt: &tokio::runtime::Runtime| {
-                    rt.block_on(gapless_run(
+                // fresher broker: even runs bare, gapless (and then gapless
+                // without the ledger), odd runs the other way round.
+                let gapless = |rt: &tokio::runtime::Runtime, ledger: bool| {
+                    let (run, data) = if ledger {
+                        (run.clone(), data.clone())
+                    } else {
+                        // On a session and in a directory of its own.
+                        (format!("{run}-noledger"), data.with_extension("noledger"))
+                    };
+                    let r = rt.block_on(gapless_run(
                         mode,
                         &host,
                         port,
                         &run,
                         &payloads,
                         data.clone(),
-                        true,
-                    ))
+                        ledger,
+                    ));
+                    let _ = std::fs::remove_dir_all(&data);
+                    r
                 };
                 let bare = |rt: &tokio::runtime::Runtime| {
                     rt.block_on(bare_run(mode, &host, port, &run, &payloads))
                 };
-                let (b, (acked, sealed)) = if rep % 2 == 0 {
+                let compare = args.compare_ledger;
+                let (b, (acked, sealed), without) = if rep % 2 == 0 {
                     let b = bare(&rt)?;
-                    (b, gapless(&rt)?)
+                    let g = gapless(&rt, true)?;
+                    let w = compare.then(|| gapless(&rt, false)).transpose()?;
+                    (b, g, w)
                 } else {
-                    let g = gapless(&rt)?;
-                    (bare(&rt)?, g)
+                    let w = compare.then(|| gapless(&rt, false)).transpose()?;
+                    let g = gapless(&rt, true)?;
+                    (bare(&rt)?, g, w)
                 };
-                let _ = std::fs::remove_dir_all(&data);
                 let n = payloads.len() as f64;
-                if args.compare_ledger {
-                    // The same case without the audit ledger (row hashing,
-                    // entries, signed checkpoints), on a session of its own.
-                    let run2 = format!("{run}-noledger");
-                    let data2 = data.with_extension("noledger");
-                    let (acked2, sealed2) = rt.block_on(gapless_run(
-                        mode,
-                        &host,
-                        port,
-                        &run2,
-                        &payloads,
-                        data2.clone(),
-                        false,
-                    ))?;
-                    let _ = std::fs::remove_dir_all(&data2);
+                if let Some((acked2, sealed2)) = without {
+                    // The audit ledger's cost: row hashing, entries and
+                    // signed checkpoints, as a share of the rate without it.
                     let cost = |with: Duration, without: Duration| {
                         100.0 * (1.0 - without.as_secs_f64() / with.as_secs_f64())
                     };
