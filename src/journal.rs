@@ -21,8 +21,9 @@
 //! where a header would be; no record has body length 0), so the journal can
 //! be written with `O_DIRECT` from one reused aligned buffer: no copy into
 //! the page cache on the ack path, and no durable byte is ever written
-//! twice. Where the filesystem refuses `O_DIRECT` (tmpfs), the same bytes go
-//! through the page cache.
+//! twice. Where the filesystem refuses `O_DIRECT` (at open, or at a write
+//! whose alignment it does not take), the same bytes go through the page
+//! cache.
 //!
 //! A crash can leave a torn record at the end of the newest segment; opening
 //! the journal truncates it (that message was never acknowledged, so the
@@ -77,6 +78,15 @@ impl Staging {
     }
 }
 
+/// How a filesystem says no to `O_DIRECT` (at open, or at a write whose
+/// alignment it does not take).
+fn refuses_direct(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+    )
+}
+
 /// Opens a segment for writing, with `O_DIRECT` where the filesystem takes
 /// it. Returns the file and whether it is direct.
 fn open_for_writing(path: &Path) -> Result<(File, bool), JournalError> {
@@ -85,7 +95,7 @@ fn open_for_writing(path: &Path) -> Result<(File, bool), JournalError> {
     o.create(true).write(true);
     match o.clone().custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => Ok((f, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(e) if refuses_direct(&e) => {
             let f = o.open(path).map_err(io_err(path))?;
             Ok((f, false))
         }
@@ -287,15 +297,35 @@ impl Journal {
         }
         let end = padded_end(self.buf.len() as u64) as usize;
         self.buf.resize(end, 0);
-        let mut at = self.segment_len;
-        for piece in self.buf.chunks(STAGING_BYTES) {
-            let slot = &mut self.staging.slot()[..piece.len()];
-            slot.copy_from_slice(piece);
-            self.file
-                .write_all_at(slot, at)
-                .map_err(io_err(&self.path))?;
-            at += piece.len() as u64;
+        let write = |file: &File, staging: &mut Staging, buf: &[u8], mut at: u64| {
+            for piece in buf.chunks(STAGING_BYTES) {
+                let slot = &mut staging.slot()[..piece.len()];
+                slot.copy_from_slice(piece);
+                file.write_all_at(slot, at)?;
+                at += piece.len() as u64;
+            }
+            io::Result::Ok(at)
+        };
+        let at = match write(&self.file, &mut self.staging, &self.buf, self.segment_len) {
+            // A filesystem that took O_DIRECT at open but refuses these
+            // writes (a stricter alignment): go through the page cache. What
+            // the failed try wrote was never acknowledged; it is rewritten.
+            Err(e) if self.direct && refuses_direct(&e) => {
+                tracing::warn!(
+                    segment = %self.path.display(),
+                    error = %e,
+                    "journal: O_DIRECT writes refused; writing through the page cache"
+                );
+                self.file = OpenOptions::new()
+                    .write(true)
+                    .open(&self.path)
+                    .map_err(io_err(&self.path))?;
+                self.direct = false;
+                write(&self.file, &mut self.staging, &self.buf, self.segment_len)
+            }
+            r => r,
         }
+        .map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
         self.segment_len = at;
         self.buf.clear();
@@ -876,6 +906,26 @@ mod tests {
         fs::write(&first, bytes).unwrap();
         let err = Journal::open(tmp.path(), 1, 40).err().unwrap();
         assert!(err.to_string().contains("padding"), "{err}");
+    }
+
+    /// A write that O_DIRECT refuses (here: an offset off the alignment, as
+    /// a filesystem with a stricter one would) is done through the page
+    /// cache instead, and the journal stays usable.
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
+        if !j.is_direct() {
+            eprintln!("SKIPPED: this filesystem takes no O_DIRECT at all");
+            return;
+        }
+        j.segment_len = 100;
+        j.append(1, "t", b"one");
+        j.commit().unwrap();
+        assert!(!j.is_direct());
+        let bytes = fs::read(&j.path).unwrap();
+        assert_eq!(bytes.len() as u64, 100 + BLOCK);
+        assert_eq!(&bytes[100 + HEADER_LEN + BODY_FIXED_LEN + 1..][..3], b"one");
     }
 
     #[test]
