@@ -538,13 +538,27 @@ fn scan_segment(
     let mut offset = 0u64;
     let mut records = 0u64;
     let mut body = Vec::new();
+    let mut after_padding = false;
     let damage = loop {
         match read_record(&mut r, offset, len - offset, &mut body).map_err(io_err(path))? {
             Next::End => break None,
             Next::Damaged(what) => break Some(what),
-            Next::Padding(n) => offset += n,
+            Next::Padding(n) => {
+                offset += n;
+                after_padding = true;
+            }
             Next::Record(rec, n) => {
                 let expected = first_seq + records;
+                if rec.seq != expected && after_padding {
+                    // Zeros where records should be, then a later record: a
+                    // commit whose blocks reached the disk only in part (a
+                    // power cut). Nothing of it was acknowledged.
+                    break Some(format!(
+                        "record {} follows zeros where record {expected} should be (a torn commit)",
+                        rec.seq
+                    ));
+                }
+                after_padding = false;
                 if rec.seq != expected {
                     return Err(JournalError::Sequence {
                         path: path.to_owned(),
@@ -926,6 +940,40 @@ mod tests {
         let bytes = fs::read(&j.path).unwrap();
         assert_eq!(bytes.len() as u64, 100 + BLOCK);
         assert_eq!(&bytes[100 + HEADER_LEN + BODY_FIXED_LEN + 1..][..3], b"one");
+    }
+
+    /// A power cut can leave a commit with some blocks on disk and not
+    /// others: zeros where record 4 was, read as padding, then record 5.
+    /// That is a torn tail (cut, and numbering goes on from 4), not a
+    /// broken sequence that stops the service.
+    #[test]
+    fn a_commit_with_a_block_missing_is_a_torn_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let (mut j, _) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
+            j.append(1, "t", b"a");
+            j.commit().unwrap();
+            j.append(2, "t", b"b");
+            j.commit().unwrap();
+            // Commit at 8192: record 3 of 100 bytes, record 4 up to the
+            // block boundary at 12288, record 5 after it.
+            j.append(3, "t", &[b'c'; 100 - 27]);
+            j.append(4, "t", &[b'd'; 4096 - 100 - 27]);
+            j.append(5, "t", b"e");
+            j.commit().unwrap();
+        }
+        let (_, path) = list_segments(tmp.path()).unwrap().pop().unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[8192 + 100..12288].fill(0);
+        fs::write(&path, bytes).unwrap();
+        let (mut j, rec) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(rec.records, 3);
+        assert!(rec.truncated_bytes > 0);
+        assert_eq!(j.append(6, "t", b"again"), 4);
+        j.commit().unwrap();
+        let all = collect(tmp.path(), 0);
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(&all[3].payload[..], b"again");
     }
 
     #[test]
