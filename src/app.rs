@@ -18,6 +18,7 @@
 //! over its last acks and closes; the mqtt task sends them and disconnects;
 //! the store reads to the end of the journal, seals, and stops.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +32,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::alerts::sink::{AlertSender, SinkStats, Sinks};
 use crate::clock::Clock;
 use crate::config::ServeSettings;
-use crate::journal::{self, Journal, JournalError, JournalTail, DEFAULT_SEGMENT_BYTES};
+use crate::journal::{
+    self, Journal, JournalError, JournalRecord, JournalTail, DEFAULT_SEGMENT_BYTES,
+};
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::{LiveStats, Store, StoreError};
@@ -58,11 +61,16 @@ const LINGER_MIN_GROUP: usize = 64;
 pub const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
-/// Most journal records the store reads before it looks again whether a
-/// seal is due: the seal-by-rows bound (`--seal-max-rows`) holds to within
-/// this many messages, however far the store trails (it used to read all it
-/// trailed by in one go: up to `MAX_STORE_LAG` messages into memory).
+/// Most journal records the store reads from the disk before it looks again
+/// whether a seal is due (from memory it takes one commit, at most
+/// [`MAX_GROUP`] records): the seal-by-rows bound (`--seal-max-rows`) holds
+/// to within that many messages, however far the store trails (it used to
+/// read all it trailed by in one go: up to `MAX_STORE_LAG` messages).
 const STORE_READ_CHUNK: u64 = 4096;
+/// Payload bytes of committed records held for the store to take from
+/// memory (the journal writes with `O_DIRECT`, so reading them back would
+/// go to the disk). A commit that does not fit is read from the disk.
+const HANDOFF_BYTES: usize = 64 * 1024 * 1024;
 
 pub const JOURNAL_DIR: &str = "journal";
 pub const STATE_DIR: &str = "_state";
@@ -353,6 +361,18 @@ struct ProgressState {
     closed: bool,
     /// The store stopped on an error: the journal must not wait for it.
     store_failed: bool,
+    /// Commits, in order, that the store may take from memory.
+    handoff: VecDeque<Committed>,
+    /// Their payload and topic bytes.
+    handoff_bytes: usize,
+}
+
+/// The records of one durable commit, and where the journal goes on after
+/// it (for [`JournalTail::jump`]).
+struct Committed {
+    records: Vec<JournalRecord>,
+    next: (PathBuf, u64),
+    bytes: usize,
 }
 
 impl Progress {
@@ -363,6 +383,8 @@ impl Progress {
                 read,
                 closed: false,
                 store_failed: false,
+                handoff: VecDeque::new(),
+                handoff_bytes: 0,
             }),
             changed: Condvar::new(),
         }
@@ -374,9 +396,47 @@ impl Progress {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_durable(&self, seq: u64) {
-        self.lock().durable = seq;
+    /// Journal side: everything through `seq` is durable; `committed`
+    /// holds the records of the last commit if the store may take them from
+    /// memory (there is room for them).
+    fn set_durable(&self, seq: u64, committed: Option<Committed>) {
+        let mut s = self.lock();
+        s.durable = seq;
+        if let Some(c) = committed {
+            if s.handoff_bytes + c.bytes <= HANDOFF_BYTES {
+                s.handoff_bytes += c.bytes;
+                s.handoff.push_back(c);
+            }
+        }
+        drop(s);
         self.changed.notify_all();
+    }
+
+    /// Whether a commit of `bytes` would fit in the handoff now.
+    fn handoff_has_room(&self, bytes: usize) -> bool {
+        self.lock().handoff_bytes + bytes <= HANDOFF_BYTES
+    }
+
+    /// Store side: the commit that starts at `next_seq`, if it is in
+    /// memory; else the first record in memory after it (read the disk up
+    /// to there). Commits the store has read past are dropped.
+    fn take_committed(&self, next_seq: u64) -> Result<Committed, Option<u64>> {
+        let mut s = self.lock();
+        while let Some(c) = s.handoff.front() {
+            let first = c.records.first().map_or(u64::MAX, |r| r.seq);
+            let last = c.records.last().map_or(0, |r| r.seq);
+            if last < next_seq {
+                let c = s.handoff.pop_front().expect("front exists");
+                s.handoff_bytes -= c.bytes;
+            } else if first == next_seq {
+                let c = s.handoff.pop_front().expect("front exists");
+                s.handoff_bytes -= c.bytes;
+                return Ok(c);
+            } else {
+                return Err((first > next_seq).then_some(first));
+            }
+        }
+        Err(None)
     }
 
     fn set_read(&self, seq: u64) {
@@ -441,15 +501,22 @@ fn run_journal(
                 Err(_) => break,
             }
         }
+        let first_seq = journal.next_seq();
+        let mut bytes = 0;
         for d in &group {
             journal.append(d.received_at, &d.topic, &d.payload);
+            bytes += d.payload.len() + d.topic.len();
         }
         journal.commit()?;
         last_commit = Instant::now();
         last_group = group.len();
+        // The store takes these records from memory if there is room.
+        let mut records = progress
+            .handoff_has_room(bytes)
+            .then(|| Vec::with_capacity(group.len()));
         // Durable: release the acks, grouped by connection, in order.
         let mut batch: Option<AckBatch> = None;
-        for d in group.drain(..) {
+        for (seq, d) in (first_seq..).zip(group.drain(..)) {
             match &mut batch {
                 Some(b) if b.epoch == d.epoch => b.acks.push((d.pkid, d.qos)),
                 _ => {
@@ -462,11 +529,24 @@ fn run_journal(
                     });
                 }
             }
+            if let Some(r) = &mut records {
+                r.push(JournalRecord {
+                    seq,
+                    received_at: d.received_at,
+                    topic: d.topic,
+                    payload: d.payload,
+                });
+            }
         }
         if let Some(b) = batch {
             let _ = acks.send(b);
         }
-        progress.set_durable(journal.next_seq() - 1);
+        let committed = records.map(|records| Committed {
+            records,
+            next: journal.position(),
+            bytes,
+        });
+        progress.set_durable(journal.next_seq() - 1, committed);
         if !progress.wait_for_store() {
             // The store stopped on an error. The journal keeps everything,
             // but continuing would only grow it: take nothing more.
@@ -516,14 +596,31 @@ fn run_store(
         // result does not depend on how much one read takes in. When
         // nothing came for a tick, up to now. Never during the replay.
         if durable > read {
-            let upto = durable.min(read + STORE_READ_CHUNK);
-            tail.read_through(upto, |rec| {
-                store.ingest(&rec);
+            let mut take = |rec: &JournalRecord| {
+                store.ingest(rec);
                 if rec.seq > side.replay_through && rec.received_at >= next_check {
                     store.tick_alerts(rec.received_at);
                     next_check = rec.received_at.saturating_add(CHECK_EVERY);
                 }
-            })?;
+            };
+            // The next commit from memory if the journal left it there,
+            // else from the disk.
+            let upto = match progress.take_committed(tail.next_seq()) {
+                Ok(c) => {
+                    let last = c.records.last().map_or(read, |r| r.seq);
+                    c.records.iter().for_each(&mut take);
+                    let (path, offset) = c.next;
+                    tail.jump(path, offset, last + 1);
+                    last
+                }
+                Err(in_memory_from) => {
+                    let upto = durable
+                        .min(read + STORE_READ_CHUNK)
+                        .min(in_memory_from.map_or(u64::MAX, |first| first - 1));
+                    tail.read_through(upto, |rec| take(&rec))?;
+                    upto
+                }
+            };
             progress.set_read(upto);
         } else if closed {
             break;
@@ -840,4 +937,56 @@ pub fn gaps_command(args: &crate::cli::GapsArgs, now: i64) -> Result<String, Com
         GapsFormat::Csv => report::gaps_text(&rows, true),
         GapsFormat::Table => report::gaps_text(&rows, false),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(seqs: std::ops::RangeInclusive<u64>, bytes: usize) -> Committed {
+        Committed {
+            records: seqs
+                .map(|seq| JournalRecord {
+                    seq,
+                    received_at: 0,
+                    topic: "t".into(),
+                    payload: bytes::Bytes::new(),
+                })
+                .collect(),
+            next: (PathBuf::from("seg"), 0),
+            bytes,
+        }
+    }
+
+    /// The store takes a commit from memory only when it starts where the
+    /// store is; commits it has read past are dropped, one further on says
+    /// where to stop reading the disk, and the handoff never holds more than
+    /// its bytes (a commit that does not fit is left to the disk).
+    #[test]
+    fn the_handoff_gives_the_store_what_is_next_and_stays_bounded() {
+        let p = Progress::new(0, 0);
+        p.set_durable(3, Some(commit(1..=3, 10)));
+        p.set_durable(5, Some(commit(4..=5, 10)));
+        assert_eq!(p.take_committed(1).ok().map(|c| c.records.len()), Some(3));
+        // Read 4 from the disk meanwhile: 4..=5 is stale, nothing is next.
+        assert_eq!(p.take_committed(6).err(), Some(None));
+        assert_eq!(p.lock().handoff_bytes, 0);
+        p.set_durable(9, Some(commit(8..=9, 10)));
+        assert_eq!(
+            p.take_committed(6).err(),
+            Some(Some(8)),
+            "read 6 and 7 from the disk"
+        );
+        assert!(p.handoff_has_room(HANDOFF_BYTES - 10));
+        assert!(!p.handoff_has_room(HANDOFF_BYTES - 9));
+        p.set_durable(10, Some(commit(10..=10, HANDOFF_BYTES)));
+        assert_eq!(p.lock().handoff.len(), 1, "the big commit did not fit");
+        assert_eq!(p.lock().durable, 10);
+        assert!(p.take_committed(8).is_ok());
+        assert_eq!(
+            p.take_committed(10).err(),
+            Some(None),
+            "10 is on the disk only"
+        );
+    }
 }

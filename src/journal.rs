@@ -343,6 +343,13 @@ impl Journal {
     pub fn is_direct(&self) -> bool {
         self.direct
     }
+
+    /// Where the next record will be: its segment and offset. After a
+    /// commit, that is just past everything committed (see
+    /// [`JournalTail::jump`]).
+    pub fn position(&self) -> (PathBuf, u64) {
+        (self.path.clone(), self.segment_len)
+    }
 }
 
 /// Calls `f` for every intact record with `seq > after_seq`, in order.
@@ -582,12 +589,16 @@ fn scan_segment(
 /// Follows the journal from a given receipt on, reading records as the
 /// writer makes them durable. The store stage reads through this, so acks
 /// never wait for decoding or Parquet, and the records it has not yet
-/// sealed live on disk (and in the page cache), not in memory.
+/// sealed live on disk, not in memory. (The writer uses `O_DIRECT`, so what
+/// the tail reads comes from the disk; the store takes the commits it keeps
+/// up with from memory instead, and [`JournalTail::jump`]s past them.)
 pub struct JournalTail {
     dir: PathBuf,
     next_seq: u64,
     /// The open segment, its path, and how far into it we have read.
     segment: Option<(PathBuf, BufReader<File>, u64)>,
+    /// Where to open once a read is needed, after a [`JournalTail::jump`].
+    resume_at: Option<(PathBuf, u64)>,
     body: Vec<u8>,
 }
 
@@ -598,8 +609,19 @@ impl JournalTail {
             dir: dir.to_owned(),
             next_seq: from_seq.max(1),
             segment: None,
+            resume_at: None,
             body: Vec::new(),
         }
+    }
+
+    /// Moves past records taken some other way (from memory): the next
+    /// record is `next_seq`, at `offset` in segment `path` (a
+    /// [`Journal::position`] taken after the commit that wrote the records
+    /// before it). Nothing is read until a read needs it.
+    pub fn jump(&mut self, path: PathBuf, offset: u64, next_seq: u64) {
+        self.next_seq = next_seq;
+        self.segment = None;
+        self.resume_at = Some((path, offset));
     }
 
     /// The sequence number of the next record this tail yields.
@@ -616,7 +638,15 @@ impl JournalTail {
     ) -> Result<(), JournalError> {
         while self.next_seq <= durable {
             if self.segment.is_none() {
-                self.segment = Some(self.open_segment()?);
+                self.segment = Some(match self.resume_at.take() {
+                    Some((path, offset)) => {
+                        use std::io::{Seek, SeekFrom};
+                        let mut file = File::open(&path).map_err(io_err(&path))?;
+                        file.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
+                        (path, BufReader::with_capacity(1 << 20, file), offset)
+                    }
+                    None => self.open_segment()?,
+                });
             }
             let Some((path, reader, at)) = &mut self.segment else {
                 unreachable!("opened above")
@@ -974,6 +1004,33 @@ mod tests {
         let all = collect(tmp.path(), 0);
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(&all[3].payload[..], b"again");
+    }
+
+    /// Records taken from memory are jumped over: the tail goes on at the
+    /// position the writer gave after that commit, in the same segment or
+    /// (after a rotation) at the start of the next.
+    #[test]
+    fn tail_jumps_over_commits_taken_from_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(tmp.path(), 1, 3 * BLOCK).unwrap();
+        let mut tail = JournalTail::new(tmp.path(), 1);
+        let mut seen = Vec::new();
+        for round in 0..6u64 {
+            j.append(round as i64, "t", &[b'p'; 3000]);
+            j.append(round as i64, "t", &[b'q'; 10]);
+            j.commit().unwrap();
+            if round % 2 == 0 {
+                // Taken from memory: the file is not read.
+                let (path, offset) = j.position();
+                tail.jump(path, offset, j.next_seq());
+            } else {
+                tail.read_through(j.next_seq() - 1, |r| seen.push(r.seq))
+                    .unwrap();
+            }
+        }
+        assert!(list_segments(tmp.path()).unwrap().len() > 2, "rotated");
+        assert_eq!(seen, [3, 4, 7, 8, 11, 12]);
+        assert_eq!(tail.next_seq(), 13);
     }
 
     #[test]
