@@ -806,8 +806,9 @@ mod tests {
         assert_eq!(&all[1].payload[..], b"again");
     }
 
-    #[test]
-    fn flipped_byte_in_old_segment_is_an_error_not_a_skip() {
+    /// Four one-record commits in segments of their own; `change` edits the
+    /// first segment's bytes; opening must refuse the journal.
+    fn open_with_first_segment_changed(change: impl FnOnce(&mut [u8])) -> JournalError {
         let tmp = tempfile::tempdir().unwrap();
         {
             let (mut j, _) = Journal::open(tmp.path(), 1, 40).unwrap();
@@ -818,9 +819,14 @@ mod tests {
         }
         let (_, first) = list_segments(tmp.path()).unwrap().remove(0);
         let mut bytes = fs::read(&first).unwrap();
-        bytes[HEADER_LEN + 20] ^= 0xff;
+        change(&mut bytes);
         fs::write(&first, bytes).unwrap();
-        let err = Journal::open(tmp.path(), 1, 40).err().unwrap();
+        Journal::open(tmp.path(), 1, 40).err().unwrap()
+    }
+
+    #[test]
+    fn flipped_byte_in_old_segment_is_an_error_not_a_skip() {
+        let err = open_with_first_segment_changed(|b| b[HEADER_LEN + 20] ^= 0xff);
         assert!(err.to_string().contains("damaged"), "{err}");
     }
 
@@ -936,25 +942,11 @@ mod tests {
 
     #[test]
     fn a_non_zero_byte_in_the_padding_of_an_old_segment_is_an_error() {
-        let tmp = tempfile::tempdir().unwrap();
-        {
-            let (mut j, _) = Journal::open(tmp.path(), 1, 40).unwrap();
-            for i in 0..3 {
-                j.append(i, "t", &[b'x'; 30]);
-                j.commit().unwrap();
-            }
-        }
-        let (_, first) = list_segments(tmp.path()).unwrap().remove(0);
-        let mut bytes = fs::read(&first).unwrap();
-        bytes[100] = 1;
-        fs::write(&first, bytes).unwrap();
-        let err = Journal::open(tmp.path(), 1, 40).err().unwrap();
+        // The record is 8 + 18 + 1 + 30 bytes: byte 100 is padding.
+        let err = open_with_first_segment_changed(|b| b[100] = 1);
         assert!(err.to_string().contains("padding"), "{err}");
     }
 
-    /// A write that O_DIRECT refuses (here: an offset off the alignment, as
-    /// a filesystem with a stricter one would) is done through the page
-    /// cache instead, and the journal stays usable.
     #[test]
     fn a_refused_direct_write_goes_through_the_page_cache() {
         let tmp = tempfile::tempdir().unwrap();
