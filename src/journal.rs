@@ -45,8 +45,6 @@ const MAX_BODY_LEN: usize = 268_435_455 + BODY_FIXED_LEN + u16::MAX as usize;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Commits start on multiples of this (the `O_DIRECT` alignment).
 const BLOCK: u64 = 4096;
-/// The aligned buffer a commit is written from, a piece at a time.
-const STAGING_BYTES: usize = 2 * 1024 * 1024;
 
 /// Where the padding that follows a commit ending at `end` ends: the first
 /// block boundary at least a header's length past it (so that padding always
@@ -59,22 +57,78 @@ fn padded_end(end: u64) -> u64 {
     }
 }
 
-/// A buffer whose usable part starts on a block boundary (what `O_DIRECT`
-/// needs), found inside an ordinary vector: no unsafe allocation.
-struct Staging {
+/// The pending batch, encoded in a vector whose bytes from `start` on begin
+/// on a block boundary: what `O_DIRECT` needs, so `commit` writes them as
+/// they are, without copying them into another buffer. No unsafe
+/// allocation: the aligned window is found inside an ordinary vector, and
+/// moved when the vector grows (rarely: its memory is kept across commits).
+struct AlignedBuf {
     mem: Vec<u8>,
     start: usize,
 }
 
-impl Staging {
-    fn new() -> Staging {
-        let mem = vec![0u8; STAGING_BYTES + BLOCK as usize];
-        let start = mem.as_ptr().align_offset(BLOCK as usize);
-        Staging { mem, start }
+impl AlignedBuf {
+    fn with_capacity(capacity: usize) -> AlignedBuf {
+        let mut b = AlignedBuf {
+            mem: Vec::with_capacity(capacity + BLOCK as usize),
+            start: 0,
+        };
+        b.realign();
+        b
     }
 
-    fn slot(&mut self) -> &mut [u8] {
-        &mut self.mem[self.start..self.start + STAGING_BYTES]
+    fn len(&self) -> usize {
+        self.mem.len() - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.mem[self.start..]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.start..]
+    }
+
+    fn extend(&mut self, b: &[u8]) {
+        if self.mem.len() + b.len() > self.mem.capacity() {
+            // Room for the bytes and for moving the window to alignment.
+            self.mem.reserve(b.len() + BLOCK as usize);
+            self.realign();
+        }
+        self.mem.extend_from_slice(b);
+    }
+
+    /// Zeros up to `len` bytes in all.
+    fn pad_to(&mut self, len: usize) {
+        let zeros = len.saturating_sub(self.len());
+        if self.mem.len() + zeros > self.mem.capacity() {
+            self.mem.reserve(zeros + BLOCK as usize);
+            self.realign();
+        }
+        self.mem.resize(self.start + len, 0);
+    }
+
+    fn clear(&mut self) {
+        self.mem.truncate(self.start);
+    }
+
+    /// Moves the window to where the vector's memory is block-aligned.
+    fn realign(&mut self) {
+        let want = self.mem.as_ptr().align_offset(BLOCK as usize);
+        if want == self.start {
+            return;
+        }
+        let len = self.len();
+        if want > self.start {
+            self.mem.resize(want + len, 0);
+        }
+        self.mem.copy_within(self.start..self.start + len, want);
+        self.mem.truncate(want + len);
+        self.start = want;
     }
 }
 
@@ -161,11 +215,10 @@ pub struct Journal {
     segment_len: u64,
     max_segment_bytes: u64,
     next_seq: u64,
-    /// Encoded records not yet written; `commit` writes and syncs them.
-    buf: Vec<u8>,
-    /// What `commit` writes from (aligned; reused, so the kernel never has
-    /// to find fresh pages for it).
-    staging: Staging,
+    /// Encoded records not yet written; `commit` writes and syncs them
+    /// (aligned, and reused, so the kernel never has to find fresh pages
+    /// for it).
+    buf: AlignedBuf,
     /// The segment is open with `O_DIRECT`.
     direct: bool,
 }
@@ -247,8 +300,7 @@ impl Journal {
                 segment_len,
                 max_segment_bytes,
                 next_seq,
-                buf: Vec::with_capacity(1 << 20),
-                staging: Staging::new(),
+                buf: AlignedBuf::with_capacity(1 << 20),
                 direct,
             },
             recovery,
@@ -268,16 +320,15 @@ impl Journal {
         let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
         let body_len = BODY_FIXED_LEN + topic.len() + payload.len();
         let start = self.buf.len();
-        self.buf.extend_from_slice(&(body_len as u32).to_le_bytes());
-        self.buf.extend_from_slice(&[0; 4]);
-        self.buf.extend_from_slice(&seq.to_le_bytes());
-        self.buf.extend_from_slice(&received_at.to_le_bytes());
-        self.buf
-            .extend_from_slice(&(topic.len() as u16).to_le_bytes());
-        self.buf.extend_from_slice(topic);
-        self.buf.extend_from_slice(payload);
-        let crc = crc32c::crc32c(&self.buf[start + HEADER_LEN..]);
-        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        self.buf.extend(&(body_len as u32).to_le_bytes());
+        self.buf.extend(&[0; 4]);
+        self.buf.extend(&seq.to_le_bytes());
+        self.buf.extend(&received_at.to_le_bytes());
+        self.buf.extend(&(topic.len() as u16).to_le_bytes());
+        self.buf.extend(topic);
+        self.buf.extend(payload);
+        let crc = crc32c::crc32c(&self.buf.bytes()[start + HEADER_LEN..]);
+        self.buf.bytes_mut()[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         seq
     }
 
@@ -286,7 +337,8 @@ impl Journal {
         self.buf.len()
     }
 
-    /// Writes the pending batch and its padding from the aligned buffer,
+    /// Writes the pending batch and its padding straight from its aligned
+    /// buffer,
     /// and makes it durable with one `fdatasync` (which also persists the
     /// file's new length). Starts a new segment afterwards when the active
     /// one is full.
@@ -296,17 +348,9 @@ impl Journal {
             return Ok(());
         }
         let end = padded_end(self.buf.len() as u64) as usize;
-        self.buf.resize(end, 0);
-        let write = |file: &File, staging: &mut Staging, buf: &[u8], mut at: u64| {
-            for piece in buf.chunks(STAGING_BYTES) {
-                let slot = &mut staging.slot()[..piece.len()];
-                slot.copy_from_slice(piece);
-                file.write_all_at(slot, at)?;
-                at += piece.len() as u64;
-            }
-            io::Result::Ok(at)
-        };
-        let at = match write(&self.file, &mut self.staging, &self.buf, self.segment_len) {
+        self.buf.pad_to(end);
+        let at = self.segment_len;
+        match self.file.write_all_at(self.buf.bytes(), at) {
             // A filesystem that took O_DIRECT at open but refuses these
             // writes (a stricter alignment): go through the page cache. What
             // the failed try wrote was never acknowledged; it is rewritten.
@@ -321,13 +365,13 @@ impl Journal {
                     .open(&self.path)
                     .map_err(io_err(&self.path))?;
                 self.direct = false;
-                write(&self.file, &mut self.staging, &self.buf, self.segment_len)
+                self.file.write_all_at(self.buf.bytes(), at)
             }
             r => r,
         }
         .map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
-        self.segment_len = at;
+        self.segment_len = at + end as u64;
         self.buf.clear();
         if self.segment_len >= self.max_segment_bytes {
             let path = segment_path(&self.dir, self.next_seq);
@@ -1023,6 +1067,27 @@ mod tests {
         assert!(list_segments(tmp.path()).unwrap().len() > 2, "rotated");
         assert_eq!(seen, [3, 4, 7, 8, 11, 12]);
         assert_eq!(tail.next_seq(), 13);
+    }
+
+    /// The pending batch keeps its bytes, and keeps them on a block
+    /// boundary, however often its vector grows.
+    #[test]
+    fn the_pending_batch_stays_aligned_as_it_grows() {
+        let aligned = |b: &AlignedBuf| (b.bytes().as_ptr() as usize).is_multiple_of(BLOCK as usize);
+        let mut b = AlignedBuf::with_capacity(1);
+        let mut expect = Vec::new();
+        for i in 0..50_000u32 {
+            b.extend(&i.to_le_bytes());
+            expect.extend_from_slice(&i.to_le_bytes());
+            assert!(aligned(&b));
+        }
+        assert_eq!(b.bytes(), &expect[..]);
+        b.pad_to(b.len() + 5000);
+        assert!(aligned(&b));
+        assert_eq!(&b.bytes()[..expect.len()], &expect[..]);
+        assert!(b.bytes()[expect.len()..].iter().all(|&x| x == 0));
+        b.clear();
+        assert!(b.is_empty() && aligned(&b));
     }
 
     #[test]
