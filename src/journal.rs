@@ -770,6 +770,18 @@ pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 mod tests {
     use super::*;
 
+    /// Writes `commits` (each its records' payloads, topic `t`) to a new
+    /// journal in `dir`, and closes it.
+    fn write_commits(dir: &Path, commits: &[&[&[u8]]]) {
+        let (mut j, _) = Journal::open(dir, 1, DEFAULT_SEGMENT_BYTES).unwrap();
+        for commit in commits {
+            for payload in *commit {
+                j.append(1, "t", payload);
+            }
+            j.commit().unwrap();
+        }
+    }
+
     fn collect(dir: &Path, after: u64) -> Vec<JournalRecord> {
         let mut v = Vec::new();
         replay(dir, after, |r| {
@@ -821,12 +833,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_and_numbering_reuses_the_lost_number() {
         let tmp = tempfile::tempdir().unwrap();
-        {
-            let (mut j, _) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
-            j.append(1, "t", b"first");
-            j.append(2, "t", b"second");
-            j.commit().unwrap();
-        }
+        write_commits(tmp.path(), &[&[b"first", b"second"]]);
         let (_, path) = list_segments(tmp.path()).unwrap().pop().unwrap();
         assert_eq!(
             fs::metadata(&path).unwrap().len(),
@@ -961,11 +968,7 @@ mod tests {
     #[test]
     fn a_segment_ending_off_a_boundary_is_continued() {
         let tmp = tempfile::tempdir().unwrap();
-        {
-            let (mut j, _) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
-            j.append(1, "t", b"first");
-            j.commit().unwrap();
-        }
+        write_commits(tmp.path(), &[&[b"first"]]);
         let (_, path) = list_segments(tmp.path()).unwrap().pop().unwrap();
         // As an unpadded journal would have left it: the record alone.
         OpenOptions::new()
@@ -1015,19 +1018,16 @@ mod tests {
     #[test]
     fn a_commit_with_a_block_missing_is_a_torn_tail() {
         let tmp = tempfile::tempdir().unwrap();
-        {
-            let (mut j, _) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
-            j.append(1, "t", b"a");
-            j.commit().unwrap();
-            j.append(2, "t", b"b");
-            j.commit().unwrap();
-            // Commit at 8192: record 3 of 100 bytes, record 4 up to the
-            // block boundary at 12288, record 5 after it.
-            j.append(3, "t", &[b'c'; 100 - 27]);
-            j.append(4, "t", &[b'd'; 4096 - 100 - 27]);
-            j.append(5, "t", b"e");
-            j.commit().unwrap();
-        }
+        // Commit at 8192: record 3 of 100 bytes, record 4 up to the block
+        // boundary at 12288, record 5 after it.
+        write_commits(
+            tmp.path(),
+            &[
+                &[b"a"],
+                &[b"b"],
+                &[&[b'c'; 100 - 27], &[b'd'; 4096 - 100 - 27], b"e"],
+            ],
+        );
         let (_, path) = list_segments(tmp.path()).unwrap().pop().unwrap();
         let mut bytes = fs::read(&path).unwrap();
         bytes[8192 + 100..12288].fill(0);
