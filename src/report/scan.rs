@@ -1,15 +1,19 @@
 //! Streams the sealed `readings` series by series, without sorting.
 //!
 //! Every sealed readings file is a sorted run: rows ordered by meter,
-//! register and time. The scan keeps one cursor per file and repeatedly
-//! takes the smallest (meter, register) at the cursors' heads, then that
-//! series' rows from every cursor that has them: a merge by series, not by
-//! row, so its cost per row is one key comparison. A series' rows from
+//! register and time. The scan keeps one cursor per file and works through
+//! the meters a chunk at a time: each cursor in turn adds its rows of the
+//! chunk's meters to per-series buffers (a sequential pass over its decoded
+//! batch, finding each run's series by moving forward in the chunk's sorted
+//! keys), then the chunk's series are judged in order. Taking a chunk from
+//! each cursor in turn, rather than one series from every cursor, keeps the
+//! work in cache when there are hundreds of runs. A series' rows from
 //! several files are in time order when the files are (arrival order,
 //! which is mostly time order); otherwise they are sorted, per series. A
-//! meter's series are gathered before they are judged, so that the set
-//! dates one register reports explain a reset in another.
+//! meter's series are gathered in one chunk and judged together, so that
+//! the set dates one register reports explain a reset in another.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +51,9 @@ const MIN_ROWS_TO_SPLIT: u64 = 200_000;
 
 /// Rows decoded at a time per file.
 const BATCH_ROWS: usize = 8 * 1024;
+/// Rows each run adds to a chunk of meters at most (about: a chunk ends at
+/// a meter boundary), so that a chunk of hundreds of runs stays in cache.
+const CHUNK_ROWS_PER_RUN: usize = 512;
 
 /// The columns the rules need. Not `value`: the text is not needed to
 /// judge, and `value_decimals` says how to print a value as it was sent.
@@ -130,6 +137,9 @@ fn decimals_needed(value: i128) -> u8 {
 /// names, in commit order, and what their footers say.
 pub struct StoredReadings {
     files: Vec<SortedRun>,
+    /// Rows each run adds to a chunk at most ([`CHUNK_ROWS_PER_RUN`]; tests
+    /// vary it).
+    chunk_rows: usize,
     rows: u64,
     time_range: Option<(i64, i64)>,
 }
@@ -177,6 +187,7 @@ impl StoredReadings {
         }
         Ok(StoredReadings {
             files,
+            chunk_rows: CHUNK_ROWS_PER_RUN,
             rows,
             time_range: range,
         })
@@ -342,54 +353,30 @@ impl StoredReadings {
             }
         }
         let mut out = Vec::new();
-        let mut meter = MeterBuf::default();
         let mut seen: Vec<String> = Vec::new();
-        // The cursors whose head is the next series (one key comparison
-        // per cursor and series: with hundreds of runs, this loop is most
-        // of the scan).
-        let mut at: Vec<usize> = Vec::with_capacity(cursors.len());
-        let mut register = String::new();
+        let mut chunk = Chunk::default();
+        // A chunk of meters at a time: each cursor in turn adds its rows of
+        // the chunk (a sequential pass over its batch, so that hundreds of
+        // runs do not each cost a cache miss per series), then the chunk's
+        // meters are judged in order.
         loop {
-            at.clear();
-            let mut best: Option<(&str, &str)> = None;
-            for (i, c) in cursors.iter().enumerate() {
-                let key = c.key();
-                match best.map(|b| key.cmp(&b)) {
-                    None | Some(std::cmp::Ordering::Less) => {
-                        best = Some(key);
-                        at.clear();
-                        at.push(i);
+            cursors.retain(|c| !c.is_done());
+            let mut hi: Option<Cow<str>> = None;
+            for c in &cursors {
+                if let Some(b) = c.chunk_bound(self.chunk_rows) {
+                    if hi.as_ref().is_none_or(|h| b < *h) {
+                        hi = Some(b);
                     }
-                    Some(std::cmp::Ordering::Equal) => at.push(i),
-                    Some(std::cmp::Ordering::Greater) => {}
                 }
             }
-            let Some((m, r)) = best else { break };
-            if m != meter.id {
-                meter.judge(ctx, f, &mut out);
-                meter.reset(m);
-                seen.push(m.to_owned());
+            let Some(hi) = hi.map(Cow::into_owned) else {
+                break;
+            };
+            for c in &mut cursors {
+                c.take_until(&hi, &mut chunk)?;
             }
-            register.clear();
-            register.push_str(r);
-            let k = meter.next_series(&register);
-            let MeterBuf {
-                id,
-                series,
-                set_days,
-                ..
-            } = &mut meter;
-            let mut done = false;
-            for &i in &at {
-                let c = &mut cursors[i];
-                c.take_series(id, &register, &mut series[k], set_days)?;
-                done |= c.is_done();
-            }
-            if done {
-                cursors.retain(|c| !c.is_done());
-            }
+            chunk.judge(ctx, f, &mut out, &mut seen);
         }
-        meter.judge(ctx, f, &mut out);
         Ok((out, seen))
     }
 }
@@ -458,94 +445,140 @@ struct SeriesBuf {
     set_date_only: bool,
     /// The most decimals any of its values needs.
     decimals: u8,
-}
-
-/// The meter being gathered: its series (buffers reused across meters) and
-/// the days of its set-date values.
-#[derive(Debug, Default)]
-struct MeterBuf {
-    id: String,
-    series: Vec<SeriesBuf>,
-    used: usize,
+    /// Days of its set-date values (they explain resets in every register
+    /// of the meter).
     set_days: Vec<i64>,
 }
 
-impl MeterBuf {
-    fn reset(&mut self, id: &str) {
-        self.id.clear();
-        self.id.push_str(id);
-        self.used = 0;
+impl SeriesBuf {
+    fn reset(&mut self, register: &str) {
+        self.register.clear();
+        self.register.push_str(register);
+        self.medium = None;
+        self.unit.clear();
+        self.frame_counter = false;
+        self.points.clear();
+        self.conflicts.clear();
+        self.set_date_only = true;
+        self.decimals = 0;
         self.set_days.clear();
     }
+}
 
-    /// Starts the next series of the meter; returns its index.
-    fn next_series(&mut self, register: &str) -> usize {
+/// The series of a range of meters being gathered (buffers reused across
+/// chunks).
+#[derive(Debug, Default)]
+struct Chunk {
+    /// Meter, register and buffer of each series, in order.
+    keys: Vec<(String, String, usize)>,
+    series: Vec<SeriesBuf>,
+    used: usize,
+    /// The set-date days of the meter being judged.
+    set_days: Vec<i64>,
+}
+
+impl Chunk {
+    /// The buffer of series (`meter`, `register`), created when new. `k` is
+    /// where the previous lookup of this pass ended: a cursor's series come
+    /// in order, so the search only moves forward.
+    fn slot(&mut self, k: &mut usize, meter: &str, register: &str) -> usize {
+        // Mostly the next series is the one the last lookup found or the
+        // one after it.
+        for i in *k..(*k + 2).min(self.keys.len()) {
+            let (m, r, slot) = &self.keys[i];
+            if m == meter && r == register {
+                *k = i;
+                return *slot;
+            }
+        }
+        while *k < self.keys.len() && {
+            let (m, r, _) = &self.keys[*k];
+            (m.as_str(), r.as_str()) < (meter, register)
+        } {
+            *k += 1;
+        }
+        if let Some((m, r, slot)) = self.keys.get(*k) {
+            if m == meter && r == register {
+                return *slot;
+            }
+        }
         if self.used == self.series.len() {
             self.series.push(SeriesBuf::default());
         }
-        let s = &mut self.series[self.used];
+        let slot = self.used;
         self.used += 1;
-        s.register.clear();
-        s.register.push_str(register);
-        s.medium = None;
-        s.unit.clear();
-        s.frame_counter = false;
-        s.points.clear();
-        s.conflicts.clear();
-        s.set_date_only = true;
-        s.decimals = 0;
-        self.used - 1
+        self.series[slot].reset(register);
+        self.keys
+            .insert(*k, (meter.to_owned(), register.to_owned(), slot));
+        slot
     }
 
-    /// Judges every series of the meter.
-    fn judge<T>(&mut self, ctx: &Context, f: &impl Fn(&SeriesInput) -> T, out: &mut Vec<T>) {
-        if self.id.is_empty() {
-            return;
-        }
-        self.set_days.sort_unstable();
-        self.set_days.dedup();
-        let replacements = ctx.registry.replacements(&self.id);
-        let entry = ctx.registry.latest(&self.id);
-        for s in &mut self.series[..self.used] {
-            let Some(medium) = s.medium else { continue };
-            if s.set_date_only {
-                continue;
+    /// Judges every series of the chunk, meter by meter, and empties it.
+    fn judge<T>(
+        &mut self,
+        ctx: &Context,
+        f: &impl Fn(&SeriesInput) -> T,
+        out: &mut Vec<T>,
+        seen: &mut Vec<String>,
+    ) {
+        let keys = std::mem::take(&mut self.keys);
+        for meter in keys.chunk_by(|a, b| a.0 == b.0) {
+            let id = meter[0].0.as_str();
+            seen.push(id.to_owned());
+            self.set_days.clear();
+            for (_, _, slot) in meter {
+                self.set_days
+                    .extend_from_slice(&self.series[*slot].set_days);
             }
-            if !s.points.is_sorted_by_key(|p| p.ts) {
-                s.points.sort_by_key(|p| p.ts);
-            }
-            for p in &mut s.points {
-                p.decimals = s.decimals;
-            }
-            let setup = ctx.setup(&self.id, medium, s.frame_counter);
-            let interval = setup
-                .interval
-                .unwrap_or_else(|| inferred_or_builtin(setup.medium, &s.points));
-            s.conflicts.sort_unstable();
-            out.push(f(&SeriesInput {
-                meter_id: &self.id,
-                register: Some(&s.register),
-                medium: setup.medium,
-                unit: Some(&s.unit),
-                group: entry.and_then(|e| e.group.as_deref()),
-                points: &s.points,
-                conflicts: &s.conflicts,
-                rules: SeriesRules {
-                    cfg: &ctx.config,
+            self.set_days.sort_unstable();
+            self.set_days.dedup();
+            let replacements = ctx.registry.replacements(id);
+            let entry = ctx.registry.latest(id);
+            for (_, _, slot) in meter {
+                let s = &mut self.series[*slot];
+                let Some(medium) = s.medium else { continue };
+                if s.set_date_only {
+                    continue;
+                }
+                if !s.points.is_sorted_by_key(|p| p.ts) {
+                    s.points.sort_by_key(|p| p.ts);
+                }
+                for p in &mut s.points {
+                    p.decimals = s.decimals;
+                }
+                let setup = ctx.setup(id, medium, s.frame_counter);
+                let interval = setup
+                    .interval
+                    .unwrap_or_else(|| inferred_or_builtin(setup.medium, &s.points));
+                s.conflicts.sort_unstable();
+                out.push(f(&SeriesInput {
+                    meter_id: id,
+                    register: Some(&s.register),
                     medium: setup.medium,
-                    interval,
-                    seq_wrap: if setup.seq_wrap == 0 {
-                        DEFAULT_SEQ_WRAP
-                    } else {
-                        setup.seq_wrap
+                    unit: Some(&s.unit),
+                    group: entry.and_then(|e| e.group.as_deref()),
+                    points: &s.points,
+                    conflicts: &s.conflicts,
+                    rules: SeriesRules {
+                        cfg: &ctx.config,
+                        medium: setup.medium,
+                        interval,
+                        seq_wrap: if setup.seq_wrap == 0 {
+                            DEFAULT_SEQ_WRAP
+                        } else {
+                            setup.seq_wrap
+                        },
+                        set_days: &self.set_days,
+                        replacements: &replacements,
                     },
-                    set_days: &self.set_days,
-                    replacements: &replacements,
-                },
-                service: ctx.registry.service_span(&self.id),
-                in_registry: entry.is_some(),
-            }));
+                    service: ctx.registry.service_span(id),
+                    in_registry: entry.is_some(),
+                }));
+            }
         }
+        self.keys = keys;
+        self.keys.clear();
+        self.used = 0;
     }
 }
 
@@ -740,51 +773,73 @@ impl Cursor {
         self.cols.is_none()
     }
 
-    /// The series at the head ("" when done: callers drop done cursors).
-    fn key(&self) -> (&str, &str) {
-        match &self.cols {
-            Some(c) => (c.meter.value(self.row), c.register.value(self.row)),
-            None => ("", ""),
-        }
+    /// Where a chunk that takes at most about `rows` rows of this run
+    /// should end: the meter `rows` ahead in the current batch (or the
+    /// batch's last), or just past the head meter when that is the same.
+    /// None when done.
+    fn chunk_bound(&self, rows: usize) -> Option<Cow<'_, str>> {
+        let c = self.cols.as_ref()?;
+        let head = c.meter.value(self.row);
+        let ahead = c.meter.value((self.row + rows).min(c.rows - 1));
+        Some(if ahead == head {
+            Cow::Owned(format!("{head}\0"))
+        } else {
+            Cow::Borrowed(ahead)
+        })
     }
 
-    /// Takes this cursor's rows of one series (a run, possibly across
-    /// batches) into `s`; set-date values give their day to `set_days`.
-    fn take_series(
-        &mut self,
-        meter: &str,
-        register: &str,
-        s: &mut SeriesBuf,
-        set_days: &mut Vec<i64>,
-    ) -> Result<(), ReportError> {
+    /// Takes this cursor's rows of meters before `hi` into the chunk's
+    /// series (runs may go on across batches).
+    fn take_until(&mut self, hi: &str, chunk: &mut Chunk) -> Result<(), ReportError> {
+        let mut k = 0;
         while let Some(c) = &self.cols {
-            let mut row = self.row;
-            if c.meter.value(row) != meter || c.register.value(row) != register {
+            // The rows of this batch before `hi` (sorted by meter).
+            let end = self.row + partition(c.rows - self.row, |i| c.meter.value(self.row + i) < hi);
+            while self.row < end {
+                let slot = chunk.slot(&mut k, c.meter.value(self.row), c.register.value(self.row));
+                self.row = take_run(c, self.row, end, &mut chunk.series[slot]);
+            }
+            if end < c.rows {
                 return Ok(());
             }
-            let (mk, rk) = (c.meter.keys.value(row), c.register.keys.value(row));
-            if s.medium.is_none() {
-                s.medium = Medium::parse(c.medium.value(row));
-                s.unit.push_str(c.unit.value(row));
-                s.frame_counter = matches!(c.format.value(row), "chirpstack" | "tts");
-            }
-            let (mkeys, rkeys) = (c.meter.keys.values(), c.register.keys.values());
-            let (ts, value, received) = (c.ts.values(), c.value.values(), c.received.values());
-            let kinds = c.kind.keys.values();
-            while row < c.rows && mkeys[row] == mk && rkeys[row] == rk {
-                let t = ts[row];
-                if c.set_date_key == Some(kinds[row]) {
-                    set_days.push(t.div_euclid(DAY));
-                } else if c.any_conflict && c.conflict.value(row) {
-                    s.conflicts.push(t);
-                    s.set_date_only = false;
-                } else {
-                    s.set_date_only = false;
-                    let v = value[row];
-                    let sent = c.decimals.as_ref().map(|d| d.value(row));
-                    // One check per row: does the value need more decimals
-                    // than the series so far?
-                    let step = DECIMAL_STEP[s.decimals.max(sent.unwrap_or(0)).min(9) as usize];
+            self.next_batch()?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds the run of rows of one series (equal dictionary keys) that starts
+/// at `row` to `s`; returns the row after it. Set-date values give their
+/// day to the series' set days.
+fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
+    let (mk, rk) = (c.meter.keys.value(row), c.register.keys.value(row));
+    if s.medium.is_none() {
+        s.medium = Medium::parse(c.medium.value(row));
+        s.unit.push_str(c.unit.value(row));
+        s.frame_counter = matches!(c.format.value(row), "chirpstack" | "tts");
+    }
+    let (mkeys, rkeys) = (c.meter.keys.values(), c.register.keys.values());
+    let (ts, value, received) = (c.ts.values(), c.value.values(), c.received.values());
+    let kinds = c.kind.keys.values();
+    let mut row = row;
+    while row < end && mkeys[row] == mk && rkeys[row] == rk {
+        let t = ts[row];
+        if c.set_date_key == Some(kinds[row]) {
+            s.set_days.push(t.div_euclid(DAY));
+        } else if c.any_conflict && c.conflict.value(row) {
+            s.conflicts.push(t);
+            s.set_date_only = false;
+        } else {
+            s.set_date_only = false;
+            let v = value[row];
+            match &c.decimals {
+                // As sent (a value never needs more decimals than it came
+                // with).
+                Some(d) => s.decimals = s.decimals.max(d.value(row).min(9)),
+                // Files of schema version 1: one check per row, does the
+                // value need more decimals than the series so far?
+                None => {
+                    let step = DECIMAL_STEP[s.decimals.min(9) as usize];
                     let rest = match i64::try_from(v) {
                         Ok(v) => (v % step as i64) as i128,
                         Err(_) => v % step,
@@ -792,34 +847,19 @@ impl Cursor {
                     if rest != 0 {
                         s.decimals = s.decimals.max(decimals_needed(v));
                     }
-                    if let Some(d) = sent {
-                        s.decimals = s.decimals.max(d.min(9));
-                    }
-                    s.points.push(Point {
-                        ts: t,
-                        value: v,
-                        decimals: 0,
-                        seq: (!c.seq.is_null(row)).then(|| c.seq.value(row)),
-                        received_at: received[row],
-                    });
                 }
-                row += 1;
             }
-            // A key change may still be the same strings (a dictionary with
-            // repeats): check them before leaving the run.
-            if row < c.rows && (c.meter.value(row) != meter || c.register.value(row) != register) {
-                self.row = row;
-                return Ok(());
-            }
-            if row < c.rows {
-                self.row = row;
-                continue;
-            }
-            // The run may go on in the next batch.
-            self.next_batch()?;
+            s.points.push(Point {
+                ts: t,
+                value: v,
+                decimals: 0,
+                seq: (!c.seq.is_null(row)).then(|| c.seq.value(row)),
+                received_at: received[row],
+            });
         }
-        Ok(())
+        row += 1;
     }
+    row
 }
 
 #[cfg(test)]
@@ -852,6 +892,9 @@ mod tests {
                 for h in hours.clone() {
                     if hours.start == 0 && m % 7 == 0 && (6..8).contains(&h) {
                         continue; // lost now, forwarded by the last commit
+                    }
+                    if hours.start == 0 && m == 20 {
+                        continue; // first seen in a later run, between others
                     }
                     seq += 1;
                     let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
@@ -900,6 +943,7 @@ mod tests {
                     .collect::<Vec<_>>()
             )
         };
+        let mut stored = stored;
         let one = stored.map_series_split(&ctx, describe, false).unwrap();
         let two = stored.map_series_split(&ctx, describe, true).unwrap();
         assert_eq!(
@@ -908,5 +952,20 @@ mod tests {
             "40 meters and one registry meter without readings"
         );
         assert_eq!(one, two);
+        // Chunks of meters of any size (down to a meter per chunk) give
+        // the same series.
+        for rows in [0, 1, 5, 37] {
+            stored.chunk_rows = rows;
+            assert_eq!(
+                stored.map_series_split(&ctx, describe, false).unwrap(),
+                one,
+                "{rows}"
+            );
+            assert_eq!(
+                stored.map_series_split(&ctx, describe, true).unwrap(),
+                one,
+                "{rows}"
+            );
+        }
     }
 }
