@@ -52,7 +52,8 @@ const MIN_ROWS_TO_SPLIT: u64 = 200_000;
 /// Rows decoded at a time per file.
 const BATCH_ROWS: usize = 8 * 1024;
 /// Rows each run adds to a chunk of meters at most (about: a chunk ends at
-/// a meter boundary), so that a chunk of hundreds of runs stays in cache.
+/// a meter boundary), so that a chunk of hundreds of runs stays in cache;
+/// `GAPLESS_SCAN_CHUNK_ROWS` overrides it (to measure).
 const CHUNK_ROWS_PER_RUN: usize = 512;
 
 /// The columns the rules need. Not `value`: the text is not needed to
@@ -187,7 +188,10 @@ impl StoredReadings {
         }
         Ok(StoredReadings {
             files,
-            chunk_rows: CHUNK_ROWS_PER_RUN,
+            chunk_rows: std::env::var("GAPLESS_SCAN_CHUNK_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CHUNK_ROWS_PER_RUN),
             rows,
             time_range: range,
         })
