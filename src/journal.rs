@@ -782,6 +782,18 @@ mod tests {
         }
     }
 
+    /// Opens a journal with a torn tail: `kept` records survive, the torn
+    /// bytes are cut, and a record appended after them is number
+    /// `kept + 1`. Returns every record.
+    fn repaired_then_appended(dir: &Path, kept: u64) -> Vec<JournalRecord> {
+        let (mut j, rec) = Journal::open(dir, 1, DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(rec.records, kept);
+        assert!(rec.truncated_bytes > 0);
+        assert_eq!(j.append(99, "t", b"again"), kept + 1);
+        j.commit().unwrap();
+        collect(dir, 0)
+    }
+
     fn collect(dir: &Path, after: u64) -> Vec<JournalRecord> {
         let mut v = Vec::new();
         replay(dir, after, |r| {
@@ -848,12 +860,7 @@ mod tests {
             .unwrap()
             .set_len(32 + 33 - 3)
             .unwrap();
-        let (mut j, rec) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
-        assert_eq!(rec.records, 1);
-        assert!(rec.truncated_bytes > 0);
-        assert_eq!(j.append(3, "t", b"again"), 2);
-        j.commit().unwrap();
-        let all = collect(tmp.path(), 0);
+        let all = repaired_then_appended(tmp.path(), 1);
         assert_eq!(&all[1].payload[..], b"again");
     }
 
@@ -1032,12 +1039,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[8192 + 100..12288].fill(0);
         fs::write(&path, bytes).unwrap();
-        let (mut j, rec) = Journal::open(tmp.path(), 1, DEFAULT_SEGMENT_BYTES).unwrap();
-        assert_eq!(rec.records, 3);
-        assert!(rec.truncated_bytes > 0);
-        assert_eq!(j.append(6, "t", b"again"), 4);
-        j.commit().unwrap();
-        let all = collect(tmp.path(), 0);
+        let all = repaired_then_appended(tmp.path(), 3);
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(&all[3].payload[..], b"again");
     }
