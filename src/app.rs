@@ -273,6 +273,7 @@ pub async fn serve_with_state(
         })
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
+    let compactor = start_compactor(&settings, clock.clone())?;
     let api = match &settings.http {
         Some((addr, token)) => {
             let api_state = crate::api::ApiState {
@@ -325,6 +326,11 @@ pub async fn serve_with_state(
     let store_result = store_done
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    if let Some(c) = compactor {
+        // It stops before its next date (a date in progress is finished).
+        drop(c.stop);
+        let _ = tokio::task::spawn_blocking(move || c.thread.join()).await;
+    }
     // The store sealed its last alerts; give the sinks a moment to deliver
     // them (what they do not deliver, their cursors send on the next start).
     sinks.finish(Duration::from_secs(5)).await;
@@ -843,6 +849,71 @@ fn parse_medium_flag(m: Option<&str>) -> Result<Option<crate::reading::Medium>, 
 
 fn parse_time_flag(flag: &str, s: &str) -> Result<i64, CommandError> {
     crate::continuity::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
+}
+
+/// `gapless compact`: merges each closed date's readings files into one
+/// sorted file (`store::compact`); returns what it wrote.
+pub fn compact_command(
+    args: &crate::cli::CompactArgs,
+    now: i64,
+) -> Result<Vec<crate::store::compact::Compaction>, StoreError> {
+    if !args.data.join(crate::store::commit::COMMITS_DIR).is_dir() {
+        return Err(StoreError::Read {
+            path: args.data.clone(),
+            why: "not a gapless data directory (no _commits)".into(),
+        });
+    }
+    let key =
+        crate::store::ledger::AuditKey::load_or_create(&args.data, args.audit_key.as_deref())?;
+    let grace = i64::try_from(args.grace.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    crate::store::compact::compact(&args.data, &key, now, grace, &|| false)
+}
+
+/// The compaction thread of `serve`: dropping `stop` stops it.
+struct Compactor {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// `serve`'s compactor: every `every`, compacts the dates that ended more
+/// than `grace` ago (`store::compact`), on a thread of its own at low
+/// priority, until the returned sender is dropped. A failure is logged and
+/// retried next time: the readings files it would have merged are read
+/// as they are meanwhile.
+fn start_compactor(
+    settings: &ServeSettings,
+    clock: crate::clock::Clock,
+) -> Result<Option<Compactor>, AppError> {
+    use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+    let Some(every) = settings.compact_every else {
+        return Ok(None);
+    };
+    let data = settings.store.data.clone();
+    let key =
+        crate::store::ledger::AuditKey::load_or_create(&data, settings.store.audit_key.as_deref())
+            .map_err(StoreError::from)?;
+    let grace = i64::try_from(settings.compact_grace.as_micros()).unwrap_or(i64::MAX);
+    let (tx, rx) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("gapless-compact".into())
+        .spawn(move || {
+            lower_priority_of_this_thread();
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                let stop = || !matches!(rx.try_recv(), Err(TryRecvError::Empty));
+                match crate::store::compact::compact(&data, &key, clock.now_micros(), grace, &stop)
+                {
+                    Ok(done) if !done.is_empty() => {
+                        tracing::info!(dates = done.len(), "compaction: done")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "compaction: failed; retried in the next round")
+                    }
+                }
+            }
+        })
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(Some(Compactor { stop: tx, thread }))
 }
 
 /// `gapless report`: evaluates the window, writes the report (and estimates)

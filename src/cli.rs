@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: subscribe, journal, ack, store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the conservation counters of a data directory as JSON.
     Stats {
         /// Data directory.
@@ -42,12 +42,32 @@ pub enum Command {
     /// The whole pipeline on a simulated fleet with an outage: in-process
     /// broker, ingest through MQTT → journal → Parquet, then the report.
     Demo(DemoArgs),
+    /// Merge each closed UTC date's readings files into one sorted file
+    /// (`readings_compacted`, entered in the ledger), so that reports read
+    /// one run per date. `serve` does this by itself; this is for data
+    /// written before, or without it.
+    Compact(CompactArgs),
     /// The audit ledger: verify a data directory, print the public key.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Data directory.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Compact a date only once it ended this many seconds ago [default:
+    /// 3600].
+    #[arg(long, default_value_t = 3600)]
+    pub grace: u64,
+    /// Ed25519 seed (64 hex digits) that signs the audit ledger [default:
+    /// DATA/_state/audit.key].
+    #[arg(long)]
+    pub audit_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +283,13 @@ pub struct ServeArgs {
     /// Seal Parquet files once the oldest waiting message is this many seconds old [default: 60].
     #[arg(long)]
     pub seal_max_age: Option<f64>,
+    /// Look for ended UTC dates to compact (one sorted readings file per
+    /// date, for reports) this often, in seconds; 0 = never [default: 600].
+    #[arg(long)]
+    pub compact_every: Option<f64>,
+    /// Compact a date once it ended this many seconds ago [default: 3600].
+    #[arg(long)]
+    pub compact_grace: Option<u64>,
     /// Connection attempts at start before giving up [default: 5].
     #[arg(long)]
     pub connect_attempts: Option<u32>,
@@ -301,6 +328,8 @@ impl From<ServeArgs> for ServeFlags {
             max_future_skew_s: a.max_future_skew,
             seal_max_rows: a.seal_max_rows,
             seal_max_age_s: a.seal_max_age,
+            compact_every_s: a.compact_every,
+            compact_grace_s: a.compact_grace,
             connect_attempts: a.connect_attempts,
             registry: a.registry,
             audit_key: a.audit_key,

@@ -19,6 +19,11 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_FUTURE_SKEW_S: u64 = 86_400;
 pub const DEFAULT_SEAL_MAX_ROWS: usize = 500_000;
 pub const DEFAULT_SEAL_MAX_AGE_S: f64 = 60.0;
+/// How often `serve` looks for dates to compact (seconds).
+pub const DEFAULT_COMPACT_EVERY_S: f64 = 600.0;
+/// How long after a UTC date ends it is compacted (seconds): readings of
+/// the last minutes still arrive.
+pub const DEFAULT_COMPACT_GRACE_S: u64 = 3600;
 
 /// The TOML file users write (`--config FILE`). Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +39,8 @@ pub struct FileConfig {
     pub max_future_skew_s: Option<u64>,
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
+    pub compact_every_s: Option<f64>,
+    pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
     /// Pin a payload format to topics: `[[formats]] filter = "lora/#" format = "chirpstack"`.
     #[serde(default)]
@@ -74,6 +81,8 @@ pub struct ServeFlags {
     pub max_future_skew_s: Option<u64>,
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
+    pub compact_every_s: Option<f64>,
+    pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
     pub registry: Option<PathBuf>,
     pub audit_key: Option<PathBuf>,
@@ -98,6 +107,10 @@ pub struct ServeSettings {
     pub sinks: crate::alerts::sink::SinkSettings,
     /// Tests only: "now" is read from this file (RFC 3339).
     pub clock_file: Option<PathBuf>,
+    /// Compaction of ended dates (`store::compact`): how often to look
+    /// (None = never), and how long after a date's end.
+    pub compact_every: Option<Duration>,
+    pub compact_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +265,20 @@ impl ServeSettings {
                 "must be a positive number of seconds",
             ));
         }
+        let compact_every = flags
+            .compact_every_s
+            .or(file.compact_every_s)
+            .unwrap_or(DEFAULT_COMPACT_EVERY_S);
+        if !(compact_every.is_finite() && compact_every >= 0.0) {
+            return Err(invalid(
+                "--compact-every",
+                "must be a number of seconds (0 = never)",
+            ));
+        }
+        let compact_grace = flags
+            .compact_grace_s
+            .or(file.compact_grace_s)
+            .unwrap_or(DEFAULT_COMPACT_GRACE_S);
         let mut pinned = Vec::new();
         for pin in file.formats {
             validate_filter(&pin.filter).map_err(|m| invalid("formats.filter", m))?;
@@ -309,6 +336,8 @@ impl ServeSettings {
             http,
             sinks,
             clock_file: flags.clock_file,
+            compact_every: (compact_every > 0.0).then(|| Duration::from_secs_f64(compact_every)),
+            compact_grace: Duration::from_secs(compact_grace),
             client_id_given: client_id.is_some(),
             mqtt: MqttSettings {
                 host: broker.host,
@@ -438,7 +467,7 @@ mod tests {
         let cfg = dir.path().join("g.toml");
         std::fs::write(
             &cfg,
-            "broker = \"mqtt://10.0.0.1:1884\"\ntopics = [\"a/#\"]\nseal_max_rows = 7\n[[formats]]\nfilter = \"lora/#\"\nformat = \"chirpstack\"\n",
+            "broker = \"mqtt://10.0.0.1:1884\"\ntopics = [\"a/#\"]\nseal_max_rows = 7\ncompact_every_s = 0\ncompact_grace_s = 60\n[[formats]]\nfilter = \"lora/#\"\nformat = \"chirpstack\"\n",
         )
         .unwrap();
         let flags = ServeFlags {
@@ -455,6 +484,19 @@ mod tests {
             vec![("lora/#".to_string(), Format::Chirpstack)]
         );
         assert_eq!(s.mqtt.password.as_deref(), Some("pw"));
+        assert_eq!(s.compact_every, None, "0 = never");
+        assert_eq!(s.compact_grace, Duration::from_secs(60));
+        let defaults = ServeSettings::resolve(ServeFlags::default(), None).unwrap();
+        assert_eq!(defaults.compact_every, Some(Duration::from_secs(600)));
+        let err = ServeSettings::resolve(
+            ServeFlags {
+                compact_every_s: Some(-1.0),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--compact-every"), "{err}");
 
         std::fs::write(&cfg, "brokr = \"x\"\n").unwrap();
         let err = ServeSettings::resolve(

@@ -24,7 +24,9 @@
 //!   store reads from; assigns receipt numbers.
 //! - [`store`]: receipts, readings, rejects and gaps → sealed Parquet files,
 //!   commit manifests and the audit ledger (canonical row hashes, RFC 6962
-//!   tree, Ed25519-signed checkpoints); the duplicate index; recovery.
+//!   tree, Ed25519-signed checkpoints); the duplicate index; recovery;
+//!   compaction (each ended date's readings files merged into one sorted
+//!   run for scans, checked against them by `audit verify`).
 //! - [`continuity`]: pure: the rules (gaps, sequence counters, register
 //!   continuity, plausibility, estimation), the meter registry, the
 //!   outage-window report, and the live per-series engine.

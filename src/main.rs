@@ -37,7 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             let settings =
-                match ServeSettings::resolve(args.into(), std::env::var(PASSWORD_ENV).ok()) {
+                match ServeSettings::resolve((*args).into(), std::env::var(PASSWORD_ENV).ok()) {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("gapless: {e}");
@@ -57,6 +57,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats { data } => {
             let stats = gapless::app::stats(&data)?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact(args) => {
+            let done = gapless::app::compact_command(&args, now())?;
+            for c in &done {
+                println!(
+                    "{}: {} readings files, {} rows -> {} ({:.1} MB)",
+                    c.date,
+                    c.sources,
+                    c.rows,
+                    c.path,
+                    c.bytes as f64 / 1e6
+                );
+            }
+            println!("compacted {} dates", done.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(args) => query(gapless::app::report_command(&args, now())),

@@ -1,7 +1,9 @@
 //! Streams the sealed `readings` series by series, without sorting.
 //!
 //! Every sealed readings file is a sorted run: rows ordered by meter,
-//! register and time. The scan keeps one cursor per file and works through
+//! register and time. A compacted date is one run (`store::compact`): its
+//! newest compacted file, plus the readings files of the date that file does
+//! not hold yet. The scan keeps one cursor per run and works through
 //! the meters a chunk at a time: each cursor in turn adds its rows of the
 //! chunk's meters to per-series buffers (a sequential pass over its decoded
 //! batch, finding each run's series by moving forward in the chunk's sorted
@@ -14,6 +16,7 @@
 //! the set dates one register reports explain a reset in another.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -35,8 +38,8 @@ use crate::continuity::series::{inferred_or_builtin, Point, SeriesRules};
 use crate::continuity::window::SeriesInput;
 use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP};
 use crate::reading::{Medium, VALUE_SCALE};
-use crate::store::commit;
 use crate::store::tables::{readings_schema, READINGS};
+use crate::store::{commit, compact};
 
 /// Scans split the meters between two threads (the machine has 2 cores);
 /// `GAPLESS_SCAN_THREADS=1` scans on one (to measure the difference).
@@ -81,13 +84,17 @@ const DICTIONARY: [&str; 6] = ["meter_id", "register", "medium", "unit", "kind",
 
 /// The readings schema with the low-cardinality strings as dictionaries
 /// (without `value_decimals` for files written before it existed).
-fn read_schema(has_decimals: bool) -> SchemaRef {
+fn read_schema(has_decimals: bool, value_type: Option<&DataType>) -> SchemaRef {
     let fields: Vec<Field> = readings_schema()
         .fields()
         .iter()
         .filter(|f| has_decimals || f.name() != "value_decimals")
         .map(|f| {
-            if DICTIONARY.contains(&f.name().as_str()) {
+            if let (Some(t), "value_decimal") = (value_type, f.name().as_str()) {
+                // Compacted files may declare a smaller precision (the
+                // same values, stored as 64-bit integers).
+                Field::new(f.name(), t.clone(), f.is_nullable())
+            } else if DICTIONARY.contains(&f.name().as_str()) {
                 Field::new(
                     f.name(),
                     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
@@ -167,24 +174,43 @@ impl MeterRange<'_> {
 }
 
 impl StoredReadings {
-    /// Lists the readings files of every commit and reads their footers.
+    /// Lists the sorted runs and reads their footers: per date, its newest
+    /// compacted file (`store::compact`) and the readings files that one
+    /// does not hold, in commit order.
     pub fn load(data: &Path) -> Result<StoredReadings, ReportError> {
         if !data.is_dir() {
             return Err(ReportError::NoData(data.to_owned()));
         }
-        let mut files = Vec::new();
-        let (mut rows, mut range): (u64, Option<(i64, i64)>) = (0, None);
-        for m in commit::read_all(data)? {
-            for f in m.files.iter().filter(|f| f.table == READINGS) {
-                let path = data.join(&f.path);
-                let (n, r, row_groups) = footer(&path)?;
-                rows += n;
-                range = match (range, r) {
-                    (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
-                    (x, y) => x.or(y),
-                };
-                files.push(SortedRun { path, row_groups });
+        let compacted = compact::latest(data)?;
+        let held: HashSet<&str> = compacted
+            .values()
+            .flat_map(|c| c.sources.iter().map(String::as_str))
+            .collect();
+        // (date, compacted first, commit order, path): date order keeps a
+        // series' rows mostly in time order across runs.
+        let mut paths: Vec<(String, bool, usize, &str)> = compacted
+            .values()
+            .map(|c| (c.date.clone(), false, 0, c.path.as_str()))
+            .collect();
+        let manifests = commit::read_all(data)?;
+        for f in manifests.iter().flat_map(|m| &m.files) {
+            if f.table == READINGS && !held.contains(f.path.as_str()) {
+                let date = compact::date_of(&f.path).unwrap_or_default();
+                paths.push((date.to_owned(), true, paths.len(), &f.path));
             }
+        }
+        paths.sort_unstable();
+        let mut files = Vec::with_capacity(paths.len());
+        let (mut rows, mut range): (u64, Option<(i64, i64)>) = (0, None);
+        for (_, _, _, rel) in paths {
+            let path = data.join(rel);
+            let (n, r, row_groups) = footer(&path)?;
+            rows += n;
+            range = match (range, r) {
+                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                (x, y) => x.or(y),
+            };
+            files.push(SortedRun { path, row_groups });
         }
         Ok(StoredReadings {
             files,
@@ -707,7 +733,13 @@ impl Cursor {
         let meta =
             ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| bad(e.to_string()))?;
         let has_decimals = meta.schema().field_with_name("value_decimals").is_ok();
-        let options = ArrowReaderOptions::new().with_schema(read_schema(has_decimals));
+        let value_type = meta
+            .schema()
+            .field_with_name("value_decimal")
+            .ok()
+            .map(|f| f.data_type().clone());
+        let options =
+            ArrowReaderOptions::new().with_schema(read_schema(has_decimals, value_type.as_ref()));
         let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options)
             .map_err(|e| bad(e.to_string()))?;
         let b = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
@@ -971,5 +1003,163 @@ mod tests {
                 "{rows}"
             );
         }
+    }
+
+    /// Copies a data directory, without its compacted files.
+    fn copy_uncompacted(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() == compact::READINGS_COMPACTED {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                copy_uncompacted(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// Every point, conflict and set day of every series.
+    fn every_series(data: &Path) -> (usize, Vec<String>) {
+        let stored = StoredReadings::load(data).unwrap();
+        let all = stored
+            .map_series_split(
+                &Context::default(),
+                |s: &SeriesInput| {
+                    format!(
+                        "{} {:?} {:?} {:?} {:?} {:?}",
+                        s.meter_id, s.register, s.unit, s.points, s.conflicts, s.rules.set_days
+                    )
+                },
+                false,
+            )
+            .unwrap();
+        (stored.files.len(), all)
+    }
+
+    /// A compacted date reads as one run and gives, point for point, what
+    /// its readings files give; readings that come for it later are read
+    /// beside it until the next compaction holds them too; a compacted file
+    /// the ledger does not hold (left by a crash) is ignored, then removed.
+    #[test]
+    fn compacted_runs_give_what_the_files_give() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut store = Store::open(StoreConfig::for_test(&data, usize::MAX)).unwrap();
+        let mut seq = 0;
+        let mut send = |store: &mut Store, body: String| {
+            seq += 1;
+            store.ingest(&JournalRecord {
+                seq,
+                received_at: 1_658_707_200_000_000,
+                topic: "meters/t".into(),
+                payload: body.into_bytes().into(),
+            });
+        };
+        let at = |h: i64| {
+            chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        // Two days in four commits; the last forwards hours lost before.
+        for (meters, hours) in [
+            (0..20, 0..10),
+            (5..25, 10..30),
+            (0..25, 30..48),
+            (0..25, 3..5),
+        ] {
+            for m in meters {
+                for h in hours.clone() {
+                    if hours.start == 0 && (3..5).contains(&h) && m % 3 == 0 {
+                        continue;
+                    }
+                    send(
+                        &mut store,
+                        format!(
+                            r#"{{"meter_id":"M-{m:03}","medium":"heat","unit":"kWh","value":"{h}.5","ts":"{}","seq":{h}}}"#,
+                            at(h)
+                        ),
+                    );
+                }
+            }
+            // A conflict: the same meter and time with another value.
+            send(
+                &mut store,
+                format!(
+                    r#"{{"meter_id":"M-001","medium":"heat","unit":"kWh","value":"7","ts":"{}"}}"#,
+                    at(hours.start)
+                ),
+            );
+            store.seal().unwrap();
+        }
+        let key = crate::store::ledger::AuditKey::load_or_create(&data, None).unwrap();
+        let never = 4_000_000_000_000_000;
+        let before = every_series(&data);
+        assert_eq!(
+            before.0, 5,
+            "3 readings files of the first date, 2 of the second"
+        );
+
+        let done = compact::compact(&data, &key, never, 0, &|| false).unwrap();
+        assert_eq!(
+            done.iter()
+                .map(|c| (c.date.as_str(), c.sources))
+                .collect::<Vec<_>>(),
+            [("2022-07-25", 3), ("2022-07-26", 2)]
+        );
+        let after = every_series(&data);
+        assert_eq!(after.0, 2, "one run per date");
+        assert_eq!(after.1, before.1);
+        // A date is compacted once: nothing new, nothing to do.
+        assert!(compact::compact(&data, &key, never, 0, &|| false)
+            .unwrap()
+            .is_empty());
+        // Not before the date is over (plus the grace).
+        let late_night = 1_658_707_200_000_000 + 2 * DAY - 1;
+        assert!(compact::compact(&data, &key, late_night, 0, &|| false)
+            .unwrap()
+            .is_empty());
+
+        // Late readings of a compacted date: read beside the compacted file.
+        for m in 0..25 {
+            send(
+                &mut store,
+                format!(
+                    r#"{{"meter_id":"M-{m:03}","medium":"heat","unit":"kWh","value":"3.75","ts":"{}"}}"#,
+                    chrono::DateTime::from_timestamp(1_658_707_200 + 3 * 3600 + 1800, 0)
+                        .unwrap()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            );
+        }
+        store.seal().unwrap();
+        let plain = tmp.path().join("plain");
+        copy_uncompacted(&data, &plain);
+        let truth = every_series(&plain);
+        let late = every_series(&data);
+        assert_eq!(late.0, 3);
+        assert_eq!(late.1, truth.1);
+
+        // A compacted file that a crash left before its ledger entry is
+        // not read, and the next compaction removes it.
+        let first = data.join(&done[0].path);
+        let orphan = first.with_file_name("compact-000000009999.parquet");
+        std::fs::copy(&first, &orphan).unwrap();
+        assert_eq!(every_series(&data), late);
+        let again = compact::compact(&data, &key, never, 0, &|| false).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].sources, 4);
+        assert!(!orphan.exists());
+        let last = every_series(&data);
+        assert_eq!(last.0, 2);
+        assert_eq!(last.1, truth.1);
+
+        // And the auditor's check holds: each compacted file, the old one
+        // included, holds exactly the rows of the files it names.
+        let v = crate::audit::verify(&data, None, &|_, _, _| {});
+        assert!(v.is_clean(), "{:?}", v.findings);
+        assert_eq!(v.compacted, 3);
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod canonical;
 pub mod commit;
+pub mod compact;
 pub mod dedup;
 pub mod ledger;
 pub mod tables;
@@ -23,10 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::alerts::engine::{AlertEngine, AlertStats};
@@ -113,6 +116,8 @@ pub enum StoreError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("reading Parquet {path}: {why}")]
+    Read { path: PathBuf, why: String },
     #[error(transparent)]
     Commit(#[from] CommitError),
     #[error(transparent)]
@@ -805,8 +810,29 @@ pub fn merge_range<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Optio
 pub fn write_parquet(
     path: &Path,
     batches: impl IntoIterator<Item = RecordBatch>,
+    metadata: Vec<KeyValue>,
+    ledger_index: Option<u64>,
+) -> Result<FileFacts, StoreError> {
+    write_parquet_as(path, batches, metadata, ledger_index, Layout::Sealed)
+}
+
+/// How a file's columns are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Snappy pages, dictionaries where they pay: small files, written once
+    /// and read by everyone's tools.
+    Sealed,
+    /// For files read over and over by scans (compacted readings).
+    Compacted,
+}
+
+/// [`write_parquet`] with a choice of [`Layout`].
+pub fn write_parquet_as(
+    path: &Path,
+    batches: impl IntoIterator<Item = RecordBatch>,
     mut metadata: Vec<KeyValue>,
     ledger_index: Option<u64>,
+    layout: Layout,
 ) -> Result<FileFacts, StoreError> {
     if path.exists() {
         return Err(io_err(path)(io::Error::new(
@@ -828,8 +854,31 @@ pub fn write_parquet(
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
+    let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    if layout == Layout::Compacted {
+        // Integer columns delta-encoded instead of dictionary-encoded: in a
+        // file sorted by series and time they are runs of small steps. On
+        // 72 M readings this made compacted files 2x smaller than the
+        // default and a report scan 20 % faster (README, Benchmarks).
+        for f in first.schema().fields() {
+            let integer = match f.data_type() {
+                DataType::Decimal128(p, _) => *p <= 18,
+                // Not the 8- and 16-bit columns (flags and digit counts,
+                // mostly one value: a dictionary's run is cheaper).
+                t => {
+                    (t.is_integer() && t.primitive_width() >= Some(4))
+                        || matches!(t, DataType::Timestamp(..))
+                }
+            };
+            if integer {
+                let c = ColumnPath::from(f.name().as_str());
+                props = props
+                    .set_column_dictionary_enabled(c.clone(), false)
+                    .set_column_encoding(c, Encoding::DELTA_BINARY_PACKED);
+            }
+        }
+    }
+    let props = props
         // Row groups small enough that a scan can take a range of meters
         // (by the groups' statistics) without decoding the others.
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -1112,7 +1161,7 @@ impl LatestOfMeter {
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Microseconds in a day.
-const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Groups rows by the UTC day of a timestamp, keeping their order. Keys
 /// are day numbers: formatted once per partition, not once per row.
