@@ -155,6 +155,7 @@ def main() -> int:
 
     # 3. Files.
     receipts, reading_receipts, reject_receipts = {}, set(), set()
+    tables, row_hashes_of, compactions = {e["path"]: e["table"] for e in entries}, {}, []
     for e in entries:
         path = os.path.join(data, e["path"])
         if not os.path.exists(path):
@@ -170,8 +171,13 @@ def main() -> int:
         if meta.get("gapless.row_root") != e["row_root"]:
             findings.append(f"{e['path']}: footer row root differs")
         table = pf.read()
-        if table.num_rows != e["rows"] or mth(row_hashes(table)).hex() != e["row_root"]:
+        hashes = row_hashes(table)
+        if table.num_rows != e["rows"] or mth(hashes).hex() != e["row_root"]:
             findings.append(f"{e['path']}: rows do not hash to the ledger's row root")
+        if e["table"] in ("readings", "readings_compacted"):
+            row_hashes_of[e["path"]] = hashes
+        if e["table"] == "readings_compacted":
+            compactions.append((e["path"], json.loads(meta.get("gapless.sources", "null"))))
         if e["table"] == "receipts":
             for seq, disp in zip(table.column("receipt_seq").to_pylist(), table.column("disposition").to_pylist()):
                 receipts[seq] = disp
@@ -201,12 +207,27 @@ def main() -> int:
     for seq in reading_receipts - set(receipts):
         findings.append(f"receipt {seq}: named by readings but absent")
 
+    # 7. Each compacted file holds exactly the rows of the readings files it
+    # names (files of its date, each named once): equal multisets of row hashes.
+    date = lambda p: next((part[5:] for part in p.split("/") if part.startswith("date=")), None)
+    for path, sources in compactions:
+        if not isinstance(sources, list) or len(set(sources)) != len(sources):
+            findings.append(f"{path}: gapless.sources missing or naming a file twice")
+            continue
+        bad = [s for s in sources if tables.get(s) != "readings" or date(s) != date(path) or s not in row_hashes_of]
+        if bad:
+            findings.append(f"{path}: sources not readings files of its date in the ledger: {bad}")
+            continue
+        theirs = sorted(h for s in sources for h in row_hashes_of[s])
+        if sorted(row_hashes_of.get(path, [])) != theirs:
+            findings.append(f"{path}: does not hold exactly the rows of its sources")
+
     if findings:
         print(f"verify_audit.py: {len(findings)} findings")
         for f in findings:
             print(f"  {f}")
         return 1
-    print(f"verify_audit.py: OK: {n} entries signed by {name}, {len(receipts)} receipts without holes")
+    print(f"verify_audit.py: OK: {n} entries signed by {name}, {len(receipts)} receipts without holes, {len(compactions)} compacted files equal to their sources")
     return 0
 
 

@@ -4,13 +4,15 @@
 //! entry present and in its place, every checkpoint's signature and root,
 //! every file's size, SHA-256, footer, rows, row hashes and row root; that
 //! no Parquet file is outside the ledger; that receipt numbers run 1..n
-//! without holes; and that receipts, readings and rejects account for each
-//! other. It reports every finding, not just the first. [`proof`]: inclusion
+//! without holes; that receipts, readings and rejects account for each
+//! other; and that each compacted readings file holds exactly the rows of
+//! the readings files it names. It reports every finding, not just the
+//! first. [`proof`]: inclusion
 //! proofs of one reading and consistency proofs between checkpoints.
 
 pub mod proof;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
 use crate::store::canonical::{self, leaf_hash, merkle_root, Hash};
+use crate::store::compact::{self, READINGS_COMPACTED};
 use crate::store::ledger::{
     entry_name, AuditKey, Checkpoint, LedgerEntry, NoteVerifier, CHECKPOINTS_DIR, ENTRIES_DIR,
     LEDGER_DIR,
@@ -58,6 +61,8 @@ pub struct Verification {
     pub bytes: u64,
     pub rows: u64,
     pub receipts: u64,
+    /// Compacted readings files checked against their sources.
+    pub compacted: u64,
     pub checkpoint: Option<Checkpoint>,
     /// The key that verified the checkpoints.
     pub key: String,
@@ -91,6 +96,8 @@ struct FileOutcome {
     reading_receipts: Vec<u64>,
     /// The receipts rejects name.
     reject_receipts: Vec<u64>,
+    /// Its row hashes, sorted: kept for compacted files and their sources.
+    sorted_hashes: Option<Vec<Hash>>,
 }
 
 const STORED: u8 = 1;
@@ -234,8 +241,27 @@ pub fn verify(
     }
     v.checkpoint = latest;
 
+    // Compacted files name their sources in the footer: those files' row
+    // hashes are kept for the comparison.
+    let mut compactions: Vec<(&LedgerEntry, Vec<String>)> = Vec::new();
+    for e in entries.iter().filter(|e| e.table == READINGS_COMPACTED) {
+        match compact::footer_sources(&data.join(&e.path)) {
+            Ok(sources) => compactions.push((e, sources)),
+            Err(err) => v.find(
+                &e.path,
+                format!("compacted file without its sources: {err}"),
+            ),
+        }
+    }
+    let keep: HashSet<&str> = compactions
+        .iter()
+        .flat_map(|(e, sources)| {
+            std::iter::once(e.path.as_str()).chain(sources.iter().map(String::as_str))
+        })
+        .collect();
+
     // Files, on two threads.
-    let outcomes: Mutex<Vec<FileOutcome>> = Mutex::new(Vec::new());
+    let outcomes: Mutex<Vec<(usize, FileOutcome)>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let done_bytes = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -243,17 +269,24 @@ pub fn verify(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(e) = entries.get(i) else { break };
-                let o = verify_file(data, e);
+                let o = verify_file(data, e, keep.contains(e.path.as_str()));
                 let b = done_bytes.fetch_add(o.bytes, Ordering::Relaxed) + o.bytes;
                 progress(i + 1, entries.len(), b);
-                outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(o);
+                outcomes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, o));
             });
         }
     });
     let mut receipts: Vec<(u64, u8)> = Vec::new();
     let mut reading_receipts: Vec<u64> = Vec::new();
     let mut reject_receipts: Vec<u64> = Vec::new();
-    for o in outcomes.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let mut hashes: HashMap<&str, Vec<Hash>> = HashMap::new();
+    for (i, o) in outcomes.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(h) = o.sorted_hashes {
+            hashes.insert(entries[i].path.as_str(), h);
+        }
         v.findings.extend(o.findings);
         v.bytes += o.bytes;
         v.rows += o.rows;
@@ -274,8 +307,93 @@ pub fn verify(
     }
 
     check_receipts(&mut v, receipts, reading_receipts, reject_receipts);
+    let tables: HashMap<&str, &str> = entries
+        .iter()
+        .map(|e| (e.path.as_str(), e.table.as_str()))
+        .collect();
+    for (e, sources) in &compactions {
+        check_compaction(&mut v, e, sources, &tables, &hashes);
+    }
     v.elapsed = start.elapsed();
     v
+}
+
+/// A compacted file holds exactly the rows of its sources: readings files
+/// of its date, each in the ledger and named once; the multiset of its row
+/// hashes equals the union of theirs.
+fn check_compaction(
+    v: &mut Verification,
+    e: &LedgerEntry,
+    sources: &[String],
+    tables: &HashMap<&str, &str>,
+    hashes: &HashMap<&str, Vec<Hash>>,
+) {
+    v.compacted += 1;
+    let date = compact::date_of(&e.path);
+    let mut named = HashSet::new();
+    let mut theirs: Vec<Hash> = Vec::new();
+    let mut checkable = true;
+    for s in sources {
+        if !named.insert(s.as_str()) {
+            v.find(&e.path, format!("names source {s} twice"));
+            checkable = false;
+        }
+        if tables.get(s.as_str()) != Some(&READINGS) {
+            v.find(
+                &e.path,
+                format!("source {s} is not a readings file in the ledger"),
+            );
+            checkable = false;
+            continue;
+        }
+        if compact::date_of(s) != date {
+            v.find(&e.path, format!("source {s} is of another date"));
+        }
+        match hashes.get(s.as_str()) {
+            Some(h) => theirs.extend_from_slice(h),
+            None => checkable = false,
+        }
+    }
+    let Some(ours) = hashes.get(e.path.as_str()) else {
+        return;
+    };
+    if !checkable {
+        v.find(&e.path, "cannot be compared with its sources (see above)");
+        return;
+    }
+    theirs.sort_unstable();
+    let (extra, missing) = multiset_difference(ours, &theirs);
+    if extra + missing > 0 {
+        v.find(
+            &e.path,
+            format!(
+                "does not hold exactly the rows of its {} sources: {extra} rows not in them, {missing} of theirs missing",
+                sources.len()
+            ),
+        );
+    }
+}
+
+/// Sizes of `a − b` and `b − a`, for sorted multisets.
+fn multiset_difference(a: &[Hash], b: &[Hash]) -> (usize, usize) {
+    let (mut i, mut j, mut only_a, mut only_b) = (0, 0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                only_a += 1;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                only_b += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (only_a + a.len() - i, only_b + b.len() - j)
 }
 
 /// Receipt numbers 1..n without holes; every stored receipt has readings
@@ -358,7 +476,7 @@ fn check_receipts(
 }
 
 /// Checks one ledger entry against its file.
-fn verify_file(data: &Path, e: &LedgerEntry) -> FileOutcome {
+fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
     let mut o = FileOutcome::default();
     let subject = e.path.clone();
     let mut find = |what: String| {
@@ -472,6 +590,10 @@ fn verify_file(data: &Path, e: &LedgerEntry) -> FileOutcome {
             "rows do not hash to the ledger's row root: a row was changed, added or removed".into(),
         );
     }
+    if keep_hashes {
+        hashes.sort_unstable();
+        o.sorted_hashes = Some(hashes);
+    }
     let fmt = |t: Option<(i64, i64)>| {
         t.map(|t| {
             (
@@ -531,7 +653,7 @@ pub fn summary(v: &Verification) -> String {
         .map(|c| format!("tree of {} entries, root {}", c.size, hex::encode(c.root)))
         .unwrap_or_default();
     let mut s = format!(
-        "gapless audit verify: OK\n  ledger: {} entries; checkpoint signed by {}{}\n  {cp}\n  files: {} ({:.1} MB), every size, SHA-256, footer and row root recomputed; {} rows hashed\n  receipts: {} numbered 1..{} without holes; readings and rejects account for every one\n  no Parquet file outside the ledger\n  {:.2} s ({:.0} MB/s)\n",
+        "gapless audit verify: OK\n  ledger: {} entries; checkpoint signed by {}{}\n  {cp}\n  files: {} ({:.1} MB), every size, SHA-256, footer and row root recomputed; {} rows hashed\n  receipts: {} numbered 1..{} without holes; readings and rejects account for every one\n  no Parquet file outside the ledger{}\n  {:.2} s ({:.0} MB/s)\n",
         v.entries,
         v.key,
         if v.own_key {
@@ -544,6 +666,14 @@ pub fn summary(v: &Verification) -> String {
         v.rows,
         v.receipts,
         v.receipts,
+        if v.compacted > 0 {
+            format!(
+                "\n  compacted files: {}, each holding exactly the rows of the readings files it names",
+                v.compacted
+            )
+        } else {
+            String::new()
+        },
         v.elapsed.as_secs_f64(),
         v.bytes as f64 / 1e6 / v.elapsed.as_secs_f64().max(1e-9),
     );

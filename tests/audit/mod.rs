@@ -26,12 +26,31 @@ fn reading(meter: &str, k: i64, value: f64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The readings files of `date` in the commit log, and the sources of its
+/// newest compacted file.
+fn compaction_of(data: &Path, date: &str) -> (Vec<String>, Option<Vec<String>>) {
+    let files = gapless::store::commit::read_all(data)
+        .unwrap()
+        .into_iter()
+        .flat_map(|m| m.files)
+        .filter(|f| f.table == "readings" && f.path.contains(&format!("date={date}/")))
+        .map(|f| f.path)
+        .collect();
+    let latest = gapless::store::compact::latest(data).unwrap();
+    (files, latest.get(date).map(|c| c.sources.clone()))
+}
+
 /// A data set in two commits (so there is an older checkpoint), with a
-/// rejected message, and the public key that signed it.
+/// rejected message, and the public key that signed it. The service
+/// compacts the date (its files from both commits) as it runs.
 fn make_data_set(root: &Path) -> (PathBuf, PathBuf) {
     let broker = Mosquitto::start(root);
     let data = root.join("data");
-    let mut g = Gapless::start(&broker.url(), &data, &[]);
+    let mut g = Gapless::start(
+        &broker.url(),
+        &data,
+        &["--compact-every", "0.3", "--compact-grace", "0"],
+    );
     let first: Vec<(String, Vec<u8>)> = (0..40)
         .map(|k| {
             (
@@ -53,6 +72,18 @@ fn make_data_set(root: &Path) -> (PathBuf, PathBuf) {
     second.push(("meters/bad".into(), b"{not json".to_vec()));
     publish_all(broker.port, &second);
     g.wait_sealed(81, Duration::from_secs(60));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (files, compacted) = compaction_of(&data, "2022-07-25");
+        if files.len() >= 2 && compacted.as_ref() == Some(&files) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not compact 2022-07-25: files {files:?}, compacted {compacted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(g.terminate(), Some(0));
     let (code, out, err) = run_gapless(
         &["audit", "pubkey", "--data", &data.display().to_string()],
@@ -146,6 +177,7 @@ fn verify_finds_every_kind_of_tampering() {
         out.contains("receipts: 81 numbered 1..81 without holes"),
         "{out}"
     );
+    assert!(out.contains("compacted files: "), "{out}");
 
     let (ri, readings_entry) = first_entry(&clean, "readings");
     let readings_rel = readings_entry["path"].as_str().unwrap().to_owned();
@@ -295,6 +327,41 @@ fn verify_finds_every_kind_of_tampering() {
             vec![
                 "the newest valid checkpoint signs".into(),
                 "are not signed".into(),
+            ],
+        ),
+        (
+            "a compacted file without one of its sources' rows, entered and signed by the key holder",
+            Box::new(|d: &Path| {
+                use gapless::store::compact;
+                let c = compact::latest(d).unwrap()["2022-07-25"].clone();
+                let (batches, _) = read_batches(&d.join(&c.path));
+                let mut rows = vec![batches[0].slice(1, batches[0].num_rows() - 1)];
+                rows.extend(batches[1..].iter().cloned());
+                let ledger = gapless::store::ledger::Ledger::open(d).unwrap();
+                let mut w = ledger.writer().unwrap();
+                let index = w.next_index();
+                let path = format!("readings_compacted/date=2022-07-25/compact-{index:012}.parquet");
+                let kv = |k: &str, v: String| parquet::file::metadata::KeyValue::new(k.into(), v);
+                let facts = gapless::store::write_parquet_as(
+                    &d.join(&path),
+                    rows,
+                    vec![
+                        kv("gapless.table", compact::READINGS_COMPACTED.into()),
+                        kv("gapless.schema_version", "2".into()),
+                        kv(compact::SOURCES_KEY, serde_json::to_string(&c.sources).unwrap()),
+                    ],
+                    Some(index),
+                    gapless::store::Layout::Compacted,
+                )
+                .unwrap();
+                w.append(&facts.entry(index, compact::READINGS_COMPACTED, &path, None, "2022-07-26T00:00:00Z"))
+                    .unwrap();
+                let key = gapless::store::ledger::AuditKey::load_or_create(d, None).unwrap();
+                w.checkpoint(&key).unwrap();
+            }),
+            vec![
+                "does not hold exactly the rows of its".into(),
+                "0 rows not in them, 1 of theirs missing".into(),
             ],
         ),
     ];
