@@ -1084,6 +1084,16 @@ mod tests {
                     );
                 }
             }
+            if hours.start == 0 {
+                // A value of more than 18 digits (at scale 9) on the first day.
+                send(
+                    &mut store,
+                    format!(
+                        r#"{{"meter_id":"M-900","medium":"heat","unit":"kWh","value":"98765432109.125","ts":"{}"}}"#,
+                        at(1)
+                    ),
+                );
+            }
             // A conflict: the same meter and time with another value.
             send(
                 &mut store,
@@ -1112,6 +1122,18 @@ mod tests {
         let after = every_series(&data);
         assert_eq!(after.0, 2, "one run per date");
         assert_eq!(after.1, before.1);
+        // Values stored as 64-bit integers where every one fits.
+        let value_type = |c: &compact::Compaction| {
+            let f = File::open(data.join(&c.path)).unwrap();
+            let b = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+            b.schema()
+                .field_with_name("value_decimal")
+                .unwrap()
+                .data_type()
+                .clone()
+        };
+        assert_eq!(value_type(&done[0]), DataType::Decimal128(38, 9));
+        assert_eq!(value_type(&done[1]), DataType::Decimal128(18, 9));
         // A date is compacted once: nothing new, nothing to do.
         assert!(compact::compact(&data, &key, never, 0, &|| false)
             .unwrap()

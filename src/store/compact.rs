@@ -29,22 +29,21 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-
-use arrow_array::cast::AsArray;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::ScalarBuffer;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::statistics::Statistics;
 
 use super::commit;
 use super::ledger::{entry_name, AuditKey, Ledger, LedgerEntry, ENTRIES_DIR, LEDGER_DIR};
 use super::tables::{READINGS, SCHEMA_VERSION};
-use super::{
-    format_micros, io_err, write_parquet_as, Layout, StoreError, DAY_MICROS, ROW_GROUP_ROWS,
-};
+use super::{format_micros, io_err, Layout, ParquetDraft, StoreError, DAY_MICROS, ROW_GROUP_ROWS};
 use crate::journal::sync_dir;
 
 pub const READINGS_COMPACTED: &str = "readings_compacted";
@@ -140,14 +139,10 @@ pub fn latest(data: &Path) -> Result<BTreeMap<String, CompactedFile>, StoreError
         if out.contains_key(&date) {
             continue;
         }
-        let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
-        let entered = fs::read(entries.join(entry_name(index)))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<LedgerEntry>(&b).ok())
-            .is_some_and(|e| e.path == rel && e.table == READINGS_COMPACTED);
-        if !entered {
+        if !entered(&entries, &date, index) {
             continue;
         }
+        let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
         let sources = footer_sources(&path)?;
         out.insert(
             date.clone(),
@@ -195,6 +190,8 @@ pub fn compact(
                 .push(f.path.clone());
         }
     }
+    let _lock = lock_compaction(data)?;
+    remove_debris(data)?;
     let latest = latest(data)?;
     let mut done = Vec::new();
     for (date, files) in by_date {
@@ -236,7 +233,9 @@ fn day_start(date: &str) -> Option<i64> {
 }
 
 /// Merges `sources` (readings files of `date`, in commit order) into one
-/// compacted file and enters it in the ledger.
+/// compacted file and enters it in the ledger. The merge streams (a batch
+/// of each source in memory at a time) into a draft; the ledger lock is
+/// taken only to seal it. Call with the compaction lock held.
 pub fn compact_date(
     data: &Path,
     key: &AuditKey,
@@ -244,17 +243,9 @@ pub fn compact_date(
     sources: &[String],
 ) -> Result<Compaction, StoreError> {
     let started = std::time::Instant::now();
-    let sorted = merge(data, sources)?;
-    let merged = started.elapsed();
     let rel_dir = format!("{READINGS_COMPACTED}/date={date}");
     let dir = data.join(&rel_dir);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let ledger = Ledger::open(data)?;
-    let mut writer = ledger.writer()?;
-    let locked = std::time::Instant::now();
-    remove_unentered(data, writer.next_index())?;
-    let index = writer.next_index();
-    let name = format!("{PREFIX}{index:012}.parquet");
     let metadata = vec![
         KeyValue::new("gapless.table".into(), READINGS_COMPACTED.to_string()),
         KeyValue::new("gapless.schema_version".into(), SCHEMA_VERSION.to_string()),
@@ -263,17 +254,29 @@ pub fn compact_date(
             serde_json::to_string(sources).unwrap_or_default(),
         ),
     ];
-    let n = sorted.num_rows();
-    let chunks = (0..n.max(1))
-        .step_by(ROW_GROUP_ROWS)
-        .map(|at| sorted.slice(at.min(n), ROW_GROUP_ROWS.min(n - at.min(n))));
-    let facts = write_parquet_as(
-        &dir.join(&name),
-        chunks,
+    ensure_open_files(sources.len() + 64).map_err(|why| StoreError::Read {
+        path: dir.clone(),
+        why,
+    })?;
+    let mut merge = Merge::open(data, sources)?;
+    let mut draft = ParquetDraft::create(
+        &dir.join(format!("{PREFIX}pending.parquet")),
+        &merge.schema,
         metadata,
-        Some(index),
+        true,
         Layout::Compacted,
     )?;
+    while let Some(batch) = merge.next_batch(ROW_GROUP_ROWS)? {
+        draft.write(&batch)?;
+    }
+    draft.finish_rows()?;
+    let merged = started.elapsed();
+    let ledger = Ledger::open(data)?;
+    let mut writer = ledger.writer()?;
+    let locked = std::time::Instant::now();
+    let index = writer.next_index();
+    let name = format!("{PREFIX}{index:012}.parquet");
+    let facts = draft.seal(&dir.join(&name), Some(index))?;
     sync_dir(&dir)?;
     sync_dir(&data.join(READINGS_COMPACTED))?;
     let path = format!("{rel_dir}/{name}");
@@ -286,7 +289,7 @@ pub fn compact_date(
         sources = sources.len(),
         rows = facts.rows,
         merge_ms = merged.as_millis() as u64,
-        // How long seals waited for the ledger lock.
+        // How long seals waited for this compaction.
         locked_ms = locked.elapsed().as_millis() as u64,
         "compacted"
     );
@@ -299,12 +302,64 @@ pub fn compact_date(
     })
 }
 
-/// Removes compacted files (and temporaries) that a crash left before
-/// their ledger entry: indices from `next_index` on. Called under the
-/// ledger lock, so no writer is making one.
-fn remove_unentered(data: &Path, next_index: u64) -> Result<(), StoreError> {
-    for (_, index, path) in on_disk(data)? {
-        if index >= next_index {
+/// A merge keeps every source open: raises this process's soft limit of
+/// open files towards its hard limit when `needed` is more (a day of
+/// one-minute seals is 1,440 files; the soft limit is often 1,024).
+fn ensure_open_files(needed: usize) -> Result<(), String> {
+    let needed = needed as libc::rlim_t;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one rlimit struct
+    // we pass, which lives on this stack frame.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if got != 0 || lim.rlim_cur >= needed {
+        return Ok(());
+    }
+    if lim.rlim_max < needed {
+        return Err(format!(
+            "merging needs {needed} open files, the hard limit is {} (raise it: ulimit -Hn, LimitNOFILE=)",
+            lim.rlim_max
+        ));
+    }
+    lim.rlim_cur = needed.max(lim.rlim_cur);
+    #[allow(unsafe_code)]
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    if set != 0 {
+        return Err(format!(
+            "merging needs {needed} open files; raising the limit failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Holds `readings_compacted/lock`: one compactor at a time per data
+/// directory (`serve`'s, or `gapless compact` beside it).
+fn lock_compaction(data: &Path) -> Result<File, StoreError> {
+    let root = data.join(READINGS_COMPACTED);
+    fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let path = root.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.lock().map_err(io_err(&path))?;
+    Ok(file)
+}
+
+/// Removes what a compaction that crashed left: its draft (a hidden
+/// temporary file), or its file renamed before its ledger entry was
+/// written (no entry names it). Called with the compaction lock held, so
+/// no compaction is under way.
+fn remove_debris(data: &Path) -> Result<(), StoreError> {
+    let entries = data.join(LEDGER_DIR).join(ENTRIES_DIR);
+    for (date, index, path) in on_disk(data)? {
+        if !entered(&entries, &date, index) {
             tracing::warn!(path = %path.display(), "removing a compacted file without a ledger entry");
             fs::remove_file(&path).map_err(io_err(&path))?;
         }
@@ -321,115 +376,290 @@ fn remove_unentered(data: &Path, next_index: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The rows of `sources`, all columns, sorted as a seal sorts them: by
-/// meter, register, time and receipt, ties in file order.
-fn merge(data: &Path, sources: &[String]) -> Result<RecordBatch, StoreError> {
-    let mut batches = Vec::new();
-    for rel in sources {
-        let path = data.join(rel);
-        let bad = |why: String| StoreError::Read {
-            path: path.clone(),
-            why,
-        };
-        let file = File::open(&path).map_err(io_err(&path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(ROW_GROUP_ROWS).build())
-            .map_err(|e| bad(e.to_string()))?;
-        for b in reader {
-            batches.push(b.map_err(|e| bad(e.to_string()))?);
-        }
-    }
-    let Some(first) = batches.first() else {
-        return Err(StoreError::Read {
-            path: data.join(sources.first().map_or("", String::as_str)),
-            why: "no rows to compact".into(),
-        });
-    };
-    let schema = first.schema();
-    let all =
-        arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| StoreError::Read {
-            path: data.join(&sources[0]),
-            why: format!("sources differ in schema: {e}"),
-        })?;
-    drop(batches);
-    let column = |name: &str| {
-        all.column_by_name(name).ok_or_else(|| StoreError::Read {
-            path: data.join(&sources[0]),
-            why: format!("no {name} column"),
-        })
-    };
-    let mistyped = |name: &str| StoreError::Read {
-        path: data.join(&sources[0]),
-        why: format!("column {name} has an unexpected type"),
-    };
-    let meter = column("meter_id")?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| mistyped("meter_id"))?;
-    let register = column("register")?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| mistyped("register"))?;
-    let ts = column("ts")?
-        .as_primitive_opt::<TimestampMicrosecondType>()
-        .ok_or_else(|| mistyped("ts"))?
-        .values();
-    let seq = column("receipt_seq")?
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| mistyped("receipt_seq"))?
-        .values();
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        meter
-            .value(a)
-            .cmp(meter.value(b))
-            .then_with(|| register.value(a).cmp(register.value(b)))
-            .then_with(|| ts[a].cmp(&ts[b]))
-            .then_with(|| seq[a].cmp(&seq[b]))
-            .then_with(|| a.cmp(&b))
-    });
-    let sorted =
-        arrow_select::take::take_record_batch(&all, &UInt32Array::from(order)).map_err(|e| {
-            StoreError::Read {
-                path: data.join(&sources[0]),
-                why: e.to_string(),
-            }
-        })?;
-    Ok(narrow_decimals(sorted))
+/// Whether ledger entry `index` exists and names the compacted file of
+/// `date` with that index.
+fn entered(entries: &Path, date: &str, index: u64) -> bool {
+    let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
+    fs::read(entries.join(entry_name(index)))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LedgerEntry>(&b).ok())
+        .is_some_and(|e| e.path == rel && e.table == READINGS_COMPACTED)
 }
 
-/// Declares decimal columns whose values all have at most 18 digits with
-/// precision 18, which Parquet stores as 64-bit integers: a scan decodes
-/// those several times faster than 16-byte fixed-length values. The values,
-/// and so the canonical rows (which do not encode precision), are the same.
-fn narrow_decimals(batch: RecordBatch) -> RecordBatch {
-    const MAX18: i128 = 999_999_999_999_999_999;
-    let schema = batch.schema();
-    let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        match (f.data_type(), c.as_primitive_opt::<Decimal128Type>()) {
-            (DataType::Decimal128(p, s), Some(d))
-                if *p > 18 && d.values().iter().all(|v| (-MAX18..=MAX18).contains(v)) =>
-            {
-                let narrowed = d.clone().with_precision_and_scale(18, *s);
-                match narrowed {
-                    Ok(n) => {
-                        fields.push(
-                            f.as_ref()
-                                .clone()
-                                .with_data_type(DataType::Decimal128(18, *s)),
-                        );
-                        columns.push(Arc::new(n));
-                    }
-                    Err(_) => return batch,
-                }
+/// A k-way merge of sorted readings files: rows in the order a seal sorts
+/// them (meter, register, time, receipt), ties in source order.
+struct Merge {
+    schema: SchemaRef,
+    runs: Vec<Run>,
+    /// Run indices, a binary min-heap by each run's head row.
+    heap: Vec<usize>,
+    /// Batches that `picked` refers to (each run's current one among them).
+    pool: Vec<RecordBatch>,
+    picked: Vec<(usize, usize)>,
+    /// The `value_decimal` column, declared with precision 18: every value
+    /// of every source fits (by their statistics).
+    narrow: Option<usize>,
+}
+
+/// One source being merged: its current batch and row.
+struct Run {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    slot: usize,
+    row: usize,
+    len: usize,
+    meter: StringArray,
+    register: StringArray,
+    ts: ScalarBuffer<i64>,
+    seq: ScalarBuffer<i64>,
+}
+
+impl Run {
+    fn key(&self) -> (&str, &str, i64, i64) {
+        let r = self.row;
+        (
+            self.meter.value(r),
+            self.register.value(r),
+            self.ts[r],
+            self.seq[r],
+        )
+    }
+
+    /// Takes the next non-empty batch; false at the end.
+    fn load(&mut self, pool: &mut Vec<RecordBatch>) -> Result<bool, StoreError> {
+        for b in self.reader.by_ref() {
+            let b = b.map_err(|e| StoreError::Read {
+                path: self.path.clone(),
+                why: e.to_string(),
+            })?;
+            if b.num_rows() == 0 {
+                continue;
             }
-            _ => {
-                fields.push(f.as_ref().clone());
-                columns.push(c.clone());
+            let bad = |name: &str| StoreError::Read {
+                path: self.path.clone(),
+                why: format!("column {name} missing or of an unexpected type"),
+            };
+            let col = |name: &str| b.column_by_name(name).ok_or_else(|| bad(name));
+            self.meter = col("meter_id")?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| bad("meter_id"))?
+                .clone();
+            self.register = col("register")?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| bad("register"))?
+                .clone();
+            self.ts = col("ts")?
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| bad("ts"))?
+                .values()
+                .clone();
+            self.seq = col("receipt_seq")?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| bad("receipt_seq"))?
+                .values()
+                .clone();
+            self.row = 0;
+            self.len = b.num_rows();
+            self.slot = pool.len();
+            pool.push(b);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl Merge {
+    fn open(data: &Path, sources: &[String]) -> Result<Merge, StoreError> {
+        const MAX18: i128 = 999_999_999_999_999_999;
+        let mut runs = Vec::with_capacity(sources.len());
+        let mut pool = Vec::new();
+        let mut schema: Option<SchemaRef> = None;
+        let mut fits18 = true;
+        for rel in sources {
+            let path = data.join(rel);
+            let bad = |why: String| StoreError::Read {
+                path: path.clone(),
+                why,
+            };
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let b =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+            match &schema {
+                None => schema = Some(b.schema().clone()),
+                Some(s) if s.fields() != b.schema().fields() => {
+                    return Err(bad("its columns differ from the other sources'".into()))
+                }
+                Some(_) => {}
+            }
+            fits18 &= decimal_range(b.metadata(), "value_decimal")
+                .is_some_and(|(lo, hi)| lo >= -MAX18 && hi <= MAX18);
+            let reader = b
+                .with_batch_size(8192)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            let mut run = Run {
+                path: path.clone(),
+                reader,
+                slot: 0,
+                row: 0,
+                len: 0,
+                meter: StringArray::from(Vec::<&str>::new()),
+                register: StringArray::from(Vec::<&str>::new()),
+                ts: ScalarBuffer::from(Vec::<i64>::new()),
+                seq: ScalarBuffer::from(Vec::<i64>::new()),
+            };
+            if run.load(&mut pool)? {
+                runs.push(run);
             }
         }
+        let Some(schema) = schema else {
+            return Err(StoreError::Read {
+                path: data.to_owned(),
+                why: "no sources to compact".into(),
+            });
+        };
+        let mut narrow = None;
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        if let Some(i) = schema.index_of("value_decimal").ok().filter(|_| fits18) {
+            if let DataType::Decimal128(p, s) = *fields[i].data_type() {
+                if p > 18 {
+                    fields[i] = fields[i]
+                        .clone()
+                        .with_data_type(DataType::Decimal128(18, s));
+                    narrow = Some(i);
+                }
+            }
+        }
+        let mut m = Merge {
+            schema: Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+            heap: (0..runs.len()).collect(),
+            runs,
+            pool,
+            picked: Vec::new(),
+            narrow,
+        };
+        for i in (0..m.heap.len() / 2).rev() {
+            m.sift_down(i);
+        }
+        Ok(m)
     }
-    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+
+    /// Run `a`'s head row sorts before run `b`'s (ties: source order).
+    fn less(&self, a: usize, b: usize) -> bool {
+        match self.runs[a].key().cmp(&self.runs[b].key()) {
+            std::cmp::Ordering::Equal => a < b,
+            o => o.is_lt(),
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut min = i;
+            if l < self.heap.len() && self.less(self.heap[l], self.heap[min]) {
+                min = l;
+            }
+            if r < self.heap.len() && self.less(self.heap[r], self.heap[min]) {
+                min = r;
+            }
+            if min == i {
+                return;
+            }
+            self.heap.swap(i, min);
+            i = min;
+        }
+    }
+
+    /// The next (up to) `rows` merged rows; None when every run is done.
+    fn next_batch(&mut self, rows: usize) -> Result<Option<RecordBatch>, StoreError> {
+        while self.picked.len() < rows {
+            let Some(&top) = self.heap.first() else { break };
+            let run = &mut self.runs[top];
+            self.picked.push((run.slot, run.row));
+            run.row += 1;
+            if run.row == run.len && !run.load(&mut self.pool)? {
+                let last = self.heap.len() - 1;
+                self.heap.swap(0, last);
+                self.heap.pop();
+            }
+            self.sift_down(0);
+        }
+        if self.picked.is_empty() {
+            return Ok(None);
+        }
+        let batches: Vec<&RecordBatch> = self.pool.iter().collect();
+        let out = arrow_select::interleave::interleave_record_batch(&batches, &self.picked)
+            .map_err(|e| StoreError::Read {
+                path: self
+                    .runs
+                    .first()
+                    .map_or_else(PathBuf::new, |r| r.path.clone()),
+                why: e.to_string(),
+            })?;
+        self.picked.clear();
+        // Keep only the batches runs are still reading.
+        let mut pool = Vec::with_capacity(self.runs.len());
+        for &i in &self.heap {
+            let run = &mut self.runs[i];
+            pool.push(self.pool[run.slot].clone());
+            run.slot = pool.len() - 1;
+        }
+        self.pool = pool;
+        let mut columns: Vec<ArrayRef> = out.columns().to_vec();
+        if let Some(i) = self.narrow {
+            if let (Some(d), DataType::Decimal128(p, s)) = (
+                columns[i].as_primitive_opt::<Decimal128Type>(),
+                self.schema.field(i).data_type(),
+            ) {
+                let d =
+                    d.clone()
+                        .with_precision_and_scale(*p, *s)
+                        .map_err(|e| StoreError::Read {
+                            path: PathBuf::from("value_decimal"),
+                            why: e.to_string(),
+                        })?;
+                columns[i] = Arc::new(d);
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| StoreError::Read {
+                path: PathBuf::from(READINGS_COMPACTED),
+                why: e.to_string(),
+            })
+    }
+}
+
+/// The range of a decimal column over a file, from its row groups'
+/// statistics (None when any is missing).
+fn decimal_range(meta: &ParquetMetaData, column: &str) -> Option<(i128, i128)> {
+    let col = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == column)?;
+    let decode = |b: &[u8]| -> Option<i128> {
+        // Big-endian two's complement, sign-extended to 16 bytes.
+        if b.is_empty() || b.len() > 16 {
+            return None;
+        }
+        let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
+        let mut buf = [fill; 16];
+        buf[16 - b.len()..].copy_from_slice(b);
+        Some(i128::from_be_bytes(buf))
+    };
+    let mut range: Option<(i128, i128)> = None;
+    for rg in meta.row_groups() {
+        let (lo, hi) = match rg.column(col).statistics()? {
+            Statistics::FixedLenByteArray(s) => {
+                (decode(s.min_opt()?.data())?, decode(s.max_opt()?.data())?)
+            }
+            Statistics::Int64(s) => (*s.min_opt()? as i128, *s.max_opt()? as i128),
+            Statistics::Int32(s) => (*s.min_opt()? as i128, *s.max_opt()? as i128),
+            _ => return None,
+        };
+        range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+    }
+    range
 }
