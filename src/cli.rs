@@ -368,9 +368,15 @@ pub struct BenchReportArgs {
     /// Readings to generate (when DATA holds none yet).
     #[arg(long, default_value_t = 50_000_000)]
     pub readings: usize,
-    /// Meters they are spread over (15-minute heat meters).
+    /// Meters they are spread over (heat meters, one reading every
+    /// --interval-minutes).
     #[arg(long, default_value_t = 100_000)]
     pub meters: usize,
+    /// Minutes between a meter's readings (give the same value on every run
+    /// over one data set: the report's expected interval and DuckDB's gap
+    /// threshold follow it).
+    #[arg(long, default_value_t = 15)]
+    pub interval_minutes: u32,
     /// Where the data set is generated, and kept for later runs.
     #[arg(long, default_value = "./gapless-bench-report")]
     pub data: PathBuf,

@@ -25,7 +25,6 @@ use crate::reading::Medium;
 use crate::report::{self, ReportFilter, StoredReadings};
 use crate::store::{Store, StoreConfig};
 
-const QUARTER: i64 = 900_000_000;
 const T0: i64 = 1_656_633_600_000_000; // 2022-07-01T00:00:00Z
 const PER_MESSAGE: usize = 50;
 
@@ -40,7 +39,7 @@ pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
         generate(args)?;
     }
     let python = python_with_duckdb(args)?;
-    let ctx = bench_context();
+    let ctx = bench_context(args);
     let files = args.data.join("readings/**/*.parquet");
 
     // gapless: load, scan, every rule, over the whole range.
@@ -79,7 +78,7 @@ for _ in range({repeat}):
     print(n, time.perf_counter() - t, flush=True)
 "#,
         files = files.display(),
-        threshold = 1_350_000_000i64,
+        threshold = interval(args) * 3 / 2,
         repeat = args.repeat.max(1),
     );
     let out = Command::new(&python)
@@ -138,9 +137,16 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 /// Every meter a 15-minute heat meter, as the registry would say.
-fn bench_context() -> Context {
+/// µs between a meter's readings.
+fn interval(args: &BenchReportArgs) -> i64 {
+    i64::from(args.interval_minutes.max(1)) * 60_000_000
+}
+
+fn bench_context(args: &BenchReportArgs) -> Context {
     let mut config = ContinuityConfig::default();
-    config.intervals_s.insert(Medium::Heat, 900);
+    config
+        .intervals_s
+        .insert(Medium::Heat, u64::from(args.interval_minutes.max(1)) * 60);
     Context {
         config,
         registry: Arc::default(),
@@ -164,6 +170,7 @@ fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
             ledger_cost: false,
             readings: args.readings,
             meters: args.meters,
+            interval_minutes: args.interval_minutes,
         };
         let (t, c) = (Instant::now(), cpu_seconds());
         let readings = ingest_all(&one, with_ledger, false)?;
@@ -218,7 +225,8 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
     let ticks = args.readings.div_ceil(meters);
     if verbose {
         eprintln!(
-            "bench report: generating {meters} meters x {ticks} quarter hours into {} (once)",
+            "bench report: generating {meters} meters x {ticks} readings {} min apart into {} (once)",
+            args.interval_minutes.max(1),
             args.data.display()
         );
     }
@@ -230,12 +238,13 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
             max_future_skew_micros: i64::MAX / 4,
             ..DecodeConfig::default()
         },
-        continuity: bench_context(),
+        continuity: bench_context(args),
         audit_key: None,
         ledger,
         alerts: crate::alerts::AlertConfig::default(),
     })?;
     let ids: Vec<String> = (0..meters).map(|i| format!("HZ-{i:09}")).collect();
+    let per_day = (86_400_000_000 / interval(args)).max(1) as usize;
     let mut rng = Rng::new(7);
     let mut held: Vec<(usize, JournalRecord)> = Vec::new();
     let mut seq = 0u64;
@@ -250,7 +259,7 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
         Ok(())
     };
     for tick in 0..ticks {
-        let ts = T0 + tick as i64 * QUARTER;
+        let ts = T0 + tick as i64 * interval(args);
         let stamp = crate::store::format_micros(ts);
         for (g, chunk) in ids.chunks(PER_MESSAGE).enumerate() {
             let mut payload = String::with_capacity(PER_MESSAGE * 110);
@@ -279,7 +288,7 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
                 payload: payload.into_bytes().into(),
             };
             if rng.unit() < 0.001 {
-                held.push((tick + 96, rec)); // a gateway forwarding a day late
+                held.push((tick + per_day, rec)); // a gateway forwarding a day late
             } else {
                 ingest(&mut store, rec)?;
             }
@@ -290,9 +299,9 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
             rec.received_at = ts + 5_000_000;
             ingest(&mut store, rec)?;
         }
-        if verbose && tick % 48 == 47 {
+        if verbose && tick % (per_day / 2).max(1) == (per_day / 2).max(1) - 1 {
             eprintln!(
-                "  {} of {ticks} quarter hours, {:.0} s",
+                "  {} of {ticks} readings per meter, {:.0} s",
                 tick + 1,
                 started.elapsed().as_secs_f64()
             );
