@@ -58,6 +58,9 @@ pub struct ApiState {
     pub live: Arc<crate::store::LiveStats>,
     /// The rows of the last report window asked for.
     pub reports: Arc<ReportCache>,
+    /// The commit log and footers read so far (each request reads only
+    /// what is new).
+    pub loads: Arc<std::sync::Mutex<report::LoadCache>>,
     pub sinks: Arc<crate::alerts::sink::SinkStats>,
 }
 
@@ -95,11 +98,11 @@ impl ReportCache {
                 return Ok(c.rows.clone());
             }
         }
-        let (data, ctx) = (s.data.clone(), s.ctx.clone());
+        let st = s.clone();
         let rows = Arc::new(
             blocking(move || {
-                let stored = StoredReadings::load(&data).map_err(ApiError::internal)?;
-                report::window_rows(&stored, &ctx, window).map_err(ApiError::internal)
+                let stored = st.stored()?;
+                report::window_rows(&stored, &st.ctx, window).map_err(ApiError::internal)
             })
             .await?,
         );
@@ -109,6 +112,15 @@ impl ReportCache {
             rows: rows.clone(),
         });
         Ok(rows)
+    }
+}
+
+impl ApiState {
+    /// The sealed readings as of now (reading only the commit manifests and
+    /// footers that are new since the last request).
+    fn stored(&self) -> Result<StoredReadings, ApiError> {
+        let mut cache = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        StoredReadings::load_cached(&self.data, &mut cache).map_err(ApiError::internal)
     }
 }
 
@@ -324,7 +336,7 @@ async fn get_gaps(State(s): State<ApiState>, Query(p): Params) -> Result<Respons
     let (offset, limit) = page(&p)?;
     let now = s.clock.now_micros();
     let rows = blocking(move || {
-        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        let stored = s.stored()?;
         report::gaps(&stored, &s.ctx, &filter, now).map_err(ApiError::internal)
     })
     .await?;
@@ -359,7 +371,7 @@ async fn get_coverage(State(s): State<ApiState>, Query(p): Params) -> Result<Res
         ));
     }
     let rows = blocking(move || {
-        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        let stored = s.stored()?;
         coverage::coverage(&stored, &s.ctx, &buckets, medium).map_err(ApiError::internal)
     })
     .await?;
@@ -473,7 +485,7 @@ async fn get_meter(
     let now = s.clock.now_micros();
     let meter = id.clone();
     let registers = blocking(move || {
-        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        let stored = s.stored()?;
         stored
             .map_meter(&s.ctx, &meter, |series| {
                 let gaps = analyze(series.points, &series.rules, Some(now)).gaps;
@@ -525,7 +537,7 @@ async fn get_readings(
     let to = time_param(&p, "to")?.unwrap_or(i64::MAX);
     let (offset, limit) = page(&p)?;
     let rows = blocking(move || {
-        let stored = StoredReadings::load(&s.data).map_err(ApiError::internal)?;
+        let stored = s.stored()?;
         let per_series = stored
             .map_meter(&s.ctx, &id, |series| {
                 series
@@ -748,6 +760,7 @@ mod tests {
             clock: Clock::manual(crate::continuity::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
             live: Arc::default(),
             reports: Arc::default(),
+            loads: Arc::default(),
             sinks: Arc::default(),
         })
     }

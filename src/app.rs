@@ -284,6 +284,7 @@ pub async fn serve_with_state(
                 clock: settings.mqtt.clock.clone(),
                 live: live.clone(),
                 reports: Arc::default(),
+                loads: Arc::default(),
                 sinks: sink_stats.clone(),
             };
             // Bind now, so that a port in use fails the start.

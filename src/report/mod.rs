@@ -11,7 +11,7 @@
 pub mod coverage;
 pub mod scan;
 
-pub use scan::StoredReadings;
+pub use scan::{LoadCache, StoredReadings};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

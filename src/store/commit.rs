@@ -121,38 +121,65 @@ pub fn manifest_path(data: &Path, commit: u64) -> PathBuf {
 /// Reads every manifest in commit order and checks that they cover receipts
 /// contiguously from 1.
 pub fn read_all(data: &Path) -> Result<Vec<Manifest>, CommitError> {
-    let dir = data.join(COMMITS_DIR);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut paths = Vec::new();
-    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
-        let p = e.map_err(io_err(&dir))?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".json") && !name.starts_with('.') {
-            paths.push(p);
+    let mut log = CommitLog::default();
+    log.refresh(data)?;
+    Ok(log.manifests)
+}
+
+/// The commit log, read incrementally: manifests are immutable and only
+/// ever appended, so a long-lived reader (the API) parses each one once. A
+/// month of one-minute seals is 43,200 manifests, about 0.7-1.2 s to read
+/// from scratch.
+#[derive(Debug, Default)]
+pub struct CommitLog {
+    names: Vec<String>,
+    manifests: Vec<Manifest>,
+}
+
+impl CommitLog {
+    /// Reads the manifests added since the last call (all of them the first
+    /// time, or when the log is not the one read before) and returns the
+    /// whole log, checked for contiguity.
+    pub fn refresh(&mut self, data: &Path) -> Result<&[Manifest], CommitError> {
+        let dir = data.join(COMMITS_DIR);
+        if !dir.exists() {
+            *self = CommitLog::default();
+            return Ok(&self.manifests);
         }
-    }
-    paths.sort();
-    let mut out: Vec<Manifest> = Vec::with_capacity(paths.len());
-    let mut expected = 1;
-    for p in paths {
-        let bytes = fs::read(&p).map_err(io_err(&p))?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CommitError::Bad {
-            path: p.clone(),
-            why: e.to_string(),
-        })?;
-        if m.first_seq != expected {
-            return Err(CommitError::Discontinuous {
-                commit: m.commit,
-                first_seq: m.first_seq,
-                expected,
-            });
+        let mut names = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let name = e.map_err(io_err(&dir))?.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".json") && !name.starts_with('.') {
+                names.push(name.into_owned());
+            }
         }
-        expected = m.last_seq + 1;
-        out.push(m);
+        names.sort();
+        let known = self.names.len();
+        if names.len() < known || names[..known] != self.names[..] {
+            *self = CommitLog::default();
+        }
+        let mut expected = self.manifests.last().map_or(1, |m| m.last_seq + 1);
+        for name in &names[self.names.len()..] {
+            let p = dir.join(name);
+            let bytes = fs::read(&p).map_err(io_err(&p))?;
+            let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CommitError::Bad {
+                path: p.clone(),
+                why: e.to_string(),
+            })?;
+            if m.first_seq != expected {
+                return Err(CommitError::Discontinuous {
+                    commit: m.commit,
+                    first_seq: m.first_seq,
+                    expected,
+                });
+            }
+            expected = m.last_seq + 1;
+            self.names.push(name.clone());
+            self.manifests.push(m);
+        }
+        Ok(&self.manifests)
     }
-    Ok(out)
 }
 
 /// Writes a manifest with create-new semantics and makes it durable.
@@ -181,4 +208,51 @@ pub fn write(data: &Path, m: &Manifest) -> Result<(), CommitError> {
         why: e.to_string(),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(commit: u64, first_seq: u64, last_seq: u64) -> Manifest {
+        Manifest {
+            commit,
+            first_seq,
+            last_seq,
+            sealed_at: "2022-07-25T00:00:00Z".into(),
+            writer: "test".into(),
+            files: Vec::new(),
+            counts: Counters::default(),
+            totals: Counters::default(),
+        }
+    }
+
+    /// A long-lived reader parses each manifest once: what it read before is
+    /// not read again (a manifest spoilt after it was read goes unnoticed
+    /// by it, while a fresh read fails), and a log that is not the one it
+    /// read is read from scratch.
+    #[test]
+    fn the_commit_log_is_read_incrementally() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path();
+        write(data, &manifest(1, 1, 10)).unwrap();
+        write(data, &manifest(2, 11, 20)).unwrap();
+        let mut log = CommitLog::default();
+        assert_eq!(log.refresh(data).unwrap().len(), 2);
+        fs::write(manifest_path(data, 1), b"spoilt").unwrap();
+        write(data, &manifest(3, 21, 21)).unwrap();
+        let m = log.refresh(data).unwrap();
+        assert_eq!(m.iter().map(|m| m.commit).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(matches!(read_all(data), Err(CommitError::Bad { .. })));
+        // A hole is found in what is new, too.
+        write(data, &manifest(4, 30, 31)).unwrap();
+        assert!(matches!(
+            log.refresh(data),
+            Err(CommitError::Discontinuous { commit: 4, .. })
+        ));
+        // Another log in its place: read again from the start.
+        let other = tempfile::tempdir().unwrap();
+        write(other.path(), &manifest(1, 1, 5)).unwrap();
+        assert_eq!(log.refresh(other.path()).unwrap()[0].last_seq, 5);
+    }
 }
