@@ -3,8 +3,6 @@
 //! over two neighbouring readings, so the batch pass and the live engine
 //! apply the same ones.
 
-use statrs::statistics::{Data, OrderStatistics};
-
 use super::{builtin_interval_s, first_not_below, MIN_PLAUSIBILITY_INTERVALS, SECOND};
 use super::{div_round, ContinuityConfig, Interval, IntervalSource, DAY, MIN_INFER_INTERVALS};
 use crate::reading::{Medium, VALUE_SCALE};
@@ -198,17 +196,39 @@ pub fn inferred_or_builtin(medium: Medium, points: &[Point]) -> Interval {
 /// and bursts do not move it while they are under half the intervals),
 /// rounded to the second. None with fewer than [`MIN_INFER_INTERVALS`].
 pub fn infer_interval(points: &[Point]) -> Option<i64> {
-    let mut diffs: Vec<f64> = points
-        .windows(2)
-        .map(|w| (w[1].ts - w[0].ts) as f64)
-        .filter(|d| *d > 0.0)
-        .collect();
-    if diffs.len() < MIN_INFER_INTERVALS {
-        return None;
+    thread_local! {
+        // The differences of one series at a time (a report infers 100,000s).
+        static DIFFS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let median = Data::new(diffs.as_mut_slice()).median();
-    let secs = (median / SECOND as f64).round() as i64;
-    (secs > 0).then_some(secs * SECOND)
+    DIFFS.with_borrow_mut(|diffs| {
+        diffs.clear();
+        diffs.extend(
+            points
+                .windows(2)
+                .map(|w| w[1].ts - w[0].ts)
+                .filter(|d| *d > 0),
+        );
+        let n = diffs.len();
+        if n < MIN_INFER_INTERVALS {
+            return None;
+        }
+        // The median, as statrs computes it (the mean of the two middle
+        // values when n is even), without sorting: mostly every difference
+        // is the same, and a selection is linear anyway.
+        let median = if diffs.iter().all(|&d| d == diffs[0]) {
+            diffs[0] as f64
+        } else {
+            let (lower, &mut upper, _) = diffs.select_nth_unstable(n / 2);
+            if n % 2 == 1 {
+                upper as f64
+            } else {
+                let below = lower.iter().copied().max().unwrap_or(upper);
+                (below as f64 + upper as f64) / 2.0
+            }
+        };
+        let secs = (median / SECOND as f64).round() as i64;
+        (secs > 0).then_some(secs * SECOND)
+    })
 }
 
 /// The gap between two neighbouring readings, if there is one (without
@@ -436,6 +456,54 @@ pub fn analyze(points: &[Point], rules: &SeriesRules, end: Option<i64>) -> Serie
 
 #[cfg(test)]
 pub(crate) mod tests {
+    /// The median without sorting is statrs's median, for odd and even
+    /// counts, repeated values, and times that go backwards.
+    #[test]
+    fn inferred_interval_is_statrs_median() {
+        use statrs::statistics::{Data, OrderStatistics};
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for case in 0..2_000 {
+            let n = 1 + next(40) as usize;
+            let mut ts = 0i64;
+            let points: Vec<Point> = (0..n)
+                .map(|_| {
+                    ts += match next(4) {
+                        0 => 900 * SECOND,
+                        1 => (next(7200) as i64 - 600) * SECOND,
+                        2 => next(5) as i64 * 450 * SECOND,
+                        _ => 901 * SECOND,
+                    };
+                    Point {
+                        ts,
+                        value: 0,
+                        decimals: 0,
+                        seq: None,
+                        received_at: ts,
+                    }
+                })
+                .collect();
+            let mut diffs: Vec<f64> = points
+                .windows(2)
+                .map(|w| (w[1].ts - w[0].ts) as f64)
+                .filter(|d| *d > 0.0)
+                .collect();
+            let expected = (diffs.len() >= MIN_INFER_INTERVALS)
+                .then(|| {
+                    let m = Data::new(diffs.as_mut_slice()).median();
+                    (m / SECOND as f64).round() as i64
+                })
+                .filter(|s| *s > 0)
+                .map(|s| s * SECOND);
+            assert_eq!(infer_interval(&points), expected, "case {case}");
+        }
+    }
+
     use super::*;
 
     pub const MIN: i64 = 60 * SECOND;
