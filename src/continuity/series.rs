@@ -213,10 +213,20 @@ pub fn infer_interval(points: &[Point]) -> Option<i64> {
             return None;
         }
         // The median, as statrs computes it (the mean of the two middle
-        // values when n is even), without sorting: mostly every difference
-        // is the same, and a selection is linear anyway.
-        let median = if diffs.iter().all(|&d| d == diffs[0]) {
-            diffs[0] as f64
+        // values when n is even), without sorting. Mostly one difference is
+        // the majority (a regular meter with a few gaps): a run of more
+        // than n/2 equal values covers both middle positions, so it is the
+        // median (Boyer-Moore vote, then a count). Else a selection.
+        let (mut candidate, mut votes) = (diffs[0], 0usize);
+        for &d in diffs.iter() {
+            if votes == 0 {
+                candidate = d;
+            }
+            votes = if d == candidate { votes + 1 } else { votes - 1 };
+        }
+        let count = diffs.iter().filter(|&&d| d == candidate).count();
+        let median = if count > n / 2 {
+            candidate as f64
         } else {
             let (lower, &mut upper, _) = diffs.select_nth_unstable(n / 2);
             if n % 2 == 1 {
@@ -473,7 +483,10 @@ pub(crate) mod tests {
             let mut ts = 0i64;
             let points: Vec<Point> = (0..n)
                 .map(|_| {
-                    ts += match next(4) {
+                    // Odd cases: mostly one interval (a majority, or
+                    // nearly one); even cases: a mix.
+                    let pick = if case % 2 == 1 && next(10) < 6 { 0 } else { next(4) };
+                    ts += match pick {
                         0 => 900 * SECOND,
                         1 => (next(7200) as i64 - 600) * SECOND,
                         2 => next(5) as i64 * 450 * SECOND,
