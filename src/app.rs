@@ -857,7 +857,7 @@ fn parse_time_flag(flag: &str, s: &str) -> Result<i64, CommandError> {
 pub fn compact_command(
     args: &crate::cli::CompactArgs,
     now: i64,
-) -> Result<Vec<crate::store::compact::Compaction>, StoreError> {
+) -> Result<crate::store::compact::Round, StoreError> {
     if !args.data.join(crate::store::commit::COMMITS_DIR).is_dir() {
         return Err(StoreError::Read {
             path: args.data.clone(),
@@ -903,8 +903,13 @@ fn start_compactor(
                 let stop = || !matches!(rx.try_recv(), Err(TryRecvError::Empty));
                 match crate::store::compact::compact(&data, &key, clock.now_micros(), grace, &stop)
                 {
-                    Ok(done) if !done.is_empty() => {
-                        tracing::info!(dates = done.len(), "compaction: done")
+                    // Each date is logged (done or failed) as it goes.
+                    Ok(round) if !round.done.is_empty() || !round.failed.is_empty() => {
+                        tracing::info!(
+                            dates = round.done.len(),
+                            failed = round.failed.len(),
+                            "compaction: round over"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => {

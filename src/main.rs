@@ -60,8 +60,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact(args) => {
-            let done = gapless::app::compact_command(&args, now())?;
-            for c in &done {
+            let round = gapless::app::compact_command(&args, now())?;
+            for c in &round.done {
                 println!(
                     "{}: {} readings files, {} rows -> {} ({:.1} MB)",
                     c.date,
@@ -71,8 +71,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     c.bytes as f64 / 1e6
                 );
             }
-            println!("compacted {} dates", done.len());
-            Ok(ExitCode::SUCCESS)
+            for (date, e) in &round.failed {
+                eprintln!("gapless: {date}: not compacted: {e}");
+            }
+            println!("compacted {} dates", round.done.len());
+            Ok(if round.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Report(args) => query(gapless::app::report_command(&args, now())),
         Command::Gaps(args) => query(gapless::app::gaps_command(&args, now())),

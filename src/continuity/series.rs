@@ -485,7 +485,11 @@ pub(crate) mod tests {
                 .map(|_| {
                     // Odd cases: mostly one interval (a majority, or
                     // nearly one); even cases: a mix.
-                    let pick = if case % 2 == 1 && next(10) < 6 { 0 } else { next(4) };
+                    let pick = if case % 2 == 1 && next(10) < 6 {
+                        0
+                    } else {
+                        next(4)
+                    };
                     ts += match pick {
                         0 => 900 * SECOND,
                         1 => (next(7200) as i64 - 600) * SECOND,

@@ -1156,7 +1156,9 @@ mod tests {
             "3 readings files of the first date, 2 of the second"
         );
 
-        let done = compact::compact(&data, &key, never, 0, &|| false).unwrap();
+        let done = compact::compact(&data, &key, never, 0, &|| false)
+            .unwrap()
+            .done;
         assert_eq!(
             done.iter()
                 .map(|c| (c.date.as_str(), c.sources))
@@ -1182,11 +1184,13 @@ mod tests {
         // A date is compacted once: nothing new, nothing to do.
         assert!(compact::compact(&data, &key, never, 0, &|| false)
             .unwrap()
+            .done
             .is_empty());
         // Not before the date is over (plus the grace).
         let late_night = 1_658_707_200_000_000 + 2 * DAY - 1;
         assert!(compact::compact(&data, &key, late_night, 0, &|| false)
             .unwrap()
+            .done
             .is_empty());
 
         // Late readings of a compacted date: read beside the compacted file.
@@ -1216,7 +1220,9 @@ mod tests {
         let orphan = first.with_file_name("compact-000000009999.parquet");
         std::fs::copy(&first, &orphan).unwrap();
         assert_eq!(every_series(&data), late);
-        let again = compact::compact(&data, &key, never, 0, &|| false).unwrap();
+        let again = compact::compact(&data, &key, never, 0, &|| false)
+            .unwrap()
+            .done;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].sources, 4);
         assert!(!orphan.exists());
@@ -1230,5 +1236,78 @@ mod tests {
         let v = crate::audit::verify(&data, None, &|_, _, _| {});
         assert!(v.is_clean(), "{:?}", v.findings);
         assert_eq!(v.compacted, 3);
+    }
+
+    /// A date that cannot be compacted (a source unreadable) is reported
+    /// with why, and the other dates are compacted all the same.
+    #[test]
+    fn a_failed_date_does_not_hold_up_the_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut store = Store::open(StoreConfig::for_test(&data, usize::MAX)).unwrap();
+        let mut seq = 0;
+        for hours in [0..30, 30..48] {
+            for h in hours {
+                seq += 1;
+                let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                store.ingest(&JournalRecord {
+                    seq,
+                    received_at: 1_658_707_200_000_000,
+                    topic: "meters/t".into(),
+                    payload: format!(
+                        r#"{{"meter_id":"M-1","medium":"water","unit":"m3","value":"{h}","ts":"{ts}"}}"#
+                    )
+                    .into_bytes()
+                    .into(),
+                });
+            }
+            store.seal().unwrap();
+        }
+        // 2022-07-25 is in one file, 2022-07-26 in two; a third date in two
+        // files, one of them spoilt.
+        for h in [60, 61] {
+            seq += 1;
+            let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            store.ingest(&JournalRecord {
+                seq,
+                received_at: 1_658_707_200_000_000,
+                topic: "meters/t".into(),
+                payload: format!(
+                    r#"{{"meter_id":"M-1","medium":"water","unit":"m3","value":"{h}","ts":"{ts}"}}"#
+                )
+                .into_bytes()
+                .into(),
+            });
+            store.seal().unwrap();
+        }
+        let spoilt = commit::read_all(&data)
+            .unwrap()
+            .into_iter()
+            .flat_map(|m| m.files)
+            .find(|f| f.table == READINGS && f.path.contains("date=2022-07-27"))
+            .unwrap()
+            .path;
+        std::fs::write(data.join(&spoilt), b"not parquet").unwrap();
+        let key = crate::store::ledger::AuditKey::load_or_create(&data, None).unwrap();
+        let round = compact::compact(&data, &key, 4_000_000_000_000_000, 0, &|| false).unwrap();
+        assert_eq!(
+            round
+                .done
+                .iter()
+                .map(|c| c.date.as_str())
+                .collect::<Vec<_>>(),
+            ["2022-07-26"]
+        );
+        assert_eq!(round.failed.len(), 1);
+        assert_eq!(round.failed[0].0, "2022-07-27");
+        assert!(
+            round.failed[0].1.to_string().contains(&spoilt),
+            "{}",
+            round.failed[0].1
+        );
     }
 }

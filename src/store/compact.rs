@@ -64,6 +64,15 @@ pub struct CompactedFile {
     pub sources: Vec<String>,
 }
 
+/// What a round of compaction did: the dates it compacted, and those it
+/// could not (each with why; the others went ahead, and a scan reads a
+/// failed date's files as they are).
+#[derive(Debug, Default)]
+pub struct Round {
+    pub done: Vec<Compaction>,
+    pub failed: Vec<(String, StoreError)>,
+}
+
 /// What one compaction wrote.
 #[derive(Debug, Clone)]
 pub struct Compaction {
@@ -161,14 +170,16 @@ pub fn latest(data: &Path) -> Result<BTreeMap<String, CompactedFile>, StoreError
 /// (µs) and that a scan would read as two or more runs: its newest
 /// compacted file and the readings files that file does not hold. Each
 /// compaction holds every readings file of its date. Returns what was
-/// written, oldest date first. `stop` is asked before each date.
+/// written and what failed, oldest date first (an error here is one that
+/// stops every date: the commit log or the lock). `stop` is asked before
+/// each date.
 pub fn compact(
     data: &Path,
     key: &AuditKey,
     now: i64,
     grace_micros: i64,
     stop: &dyn Fn() -> bool,
-) -> Result<Vec<Compaction>, StoreError> {
+) -> Result<Round, StoreError> {
     let mut by_date: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut old_schema: HashSet<String> = HashSet::new();
     for m in commit::read_all(data)? {
@@ -193,7 +204,7 @@ pub fn compact(
     let _lock = lock_compaction(data)?;
     remove_debris(data)?;
     let latest = latest(data)?;
-    let mut done = Vec::new();
+    let mut round = Round::default();
     for (date, files) in by_date {
         if old_schema.contains(&date) {
             tracing::debug!(
@@ -221,9 +232,15 @@ pub fn compact(
         if stop() {
             break;
         }
-        done.push(compact_date(data, key, &date, &files)?);
+        match compact_date(data, key, &date, &files) {
+            Ok(c) => round.done.push(c),
+            Err(e) => {
+                tracing::error!(date, error = %e, "compaction of a date failed; its files are read as they are");
+                round.failed.push((date, e));
+            }
+        }
     }
-    Ok(done)
+    Ok(round)
 }
 
 /// µs of 00:00 UTC of `YYYY-MM-DD`.
