@@ -116,7 +116,7 @@ pub enum StoreError {
         #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("reading Parquet {path}: {why}")]
+    #[error("reading {path}: {why}")]
     Read { path: PathBuf, why: String },
     #[error(transparent)]
     Commit(#[from] CommitError),
