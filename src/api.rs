@@ -678,6 +678,15 @@ async fn get_metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
         "counter",
         vec![(String::new(), g(&live.alerts_sealed))],
     );
+    metric(
+        "gapless_compactions_total",
+        "Dates compacted into one sorted readings file since start, and compactions that failed (retried next round).",
+        "counter",
+        vec![
+            ("{result=\"done\"}".into(), g(&live.compactions_done)),
+            ("{result=\"failed\"}".into(), g(&live.compactions_failed)),
+        ],
+    );
     let sk = &s.sinks;
     metric(
         "gapless_alerts_delivered_total",

@@ -273,7 +273,7 @@ pub async fn serve_with_state(
         })
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
-    let compactor = start_compactor(&settings, clock.clone())?;
+    let compactor = start_compactor(&settings, clock.clone(), live.clone())?;
     let api = match &settings.http {
         Some((addr, token)) => {
             let api_state = crate::api::ApiState {
@@ -884,6 +884,7 @@ struct Compactor {
 fn start_compactor(
     settings: &ServeSettings,
     clock: crate::clock::Clock,
+    live: Arc<LiveStats>,
 ) -> Result<Option<Compactor>, AppError> {
     use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
     let Some(every) = settings.compact_every else {
@@ -905,6 +906,14 @@ fn start_compactor(
                 {
                     // Each date is logged (done or failed) as it goes.
                     Ok(round) if !round.done.is_empty() || !round.failed.is_empty() => {
+                        live.compactions_done.fetch_add(
+                            round.done.len() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                        live.compactions_failed.fetch_add(
+                            round.failed.len() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
                         tracing::info!(
                             dates = round.done.len(),
                             failed = round.failed.len(),
@@ -913,6 +922,8 @@ fn start_compactor(
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        live.compactions_failed
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::error!(error = %e, "compaction: failed; retried in the next round")
                     }
                 }

@@ -174,6 +174,9 @@ pub struct LiveStats {
     pub open_reject_burst: AtomicU64,
     /// Alerts sealed since start.
     pub alerts_sealed: AtomicU64,
+    /// Dates compacted, and dates whose compaction failed, since start.
+    pub compactions_done: AtomicU64,
+    pub compactions_failed: AtomicU64,
 }
 
 impl LiveStats {

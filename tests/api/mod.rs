@@ -94,10 +94,19 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("GAPLESS_API_TOKEN"), "{err}");
 
+    // The service compacts the date once it has two files (its readings
+    // come in two batches): the API and the CLI read the compacted run.
     let mut g = Gapless::start_env(
         &broker.url(),
         &data,
-        &["--http", &addr],
+        &[
+            "--http",
+            &addr,
+            "--compact-every",
+            "0.3",
+            "--compact-grace",
+            "0",
+        ],
         &[("GAPLESS_API_TOKEN", TOKEN)],
     );
     let msgs: Vec<(String, Vec<u8>)> = (0..24)
@@ -112,8 +121,18 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
             ("meters/api".to_string(), p.into_bytes())
         })
         .collect();
-    publish_all(broker.port, &msgs);
+    publish_all(broker.port, &msgs[..10]);
+    g.wait_readings(10, Duration::from_secs(60));
+    publish_all(broker.port, &msgs[10..]);
     g.wait_readings(msgs.len() as u64, Duration::from_secs(60));
+    wait_compacted(&data, "2022-07-25", Duration::from_secs(60));
+    let (_, metrics) = http_get(port, "/metrics", None);
+    let done: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gapless_compactions_total{result=\"done\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(done >= 1, "{metrics}");
 
     assert_eq!(http_get(port, "/healthz", None).0, 200);
     assert_eq!(
@@ -168,6 +187,7 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
         "gapless_open_gaps ",
         "gapless_open_alerts{kind=\"meter_silent\"} ",
         "gapless_webhook_given_up_total 0",
+        "gapless_compactions_total{result=\"failed\"} 0",
     ] {
         assert!(metrics.contains(m), "{m} in {metrics}");
     }

@@ -26,20 +26,6 @@ fn reading(meter: &str, k: i64, value: f64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The readings files of `date` in the commit log, and the sources of its
-/// newest compacted file.
-fn compaction_of(data: &Path, date: &str) -> (Vec<String>, Option<Vec<String>>) {
-    let files = gapless::store::commit::read_all(data)
-        .unwrap()
-        .into_iter()
-        .flat_map(|m| m.files)
-        .filter(|f| f.table == "readings" && f.path.contains(&format!("date={date}/")))
-        .map(|f| f.path)
-        .collect();
-    let latest = gapless::store::compact::latest(data).unwrap();
-    (files, latest.get(date).map(|c| c.sources.clone()))
-}
-
 /// A data set in two commits (so there is an older checkpoint), with a
 /// rejected message, and the public key that signed it. The service
 /// compacts the date (its files from both commits) as it runs.
@@ -72,18 +58,7 @@ fn make_data_set(root: &Path) -> (PathBuf, PathBuf) {
     second.push(("meters/bad".into(), b"{not json".to_vec()));
     publish_all(broker.port, &second);
     g.wait_sealed(81, Duration::from_secs(60));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (files, compacted) = compaction_of(&data, "2022-07-25");
-        if files.len() >= 2 && compacted.as_ref() == Some(&files) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "serve did not compact 2022-07-25: files {files:?}, compacted {compacted:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_compacted(&data, "2022-07-25", Duration::from_secs(60));
     assert_eq!(g.terminate(), Some(0));
     let (code, out, err) = run_gapless(
         &["audit", "pubkey", "--data", &data.display().to_string()],

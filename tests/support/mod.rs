@@ -696,3 +696,34 @@ pub fn python_with(modules: &[&str]) -> Option<String> {
     );
     None
 }
+
+/// The readings files of `date` in the commit log, and the sources of its
+/// newest compacted file.
+pub fn compaction_of(data: &Path, date: &str) -> (Vec<String>, Option<Vec<String>>) {
+    let files = gapless::store::commit::read_all(data)
+        .unwrap()
+        .into_iter()
+        .flat_map(|m| m.files)
+        .filter(|f| f.table == "readings" && f.path.contains(&format!("date={date}/")))
+        .map(|f| f.path)
+        .collect();
+    let latest = gapless::store::compact::latest(data).unwrap();
+    (files, latest.get(date).map(|c| c.sources.clone()))
+}
+
+/// Waits until the service has compacted `date`: its newest compacted
+/// file holds every readings file of the date (two at least).
+pub fn wait_compacted(data: &Path, date: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (files, compacted) = compaction_of(data, date);
+        if files.len() >= 2 && compacted.as_ref() == Some(&files) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not compact {date}: files {files:?}, compacted {compacted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
