@@ -1246,28 +1246,8 @@ mod tests {
         let data = tmp.path().join("data");
         let mut store = Store::open(StoreConfig::for_test(&data, usize::MAX)).unwrap();
         let mut seq = 0;
-        for hours in [0..30, 30..48] {
-            for h in hours {
-                seq += 1;
-                let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
-                    .unwrap()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                store.ingest(&JournalRecord {
-                    seq,
-                    received_at: 1_658_707_200_000_000,
-                    topic: "meters/t".into(),
-                    payload: format!(
-                        r#"{{"meter_id":"M-1","medium":"water","unit":"m3","value":"{h}","ts":"{ts}"}}"#
-                    )
-                    .into_bytes()
-                    .into(),
-                });
-            }
-            store.seal().unwrap();
-        }
-        // 2022-07-25 is in one file, 2022-07-26 in two; a third date in two
-        // files, one of them spoilt.
-        for h in [60, 61] {
+        // One reading of meter M-1 at hour `h` after 2022-07-25T00:00Z.
+        let mut send = |store: &mut Store, h: i64| {
             seq += 1;
             let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
                 .unwrap()
@@ -1282,6 +1262,17 @@ mod tests {
                 .into_bytes()
                 .into(),
             });
+        };
+        for hours in [0..30, 30..48] {
+            for h in hours {
+                send(&mut store, h);
+            }
+            store.seal().unwrap();
+        }
+        // 2022-07-25 is in one file, 2022-07-26 in two; a third date in two
+        // files, one of them spoilt.
+        for h in [60, 61] {
+            send(&mut store, h);
             store.seal().unwrap();
         }
         let spoilt = commit::read_all(&data)

@@ -359,14 +359,7 @@ fn lock_compaction(data: &Path) -> Result<File, StoreError> {
     let root = data.join(READINGS_COMPACTED);
     fs::create_dir_all(&root).map_err(io_err(&root))?;
     let path = root.join("lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    file.lock().map_err(io_err(&path))?;
-    Ok(file)
+    super::lock_exclusive(&path).map_err(io_err(&path))
 }
 
 /// Removes what a compaction that crashed left: its draft (a hidden

@@ -18,7 +18,7 @@
 //! before they are written is completed on the next start), then the
 //! entries, then the checkpoint.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -112,13 +112,7 @@ impl Ledger {
     /// the head file is missing or does not fit them).
     pub fn writer(&self) -> Result<LedgerWriter<'_>, LedgerError> {
         let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.lock().map_err(io_err(&path))?;
+        let file = super::lock_exclusive(&path).map_err(io_err(&path))?;
         let tree = match self.read_head() {
             Some(t) if self.fits(&t) => t,
             _ => self.rebuild()?,

@@ -798,6 +798,19 @@ pub fn merge_range<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Optio
     }
 }
 
+/// Opens (creating) `path` and blocks until this process holds an
+/// exclusive lock on it: what serialises the writers of a data directory's
+/// ledger, and its compactors. Released when the file is dropped.
+pub(crate) fn lock_exclusive(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// Writes one immutable Parquet file: to a temporary name beside it, fsync,
 /// then rename (the caller syncs the directory). `metadata` goes into the
 /// footer, with the file's ledger index (if it has one yet) and its row
