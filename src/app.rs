@@ -11,7 +11,10 @@
 //! Acks wait only for the journal; the store follows the journal files at
 //! its own pace, at most [`MAX_STORE_LAG`] records behind (beyond that the
 //! journal waits, the mqtt task stops polling, and the broker holds the
-//! messages). On start the store's first reads are the replay.
+//! messages). During a burst (the broker streaming at full speed) the store
+//! steps aside for a bounded while ([`YIELD_MAX`], [`YIELD_MAX_LAG`]) so
+//! that the broker and the ack path have the cores; the burst waits, durable,
+//! in the journal. On start the store's first reads are the replay.
 //!
 //! Shutdown: the signal reaches only the mqtt task, which stops taking
 //! messages and drops its sender; the journal makes the rest durable, hands
@@ -61,6 +64,20 @@ const LINGER_MIN_GROUP: usize = 64;
 pub const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
+/// A burst: the journal's last commit held at least [`LINGER_MIN_GROUP`]
+/// deliveries and came less than this long ago. During a burst the store
+/// leaves the CPU to the ingest path and to the broker beside it (on two
+/// cores, every cycle the store takes is one the broker does not get)...
+const BURST_HOLDS: Duration = Duration::from_millis(50);
+/// ...for at most this long after it was last caught up with the journal...
+const YIELD_MAX: Duration = Duration::from_secs(10);
+/// ...and only while it trails by at most this many records. Beyond either
+/// bound it works through the burst at its own (lowered) priority, as it
+/// does when there is no burst, so that sealing, alerts and the journal's
+/// disk use stay bounded however long the burst lasts.
+const YIELD_MAX_LAG: u64 = MAX_STORE_LAG / 4;
+/// How long the store sleeps each time it yields.
+const YIELD_TICK: Duration = Duration::from_millis(5);
 /// Most journal records the store reads from the disk before it looks again
 /// whether a seal is due (from memory it takes one commit, at most
 /// [`MAX_GROUP`] records): the seal-by-rows bound (`--seal-max-rows`) holds
@@ -372,6 +389,20 @@ struct ProgressState {
     handoff: VecDeque<Committed>,
     /// Their payload and topic bytes.
     handoff_bytes: usize,
+    /// When the journal last committed a group of at least
+    /// [`LINGER_MIN_GROUP`] deliveries (the broker streaming at full speed).
+    burst_at: Option<Instant>,
+}
+
+/// What the store sees of the journal when it looks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct JournalView {
+    /// Last receipt made durable.
+    durable: u64,
+    /// The journal will write no more.
+    closed: bool,
+    /// A burst is on (see [`BURST_HOLDS`]).
+    burst: bool,
 }
 
 /// The records of one durable commit, and where the journal goes on after
@@ -392,6 +423,7 @@ impl Progress {
                 store_failed: false,
                 handoff: VecDeque::new(),
                 handoff_bytes: 0,
+                burst_at: None,
             }),
             changed: Condvar::new(),
         }
@@ -405,10 +437,14 @@ impl Progress {
 
     /// Journal side: everything through `seq` is durable; `committed`
     /// holds the records of the last commit if the store may take them from
-    /// memory (there is room for them).
-    fn set_durable(&self, seq: u64, committed: Option<Committed>) {
+    /// memory (there is room for them); `group` is how many deliveries the
+    /// commit held.
+    fn set_durable(&self, seq: u64, committed: Option<Committed>, group: usize) {
         let mut s = self.lock();
         s.durable = seq;
+        if group >= LINGER_MIN_GROUP {
+            s.burst_at = Some(Instant::now());
+        }
         if let Some(c) = committed {
             if s.handoff_bytes + c.bytes <= HANDOFF_BYTES {
                 s.handoff_bytes += c.bytes;
@@ -471,15 +507,18 @@ impl Progress {
         !s.store_failed
     }
 
-    /// Store side: waits up to `tick` for records beyond `read`. Returns
-    /// the durable watermark and whether the journal is closed.
-    fn wait_for_journal(&self, read: u64, tick: Duration) -> (u64, bool) {
+    /// Store side: waits up to `tick` for records beyond `read`.
+    fn wait_for_journal(&self, read: u64, tick: Duration) -> JournalView {
         let s = self.lock();
         let (s, _) = self
             .changed
             .wait_timeout_while(s, tick, |s| s.durable <= read && !s.closed)
             .unwrap_or_else(|e| e.into_inner());
-        (s.durable, s.closed)
+        JournalView {
+            durable: s.durable,
+            closed: s.closed,
+            burst: s.burst_at.is_some_and(|t| t.elapsed() < BURST_HOLDS),
+        }
     }
 }
 
@@ -553,7 +592,7 @@ fn run_journal(
             next: journal.position(),
             bytes,
         });
-        progress.set_durable(journal.next_seq() - 1, committed);
+        progress.set_durable(journal.next_seq() - 1, committed, last_group);
         if !progress.wait_for_store() {
             // The store stopped on an error. The journal keeps everything,
             // but continuing would only grow it: take nothing more.
@@ -593,9 +632,22 @@ fn run_store(
     let mut tail = JournalTail::new(journal_dir, store.sealed_through() + 1);
     let mut gaps_counted: Option<Instant> = None;
     let mut next_check = i64::MIN;
+    // Everything the journal held was read by then: nothing unread is older.
+    let mut caught_up = Instant::now();
     loop {
         let read = tail.next_seq() - 1;
-        let (durable, closed) = progress.wait_for_journal(read, STORE_TICK);
+        let view = progress.wait_for_journal(read, STORE_TICK);
+        let JournalView {
+            durable, closed, ..
+        } = view;
+        if durable <= read {
+            caught_up = Instant::now();
+        } else if store_yields(view, read, caught_up.elapsed()) {
+            // A burst: leave the CPU to the ingest path; the records wait,
+            // durable, in the journal.
+            std::thread::sleep(YIELD_TICK);
+            continue;
+        }
         // Silence is judged as of what the store has read. While messages
         // flow, deadlines are checked between them, at each one's receive
         // time (every CHECK_EVERY of it): the journal is in receive order,
@@ -647,6 +699,17 @@ fn run_store(
         }
     }
     seal(store, journal_dir, side)
+}
+
+/// Whether the store, having read through `read` and last been caught up
+/// `behind_for` ago, leaves the CPU to the ingest path for now: only during
+/// a burst, within [`YIELD_MAX`] and [`YIELD_MAX_LAG`], and never once the
+/// journal is closed (shutdown reads to the end at once).
+fn store_yields(view: JournalView, read: u64, behind_for: Duration) -> bool {
+    view.burst
+        && !view.closed
+        && view.durable.saturating_sub(read) <= YIELD_MAX_LAG
+        && behind_for < YIELD_MAX
 }
 
 fn seal(store: &mut Store, journal_dir: &Path, side: &StoreSide) -> Result<(), StoreError> {
@@ -741,10 +804,13 @@ fn file_clock(path: &Path) -> Result<Clock, AppError> {
 
 /// Lets the scheduler prefer the ingest path (and the broker beside us) over
 /// the store: the store thread runs at nice 10. Its work is catch-up behind
-/// a durable journal: during a burst it trails (bounded by
-/// [`MAX_STORE_LAG`], beyond which the journal waits for it) and seals
-/// afterwards, while acks keep pace with the broker. (Not SCHED_IDLE: under
-/// a busy neighbour that starves sealing outright.)
+/// a durable journal: during a burst it steps aside ([`store_yields`]),
+/// then trails (bounded by [`MAX_STORE_LAG`], beyond which the journal
+/// waits for it) and seals afterwards, while acks keep pace with the
+/// broker. (Not SCHED_IDLE: under a busy neighbour that starves sealing
+/// outright, and an unprivileged thread cannot leave it again. Nor is a
+/// lower priority enough during a burst: even at SCHED_IDLE the store fills
+/// every idle moment, and the broker beside it ran 10–20 % slower.)
 fn lower_priority_of_this_thread() {
     // SAFETY: gettid and setpriority take plain integers and touch no memory
     // of ours; on Linux, PRIO_PROCESS with a thread id applies to that thread.
@@ -1053,13 +1119,13 @@ mod tests {
     #[test]
     fn the_handoff_gives_the_store_what_is_next_and_stays_bounded() {
         let p = Progress::new(0, 0);
-        p.set_durable(3, Some(commit(1..=3, 10)));
-        p.set_durable(5, Some(commit(4..=5, 10)));
+        p.set_durable(3, Some(commit(1..=3, 10)), 3);
+        p.set_durable(5, Some(commit(4..=5, 10)), 2);
         assert_eq!(p.take_committed(1).ok().map(|c| c.records.len()), Some(3));
         // Read 4 from the disk meanwhile: 4..=5 is stale, nothing is next.
         assert_eq!(p.take_committed(6).err(), Some(None));
         assert_eq!(p.lock().handoff_bytes, 0);
-        p.set_durable(9, Some(commit(8..=9, 10)));
+        p.set_durable(9, Some(commit(8..=9, 10)), 2);
         assert_eq!(
             p.take_committed(6).err(),
             Some(Some(8)),
@@ -1067,7 +1133,7 @@ mod tests {
         );
         assert!(p.handoff_has_room(HANDOFF_BYTES - 10));
         assert!(!p.handoff_has_room(HANDOFF_BYTES - 9));
-        p.set_durable(10, Some(commit(10..=10, HANDOFF_BYTES)));
+        p.set_durable(10, Some(commit(10..=10, HANDOFF_BYTES)), 1);
         assert_eq!(p.lock().handoff.len(), 1, "the big commit did not fit");
         assert_eq!(p.lock().durable, 10);
         assert!(p.take_committed(8).is_ok());
@@ -1076,5 +1142,53 @@ mod tests {
             Some(None),
             "10 is on the disk only"
         );
+    }
+
+    /// A commit of a full group starts a burst, which holds for
+    /// [`BURST_HOLDS`] after the last such commit; small commits do not.
+    #[test]
+    fn a_burst_is_a_recent_commit_of_a_full_group() {
+        let p = Progress::new(0, 0);
+        p.set_durable(LINGER_MIN_GROUP as u64 - 1, None, LINGER_MIN_GROUP - 1);
+        let view = p.wait_for_journal(0, Duration::ZERO);
+        assert_eq!((view.durable, view.burst), (63, false));
+        p.set_durable(200, None, LINGER_MIN_GROUP);
+        assert!(p.wait_for_journal(0, Duration::ZERO).burst);
+        p.set_durable(201, None, 1);
+        assert!(
+            p.wait_for_journal(0, Duration::ZERO).burst,
+            "a small commit right after does not end it"
+        );
+        std::thread::sleep(BURST_HOLDS + Duration::from_millis(10));
+        assert!(!p.wait_for_journal(0, Duration::ZERO).burst);
+        p.close();
+        assert!(p.wait_for_journal(0, Duration::ZERO).closed);
+    }
+
+    /// The store yields only during a burst, within its time and lag
+    /// bounds, and never after the journal closed.
+    #[test]
+    fn the_store_yields_to_a_burst_within_bounds() {
+        let view = |durable, closed, burst| JournalView {
+            durable,
+            closed,
+            burst,
+        };
+        let soon = Duration::from_secs(1);
+        let read = 1_000;
+        assert!(store_yields(view(read + 10, false, true), read, soon));
+        assert!(store_yields(
+            view(read + YIELD_MAX_LAG, false, true),
+            read,
+            YIELD_MAX - Duration::from_millis(1)
+        ));
+        assert!(!store_yields(view(read + 10, false, false), read, soon));
+        assert!(!store_yields(view(read + 10, true, true), read, soon));
+        assert!(!store_yields(
+            view(read + YIELD_MAX_LAG + 1, false, true),
+            read,
+            soon
+        ));
+        assert!(!store_yields(view(read + 10, false, true), read, YIELD_MAX));
     }
 }
