@@ -64,8 +64,10 @@ const LINGER_MIN_GROUP: usize = 64;
 pub const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
-/// A burst: the journal's last commit held at least [`LINGER_MIN_GROUP`]
-/// deliveries and came less than this long ago. During a burst the store
+/// A burst: less than this long ago, the journal made a group of at least
+/// [`LINGER_MIN_GROUP`] deliveries durable and found more already waiting,
+/// before any of that group's acks went out (the broker streams on its own,
+/// not in step with our acks). During a burst the store
 /// leaves the CPU to the ingest path and to the broker beside it (on two
 /// cores, every cycle the store takes is one the broker does not get)...
 const BURST_HOLDS: Duration = Duration::from_millis(50);
@@ -389,8 +391,8 @@ struct ProgressState {
     handoff: VecDeque<Committed>,
     /// Their payload and topic bytes.
     handoff_bytes: usize,
-    /// When the journal last committed a group of at least
-    /// [`LINGER_MIN_GROUP`] deliveries (the broker streaming at full speed).
+    /// When the journal last committed a group during a burst (see
+    /// [`BURST_HOLDS`]).
     burst_at: Option<Instant>,
 }
 
@@ -437,12 +439,12 @@ impl Progress {
 
     /// Journal side: everything through `seq` is durable; `committed`
     /// holds the records of the last commit if the store may take them from
-    /// memory (there is room for them); `group` is how many deliveries the
-    /// commit held.
-    fn set_durable(&self, seq: u64, committed: Option<Committed>, group: usize) {
+    /// memory (there is room for them); `streaming` says whether the commit
+    /// was part of a burst.
+    fn set_durable(&self, seq: u64, committed: Option<Committed>, streaming: bool) {
         let mut s = self.lock();
         s.durable = seq;
-        if group >= LINGER_MIN_GROUP {
+        if streaming {
             s.burst_at = Some(Instant::now());
         }
         if let Some(c) = committed {
@@ -556,6 +558,9 @@ fn run_journal(
         journal.commit()?;
         last_commit = Instant::now();
         last_group = group.len();
+        // The broker streams on its own: a full group, and more waiting
+        // already, before any of its acks went out.
+        let streaming = last_group >= LINGER_MIN_GROUP && !rx.is_empty();
         // The store takes these records from memory if there is room.
         let mut records = progress
             .handoff_has_room(bytes)
@@ -592,7 +597,7 @@ fn run_journal(
             next: journal.position(),
             bytes,
         });
-        progress.set_durable(journal.next_seq() - 1, committed, last_group);
+        progress.set_durable(journal.next_seq() - 1, committed, streaming);
         if !progress.wait_for_store() {
             // The store stopped on an error. The journal keeps everything,
             // but continuing would only grow it: take nothing more.
@@ -1119,13 +1124,13 @@ mod tests {
     #[test]
     fn the_handoff_gives_the_store_what_is_next_and_stays_bounded() {
         let p = Progress::new(0, 0);
-        p.set_durable(3, Some(commit(1..=3, 10)), 3);
-        p.set_durable(5, Some(commit(4..=5, 10)), 2);
+        p.set_durable(3, Some(commit(1..=3, 10)), false);
+        p.set_durable(5, Some(commit(4..=5, 10)), false);
         assert_eq!(p.take_committed(1).ok().map(|c| c.records.len()), Some(3));
         // Read 4 from the disk meanwhile: 4..=5 is stale, nothing is next.
         assert_eq!(p.take_committed(6).err(), Some(None));
         assert_eq!(p.lock().handoff_bytes, 0);
-        p.set_durable(9, Some(commit(8..=9, 10)), 2);
+        p.set_durable(9, Some(commit(8..=9, 10)), false);
         assert_eq!(
             p.take_committed(6).err(),
             Some(Some(8)),
@@ -1133,7 +1138,7 @@ mod tests {
         );
         assert!(p.handoff_has_room(HANDOFF_BYTES - 10));
         assert!(!p.handoff_has_room(HANDOFF_BYTES - 9));
-        p.set_durable(10, Some(commit(10..=10, HANDOFF_BYTES)), 1);
+        p.set_durable(10, Some(commit(10..=10, HANDOFF_BYTES)), false);
         assert_eq!(p.lock().handoff.len(), 1, "the big commit did not fit");
         assert_eq!(p.lock().durable, 10);
         assert!(p.take_committed(8).is_ok());
@@ -1144,17 +1149,17 @@ mod tests {
         );
     }
 
-    /// A commit of a full group starts a burst, which holds for
-    /// [`BURST_HOLDS`] after the last such commit; small commits do not.
+    /// A streaming commit starts a burst, which holds for [`BURST_HOLDS`]
+    /// after the last such commit; other commits do not start one.
     #[test]
-    fn a_burst_is_a_recent_commit_of_a_full_group() {
+    fn a_burst_holds_for_a_while_after_a_streaming_commit() {
         let p = Progress::new(0, 0);
-        p.set_durable(LINGER_MIN_GROUP as u64 - 1, None, LINGER_MIN_GROUP - 1);
+        p.set_durable(63, None, false);
         let view = p.wait_for_journal(0, Duration::ZERO);
         assert_eq!((view.durable, view.burst), (63, false));
-        p.set_durable(200, None, LINGER_MIN_GROUP);
+        p.set_durable(200, None, true);
         assert!(p.wait_for_journal(0, Duration::ZERO).burst);
-        p.set_durable(201, None, 1);
+        p.set_durable(201, None, false);
         assert!(
             p.wait_for_journal(0, Duration::ZERO).burst,
             "a small commit right after does not end it"
