@@ -15,7 +15,9 @@
 //!   drains them (catching up after an outage).
 //!
 //! The figure that counts is gapless's acked rate over the bare rate; the
-//! rate until everything is also sealed in Parquet is printed beside it.
+//! rate until everything is also sealed in Parquet is printed beside it, and
+//! the CPU time per message each run took in this process and in the
+//! private broker (where a gap between the two subscribers goes).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -95,7 +97,7 @@ impl Mode {
 }
 
 pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
-    let (_broker, host, port) = match &args.broker {
+    let (broker, host, port) = match &args.broker {
         Some(url) => {
             let b = parse_broker(url)?;
             (None, b.host, b.port)
@@ -106,6 +108,7 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             (Some(b), "127.0.0.1".to_string(), port)
         }
     };
+    let broker_pid = broker.as_ref().map(|b| b.child.id());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -115,6 +118,12 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         args.messages
     );
     for &mode in &args.mode {
+        let case = Case {
+            mode,
+            host: host.clone(),
+            port,
+            broker_pid,
+        };
         println!("\n{mode:?} ({})", mode.describe());
         println!(
             "{:>9} {:>5} {:>12} {:>14} {:>16} {:>7} {:>18}",
@@ -146,23 +155,18 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                         // On a session and in a directory of its own.
                         (format!("{run}-noledger"), data.with_extension("noledger"))
                     };
-                    let r = rt.block_on(gapless_run(
-                        mode,
-                        &host,
-                        port,
-                        &run,
-                        &payloads,
-                        data.clone(),
-                        ledger,
-                    ));
+                    let r = on_workers(
+                        rt,
+                        gapless_run(case.clone(), run, payloads.clone(), data.clone(), ledger),
+                    );
                     let _ = std::fs::remove_dir_all(&data);
                     r
                 };
                 let bare = |rt: &tokio::runtime::Runtime| {
-                    rt.block_on(bare_run(mode, &host, port, &run, &payloads))
+                    on_workers(rt, bare_run(case.clone(), run.clone(), payloads.clone()))
                 };
                 let compare = args.compare_ledger;
-                let (b, (acked, sealed), without) = if rep % 2 == 0 {
+                let ((b, bare_cpu), (acked, sealed, cpu), without) = if rep % 2 == 0 {
                     let b = bare(&rt)?;
                     let g = gapless(&rt, true)?;
                     let w = compare.then(|| gapless(&rt, false)).transpose()?;
@@ -173,7 +177,7 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     (bare(&rt)?, g, w)
                 };
                 let n = payloads.len() as f64;
-                if let Some((acked2, sealed2)) = without {
+                if let Some((acked2, sealed2, _)) = without {
                     // The audit ledger's cost: row hashing, entries and
                     // signed checkpoints, as a share of the rate without it.
                     let cost = |with: Duration, without: Duration| {
@@ -202,6 +206,18 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     100.0 * ratio,
                     n / sealed.as_secs_f64(),
                 );
+                let per_msg = |ns: Option<u64>| {
+                    ns.map_or("?".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3 / n))
+                };
+                println!(
+                    "{:>9} {:>5} CPU µs per message, here / in the broker: bare {} / {}, gapless {} / {}",
+                    k,
+                    rep + 1,
+                    per_msg(bare_cpu.ours),
+                    per_msg(bare_cpu.broker),
+                    per_msg(cpu.ours),
+                    per_msg(cpu.broker),
+                );
             }
             ratios.sort_by(f64::total_cmp);
             println!(
@@ -228,6 +244,52 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The live publisher's thread, left out of this process's CPU time: it
+/// may end before a window closes, and would then take its time with it.
+const PUBLISHER_THREAD: &str = "bench-publisher";
+
+/// CPU time (ns) that the threads of process `pid` (but the publisher's)
+/// have run so far, from `/proc/PID/task/*/schedstat`; None where that is
+/// not readable. A thread that ends between the two readings of a window
+/// takes its time with it; the windows close while the subscriber's
+/// threads still run.
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let total = tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim_end() == PUBLISHER_THREAD {
+                return None;
+            }
+            let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    Some(total)
+}
+
+/// CPU time a run took while the clock ran: in this process (the
+/// subscriber under test, not the live publisher) and in the private
+/// broker (unknown with `--broker`).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    ours: Option<u64>,
+    broker: Option<u64>,
+}
+
+/// Starts measuring a run's CPU time; call the result to stop.
+fn cpu_window(broker: Option<u32>) -> impl Fn() -> CpuUse {
+    let ours = cpu_ns(std::process::id());
+    let theirs = broker.and_then(cpu_ns);
+    move || CpuUse {
+        ours: ours.zip(cpu_ns(std::process::id())).map(|(a, b)| b - a),
+        broker: theirs
+            .zip(broker.and_then(cpu_ns))
+            .map(|(a, b)| b.saturating_sub(a)),
+    }
 }
 
 /// N native messages of `k` readings each, all distinct.
@@ -333,24 +395,52 @@ fn publish_in_background(
     port: u16,
     topic: String,
     payloads: &Payloads,
-) -> std::thread::JoinHandle<anyhow::Result<()>> {
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let host = host.to_string();
     let payloads = payloads.clone();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(preload(&host, port, &topic, &payloads))
-    })
+    let thread = std::thread::Builder::new()
+        .name(PUBLISHER_THREAD.into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(preload(&host, port, &topic, &payloads))
+        })?;
+    Ok(thread)
+}
+
+/// What every run of a case shares: the mode, and the broker (its process,
+/// when it is the private one).
+#[derive(Debug, Clone)]
+struct Case {
+    mode: Mode,
+    host: String,
+    port: u16,
+    broker_pid: Option<u32>,
+}
+
+/// Runs a subscriber's run as a task on the runtime's workers, as `serve`
+/// runs its MQTT task: on the thread that blocks on it, every wakeup would
+/// cross threads, and the bare subscriber took twice the CPU per message.
+fn on_workers<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    run: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    rt.block_on(rt.spawn(run))?
 }
 
 async fn bare_run(
-    mode: Mode,
-    host: &str,
-    port: u16,
-    run: &str,
-    payloads: &Payloads,
-) -> anyhow::Result<Duration> {
+    case: Case,
+    run: String,
+    payloads: Payloads,
+) -> anyhow::Result<(Duration, CpuUse)> {
+    let Case {
+        mode,
+        ref host,
+        port,
+        broker_pid,
+    } = case;
+    let (run, payloads) = (run.as_str(), &payloads);
     let id = format!("bench-bare-{run}");
     let filter = topic_filter(run, "bare");
     let topic = format!("bench/{run}/bare/x");
@@ -362,9 +452,11 @@ async fn bare_run(
     o.set_clean_session(false)
         .set_max_packet_size(1 << 26, 1 << 26);
     let start = Instant::now();
+    let cpu = cpu_window(broker_pid);
     let (client, mut ev) = AsyncClient::new(o, 4096);
-    let publisher =
-        (mode == Mode::Live).then(|| publish_in_background(host, port, topic, payloads));
+    let publisher = (mode == Mode::Live)
+        .then(|| publish_in_background(host, port, topic, payloads))
+        .transpose()?;
     let mut got = 0;
     while got < payloads.len() {
         if let Event::Incoming(Packet::Publish(_)) = ev.poll().await.context("bare subscriber")? {
@@ -374,23 +466,29 @@ async fn bare_run(
     // The last ack leaves with the next poll.
     let _ = tokio::time::timeout(Duration::from_millis(200), ev.poll()).await;
     let elapsed = start.elapsed();
+    let cpu = cpu();
     client.disconnect().await?;
     if let Some(p) = publisher {
         p.join()
             .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
     }
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }
 
 async fn gapless_run(
-    mode: Mode,
-    host: &str,
-    port: u16,
-    run: &str,
-    payloads: &Payloads,
+    case: Case,
+    run: String,
+    payloads: Payloads,
     data: PathBuf,
     ledger: bool,
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<(Duration, Duration, CpuUse)> {
+    let Case {
+        mode,
+        ref host,
+        port,
+        broker_pid,
+    } = case;
+    let (run, payloads) = (run.as_str(), &payloads);
     let id = format!("bench-gapless-{run}");
     let filter = topic_filter(run, "gapless");
     let topic = format!("bench/{run}/gapless/x");
@@ -413,9 +511,11 @@ async fn gapless_run(
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
+    let cpu = cpu_window(broker_pid);
     let service = tokio::spawn(app::serve_with_state(settings, stop_rx, state.clone()));
-    let publisher =
-        (mode == Mode::Live).then(|| publish_in_background(host, port, topic, payloads));
+    let publisher = (mode == Mode::Live)
+        .then(|| publish_in_background(host, port, topic, payloads))
+        .transpose()?;
     let n = payloads.len() as u64;
     while state.acked.load(Ordering::Relaxed) < n {
         if service.is_finished() {
@@ -425,6 +525,7 @@ async fn gapless_run(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let acked = start.elapsed();
+    let cpu = cpu();
     if let Some(p) = publisher {
         p.join()
             .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
@@ -439,7 +540,7 @@ async fn gapless_run(
             payloads.len() as u64 * count_readings(&payloads[0])
         );
     }
-    Ok((acked, sealed))
+    Ok((acked, sealed, cpu))
 }
 
 fn count_readings(p: &[u8]) -> u64 {
