@@ -109,6 +109,9 @@ def verify_checkpoint(note: str, name: str, key_id: bytes, key):
 
 
 def main() -> int:
+    if len(sys.argv) != 3:
+        print("usage: verify_audit.py DATA_DIR PUBKEY_FILE", file=sys.stderr)
+        return 2
     data, pubkey_file = sys.argv[1], sys.argv[2]
     findings = []
     name, key_id, key = parse_vkey(open(pubkey_file).read())
