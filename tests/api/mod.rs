@@ -126,13 +126,22 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
     publish_all(broker.port, &msgs[10..]);
     g.wait_readings(msgs.len() as u64, Duration::from_secs(60));
     wait_compacted(&data, "2022-07-25", Duration::from_secs(60));
-    let (_, metrics) = http_get(port, "/metrics", None);
-    let done: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gapless_compactions_total{result=\"done\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(done >= 1, "{metrics}");
+    // The compacted file is in place a moment before its round ends and is
+    // counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = http_get(port, "/metrics", None);
+        let done: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("gapless_compactions_total{result=\"done\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if done >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     assert_eq!(http_get(port, "/healthz", None).0, 200);
     assert_eq!(
