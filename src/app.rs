@@ -686,6 +686,9 @@ fn run_store(
                 }
             };
             progress.set_read(upto);
+            if upto >= durable {
+                caught_up = Instant::now();
+            }
         } else if closed {
             break;
         } else if tail.next_seq() > side.replay_through {
@@ -814,8 +817,9 @@ fn file_clock(path: &Path) -> Result<Clock, AppError> {
 /// waits for it) and seals afterwards, while acks keep pace with the
 /// broker. (Not SCHED_IDLE: under a busy neighbour that starves sealing
 /// outright, and an unprivileged thread cannot leave it again. Nor is a
-/// lower priority enough during a burst: even at SCHED_IDLE the store fills
-/// every idle moment, and the broker beside it ran 10–20 % slower.)
+/// lower priority enough during a burst: even at SCHED_IDLE the store filled
+/// every idle moment, and the broker beside it got 78–93 % of a core
+/// instead of the ~100 % it got with the store out of the way.)
 fn lower_priority_of_this_thread() {
     // SAFETY: gettid and setpriority take plain integers and touch no memory
     // of ours; on Linux, PRIO_PROCESS with a thread id applies to that thread.
