@@ -431,33 +431,50 @@ fn on_workers<T: Send + 'static>(
     rt.block_on(rt.spawn(run))?
 }
 
+/// A subscriber's persistent session for one run.
+struct Session {
+    client_id: String,
+    filter: String,
+    /// Where the run's messages are published.
+    topic: String,
+}
+
+impl Case {
+    /// Registers subscriber `who`'s session for `run` and, in backlog mode,
+    /// has the broker queue every payload for it.
+    async fn session(&self, who: &str, run: &str, payloads: &Payloads) -> anyhow::Result<Session> {
+        let s = Session {
+            client_id: format!("bench-{who}-{run}"),
+            filter: topic_filter(run, who),
+            topic: format!("bench/{run}/{who}/x"),
+        };
+        register_session(&self.host, self.port, &s.client_id, &s.filter).await?;
+        if self.mode == Mode::Backlog {
+            preload(&self.host, self.port, &s.topic, payloads).await?;
+        }
+        Ok(s)
+    }
+}
+
 async fn bare_run(
     case: Case,
     run: String,
     payloads: Payloads,
 ) -> anyhow::Result<(Duration, CpuUse)> {
-    let Case {
-        mode,
-        ref host,
-        port,
-        broker_pid,
-    } = case;
-    let (run, payloads) = (run.as_str(), &payloads);
-    let id = format!("bench-bare-{run}");
-    let filter = topic_filter(run, "bare");
-    let topic = format!("bench/{run}/bare/x");
-    register_session(host, port, &id, &filter).await?;
-    if mode == Mode::Backlog {
-        preload(host, port, &topic, payloads).await?;
-    }
+    let Session {
+        client_id: id,
+        topic,
+        ..
+    } = case.session("bare", &run, &payloads).await?;
+    let (mode, host, port) = (case.mode, case.host.as_str(), case.port);
     let mut o = MqttOptions::new(&id, host, port);
     o.set_clean_session(false)
         .set_max_packet_size(1 << 26, 1 << 26);
     let start = Instant::now();
-    let cpu = cpu_window(broker_pid);
+    let cpu = cpu_window(case.broker_pid);
     let (client, mut ev) = AsyncClient::new(o, 4096);
     let publisher = (mode == Mode::Live)
-        .then(|| publish_in_background(host, port, topic, payloads))
+        .then(|| publish_in_background(host, port, topic, &payloads))
         .transpose()?;
     let mut got = 0;
     while got < payloads.len() {
@@ -465,7 +482,8 @@ async fn bare_run(
             got += 1;
         }
     }
-    // The last ack leaves with the next poll.
+    // rumqttc wrote and flushed the last ack in the read that returned the
+    // last publish; this poll takes its queued event.
     let _ = tokio::time::timeout(Duration::from_millis(200), ev.poll()).await;
     let elapsed = start.elapsed();
     let cpu = cpu();
@@ -484,20 +502,12 @@ async fn gapless_run(
     data: PathBuf,
     ledger: bool,
 ) -> anyhow::Result<(Duration, Duration, CpuUse)> {
-    let Case {
-        mode,
-        ref host,
-        port,
-        broker_pid,
-    } = case;
-    let (run, payloads) = (run.as_str(), &payloads);
-    let id = format!("bench-gapless-{run}");
-    let filter = topic_filter(run, "gapless");
-    let topic = format!("bench/{run}/gapless/x");
-    register_session(host, port, &id, &filter).await?;
-    if mode == Mode::Backlog {
-        preload(host, port, &topic, payloads).await?;
-    }
+    let Session {
+        client_id: id,
+        filter,
+        topic,
+    } = case.session("gapless", &run, &payloads).await?;
+    let (mode, host, port) = (case.mode, case.host.as_str(), case.port);
     let settings = ServeSettings::resolve(
         ServeFlags {
             broker: Some(format!("mqtt://{host}:{port}")),
@@ -513,10 +523,10 @@ async fn gapless_run(
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
-    let cpu = cpu_window(broker_pid);
+    let cpu = cpu_window(case.broker_pid);
     let service = tokio::spawn(app::serve_with_state(settings, stop_rx, state.clone()));
     let publisher = (mode == Mode::Live)
-        .then(|| publish_in_background(host, port, topic, payloads))
+        .then(|| publish_in_background(host, port, topic, &payloads))
         .transpose()?;
     let n = payloads.len() as u64;
     while state.acked.load(Ordering::Relaxed) < n {
