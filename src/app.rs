@@ -637,8 +637,9 @@ fn run_store(
     let mut tail = JournalTail::new(journal_dir, store.sealed_through() + 1);
     let mut gaps_counted: Option<Instant> = None;
     let mut next_check = i64::MIN;
-    // Everything the journal held was read by then: nothing unread is older.
-    let mut caught_up = Instant::now();
+    // When the store last had read everything durable (nothing unread is
+    // older). Not yet while a replay waits: that is read first, unyielding.
+    let mut caught_up = (side.replay_through <= store.sealed_through()).then(Instant::now);
     loop {
         let read = tail.next_seq() - 1;
         let view = progress.wait_for_journal(read, STORE_TICK);
@@ -646,8 +647,8 @@ fn run_store(
             durable, closed, ..
         } = view;
         if durable <= read {
-            caught_up = Instant::now();
-        } else if store_yields(view, read, caught_up.elapsed()) {
+            caught_up = Some(Instant::now());
+        } else if store_yields(view, read, caught_up.map_or(Duration::MAX, |t| t.elapsed())) {
             // A burst: leave the CPU to the ingest path; the records wait,
             // durable, in the journal.
             std::thread::sleep(YIELD_TICK);
@@ -687,7 +688,7 @@ fn run_store(
             };
             progress.set_read(upto);
             if upto >= durable {
-                caught_up = Instant::now();
+                caught_up = Some(Instant::now());
             }
         } else if closed {
             break;
