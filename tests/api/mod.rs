@@ -128,20 +128,19 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
     wait_compacted(&data, "2022-07-25", Duration::from_secs(60));
     // The compacted file is in place a moment before its round ends and is
     // counted.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, metrics) = http_get(port, "/metrics", None);
-        let done: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("gapless_compactions_total{result=\"done\"} "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if done >= 1 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{metrics}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "a compaction counted in /metrics",
+        Duration::from_secs(10),
+        || {
+            let (_, metrics) = http_get(port, "/metrics", None);
+            let done: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("gapless_compactions_total{result=\"done\"} "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            (done >= 1).then_some(())
+        },
+    );
 
     assert_eq!(http_get(port, "/healthz", None).0, 200);
     assert_eq!(
