@@ -471,6 +471,15 @@ fn verify_finds_every_kind_of_tampering() {
             let (code, out) = run(&tmp.path().join(format!("case-{i}")));
             assert_eq!(code, Some(1), "python verifier missed: {name}\n{out}");
         }
+        // Without its key file it says how to call it, not a traceback.
+        let o = std::process::Command::new(&python)
+            .arg(script)
+            .arg(&clean)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.starts_with("usage: verify_audit.py"), "{err}");
     }
 
     // The checks run with the key the auditor trusts: checkpoints signed by
