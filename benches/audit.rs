@@ -12,6 +12,8 @@
 //!
 //! Elements are rows, so the reported rate is rows/s on one core.
 
+mod support;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -30,19 +32,7 @@ fn readings() -> Vec<ReadingRow> {
     let cfg = DecodeConfig::default();
     let mut rows = Vec::with_capacity(ROWS);
     for m in 0..ROWS / 64 {
-        let items: Vec<String> = (0..64)
-            .map(|i| {
-                format!(
-                    r#"{{"meter_id":"HZ-{m:06}","medium":"heat","register":"energy","unit":"kWh","value":"{}.{:03}","ts":"2022-07-25T{:02}:{:02}:00Z","seq":{}}}"#,
-                    1234 + i,
-                    (i * 37) % 1000,
-                    (i / 4) % 24,
-                    (i % 4) * 15,
-                    17 + i
-                )
-            })
-            .collect();
-        let payload = format!("[{}]", items.join(","));
+        let payload = support::native_array(&format!("HZ-{m:06}"), 64);
         let decoded = decode("meters/hz", payload.as_bytes(), RECEIVED_AT, &cfg)
             .unwrap_or_else(|r| panic!("rejected: {r:?}"));
         for (i, reading) in decoded.readings.into_iter().enumerate() {

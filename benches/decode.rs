@@ -2,6 +2,8 @@
 //!
 //! Elements are readings, so the reported rate is readings/s.
 
+mod support;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -14,23 +16,6 @@ const NATIVE_ONE: &str = r#"{"meter_id":"HZ-000123","medium":"heat","register":"
 
 const WMBUSMETERS: &str = include_str!("../tests/fixtures/decode/wmbusmeters_samples.jsonl");
 const CHIRPSTACK: &str = include_str!("../tests/fixtures/decode/chirpstack_up.json");
-
-/// A native array of `n` readings of one meter, 15 minutes apart.
-fn native_array(n: usize) -> String {
-    let items: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"meter_id":"HZ-000123","medium":"heat","register":"energy","unit":"kWh","value":"{}.{:03}","ts":"2022-07-25T{:02}:{:02}:00Z","seq":{}}}"#,
-                1234 + i,
-                (i * 37) % 1000,
-                (i / 4) % 24,
-                (i % 4) * 15,
-                17 + i
-            )
-        })
-        .collect();
-    format!("[{}]", items.join(","))
-}
 
 fn bench_one(c: &mut Criterion, name: &str, topic: &str, payload: &[u8]) {
     let cfg = DecodeConfig::default();
@@ -48,7 +33,7 @@ fn bench_one(c: &mut Criterion, name: &str, topic: &str, payload: &[u8]) {
 
 fn benches(c: &mut Criterion) {
     bench_one(c, "native_single", "meters/hz", NATIVE_ONE.as_bytes());
-    let array = native_array(50);
+    let array = support::native_array("HZ-000123", 50);
     bench_one(c, "native_array_50", "meters/hz", array.as_bytes());
     let telegram = WMBUSMETERS.lines().next().expect("a wmbusmeters sample");
     bench_one(c, "wmbusmeters", "wmbusmeters/kitchen", telegram.as_bytes());
