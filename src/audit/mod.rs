@@ -38,6 +38,8 @@ use crate::store::tables::{READINGS, RECEIPTS, REJECTS};
 /// one of them finishing a big file alone, while the row hashes kept for the
 /// compaction checks still follow the ledger (a window, not the data set).
 const ORDER_WINDOW: usize = 64;
+/// At most this many files at once (each is read whole into memory).
+const MAX_THREADS: usize = 16;
 /// Receipt holes listed one by one before they are summarised.
 const MAX_LISTED: usize = 20;
 
@@ -254,7 +256,7 @@ pub fn verify(
     let next = AtomicUsize::new(0);
     let done_files = AtomicUsize::new(0);
     let done_bytes = std::sync::atomic::AtomicU64::new(0);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_THREADS));
     std::thread::scope(|s| {
         for _ in 0..threads.min(entries.len()) {
             s.spawn(|| loop {
