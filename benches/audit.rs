@@ -4,7 +4,7 @@
 //! subtrees as a node (`schemas/AUDIT.md`), so verifying a file costs at
 //! least one leaf hash per row and one node hash per row (n − 1 nodes for n
 //! rows), whatever else it does. This measures, per `readings` row of the
-//! shape the service writes (about 160 canonical bytes):
+//! shape the service writes (152 canonical bytes):
 //! - `leaf_hash`: the leaf hash of one already encoded row;
 //! - `node_hash`: one interior node;
 //! - `row_hashes`: canonical encoding and leaf hash, from an Arrow batch;
