@@ -14,15 +14,14 @@
 
 mod support;
 
+use support::RECEIVED_AT;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gapless::decode::{decode, DecodeConfig, Format};
 use gapless::store::canonical::{encode_row, leaf_hash, merkle_root, node_hash, row_hashes};
 use gapless::store::tables::{readings_batch, ReadingRow};
-
-/// 2026-01-01T00:00:00Z in µs since the epoch.
-const RECEIVED_AT: i64 = 1_767_225_600 * 1_000_000;
 
 const ROWS: usize = 64 * 1024;
 

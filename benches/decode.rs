@@ -4,13 +4,12 @@
 
 mod support;
 
+use support::RECEIVED_AT;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gapless::decode::{decode, DecodeConfig};
-
-/// 2026-01-01T00:00:00Z in µs since the epoch.
-const RECEIVED_AT: i64 = 1_767_225_600 * 1_000_000;
 
 const NATIVE_ONE: &str = r#"{"meter_id":"HZ-000123","medium":"heat","register":"energy","unit":"kWh","value":"1234.567","ts":"2022-07-25T00:15:00Z","seq":17}"#;
 

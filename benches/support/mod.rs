@@ -1,5 +1,8 @@
 //! What the benches share.
 
+/// 2026-01-01T00:00:00Z in µs since the epoch: when the benches' messages arrive.
+pub const RECEIVED_AT: i64 = 1_767_225_600 * 1_000_000;
+
 /// A native array of `n` readings of `meter`, 15 minutes apart.
 pub fn native_array(meter: &str, n: usize) -> String {
     let items: Vec<String> = (0..n)
