@@ -943,7 +943,9 @@ pub fn compact_command(
     let key =
         crate::store::ledger::AuditKey::load_or_create(&args.data, args.audit_key.as_deref())?;
     let grace = i64::try_from(args.grace.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-    crate::store::compact::compact(&args.data, &key, now, grace, &|| false)
+    let bar = crate::progress::Progress::new("compact", 0, "dates");
+    let progress = |done, due, date: &str| bar.at(done as u64, due as u64, date.to_owned());
+    crate::store::compact::compact_with_progress(&args.data, &key, now, grace, &|| false, &progress)
 }
 
 /// The compaction thread of `serve`: dropping `stop` stops it.
@@ -1038,6 +1040,10 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     let (ctx, ctx_key) =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
     let stored = report::StoredReadings::load(&q.data)?;
+    // Each pass (the report, the estimates) reads every row once.
+    let bar = crate::progress::Progress::new("report", 0, "readings");
+    bar.set_total(stored.len() as u64 * if args.estimate { 2 } else { 1 });
+    let stored = stored.with_progress(bar.counter());
     let window = crate::continuity::window::Window { from, to };
     let rep = report::outage_report(&stored, &ctx, window, &filter)?;
     let est = if args.estimate {
@@ -1045,6 +1051,7 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     } else {
         None
     };
+    drop(bar);
     let written =
         report::write_report_parquet(&q.data, &rep, est.as_deref(), now, ctx_key.as_deref())?;
     Ok(match args.format {

@@ -47,6 +47,7 @@
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline.
 //! - [`bench`]: `gapless bench ingest`.
+//! - [`progress`]: progress bars of long commands, on a terminal only.
 
 pub mod alerts;
 pub mod api;
@@ -61,6 +62,7 @@ pub mod decode;
 pub mod demo;
 pub mod journal;
 pub mod mqtt;
+pub mod progress;
 pub mod reading;
 pub mod report;
 pub mod store;

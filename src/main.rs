@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(gapless::progress::log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
@@ -185,18 +185,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let last = std::sync::Mutex::new(std::time::Instant::now());
-            let progress = |done: usize, total: usize, bytes: u64| {
-                let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
-                if l.elapsed() >= std::time::Duration::from_secs(2) {
-                    *l = std::time::Instant::now();
-                    eprintln!(
-                        "audit verify: {done}/{total} files, {:.0} MB",
-                        bytes as f64 / 1e6
-                    );
-                }
-            };
-            let v = gapless::audit::verify(&data, key.as_ref(), &progress);
+            // Told once per file done, from several threads.
+            let bar = gapless::progress::Progress::new("audit verify", 0, "files");
+            let most_bytes = std::sync::atomic::AtomicU64::new(0);
+            let v = gapless::audit::verify(&data, key.as_ref(), &|_, total, bytes| {
+                bar.set_total(total as u64);
+                bar.inc(1);
+                let b = most_bytes.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+                bar.set_message(format!("{:.0} MB", b.max(bytes) as f64 / 1e6));
+            });
+            drop(bar);
             if v.is_clean() {
                 print!("{}", gapless::audit::summary(&v));
                 Ok(ExitCode::SUCCESS)

@@ -249,6 +249,13 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
     let mut held: Vec<(usize, JournalRecord)> = Vec::new();
     let mut seq = 0u64;
     let started = Instant::now();
+    let bar = verbose.then(|| {
+        crate::progress::Progress::new(
+            "bench report: generating",
+            (ticks * meters) as u64,
+            "readings",
+        )
+    });
     let mut ingest = |store: &mut Store, mut rec: JournalRecord| -> anyhow::Result<()> {
         seq += 1;
         rec.seq = seq;
@@ -299,14 +306,11 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
             rec.received_at = ts + 5_000_000;
             ingest(&mut store, rec)?;
         }
-        if verbose && tick % (per_day / 2).max(1) == (per_day / 2).max(1) - 1 {
-            eprintln!(
-                "  {} of {ticks} readings per meter, {:.0} s",
-                tick + 1,
-                started.elapsed().as_secs_f64()
-            );
+        if let Some(bar) = &bar {
+            bar.set(((tick + 1) * meters) as u64);
         }
     }
+    drop(bar);
     for (_, rec) in held {
         ingest(&mut store, rec)?;
     }

@@ -156,6 +156,8 @@ pub struct StoredReadings {
     chunk_rows: usize,
     rows: u64,
     time_range: Option<(i64, i64)>,
+    /// Told the rows of each series a scan passes ([`Self::with_progress`]).
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 /// What a long-lived reader keeps between [`StoredReadings::load_cached`]
@@ -254,7 +256,16 @@ impl StoredReadings {
                 .unwrap_or(CHUNK_ROWS_PER_RUN),
             rows,
             time_range: range,
+            progress: None,
         })
+    }
+
+    /// Tells `progress` the rows (readings and conflicts) of each series
+    /// that [`map_series`](Self::map_series) passes, from its threads: what
+    /// a progress bar counts against [`len`](Self::len).
+    pub fn with_progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -280,7 +291,17 @@ impl StoredReadings {
         f: impl Fn(&SeriesInput) -> T + Sync,
     ) -> Result<Vec<T>, ReportError> {
         let split = scan_threads() > 1 && self.rows >= MIN_ROWS_TO_SPLIT;
-        self.map_series_split(ctx, f, split)
+        match &self.progress {
+            Some(tell) => self.map_series_split(
+                ctx,
+                |s| {
+                    tell((s.points.len() + s.conflicts.len()) as u64);
+                    f(s)
+                },
+                split,
+            ),
+            None => self.map_series_split(ctx, f, split),
+        }
     }
 
     /// [`map_series`](Self::map_series), on two threads if `split` (and the

@@ -180,6 +180,19 @@ pub fn compact(
     grace_micros: i64,
     stop: &dyn Fn() -> bool,
 ) -> Result<Round, StoreError> {
+    compact_with_progress(data, key, now, grace_micros, stop, &|_, _, _| {})
+}
+
+/// [`compact`], telling `progress` (dates done, dates due, the date next)
+/// before each date, and (dates done, dates due, "") at the end.
+pub fn compact_with_progress(
+    data: &Path,
+    key: &AuditKey,
+    now: i64,
+    grace_micros: i64,
+    stop: &dyn Fn() -> bool,
+    progress: &dyn Fn(usize, usize, &str),
+) -> Result<Round, StoreError> {
     let mut by_date: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut old_schema: HashSet<String> = HashSet::new();
     for m in commit::read_all(data)? {
@@ -204,7 +217,7 @@ pub fn compact(
     let _lock = lock_compaction(data)?;
     remove_debris(data)?;
     let latest = latest(data)?;
-    let mut round = Round::default();
+    let mut due = Vec::new();
     for (date, files) in by_date {
         if old_schema.contains(&date) {
             tracing::debug!(
@@ -229,17 +242,23 @@ pub fn compact(
         if runs < 2 {
             continue;
         }
+        due.push((date, files));
+    }
+    let mut round = Round::default();
+    for (i, (date, files)) in due.iter().enumerate() {
+        progress(i, due.len(), date);
         if stop() {
             break;
         }
-        match compact_date(data, key, &date, &files) {
+        match compact_date(data, key, date, files) {
             Ok(c) => round.done.push(c),
             Err(e) => {
                 tracing::error!(date, error = %e, "compaction of a date failed; its files are read as they are");
-                round.failed.push((date, e));
+                round.failed.push((date.clone(), e));
             }
         }
     }
+    progress(round.done.len() + round.failed.len(), due.len(), "");
     Ok(round)
 }
 
