@@ -43,8 +43,41 @@ fn send_signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
-/// A private Mosquitto broker, configured as the README says a deployment
-/// must be: persistence on, no cap on queued messages for offline clients.
+/// The operators' example broker configuration, which the test broker is
+/// made from.
+pub const KIT_MOSQUITTO_CONF: &str = include_str!("../../tools/ops/mosquitto.conf");
+
+/// Directives of [`KIT_MOSQUITTO_CONF`] that belong to a site (listeners,
+/// TLS, authentication, paths, logging): each test broker sets its own.
+pub const SITE_DIRECTIVES: &[&str] = &[
+    "listener",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "allow_anonymous",
+    "password_file",
+    "pid_file",
+    "persistence_location",
+    "log_dest",
+];
+
+/// The kit's broker settings that are not site settings, as written there
+/// (one directive a line): what every test broker runs with.
+pub fn kit_broker_settings() -> Vec<&'static str> {
+    KIT_MOSQUITTO_CONF
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| {
+            let directive = l.split_whitespace().next().unwrap_or_default();
+            !SITE_DIRECTIVES.contains(&directive)
+        })
+        .collect()
+}
+
+/// A private Mosquitto broker, configured as a deployment must be: with
+/// the durability settings of `tools/ops/mosquitto.conf` (persistence on,
+/// no cap on queued messages for offline clients), on a loopback listener.
 pub struct Mosquitto {
     pub port: u16,
     pub dir: PathBuf,
@@ -176,19 +209,20 @@ impl Mosquitto {
         // `mosquitto` user, which cannot write its persistence into our
         // private temp dir (so nothing would survive a restart). Ignored
         // when not started as root.
+        let kit: String = kit_broker_settings()
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
         fs::write(
             &conf,
             format!(
                 "{head}listener {port} 127.0.0.1\n\
                  user root\n\
                  allow_anonymous true\n\
-                 persistence true\n\
                  persistence_location {}/\n\
-                 autosave_interval 1\n\
-                 max_queued_messages 0\n\
-                 max_queued_bytes 0\n\
-                 max_inflight_messages 0\n\
-                 log_dest file {}/mosquitto.log\n{tail}",
+                 log_dest file {}/mosquitto.log\n\
+                 # tools/ops/mosquitto.conf, but for its site settings:\n\
+                 {kit}{tail}",
                 dir.display(),
                 dir.display()
             ),
