@@ -60,7 +60,7 @@ fn promtool() -> PathBuf {
 }
 
 #[test]
-fn promtool_checks_the_alert_rules() {
+fn promtool_checks_the_alert_rules_and_the_scrape_config() {
     let (ok, out, err) = run(
         Command::new(promtool())
             .args(["check", "rules"])
@@ -69,6 +69,25 @@ fn promtool_checks_the_alert_rules() {
     );
     assert!(ok, "promtool check rules:\n{out}{err}");
     assert!(out.contains("SUCCESS"), "{out}");
+    // The example prometheus.yml, and the rules it loads.
+    let (ok, out, err) = run(
+        Command::new(promtool())
+            .args(["check", "config"])
+            .arg(kit("prometheus.yml")),
+        "promtool check config",
+    );
+    assert!(ok, "promtool check config:\n{out}{err}");
+    assert!(out.contains("1 rule files found"), "{out}");
+    // The rules' job labels are the example's job names.
+    let config = read(&kit("prometheus.yml"));
+    let rules = read(&kit("gapless.rules.yml"));
+    for job in ["gapless", "node"] {
+        assert!(config.contains(&format!("job_name: {job}\n")), "{config}");
+        assert!(
+            rules.contains(&format!("job=\"{job}\"")),
+            "no job={job} in the rules"
+        );
+    }
 }
 
 /// `gapless.rules.test.yml`: each alert fires on its failure, when its
