@@ -3,9 +3,12 @@
 //! dashboard's queries; every gapless metric the rules and the dashboard
 //! name is exported by a running service's /metrics; the systemd unit
 //! passes `systemd-analyze verify` and `security`; the test broker runs the
-//! kit's `mosquitto.conf`. Progress of long commands: `progress.rs`.
+//! kit's `mosquitto.conf`, and the unit's system call filter lets a
+//! traced `serve` do all it does (`syscalls.rs`). Progress of long
+//! commands: `progress.rs`.
 
 mod progress;
+mod syscalls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +27,7 @@ const NOT_YET_EXPORTED: &[(&str, &str)] = &[(
     "comes with the witness cosignatures (another change)",
 )];
 
-fn kit(file: &str) -> PathBuf {
+pub(crate) fn kit(file: &str) -> PathBuf {
     Path::new(KIT).join(file)
 }
 
