@@ -1,8 +1,8 @@
 //! The systemd unit's `SystemCallFilter=` (`@system-service`, less
 //! `@privileged`) fits what `gapless serve` does: every system call of a
 //! real run (TLS to the broker, ingest, seals, a compaction, the HTTP API,
-//! SIGTERM), traced by strace, is one the unit allows. A call outside it
-//! would be EPERM in production.
+//! SIGTERM), traced by strace, is one the unit allows, and every socket of
+//! a family it allows. Anything else would fail in production.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -204,4 +204,25 @@ fn serve_makes_only_the_system_calls_the_unit_allows() {
         "gapless serve made calls the unit's SystemCallFilter refuses: {outside:?} (of {used:?})"
     );
     eprintln!("{} distinct system calls, all allowed", used.len());
+
+    // And every socket is of a family RestrictAddressFamilies= leaves.
+    let families = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies=");
+    let mut opened = BTreeSet::new();
+    for l in text.lines() {
+        for call in ["socket(", "socketpair("] {
+            if let Some((_, args)) = l.split_once(&format!(" {call}")) {
+                opened.insert(args.split(',').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    assert!(opened.contains("AF_INET"), "{opened:?}");
+    for family in &opened {
+        assert!(
+            families.split_whitespace().any(|f| f == family),
+            "gapless serve opened an {family} socket, which RestrictAddressFamilies={families} refuses"
+        );
+    }
 }
