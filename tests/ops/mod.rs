@@ -487,6 +487,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
         "Restart=on-failure",
+        "RestartPreventExitStatus=2",
     ] {
         assert!(unit.lines().any(|l| l == line), "the unit lacks `{line}`");
     }
