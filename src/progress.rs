@@ -35,26 +35,10 @@ impl Progress {
     /// A bar of `total` items called `unit` (`"dates"`, `"files"`), titled
     /// `what`. `total` 0: not known yet ([`set_total`](Self::set_total)).
     pub fn new(what: &str, total: u64, unit: &str) -> Progress {
-        Progress::with_template(
-            what,
-            total,
-            &format!(
-                "{{prefix}} {{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} (eta {{eta}}) {{msg}}"
-            ),
-        )
-    }
-
-    /// A bar of `total` bytes.
-    pub fn bytes(what: &str, total: u64) -> Progress {
-        Progress::with_template(
-            what,
-            total,
-            "{prefix} {spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({binary_bytes_per_sec}, eta {eta}) {msg}",
-        )
-    }
-
-    fn with_template(what: &str, total: u64, template: &str) -> Progress {
-        Progress::drawn_if(io::stderr().is_terminal(), what, total, template)
+        let template = format!(
+            "{{prefix}} {{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} (eta {{eta}}) {{msg}}"
+        );
+        Progress::drawn_if(io::stderr().is_terminal(), what, total, &template)
     }
 
     fn drawn_if(on_terminal: bool, what: &str, total: u64, template: &str) -> Progress {
@@ -65,8 +49,9 @@ impl Progress {
             return Progress { bar, id };
         }
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-        // The templates are constants of this module: a bad one is a bug
-        // that the default style would only hide.
+        // The template is this module's, with a unit word of the caller's:
+        // a bad one is a bug (each is drawn by tests/ops under a pty), which
+        // the default style would only hide.
         let style = ProgressStyle::with_template(template)
             .unwrap_or_else(|e| panic!("progress template {template:?}: {e}"))
             .progress_chars("=> ");
@@ -75,11 +60,6 @@ impl Progress {
         bar.enable_steady_tick(TICK);
         *lock() = Some((id, bar.clone()));
         Progress { bar, id }
-    }
-
-    /// Whether anything is drawn (stderr is a terminal).
-    pub fn is_shown(&self) -> bool {
-        !self.bar.is_hidden()
     }
 
     pub fn set_total(&self, total: u64) {
@@ -162,7 +142,7 @@ mod tests {
     #[test]
     fn off_a_terminal_the_bar_is_hidden_and_still_counts() {
         let p = Progress::drawn_if(false, "test", 10, "{pos}/{len}");
-        assert!(!p.is_shown());
+        assert!(p.bar.is_hidden());
         let add = p.counter();
         std::thread::scope(|s| {
             s.spawn(|| add(3));
