@@ -11,3 +11,4 @@ mod continuity;
 mod dashboard;
 mod ingest;
 mod ops;
+mod readme;

@@ -327,7 +327,8 @@ fn a_silent_meter_is_told_once_and_its_return_once_across_a_crash() {
     assert_eq!(code, 0, "{out}\n{err}");
     // And without gapless (an alerts-only commit is among them: the
     // meter_silent came when nothing else was pending).
-    if let Some(python) = python_with(&["pyarrow", "cryptography"]) {
+    {
+        let python = python_with(&["pyarrow", "cryptography"]);
         let (_, key, _) = run_gapless(
             &["audit", "pubkey", "--data", &data],
             Duration::from_secs(30),

@@ -446,7 +446,8 @@ fn verify_finds_every_kind_of_tampering() {
 
     // The independent verifier (tools/verify_audit.py, from the spec alone)
     // agrees: the clean copy holds, tampered ones do not.
-    if let Some(python) = python_with(&["pyarrow", "cryptography"]) {
+    {
+        let python = python_with(&["pyarrow", "cryptography"]);
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/verify_audit.py");
         let run = |d: &Path| {
             let o = std::process::Command::new(&python)

@@ -619,22 +619,10 @@ fn second_instance_on_same_data_is_refused() {
 /// The files open as they are in DuckDB and pyarrow (an auditor's tools,
 /// nothing of ours): values digit for digit, reject bytes byte for byte.
 /// Needs a Python with `pyarrow` and `duckdb` (`GAPLESS_PYTHON`, else
-/// `python3`); `.ci/run` provides one. Outside CI, a missing one is a skip
-/// that says so; in CI it is a failure.
+/// `python3`); `tools/test.sh` provides one, and without one this fails.
 #[test]
 fn duckdb_and_pyarrow_read_the_files_as_they_are() {
-    let python = std::env::var("GAPLESS_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import pyarrow, duckdb"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{python} lacks pyarrow/duckdb in CI (see .ci/run)"
-        );
-        eprintln!("SKIPPED: {python} has no pyarrow/duckdb (pip install pyarrow duckdb)");
-        return;
-    }
+    let python = python_with(&["pyarrow", "duckdb"]);
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");

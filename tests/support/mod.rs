@@ -710,25 +710,21 @@ pub fn cell(col: &dyn arrow_array::Array, i: usize) -> String {
     }
 }
 
-/// A Python with these modules (`GAPLESS_PYTHON`, else `python3`). Outside
-/// CI a missing one skips what needs it, saying so; in CI it fails.
-pub fn python_with(modules: &[&str]) -> Option<String> {
+/// A Python with these modules (`GAPLESS_PYTHON`, else `python3`); a test
+/// that needs one fails, naming what to install, when it has none
+/// (`tools/test.sh` makes a venv with them).
+pub fn python_with(modules: &[&str]) -> String {
     let python = std::env::var("GAPLESS_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = std::process::Command::new(&python)
         .args(["-c", &format!("import {}", modules.join(", "))])
         .output();
-    if probe.is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{python} lacks {modules:?} in CI (see .ci/run)"
-    );
-    eprintln!(
-        "SKIPPED: {python} has no {modules:?} (pip install {})",
+        probe.is_ok_and(|o| o.status.success()),
+        "{python} lacks {modules:?}: run the tests with tools/test.sh (it makes a venv with them), \
+         or `pip install {}` and point GAPLESS_PYTHON at that Python",
         modules.join(" ")
     );
-    None
+    python
 }
 
 /// The readings files of `date` in the commit log, and the sources of its
