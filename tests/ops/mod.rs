@@ -309,6 +309,47 @@ const REQUIRED_BROKER_SETTINGS: &[&str] = &[
     "max_inflight_messages 0",
 ];
 
+/// The Mosquitto settings the docs name: in the README's "**The broker.**"
+/// paragraph, each `directive value` in backticks; in schemas/serve.md,
+/// the lines of its `conf` block.
+fn documented_broker_settings() -> Vec<(&'static str, Vec<String>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = read(&root.join("README.md"));
+    let para = readme
+        .split("\n\n")
+        .find(|p| p.starts_with("**The broker.**"))
+        .expect("README.md has no \"**The broker.**\" paragraph");
+    // Mosquitto's directives are lower_snake; EMQX's and HiveMQ's are not.
+    let in_readme: Vec<String> = para
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            let mut w = s.split(' ');
+            let (d, v) = (w.next().unwrap_or_default(), w.next());
+            w.next().is_none()
+                && v.is_some()
+                && d.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(in_readme.len() >= 3, "{para}");
+    let serve = read(&root.join("schemas/serve.md"));
+    let block = serve
+        .split("```conf\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("schemas/serve.md has no ```conf block");
+    let in_serve: Vec<String> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(in_serve.len() >= 3, "{block}");
+    vec![("README.md", in_readme), ("schemas/serve.md", in_serve)]
+}
+
 /// The kit's `mosquitto.conf` has the required settings, outside its site
 /// section, and the integration tests' broker runs with every one of them
 /// (it is made from the file, and it starts).
@@ -327,6 +368,21 @@ fn the_test_broker_runs_the_kits_mosquitto_conf() {
             .any(|s| s.starts_with("autosave_interval ") || *s == "autosave_on_changes true"),
         "tools/ops/mosquitto.conf does not say how often the queue is saved: {kit_settings:?}"
     );
+
+    // What the README and schemas/serve.md tell a deployment to set is in
+    // the kit (and so in the test broker), value for value.
+    for (doc, named) in documented_broker_settings() {
+        for s in named {
+            let directive = s.split_whitespace().next().unwrap_or_default();
+            if SITE_DIRECTIVES.contains(&directive) {
+                continue;
+            }
+            assert!(
+                kit_settings.contains(&s.as_str()),
+                "{doc} names `{s}`, tools/ops/mosquitto.conf has {kit_settings:?}"
+            );
+        }
+    }
 
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(tmp.path());
