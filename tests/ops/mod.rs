@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use clap::Parser;
+
 use crate::api::http_get;
 use crate::support::*;
 
@@ -334,20 +336,51 @@ fn documented_broker_settings() -> Vec<(&'static str, Vec<String>)> {
         .map(str::to_owned)
         .collect();
     assert!(in_readme.len() >= 3, "{para}");
-    let serve = read(&root.join("schemas/serve.md"));
-    let block = serve
-        .split("```conf\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("schemas/serve.md has no ```conf block");
-    let in_serve: Vec<String> = block
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    assert!(in_serve.len() >= 3, "{block}");
-    vec![("README.md", in_readme), ("schemas/serve.md", in_serve)]
+    let conf_block = |doc: &str| -> Vec<String> {
+        let text = read(&root.join(doc));
+        let block = text
+            .split("```conf\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("{doc} has no ```conf block"));
+        let lines: Vec<String> = block
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!(lines.len() >= 3, "{doc}: {block}");
+        lines
+    };
+    vec![
+        ("README.md", in_readme),
+        ("schemas/serve.md", conf_block("schemas/serve.md")),
+        ("tools/ops/README.md", conf_block("tools/ops/README.md")),
+    ]
+}
+
+/// The `gapless` commands of tools/ops/README.md (its install steps are
+/// not run: they need root and systemd) parse with the real CLI.
+#[test]
+fn the_kits_readme_commands_parse() {
+    let text = read(&kit("README.md"));
+    let mut checked = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(cmd) = line
+            .strip_prefix("sudo gapless ")
+            .or_else(|| line.strip_prefix("gapless "))
+        else {
+            continue;
+        };
+        let cmd = cmd.split(" > ").next().unwrap_or_default();
+        let argv = std::iter::once("gapless").chain(cmd.split_whitespace());
+        if let Err(e) = gapless::cli::Cli::try_parse_from(argv) {
+            panic!("tools/ops/README.md: `{line}` does not parse:\n{e}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 1, "no gapless command in tools/ops/README.md");
 }
 
 /// The kit's `mosquitto.conf` has the required settings, outside its site
