@@ -10,6 +10,8 @@
 #   chromium         the dashboard and certificate tests run the pages headless
 #   poppler-utils    pdftoppm renders the certificate's PDF to check its pages
 #   prometheus       promtool checks tools/ops/gapless.rules.yml
+#   systemd          systemd-analyze verifies tools/ops/gapless.service
+#   strace           traces serve against the unit's system call filter
 #   a Python venv    pyarrow, duckdb and cryptography: the files open in an
 #                    auditor's tools, and tools/verify_audit.py verifies them
 #
@@ -32,6 +34,8 @@ declare -A wanted=(
   [chromium]=/usr/bin/chromium
   [poppler-utils]=/usr/bin/pdftoppm
   [prometheus]=/usr/bin/promtool
+  [systemd]=/usr/bin/systemd-analyze
+  [strace]=/usr/bin/strace
 )
 missing=()
 for pkg in "${!wanted[@]}"; do
