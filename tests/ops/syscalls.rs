@@ -125,6 +125,11 @@ fn serve_makes_only_the_system_calls_the_unit_allows() {
     };
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("gapless to subscribe", Duration::from_secs(60), || {
+        // strace's own errors (no ptrace in this container, say) are in
+        // the log too.
+        if let Some(status) = traced.strace.try_wait().unwrap() {
+            panic!("strace gapless serve exited ({status}):\n{}", log_text());
+        }
         log_text().contains("mqtt: subscribed").then_some(())
     });
     // Two seals of one date, then its compaction.
