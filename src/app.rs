@@ -860,6 +860,8 @@ pub enum CommandError {
     Report(#[from] crate::report::ReportError),
     #[error("reading alerts: {0}")]
     Alerts(String),
+    #[error(transparent)]
+    Certificate(#[from] crate::report::certificate::CertificateError),
 }
 
 /// `gapless alerts`: the sealed alerts, oldest first.
@@ -1020,6 +1022,9 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     if to <= from {
         return Err(usage("--to must be after --from"));
     }
+    if args.group.is_some() && args.format != ReportFormat::Html {
+        return Err(usage("--group goes with --format html (the certificate)"));
+    }
     let status = args
         .status
         .as_deref()
@@ -1066,6 +1071,25 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
             .iter()
             .map(|p| format!("{}\n", p.display()))
             .collect(),
+        ReportFormat::Html => crate::report::certificate::document(
+            &q.data,
+            &stored,
+            &ctx,
+            window,
+            crate::report::certificate::CertificateRequest {
+                filter,
+                group: args.group.clone(),
+                audit_key: ctx_key,
+                report_files: written,
+            },
+            now,
+        )
+        .map_err(|e| match e {
+            crate::report::certificate::CertificateError::NoSuchGroup(_) => {
+                usage(format!("--group: {e}"))
+            }
+            e => CommandError::Certificate(e),
+        })?,
     })
 }
 
