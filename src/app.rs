@@ -1042,6 +1042,14 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     };
     let (ctx, ctx_key) =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
+    if let Some(g) = &args.group {
+        // Before anything is written: a group only the registry names.
+        if !crate::report::certificate::is_registry_group(&ctx, g) {
+            return Err(usage(format!(
+                "--group {g:?}: no meter of the registry is in this group"
+            )));
+        }
+    }
     let stored = report::StoredReadings::load(&q.data)?;
     let window = crate::continuity::window::Window { from, to };
     let rep = report::outage_report(&stored, &ctx, window, &filter)?;

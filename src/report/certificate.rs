@@ -204,6 +204,14 @@ pub struct CertificateRequest {
     pub report_files: Vec<PathBuf>,
 }
 
+/// Whether some registry entry names group `g` (only the registry gives
+/// meters a group).
+pub fn is_registry_group(ctx: &Context, g: &str) -> bool {
+    ctx.registry
+        .meters()
+        .any(|(_, entries)| entries.iter().any(|e| e.group.as_deref() == Some(g)))
+}
+
 /// A register's report row and coverage, from one look at its series.
 type Pair = (MeterRow, CoverageRow);
 
@@ -258,6 +266,7 @@ pub fn certificate(
     }
     let ledger = Ledger::open(data).map_err(|e| CertificateError::Ledger(e.to_string()))?;
     let mut groups = Vec::with_capacity(by_group.len());
+    let mut facts: std::collections::HashMap<PathBuf, FileFact> = Default::default();
     for ((_, group), pairs) in by_group {
         let mut summary = Summary::default();
         let mut verdicts = [0u64; 3];
@@ -273,7 +282,15 @@ pub fn certificate(
         meters.dedup();
         let mut files = Vec::new();
         for path in stored.files_holding(&meters) {
-            let fact = file_fact(data, &ledger, path)?;
+            // Groups share files: each footer and entry is read once.
+            let fact = match facts.get(path) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = file_fact(data, &ledger, path)?;
+                    facts.insert(path.to_owned(), f.clone());
+                    f
+                }
+            };
             let ends_before = fact
                 .entry
                 .as_ref()

@@ -343,20 +343,28 @@ fn coverage_svg(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
         let c = &r.coverage;
         let span =
             ((c.interval_s as f64 / (bucket as f64 / SECOND as f64)).round() as usize).max(1);
+        // Spans of one colour in a row are drawn as one rectangle.
+        let mut cells: Vec<(usize, usize, &str)> = Vec::new();
         let mut b = 0;
         while b < n {
             let end = (b + span).min(n);
             let e: u32 = c.expected_by_bucket[b..end].iter().sum();
             let got: u32 = c.received_by_bucket[b..end].iter().sum();
+            let class = cell_class(e, got);
+            match cells.last_mut() {
+                Some(last) if last.2 == class => last.1 = end,
+                _ => cells.push((b, end, class)),
+            }
+            b = end;
+        }
+        let h = (row_h - if row_h >= 4.0 { 0.8 } else { 0.3 }).max(0.5);
+        for (from, to, class) in cells {
             let _ = write!(
                 out,
-                "<rect class=\"{}\" x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{:.2}\"/>",
-                cell_class(e, got),
-                label_w + b as f64 * cell_w + 0.3,
-                (end - b) as f64 * cell_w - 0.6,
-                (row_h - if row_h >= 4.0 { 0.8 } else { 0.3 }).max(0.5),
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"/>",
+                label_w + from as f64 * cell_w + 0.3,
+                (to - from) as f64 * cell_w - 0.6,
             );
-            b = end;
         }
         out.push('\n');
     }

@@ -529,9 +529,12 @@ fn the_certificate_prints_a_page_per_group_with_the_reports_numbers() {
         meter_numbers(&html)
     );
     assert!(cli_html.contains("<tr data-path=\"reports/report_"));
+    let reports = || std::fs::read_dir(data.join("reports")).unwrap().count();
+    let before = reports();
     let (code, _, err) = cli(&["--format", "html", "--group", "building-99"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--group"), "{err}");
+    assert_eq!(reports(), before, "a wrong --group writes no report");
     let (code, _, err) = cli(&["--format", "json", "--group", "building-7"]);
     assert_eq!(code, 2, "{err}");
 
