@@ -1096,6 +1096,7 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
             crate::report::certificate::CertificateError::NoSuchGroup(_) => {
                 usage(format!("--group: {e}"))
             }
+            crate::report::certificate::CertificateError::Window(_) => usage(format!("--to: {e}")),
             e => CommandError::Certificate(e),
         })?,
     })

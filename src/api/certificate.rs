@@ -42,6 +42,7 @@ pub(super) async fn get_certificate(
             CertificateError::NoSuchGroup(_) | CertificateError::TooLarge { .. } => {
                 ApiError::bad("group", e)
             }
+            CertificateError::Window(_) => ApiError::bad("to", e),
             e => ApiError::internal(e),
         })
     })

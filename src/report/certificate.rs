@@ -49,6 +49,9 @@ pub enum CertificateError {
     TooLarge { rows: usize },
     #[error("the ledger: {0}")]
     Ledger(String),
+    /// The window is too short to draw (under a second).
+    #[error("the window is too short for the coverage picture: {0}")]
+    Window(String),
 }
 
 /// What consumption across the window is, for billing.
@@ -368,12 +371,7 @@ pub fn document(
 fn picture_buckets(window: Window) -> Result<Buckets, CertificateError> {
     let secs = (window.to - window.from) / crate::continuity::SECOND;
     let n = BUCKETS.min(u32::try_from(secs).unwrap_or(u32::MAX)).max(1);
-    Buckets::try_new(window, n).map_err(|why| {
-        CertificateError::Report(ReportError::Read {
-            path: PathBuf::from("(window)"),
-            why,
-        })
-    })
+    Buckets::try_new(window, n).map_err(CertificateError::Window)
 }
 
 /// A sealed file's ledger entry, found by the index its footer names
@@ -535,6 +533,19 @@ mod tests {
             conflicts: 0,
             notes: Vec::new(),
         }
+    }
+
+    /// 24 columns, fewer for a short window; under a second is refused.
+    #[test]
+    fn the_picture_has_a_column_per_hour_of_a_day() {
+        let s = crate::continuity::SECOND;
+        let w = |len| Window { from: 0, to: len };
+        assert_eq!(picture_buckets(w(86_400 * s)).unwrap().len(), 24);
+        assert_eq!(picture_buckets(w(10 * s)).unwrap().len(), 10);
+        assert!(matches!(
+            picture_buckets(w(s / 2)),
+            Err(CertificateError::Window(_))
+        ));
     }
 
     /// Provable needs both readings, an exact step and no anomaly; both
