@@ -5,6 +5,8 @@
 //! and `pdftotext`), and every number it shows (by id and `data-value`)
 //! is the one `/api/v1/report` returns for the same window. The PDF and
 //! its pages are kept under the target directory's `test-artifacts/`.
+//! `demo --serve` is run as a user would: its printed link is opened in
+//! the browser, and what it serves is what `gapless report` says.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -584,6 +586,7 @@ fn the_certificate_prints_a_page_per_group_with_the_reports_numbers() {
 
 #[test]
 fn demo_serve_serves_its_data_with_the_token_it_prints() {
+    chromium(); // the printed link is opened in a browser: fail first without one
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("demo");
     let d = data.display().to_string();
@@ -677,6 +680,44 @@ fn demo_serve_serves_its_data_with_the_token_it_prints() {
     assert_eq!(s["meters"], 403, "400 meters and 3 never heard: {s}");
     for st in ["bridged", "silent", "complete"] {
         assert!(s[st].as_u64() > Some(0), "the outage shows {st}: {s}");
+    }
+
+    // One click: the printed link, in a browser, shows the outage's
+    // coverage picture with the report's numbers.
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--window-size=1400,1500",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        tmp.path().join("chromium-profile").display()
+    ))
+    .arg(format!("http://{url}"));
+    let dom = run(cmd, "chromium --dump-dom");
+    let body = &dom[dom.find("<body").expect("a page")..];
+    assert!(
+        body[..body.find('>').unwrap()].contains("data-state=\"loaded\""),
+        "the dashboard did not load from the printed link: {}",
+        &body[..body.len().min(2000)]
+    );
+    assert_eq!(
+        attr_of(&dom, "coverage", "data-total"),
+        Some(s["meters"].to_string()),
+        "the coverage picture has every series"
+    );
+    for field in ["meters", "bridged", "silent", "missing"] {
+        assert_eq!(
+            attr_of(&dom, &format!("sum-{field}"), "data-value"),
+            Some(s[field].to_string()),
+            "the dashboard's {field}"
+        );
     }
 
     // The certificate the demo points to (printed after the link).
