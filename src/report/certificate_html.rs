@@ -521,7 +521,8 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
         Some(c) => {
             let sig = match &c.signature {
                 SignatureCheck::Verified => {
-                    "<span class=\"ok\">✓ signature verified (Ed25519) with the key below</span>"
+                    "<span class=\"ok\">✓ signature verified (Ed25519) with the key below</span>: \
+                     the data directory's own; check it against the key the operator publishes"
                         .to_string()
                 }
                 SignatureCheck::NotChecked(why) => format!(
@@ -607,10 +608,15 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
     let _ = writeln!(
         out,
         "<h3>Files this certificate rests on ({})</h3>\n<p class=\"small\">The sealed readings files that hold \
-         this group's readings from its earliest opening reading on, with the SHA-256 the ledger records for each.</p>\n\
+         this group's readings from its earliest opening reading on{}, with the SHA-256 the ledger records for each.</p>\n\
          <table class=\"files\"><thead><tr><th class=\"num\">Ledger #</th><th>File</th><th class=\"num\">Rows</th>\
          <th>SHA-256</th></tr></thead><tbody>",
         count(&format!("{gid}-files"), (g.files.len() + cert.report_files.len()) as u64),
+        if cert.report_files.is_empty() {
+            ""
+        } else {
+            ", and the report file written with these numbers"
+        },
     );
     for f in g.files.iter().chain(&cert.report_files) {
         file_row(out, f, covered_by);
