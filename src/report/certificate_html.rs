@@ -587,8 +587,13 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
          <li>Recompute every file hash, row hash and the signed tree: <code>gapless audit verify --data {data} --pubkey gapless.pub</code></li>\
          <li>The same without gapless (Python): <code>python3 tools/verify_audit.py {data} gapless.pub</code></li>\
          <li>Keep the checkpoint below as <code>checkpoint.txt</code>; later, <code>gapless audit consistency --data {data} --old checkpoint.txt --pubkey gapless.pub</code> proves nothing was removed or rewritten since.</li>\
-         <li>Recompute this page: <code>gapless report --data {data} --registry REGISTRY.csv --from {} --to {} --format html{}</code></li>\
+         <li>{}: <code>gapless report --data {data} --registry REGISTRY.csv --from {} --to {} --format html{}</code></li>\
          </ol>",
+        if g.group.is_some() {
+            "Recompute this page"
+        } else {
+            "Recompute these pages (every group; meters without one last)"
+        },
         format_micros(cert.window.from),
         format_micros(cert.window.to),
         g.group
