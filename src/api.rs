@@ -33,6 +33,8 @@ use crate::report::coverage::{self, Buckets};
 use crate::report::{self, GapFilter, ReportFilter, StoredReadings};
 use crate::store::format_micros;
 
+mod certificate;
+
 /// Environment variable holding the API's bearer token.
 pub const TOKEN_ENV: &str = "GAPLESS_API_TOKEN";
 /// Rows per page by default, and at most.
@@ -162,6 +164,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/meters/{id}", get(get_meter))
         .route("/meters/{id}/readings", get(get_readings))
         .route("/coverage", get(get_coverage))
+        .route("/certificate", get(certificate::get_certificate))
         .route("/alerts", get(get_alerts))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

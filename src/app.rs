@@ -860,6 +860,8 @@ pub enum CommandError {
     Report(#[from] crate::report::ReportError),
     #[error("reading alerts: {0}")]
     Alerts(String),
+    #[error(transparent)]
+    Certificate(#[from] crate::report::certificate::CertificateError),
 }
 
 /// `gapless alerts`: the sealed alerts, oldest first.
@@ -1022,6 +1024,9 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     if to <= from {
         return Err(usage("--to must be after --from"));
     }
+    if args.group.is_some() && args.format != ReportFormat::Html {
+        return Err(usage("--group goes with --format html (the certificate)"));
+    }
     let status = args
         .status
         .as_deref()
@@ -1039,6 +1044,14 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     };
     let (ctx, ctx_key) =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
+    if let Some(g) = &args.group {
+        // Before anything is written: a group only the registry names.
+        if !crate::report::certificate::is_registry_group(&ctx, g) {
+            return Err(usage(format!(
+                "--group {g:?}: no meter of the registry is in this group"
+            )));
+        }
+    }
     let stored = report::StoredReadings::load(&q.data)?;
     // Each pass (the report, the estimates) reads every row once.
     let bar = crate::progress::Progress::new("report", 0, "readings");
@@ -1073,6 +1086,26 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
             .iter()
             .map(|p| format!("{}\n", p.display()))
             .collect(),
+        ReportFormat::Html => crate::report::certificate::document(
+            &q.data,
+            &stored,
+            &ctx,
+            window,
+            crate::report::certificate::CertificateRequest {
+                filter,
+                group: args.group.clone(),
+                audit_key: ctx_key,
+                report_files: written,
+            },
+            now,
+        )
+        .map_err(|e| match e {
+            crate::report::certificate::CertificateError::NoSuchGroup(_) => {
+                usage(format!("--group: {e}"))
+            }
+            crate::report::certificate::CertificateError::Window(_) => usage(format!("--to: {e}")),
+            e => CommandError::Certificate(e),
+        })?,
     })
 }
 

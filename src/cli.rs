@@ -163,6 +163,9 @@ pub enum ReportFormat {
     Csv,
     /// Only write the Parquet file under DATA/reports/ and print its path.
     Parquet,
+    /// The outage certificate: one printable HTML page per registry group
+    /// (or only --group), self-contained.
+    Html,
 }
 
 /// Output formats of `gaps`.
@@ -206,6 +209,9 @@ pub struct ReportArgs {
     pub status: Option<String>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// With --format html: the certificate of this registry group only.
+    #[arg(long)]
+    pub group: Option<String>,
     /// Also write linear-interpolation estimates for the missing slots of
     /// closed gaps (a separate Parquet file, every row flagged `estimated`).
     #[arg(long)]
@@ -246,6 +252,15 @@ pub struct DemoArgs {
     /// Seed of the simulation (same seed, same fleet and outage).
     #[arg(long, default_value_t = 2022)]
     pub seed: u64,
+    /// Afterwards, serve the API and the dashboard on the demo's data (as
+    /// `serve --http`) with a token it makes up, and print the link that
+    /// shows the outage; until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    pub serve: bool,
+    /// Where --serve listens (HOST:PORT; port 0 picks a free one)
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, requires = "serve")]
+    pub http: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -38,14 +38,16 @@
 //!   CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
-//! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts;
+//! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts,
+//!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
 //!   shutdown; `gapless stats`, `report`, `gaps` and `alerts`.
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
 //!   system or manual time for receive stamps.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
-//!   fleet with an outage, through the real pipeline.
+//!   fleet with an outage, through the real pipeline; `--serve` then
+//!   serves the API and dashboard on its data.
 //! - [`bench`]: `gapless bench ingest`.
 //! - [`progress`]: progress bars of long commands, on a terminal only.
 

@@ -7,6 +7,7 @@ mod support;
 mod alerts;
 mod api;
 mod audit;
+mod certificate;
 mod continuity;
 mod dashboard;
 mod ingest;

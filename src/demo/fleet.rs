@@ -296,6 +296,18 @@ impl Fleet {
         out
     }
 
+    /// The group (gateway) to show first: one that lost what it heard in
+    /// the outage (its meters' consumption is still provable), else the
+    /// first.
+    pub fn example_group(&self) -> String {
+        let g = self
+            .gateways
+            .iter()
+            .position(|k| *k == GatewayKind::Lossy)
+            .unwrap_or(0);
+        format!("gw-{g:04}")
+    }
+
     /// The registry the demo writes: every meter with its medium and
     /// gateway (as group); heat cost allocators with their daily interval
     /// (the others' intervals are inferred); plus `extra` meters that were

@@ -5,10 +5,12 @@
 //! a simulated fleet of about 10,000 meters over four days with an outage
 //! on the third ([`fleet`]), the real service ([`crate::app::serve`]) on a
 //! manual clock that follows the simulation (so forwarded buffers are
-//! really late), then the outage-window report over the sealed Parquet.
+//! really late), then the outage-window report over the sealed Parquet;
+//! with `--serve`, the API and dashboard on that data ([`serve`]).
 
 pub mod broker;
 pub mod fleet;
+mod serve;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -67,6 +69,11 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
 
 async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     let t0 = Instant::now();
+    // Bound before the run: a port in use fails now, not after it.
+    let listener = match args.serve {
+        true => Some(serve::bind(args.http.as_deref().unwrap_or(serve::DEFAULT_HTTP)).await?),
+        false => None,
+    };
     let start = parse_time(SIM_START).map_err(anyhow::Error::msg)?;
     let end = parse_time(SIM_END).map_err(anyhow::Error::msg)?;
     let outage = Window {
@@ -114,7 +121,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
         },
         None,
     )?;
-    settings.mqtt.clock = clock;
+    settings.mqtt.clock = clock.clone();
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(crate::app::serve_with_state(
@@ -257,13 +264,27 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
         }
     );
     println!(
-        "Ingest {ingest_s:.1} s, report {:.1} s. Next:\n  gapless alerts --data {data} --open\n  gapless report --data {data} --registry {data}/registry.csv --from {} --to {} --format json\n  gapless gaps --data {data} --open --to {SIM_END}\n  duckdb -c \"SELECT status, medium, count(*) FROM '{data}/reports/*.parquet' GROUP BY ALL\"",
+        "Ingest {ingest_s:.1} s, report {:.1} s. Next:\n  gapless alerts --data {data} --open\n  gapless report --data {data} --registry {data}/registry.csv --from {} --to {} --format json\n  gapless gaps --data {data} --open --to {SIM_END}\n  gapless report --data {data} --registry {data}/registry.csv --from {} --to {} --format html --group {} > certificate.html\n  duckdb -c \"SELECT status, medium, count(*) FROM '{data}/reports/*.parquet' GROUP BY ALL\"",
         t0.elapsed().as_secs_f64() - ingest_s,
         &OUTAGE_FROM[..10],
         &OUTAGE_TO[..10],
+        &OUTAGE_FROM[..10],
+        &OUTAGE_TO[..10],
+        fleet.example_group(),
     );
     if !complete {
         eprintln!("demo: not every published reading was stored exactly once");
+    }
+    if let Some(listener) = listener {
+        serve::serve(
+            listener,
+            &args.data,
+            ctx,
+            clock,
+            outage,
+            &fleet.example_group(),
+        )
+        .await?;
     }
     Ok(complete)
 }

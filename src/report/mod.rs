@@ -7,9 +7,16 @@
 //! - [`scan`]: streams the sealed readings series by series.
 //! - [`coverage`]: per series and time bucket, readings received against
 //!   expected (the dashboard's meters × time picture).
+//! - [`certificate`]: the outage certificate, one printable page per
+//!   window and registry group (`--format html`, `/api/v1/certificate`);
+//!   rendered by `certificate_html` with `certificate.css`.
 
+pub mod certificate;
+mod certificate_html;
 pub mod coverage;
 pub mod scan;
+
+pub use certificate_html::render as certificate_html;
 
 pub use scan::{LoadCache, StoredReadings};
 

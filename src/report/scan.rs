@@ -281,6 +281,21 @@ impl StoredReadings {
         self.time_range
     }
 
+    /// The files a scan reads that may hold rows of any of `meters`
+    /// (sorted), by their row groups' meter statistics: what a statement
+    /// about those meters rests on.
+    pub fn files_holding(&self, meters: &[&str]) -> Vec<&Path> {
+        let holds = |first: &str, last: &str| {
+            let i = meters.partition_point(|m| *m < first);
+            meters.get(i).is_some_and(|m| *m <= last)
+        };
+        self.files
+            .iter()
+            .filter(|f| f.row_groups.iter().any(|(a, b)| holds(a, b)))
+            .map(|f| f.path.as_path())
+            .collect()
+    }
+
     /// Calls `f` once per series (meter, register), in order, and once per
     /// registry meter that has no readings; returns what it returned. The
     /// meters are split in two ranges at the median row group, scanned on

@@ -176,12 +176,13 @@ fn the_api_serves_what_openapi_documents_and_matches_the_cli() {
     // Every documented path is served (with a token where needed), and
     // nothing undocumented answers.
     let documented = documented_paths();
-    assert_eq!(documented.len(), 10, "{documented:?}");
+    assert_eq!(documented.len(), 11, "{documented:?}");
     for path in documented {
         let concrete = path.replace("{id}", "API-1");
         let uri = match concrete.as_str() {
             "/api/v1/report" => q.to_string(),
             "/api/v1/coverage" => q.replace("/report", "/coverage"),
+            "/api/v1/certificate" => q.replace("/report", "/certificate"),
             _ => concrete,
         };
         let (status, body) = http_get(port, &uri, Some(TOKEN));
