@@ -1053,9 +1053,10 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
         }
     }
     let stored = report::StoredReadings::load(&q.data)?;
-    // Each pass (the report, the estimates) reads every row once.
-    let bar = crate::progress::Progress::new("report", 0, "readings");
-    bar.set_total(stored.len() as u64 * if args.estimate { 2 } else { 1 });
+    // Each pass (the report, the estimates, the certificate) reads every
+    // row once; the bar is cleared when this returns, before the output.
+    let passes = 1 + u64::from(args.estimate) + u64::from(args.format == ReportFormat::Html);
+    let bar = crate::progress::Progress::new("report", stored.len() as u64 * passes, "readings");
     let stored = stored.with_progress(bar.counter());
     let window = crate::continuity::window::Window { from, to };
     let rep = report::outage_report(&stored, &ctx, window, &filter)?;
@@ -1064,7 +1065,6 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     } else {
         None
     };
-    drop(bar);
     let written =
         report::write_report_parquet(&q.data, &rep, est.as_deref(), now, ctx_key.as_deref())?;
     Ok(match args.format {

@@ -99,6 +99,23 @@ fn commands(data: &Path) -> Vec<(Vec<String>, &'static str, &'static str)> {
             "report",
             "readings",
         ),
+        // Three passes: the report, the estimates, the certificate.
+        (
+            v(&[
+                "report",
+                "--data",
+                &d,
+                "--from",
+                "2022-07-20",
+                "--to",
+                "2022-07-26",
+                "--estimate",
+                "--format",
+                "html",
+            ]),
+            "report",
+            "readings",
+        ),
     ]
 }
 
