@@ -93,6 +93,9 @@ fn serve_makes_only_the_system_calls_the_unit_allows() {
     let data = tmp.path().join("data");
     let (trace, log) = (tmp.path().join("trace"), tmp.path().join("serve.log"));
     let port = free_port();
+    // The signing key outside the data directory, as the unit has it.
+    let key = tmp.path().join("audit.key");
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
     let strace_child = Command::new(&strace)
         .args(["-f", "-qq", "-o"])
         .arg(&trace)
@@ -106,6 +109,8 @@ fn serve_makes_only_the_system_calls_the_unit_allows() {
         .arg(&tls.ca)
         .args(["--username", &tls.username, "--data"])
         .arg(&data)
+        .arg("--audit-key")
+        .arg(&key)
         .args(["--seal-max-age", "0.3", "--compact-every", "0.3"])
         .args([
             "--compact-grace",
