@@ -203,7 +203,7 @@ pub struct CertificateRequest {
     pub group: Option<String>,
     /// The signing key file, when not DATA/_state/audit.key.
     pub audit_key: Option<PathBuf>,
-    /// Report files to list (relative or absolute paths under DATA).
+    /// Report files to list, as written (paths that start with DATA).
     pub report_files: Vec<PathBuf>,
 }
 
@@ -331,14 +331,7 @@ pub fn certificate(
     let report_files = req
         .report_files
         .iter()
-        .map(|p| {
-            let abs = if p.is_absolute() {
-                p.clone()
-            } else {
-                data.join(p)
-            };
-            file_fact(data, &ledger, &abs)
-        })
+        .map(|p| file_fact(data, &ledger, p))
         .collect::<Result<_, _>>()?;
     Ok(Certificate {
         window,
