@@ -38,6 +38,8 @@
 //!   CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
+//! - [`witness`]: `gapless witness` (a C2SP tlog-witness an auditor runs)
+//!   and `serve --witness`, which has each new checkpoint cosigned by them.
 //! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
@@ -64,3 +66,4 @@ pub mod mqtt;
 pub mod reading;
 pub mod report;
 pub mod store;
+pub mod witness;

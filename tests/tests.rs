@@ -10,3 +10,4 @@ mod audit;
 mod continuity;
 mod dashboard;
 mod ingest;
+mod witness;

@@ -11,6 +11,7 @@
 //! proofs of one reading and consistency proofs between checkpoints.
 
 pub mod proof;
+pub mod witnessed;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;

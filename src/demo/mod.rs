@@ -110,6 +110,8 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
             client_id: Some(format!("gapless-demo-{run_id}")),
             seal_max_age_s: Some(1.0),
             registry: Some(registry_path.clone()),
+            // A demo's key may sit with its data (never in production).
+            audit_key_in_data: true,
             ..ServeFlags::default()
         },
         None,
