@@ -266,8 +266,21 @@ impl LedgerWriter<'_> {
             .dir
             .join(CHECKPOINTS_DIR)
             .join(format!("{n:012}.txt"));
-        if !path.exists() {
-            create_new(&path, key.sign_checkpoint(n, &self.tree.root()).as_bytes())?;
+        let note = match fs::read_to_string(&path) {
+            Ok(existing) => existing,
+            Err(_) => {
+                let note = key.sign_checkpoint(n, &self.tree.root());
+                create_new(&path, note.as_bytes())?;
+                note
+            }
+        };
+        // The same tree as a C2SP tlog-tiles static log. Derived: a failure
+        // is logged and mended by the next checkpoint (it starts from the
+        // size the tiles last published).
+        if let Err(e) =
+            super::tiles::publish(&self.ledger.dir, n, &note, &|i| self.ledger.read_entry(i))
+        {
+            tracing::warn!(error = %e, size = n, "ledger: tlog tiles not written; the next checkpoint retries");
         }
         let head = Head {
             size: n,

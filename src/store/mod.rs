@@ -15,6 +15,7 @@ pub mod compact;
 pub mod dedup;
 pub mod ledger;
 pub mod tables;
+pub mod tiles;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};

@@ -241,6 +241,13 @@ fn witnessed_ledger_refuses_rollback_and_fork_and_verify_needs_it() {
     assert_eq!(g.terminate(), Some(0));
     let (code, out) = verify(&data, &pubkey, &[&flag]);
     assert_eq!(code, 0, "{out}");
+    let wkey_file = tmp.path().join("witness.vkey");
+    fs::write(&wkey_file, format!("{}\n", witness.vkey)).unwrap();
+    let python = python_verifier(&data, &pubkey, &wkey_file);
+    if let Some((code, out)) = &python {
+        assert_eq!(*code, Some(0), "{out}");
+        assert!(out.contains("cosigned by 1 of 1"), "{out}");
+    }
 
     // Rollback: the older checkpoint, claimed to extend from its own size.
     let old = checkpoint(&data, first);
@@ -320,6 +327,11 @@ fn witnessed_ledger_refuses_rollback_and_fork_and_verify_needs_it() {
     let (code, out) = verify(&data, &pubkey, &[&witness.vkey]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not verify: forged"), "{out}");
+    if python.is_some() {
+        let (code, out) = python_verifier(&data, &pubkey, &wkey_file).unwrap();
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("does not verify (forged"), "{out}");
+    }
     fs::write(&cosig, genuine).unwrap();
     // A newest checkpoint without its cosignature was never witnessed.
     fs::rename(&cosig, cosig.with_extension("away")).unwrap();
@@ -429,6 +441,30 @@ fn serve_refuses_a_signing_key_inside_the_data_directory() {
         !data.join("_state/audit.key").exists(),
         "no key was made in the data directory"
     );
+}
+
+/// tools/verify_audit.py with a witness key: (exit code, output).
+fn python_verifier(data: &Path, pubkey: &Path, wkey: &Path) -> Option<(Option<i32>, String)> {
+    let python = python_with(&["pyarrow", "cryptography"])?;
+    let o = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tools/verify_audit.py"
+        ))
+        .arg(data)
+        .arg(pubkey)
+        .arg("--witness")
+        .arg(wkey)
+        .output()
+        .unwrap();
+    Some((
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    ))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
