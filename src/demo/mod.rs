@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod fleet;
+mod witnessed;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -117,6 +118,8 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
         None,
     )?;
     settings.mqtt.clock = clock;
+    let witness = witnessed::start(&args.data).await?;
+    settings.witnesses = vec![witness.target.clone()];
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(crate::app::serve_with_state(
@@ -264,6 +267,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
         &OUTAGE_FROM[..10],
         &OUTAGE_TO[..10],
     );
+    witness.finish(&args.data).await?;
     if !complete {
         eprintln!("demo: not every published reading was stored exactly once");
     }

@@ -251,6 +251,24 @@ pub fn spawn(
     }))
 }
 
+/// Has the newest checkpoint of `data` cosigned by `target` now (one
+/// exchange, for `gapless demo` once its service stopped). Its size.
+pub async fn cosign_newest(data: &Path, target: &WitnessTarget) -> Result<u64, String> {
+    let (size, note) = newest_checkpoint(data).ok_or("no checkpoint yet")?;
+    let mut peer = Peer {
+        target: target.clone(),
+        holds: None,
+        retry_at: Instant::now(),
+        backoff: BACKOFF_MIN,
+    };
+    let mut leaves = Leaves {
+        data: data.to_owned(),
+        hashes: Vec::new(),
+    };
+    submit(data, &mut peer, size, &note, &mut leaves).await?;
+    Ok(size)
+}
+
 /// Sends checkpoint `size` to one witness (twice at most: a 409 tells the
 /// size it holds, and the second request proves from there).
 async fn submit(

@@ -479,3 +479,60 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `gapless demo` runs a witness in process and prints the commands an
+/// auditor runs: they verify the cosigned log (gapless, and the
+/// independent Python verifier), and the tiles are there for tlog tools.
+#[test]
+fn demo_prints_commands_that_verify_the_cosigned_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let d = data.display().to_string();
+    let (code, out, err) = run_gapless(
+        &["demo", "--meters", "300", "--data", &d, "--log", "warn"],
+        Duration::from_secs(240),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("cosigned by the witness"), "{out}");
+    let shell = |line: &str| {
+        let cmd = line.trim();
+        let cmd = match cmd.strip_prefix("gapless ") {
+            Some(rest) => format!("{GAPLESS} {rest}"),
+            None => cmd.to_owned(),
+        };
+        let o = Command::new("bash")
+            .args(["-c", &cmd])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{cmd}\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let verify = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("gapless audit verify") && l.contains("$(cat"))
+        .unwrap_or_else(|| panic!("no verify command in:\n{out}"));
+    let (code, text) = shell(verify);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("cosigned by 1 of 1"), "{text}");
+    if let Some(python) = python_with(&["pyarrow", "cryptography"]) {
+        let line = out
+            .lines()
+            .find(|l| l.contains("tools/verify_audit.py"))
+            .unwrap_or_else(|| panic!("no python command in:\n{out}"));
+        let (code, text) = shell(&line.replacen("python3", &python, 1));
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("cosigned by 1 of 1"), "{text}");
+    }
+    let tlog = data.join("_ledger/tlog");
+    let published = fs::read_to_string(tlog.join("checkpoint")).unwrap();
+    let size = head_size(&data);
+    assert_eq!(published, checkpoint(&data, size));
+    assert!(tlog.join("tile/0/000").exists() || tlog.join(format!("tile/0/000.p/{size}")).exists());
+}
