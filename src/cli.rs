@@ -138,6 +138,12 @@ pub enum AuditCommand {
         /// checkpoint [default: 1].
         #[arg(long, requires = "witnesses")]
         min_cosignatures: Option<usize>,
+        /// Check each file by its bytes and footer only (size, SHA-256,
+        /// ledger index, row root, row count) with the ledger, tree,
+        /// signatures and cosignatures; no row is read, so row roots,
+        /// receipts and lineage are not recomputed.
+        #[arg(long)]
+        files_only: bool,
     },
     /// Make a new signing key (64 hex digits, mode 0600) outside the data
     /// directory, and print its verifier key.

@@ -204,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pubkey,
             witnesses,
             min_cosignatures,
+            files_only,
         }) => {
             let witnesses = match witnesses
                 .iter()
@@ -249,7 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             };
-            let mut v = gapless::audit::verify(&data, key.as_ref(), &progress);
+            let mut v = gapless::audit::verify_with(&data, key.as_ref(), &progress, files_only);
             if !witnesses.is_empty() {
                 let cosigned = gapless::audit::witnessed::check(&data, &mut v, &witnesses, min);
                 if v.is_clean() {

@@ -187,7 +187,11 @@ fn verify(data: &Path, pubkey: &Path, witness: &[&str]) -> (i32, String) {
         pubkey.display().to_string(),
     ];
     for w in witness {
-        args.extend(["--witness".to_string(), w.to_string()]);
+        if w.starts_with("--") {
+            args.push(w.to_string());
+        } else {
+            args.extend(["--witness".to_string(), w.to_string()]);
+        }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = run_gapless(&args, MIN);
@@ -241,6 +245,13 @@ fn witnessed_ledger_refuses_rollback_and_fork_and_verify_needs_it() {
     assert_eq!(g.terminate(), Some(0));
     let (code, out) = verify(&data, &pubkey, &[&flag]);
     assert_eq!(code, 0, "{out}");
+    // The same at file speed: bytes, footers, ledger, signatures, cosignatures.
+    let (code, out) = verify(&data, &pubkey, &["--files-only", &flag]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("--files-only: OK") && out.contains("cosigned by 1 of 1"),
+        "{out}"
+    );
     let wkey_file = tmp.path().join("witness.vkey");
     fs::write(&wkey_file, format!("{}\n", witness.vkey)).unwrap();
     let python = python_verifier(&data, &pubkey, &wkey_file);
@@ -325,6 +336,9 @@ fn witnessed_ledger_refuses_rollback_and_fork_and_verify_needs_it() {
     )
     .unwrap();
     let (code, out) = verify(&data, &pubkey, &[&witness.vkey]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not verify: forged"), "{out}");
+    let (code, out) = verify(&data, &pubkey, &["--files-only", &witness.vkey]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not verify: forged"), "{out}");
     if python.is_some() {
