@@ -370,6 +370,8 @@ pub async fn serve_with_state(
     // The store sealed its last alerts; give the sinks a moment to deliver
     // them (what they do not deliver, their cursors send on the next start).
     sinks.finish(Duration::from_secs(5)).await;
+    // The last checkpoint (the final seal's) to the witnesses, briefly.
+    crate::witness::client::finish(&data.path, &settings.witnesses, Duration::from_secs(5)).await;
     poll_result?;
     journal_result?;
     let (totals, sealed_through) = store_result?;

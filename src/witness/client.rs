@@ -269,6 +269,22 @@ pub async fn cosign_newest(data: &Path, target: &WitnessTarget) -> Result<u64, S
     Ok(size)
 }
 
+/// At shutdown: the newest checkpoint to every witness, each given at
+/// most `grace` (one that does not answer gets it on the next start).
+pub async fn finish(data: &Path, targets: &[WitnessTarget], grace: Duration) {
+    for t in targets {
+        match tokio::time::timeout(grace, cosign_newest(data, t)).await {
+            Ok(Ok(size)) => tracing::info!(witness = %t.url, size, "witness: cosigned at shutdown"),
+            Ok(Err(e)) => {
+                tracing::warn!(witness = %t.url, error = %e, "witness: not cosigned at shutdown; sent on the next start")
+            }
+            Err(_) => {
+                tracing::warn!(witness = %t.url, "witness: no answer at shutdown; sent on the next start")
+            }
+        }
+    }
+}
+
 /// Sends checkpoint `size` to one witness (twice at most: a 409 tells the
 /// size it holds, and the second request proves from there).
 async fn submit(
