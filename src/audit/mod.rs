@@ -705,9 +705,16 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
                     o.receipts.push((seq.value(i) as u64, d));
                 }
             }
-            (READINGS, Some(seq)) => o
-                .reading_receipts
-                .extend(seq.values().iter().map(|&s| s as u64)),
+            // A message's readings are consecutive rows: keep each receipt
+            // once per run (only whether a receipt is named counts), so the
+            // list to sort is one per message, not one per reading.
+            (READINGS, Some(seq)) => {
+                for &s in seq.values().iter() {
+                    if o.reading_receipts.last() != Some(&(s as u64)) {
+                        o.reading_receipts.push(s as u64);
+                    }
+                }
+            }
             (REJECTS, Some(seq)) => o
                 .reject_receipts
                 .extend(seq.values().iter().map(|&s| s as u64)),
