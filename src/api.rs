@@ -690,6 +690,18 @@ async fn get_metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
             ("{result=\"failed\"}".into(), g(&live.compactions_failed)),
         ],
     );
+    metric(
+        "gapless_witness_failures_total",
+        "Witness requests that failed since start (serve --witness; each retried with backoff).",
+        "counter",
+        vec![(String::new(), g(&live.witness_failures))],
+    );
+    metric(
+        "gapless_witness_cosigned_size",
+        "The newest ledger tree size that every witness has cosigned.",
+        "gauge",
+        vec![(String::new(), g(&live.witness_cosigned_size))],
+    );
     let sk = &s.sinks;
     metric(
         "gapless_alerts_delivered_total",

@@ -208,6 +208,12 @@ pub async fn serve_with_state(
     state: Arc<ConnectionState>,
 ) -> Result<ServeReport, AppError> {
     let data = DataDir::open(&settings.store.data)?;
+    crate::store::ledger::check_key_outside(
+        &data.path,
+        settings.store.audit_key.as_deref(),
+        settings.audit_key_in_data,
+    )
+    .map_err(StoreError::from)?;
     if !settings.client_id_given {
         settings.mqtt.client_id = data.client_id()?;
     }
@@ -293,6 +299,13 @@ pub async fn serve_with_state(
         .map_err(|e| AppError::Internal(e.to_string()))?;
 
     let compactor = start_compactor(&settings, clock.clone(), live.clone())?;
+    // Its own task: a witness that is down never holds up ingest.
+    let witnessing = crate::witness::client::spawn(
+        data.path.clone(),
+        settings.witnesses.clone(),
+        live.clone(),
+        shutdown.clone(),
+    );
     let api = match &settings.http {
         Some((addr, token)) => {
             let api_state = crate::api::ApiState {
@@ -340,6 +353,9 @@ pub async fn serve_with_state(
         // Shutdown reached it too; a failed stage does not wait for it.
         api.abort();
     }
+    if let Some(w) = witnessing {
+        w.abort();
+    }
     let journal_result = journal_done
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
@@ -354,6 +370,8 @@ pub async fn serve_with_state(
     // The store sealed its last alerts; give the sinks a moment to deliver
     // them (what they do not deliver, their cursors send on the next start).
     sinks.finish(Duration::from_secs(5)).await;
+    // The last checkpoint (the final seal's) to the witnesses, briefly.
+    crate::witness::client::finish(&data.path, &settings.witnesses, Duration::from_secs(5)).await;
     poll_result?;
     journal_result?;
     let (totals, sealed_through) = store_result?;

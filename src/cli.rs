@@ -50,6 +50,10 @@ pub enum Command {
     /// The audit ledger: verify a data directory, print the public key.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A witness (C2SP tlog-witness) for an auditor to run on their own
+    /// machine: cosigns a log's checkpoints only if each extends the last
+    /// one it cosigned, so that no rollback or fork goes unseen.
+    Witness(WitnessArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -68,6 +72,28 @@ pub struct CompactArgs {
     /// DATA/_state/audit.key].
     #[arg(long)]
     pub audit_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WitnessArgs {
+    /// Listen here (HOST:PORT).
+    #[arg(long)]
+    pub listen: String,
+    /// The witness's state: the newest checkpoint it cosigned per log.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// The witness's Ed25519 seed (64 hex digits), made (mode 0600) if missing.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The witness's name in its cosignatures [default: witness/<16 hex
+    /// digits of its public key's SHA-256>].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A log to witness: its verifier key (`gapless audit pubkey`), which
+    /// names its origin, or `ORIGIN=VKEY`; repeatable. (`--log` is the log
+    /// filter of every command.)
+    #[arg(long = "origin", value_name = "[ORIGIN=]VKEY", required = true)]
+    pub logs: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +129,29 @@ pub enum AuditCommand {
         /// pubkey` printed) [default: the data directory's own key].
         #[arg(long)]
         pubkey: Option<PathBuf>,
+        /// Require cosignatures by this witness (its verifier key, as
+        /// `gapless witness` prints it); `URL=VKEY` also asks it which tree
+        /// it holds, which finds a rollback of data and checkpoints.
+        /// Repeatable.
+        #[arg(long = "witness", value_name = "[URL=]VKEY")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must have cosigned the newest
+        /// checkpoint [default: 1].
+        #[arg(long, requires = "witnesses")]
+        min_cosignatures: Option<usize>,
+        /// Check each file by its bytes and footer only (size, SHA-256,
+        /// ledger index, row root, row count) with the ledger, tree,
+        /// signatures and cosignatures; no row is read, so row roots,
+        /// receipts and lineage are not recomputed.
+        #[arg(long)]
+        files_only: bool,
+    },
+    /// Make a new signing key (64 hex digits, mode 0600) outside the data
+    /// directory, and print its verifier key.
+    Keygen {
+        /// The key file to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write an inclusion proof (JSON) of one reading: its canonical row,
     /// the path to its file's row root, the path to the ledger root, and
@@ -315,6 +364,15 @@ pub struct ServeArgs {
     /// DATA/_state/audit.key, made on first start].
     #[arg(long)]
     pub audit_key: Option<PathBuf>,
+    /// Accept a signing key inside the data directory (the default place,
+    /// DATA/_state/audit.key): then whoever can write the data can re-sign
+    /// it. For demos and tests; keep the key elsewhere in production.
+    #[arg(long, env = "GAPLESS_AUDIT_KEY_IN_DATA")]
+    pub audit_key_in_data: bool,
+    /// Have each new checkpoint cosigned by this witness (`gapless
+    /// witness`): its URL and verifier key; repeatable.
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    pub witnesses: Vec<String>,
     /// Serve the HTTP API here (HOST:PORT); its bearer token comes from
     /// GAPLESS_API_TOKEN (or api_token in the config).
     #[arg(long)]
@@ -348,6 +406,8 @@ impl From<ServeArgs> for ServeFlags {
             connect_attempts: a.connect_attempts,
             registry: a.registry,
             audit_key: a.audit_key,
+            audit_key_in_data: a.audit_key_in_data,
+            witnesses: a.witnesses,
             http: a.http,
             api_token: std::env::var(crate::api::TOKEN_ENV).ok(),
             alert_webhook: a.alert_webhook,

@@ -86,6 +86,10 @@ pub struct ServeFlags {
     pub connect_attempts: Option<u32>,
     pub registry: Option<PathBuf>,
     pub audit_key: Option<PathBuf>,
+    /// `--audit-key-in-data`: a signing key inside the data directory is fine.
+    pub audit_key_in_data: bool,
+    /// `--witness URL=VKEY`, as given.
+    pub witnesses: Vec<String>,
     pub http: Option<String>,
     /// From GAPLESS_API_TOKEN.
     pub api_token: Option<String>,
@@ -111,6 +115,10 @@ pub struct ServeSettings {
     /// (None = never), and how long after a date's end.
     pub compact_every: Option<Duration>,
     pub compact_grace: Duration,
+    /// The signing key may be inside the data directory.
+    pub audit_key_in_data: bool,
+    /// Witnesses that cosign each new checkpoint.
+    pub witnesses: Vec<crate::witness::client::WitnessTarget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,7 +340,15 @@ impl ServeSettings {
             .or(file.connect_attempts)
             .unwrap_or(5)
             .max(1);
+        let witnesses = flags
+            .witnesses
+            .iter()
+            .map(|w| crate::witness::client::WitnessTarget::parse(w))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| invalid("--witness", m))?;
         Ok(ServeSettings {
+            audit_key_in_data: flags.audit_key_in_data,
+            witnesses,
             http,
             sinks,
             clock_file: flags.clock_file,

@@ -38,6 +38,8 @@
 //!   CSV, Parquet).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
+//! - [`witness`]: `gapless witness` (a C2SP tlog-witness an auditor runs)
+//!   and `serve --witness`, which has each new checkpoint cosigned by them.
 //! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts,
 //!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
@@ -68,3 +70,4 @@ pub mod progress;
 pub mod reading;
 pub mod report;
 pub mod store;
+pub mod witness;

@@ -170,7 +170,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Audit(gapless::cli::AuditCommand::Verify { data, pubkey }) => {
+        Command::Witness(args) => {
+            let cfg = match gapless::witness::config(
+                &args.listen,
+                args.state,
+                &args.key,
+                args.name.as_deref(),
+                &args.logs,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gapless: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let shutdown = gapless::app::shutdown_on_signals()?;
+                gapless::witness::server::run(cfg, shutdown).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Audit(gapless::cli::AuditCommand::Keygen { out }) => {
+            let key = gapless::store::ledger::AuditKey::generate(&out)?;
+            println!("{}", key.verifier().encode());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(gapless::cli::AuditCommand::Verify {
+            data,
+            pubkey,
+            witnesses,
+            min_cosignatures,
+            files_only,
+        }) => {
+            let witnesses = match witnesses
+                .iter()
+                .map(|w| gapless::audit::witnessed::Required::parse(w))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("gapless: --witness: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let min = min_cosignatures.unwrap_or(1);
+            if !witnesses.is_empty() && (min == 0 || min > witnesses.len()) {
+                eprintln!(
+                    "gapless: --min-cosignatures {min}: between 1 and the {} witnesses given",
+                    witnesses.len()
+                );
+                return Ok(ExitCode::from(2));
+            }
             let key = match pubkey {
                 Some(p) => {
                     let text = std::fs::read_to_string(&p)
@@ -188,13 +242,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Told once per file done, from several threads.
             let bar = gapless::progress::Progress::new("audit verify", 0, "files");
             let most_bytes = std::sync::atomic::AtomicU64::new(0);
-            let v = gapless::audit::verify(&data, key.as_ref(), &|_, total, bytes| {
+            let progress = |_: usize, total: usize, bytes: u64| {
                 bar.set_total(total as u64);
                 bar.inc(1);
                 let b = most_bytes.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
                 bar.set_message(format!("{:.0} MB", b.max(bytes) as f64 / 1e6));
-            });
+            };
+            let mut v = gapless::audit::verify_with(&data, key.as_ref(), &progress, files_only);
             drop(bar);
+            if !witnesses.is_empty() {
+                let cosigned = gapless::audit::witnessed::check(&data, &mut v, &witnesses, min);
+                if v.is_clean() {
+                    println!(
+                        "witnesses: the newest checkpoint ({} entries) is cosigned by {min} of {}",
+                        cosigned.unwrap_or(0),
+                        witnesses.len()
+                    );
+                }
+            }
             if v.is_clean() {
                 print!("{}", gapless::audit::summary(&v));
                 Ok(ExitCode::SUCCESS)

@@ -13,3 +13,4 @@ mod dashboard;
 mod ingest;
 mod ops;
 mod readme;
+mod witness;

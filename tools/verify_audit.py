@@ -3,8 +3,10 @@
 schemas/AUDIT.md alone (no gapless code): pyarrow to read Parquet, hashlib for
 SHA-256, and `cryptography` for Ed25519.
 
-usage: verify_audit.py DATA_DIR PUBKEY_FILE
+usage: verify_audit.py DATA_DIR PUBKEY_FILE [--witness VKEY_FILE]... [--min-cosignatures N]
 PUBKEY_FILE holds the C2SP verifier key (`gapless audit pubkey` prints it).
+A VKEY_FILE holds a witness's key (`gapless witness` prints it): the newest
+checkpoint must then carry a valid C2SP cosignature/v1 by N of them (default 1).
 Exit 0 when everything holds; otherwise prints every finding and exits 1.
 """
 
@@ -108,11 +110,47 @@ def verify_checkpoint(note: str, name: str, key_id: bytes, key):
     raise ValueError(f"no signature by {name}")
 
 
+def parse_witness_vkey(text: str):
+    name, key_id, key = text.strip().split("+", 2)
+    raw = base64.b64decode(key)
+    if len(raw) != 33 or raw[0] != 0x04:
+        raise ValueError("not a cosignature/v1 (type 0x04) witness key")
+    if hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex() != key_id:
+        raise ValueError("witness key id does not match")
+    return name, key_id, Ed25519PublicKey.from_public_bytes(raw[1:])
+
+
+def check_cosignature(line: str, body: str, name: str, key_id: str, key) -> bool:
+    """One signature line: a valid cosignature/v1 of `body` by this witness."""
+    if not line.startswith("\u2014 "):
+        return False
+    who, blob = line[2:].strip().split(" ", 1)
+    blob = base64.b64decode(blob)
+    if who != name or blob[:4].hex() != key_id or len(blob) != 76:
+        return False
+    ts = int.from_bytes(blob[4:12], "big")
+    try:
+        key.verify(blob[12:], f"cosignature/v1\ntime {ts}\n{body}".encode())
+    except InvalidSignature:
+        return False
+    return True
+
+
 def main() -> int:
-    if len(sys.argv) != 3:
-        print("usage: verify_audit.py DATA_DIR PUBKEY_FILE", file=sys.stderr)
+    args, witness_files, min_cosigs = sys.argv[1:], [], 1
+    positional = []
+    while args:
+        a = args.pop(0)
+        if a == "--witness" and args:
+            witness_files.append(args.pop(0))
+        elif a == "--min-cosignatures" and args:
+            min_cosigs = int(args.pop(0))
+        else:
+            positional.append(a)
+    if len(positional) != 2:
+        print("usage: verify_audit.py DATA_DIR PUBKEY_FILE [--witness VKEY_FILE]... [--min-cosignatures N]", file=sys.stderr)
         return 2
-    data, pubkey_file = sys.argv[1], sys.argv[2]
+    data, pubkey_file = positional
     findings = []
     name, key_id, key = parse_vkey(open(pubkey_file).read())
 
@@ -155,6 +193,32 @@ def main() -> int:
         newest = max(newest, size)
     if newest < n:
         findings.append(f"checkpoints: the newest valid one signs {max(newest, 0)} of {n} entries")
+
+    # Witnesses: cosignatures beside the checkpoints, <size>.<key id>.cosig.
+    if witness_files:
+        witnesses = [parse_witness_vkey(open(w).read()) for w in witness_files]
+        cosigned = {}
+        for f in sorted(os.listdir(cdir)):
+            if not f.endswith(".cosig"):
+                continue
+            size_text, wid = f[: -len(".cosig")].split(".", 1)
+            for name_w, key_id_w, key_w in witnesses:
+                if wid != key_id_w:
+                    continue
+                cp = os.path.join(cdir, f"{size_text}.txt")
+                if not os.path.exists(cp):
+                    findings.append(f"cosignature {f}: its checkpoint was removed")
+                    continue
+                body = open(cp).read().partition("\n\n")[0] + "\n"
+                if not any(check_cosignature(l, body, name_w, key_id_w, key_w) for l in open(os.path.join(cdir, f)).read().splitlines()):
+                    findings.append(f"cosignature {f}: does not verify (forged, or the checkpoint was altered)")
+                    continue
+                cosigned.setdefault(int(size_text), set()).add(key_id_w)
+        witnessed = max((s for s, w in cosigned.items() if len(w) >= min_cosigs), default=None)
+        if witnessed is None:
+            findings.append(f"witnesses: no checkpoint cosigned by {min_cosigs} of {len(witnesses)}")
+        elif witnessed < newest:
+            findings.append(f"witnesses: the newest checkpoint ({newest} entries) is not cosigned; the newest cosigned one signs {witnessed}")
 
     # 3. Files.
     receipts, reading_receipts, reject_receipts = {}, set(), set()
@@ -230,6 +294,8 @@ def main() -> int:
         for f in findings:
             print(f"  {f}")
         return 1
+    if witness_files:
+        print(f"verify_audit.py: the newest checkpoint is cosigned by {min_cosigs} of {len(witness_files)} witnesses")
     print(f"verify_audit.py: OK: {n} entries signed by {name}, {len(receipts)} receipts without holes, {len(compactions)} compacted files equal to their sources")
     return 0
 

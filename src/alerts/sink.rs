@@ -119,7 +119,7 @@ impl SinkSettings {
 }
 
 /// `http://HOST[:PORT][/PATH]` → (host, port, path).
-fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
+pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         format!("{url:?}: only http:// URLs are supported (put a TLS proxy in front for https)")
     })?;

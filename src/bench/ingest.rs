@@ -514,6 +514,8 @@ async fn gapless_run(
             topics: vec![filter],
             client_id: Some(id),
             data: Some(data),
+            // A scratch directory of the benchmark's own.
+            audit_key_in_data: true,
             ..Default::default()
         },
         None,

@@ -11,6 +11,7 @@
 pub mod broker;
 pub mod fleet;
 mod serve;
+mod witnessed;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -117,11 +118,15 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
             client_id: Some(format!("gapless-demo-{run_id}")),
             seal_max_age_s: Some(1.0),
             registry: Some(registry_path.clone()),
+            // A demo's key may sit with its data (never in production).
+            audit_key_in_data: true,
             ..ServeFlags::default()
         },
         None,
     )?;
     settings.mqtt.clock = clock.clone();
+    let witness = witnessed::start(&args.data).await?;
+    settings.witnesses = vec![witness.target.clone()];
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(crate::app::serve_with_state(
@@ -272,6 +277,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
         &OUTAGE_TO[..10],
         fleet.example_group(),
     );
+    witness.finish(&args.data).await?;
     if !complete {
         eprintln!("demo: not every published reading was stored exactly once");
     }

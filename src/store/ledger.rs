@@ -266,8 +266,21 @@ impl LedgerWriter<'_> {
             .dir
             .join(CHECKPOINTS_DIR)
             .join(format!("{n:012}.txt"));
-        if !path.exists() {
-            create_new(&path, key.sign_checkpoint(n, &self.tree.root()).as_bytes())?;
+        let note = match fs::read_to_string(&path) {
+            Ok(existing) => existing,
+            Err(_) => {
+                let note = key.sign_checkpoint(n, &self.tree.root());
+                create_new(&path, note.as_bytes())?;
+                note
+            }
+        };
+        // The same tree as a C2SP tlog-tiles static log. Derived: a failure
+        // is logged and mended by the next checkpoint (it starts from the
+        // size the tiles last published).
+        if let Err(e) =
+            super::tiles::publish(&self.ledger.dir, n, &note, &|i| self.ledger.read_entry(i))
+        {
+            tracing::warn!(error = %e, size = n, "ledger: tlog tiles not written; the next checkpoint retries");
         }
         let head = Head {
             size: n,
@@ -318,33 +331,39 @@ pub struct AuditKey {
 
 impl AuditKey {
     /// Loads `DATA/_state/audit.key` (or `configured`), creating it on
-    /// first use.
+    /// first use (only in the default place: a configured key that is
+    /// missing is an error, not a new key).
     pub fn load_or_create(data: &Path, configured: Option<&Path>) -> Result<AuditKey, LedgerError> {
-        let path = configured
-            .map(Path::to_owned)
-            .unwrap_or_else(|| data.join(crate::app::STATE_DIR).join(KEY_FILE));
+        let path = key_path(data, configured);
         match fs::read_to_string(&path) {
             Ok(text) => AuditKey::from_hex(text.trim())
                 .map_err(|e| LedgerError::Bad(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound && configured.is_none() => {
-                let mut seed = [0u8; 32];
-                File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut seed))
-                    .map_err(io_err(Path::new("/dev/urandom")))?;
-                if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir).map_err(io_err(dir))?;
-                }
-                match create_new(&path, format!("{}\n", hex::encode(seed)).as_bytes()) {
-                    Ok(()) => {}
+                match AuditKey::generate(&path) {
+                    Ok(_) => {}
                     // Another writer made it first: use theirs.
-                    Err(_) if path.exists() => return AuditKey::load_or_create(data, configured),
+                    Err(_) if path.exists() => {}
                     Err(e) => return Err(e),
                 }
-                restrict(&path);
                 AuditKey::load_or_create(data, configured)
             }
             Err(e) => Err(io_err(&path)(e)),
         }
+    }
+
+    /// Makes a new random key in `path` (which must not exist), readable
+    /// by its owner only from the moment it exists ([`create_secret`]).
+    pub fn generate(path: &Path) -> Result<AuditKey, LedgerError> {
+        let mut seed = [0u8; 32];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut seed))
+            .map_err(io_err(Path::new("/dev/urandom")))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let hex_seed = hex::encode(seed);
+        create_secret(path, format!("{hex_seed}\n").as_bytes())?;
+        AuditKey::from_hex(&hex_seed).map_err(LedgerError::Bad)
     }
 
     pub fn from_hex(seed_hex: &str) -> Result<AuditKey, String> {
@@ -377,10 +396,79 @@ impl AuditKey {
     }
 }
 
-#[cfg(unix)]
-fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+/// Where the signing key is: `configured`, else `DATA/_state/audit.key`.
+pub fn key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
+    configured
+        .map(Path::to_owned)
+        .unwrap_or_else(|| data.join(crate::app::STATE_DIR).join(KEY_FILE))
+}
+
+/// `serve` refuses a signing key inside the data directory unless told
+/// (`--audit-key-in-data`): whoever can write the data could then re-sign
+/// it, so the ledger would prove nothing against them.
+pub fn check_key_outside(
+    data: &Path,
+    configured: Option<&Path>,
+    allowed: bool,
+) -> Result<(), LedgerError> {
+    let key = key_path(data, configured);
+    if allowed || !is_inside(data, &key) {
+        return Ok(());
+    }
+    Err(LedgerError::Bad(format!(
+        "the audit signing key {} is inside the data directory {}: whoever can write the data could re-sign it. \
+         Keep the key elsewhere (make one with `gapless audit keygen --out FILE`, then `--audit-key FILE`), \
+         or accept this with --audit-key-in-data (demos, tests)",
+        key.display(),
+        data.display()
+    )))
+}
+
+/// Whether `path` (which need not exist) lies under `dir`, symlinks resolved.
+fn is_inside(dir: &Path, path: &Path) -> bool {
+    let abs = |p: &Path| -> PathBuf {
+        let p = if p.is_absolute() {
+            p.to_owned()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // Resolve the longest existing ancestor, keep the rest as written.
+        let mut rest = Vec::new();
+        let mut cur = p.as_path();
+        loop {
+            if let Ok(c) = cur.canonicalize() {
+                return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
+            }
+            match (cur.parent(), cur.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    cur = parent;
+                }
+                _ => return p.clone(),
+            }
+        }
+    };
+    abs(path).starts_with(abs(dir))
+}
+
+/// Writes a secret that must not exist yet: a temporary file created with
+/// mode 0600 (so its bytes are never readable by others, not even for a
+/// moment), written and fsynced, then hard-linked to its name (fails if
+/// it exists) and the directory synced.
+pub(crate) fn create_secret(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    linked.map_err(io_err(path))?;
+    sync_parent(path)
 }
 
 /// The 4-byte key ID of a C2SP note verifier key:
@@ -531,6 +619,70 @@ mod tests {
         let other = AuditKey::from_hex(&"08".repeat(32)).unwrap().verifier();
         assert!(other.verify(&note).is_err());
         assert!(NoteVerifier::parse("nope").is_err());
+    }
+
+    /// Issue 18 (6a): the key was written with the default mode (0644
+    /// under the usual umask), then chmodded to 0600, so its bytes were
+    /// readable by anyone for a moment (the whole fsync, in the temporary
+    /// file). A watcher that stats every file of the directory while keys
+    /// are made sees no file that others may read.
+    #[test]
+    fn the_key_file_is_never_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let done = AtomicBool::new(false);
+        let (seen, readable) = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let (mut seen, mut readable) = (0u64, std::collections::BTreeSet::new());
+                while !done.load(Ordering::Relaxed) {
+                    for e in fs::read_dir(&dir).unwrap().flatten() {
+                        if let Ok(m) = e.metadata() {
+                            seen += 1;
+                            if m.permissions().mode() & 0o077 != 0 {
+                                readable.insert(e.file_name());
+                            }
+                        }
+                    }
+                }
+                (seen, readable)
+            });
+            for i in 0..20 {
+                AuditKey::generate(&dir.join(format!("key-{i}"))).unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            watcher.join().unwrap()
+        });
+        assert!(seen > 0, "the watcher saw no file: the test proves nothing");
+        assert!(readable.is_empty(), "readable by others: {readable:?}");
+        // And a key is made once: a second generate does not replace it.
+        let first = fs::read(dir.join("key-0")).unwrap();
+        assert!(AuditKey::generate(&dir.join("key-0")).is_err());
+        assert_eq!(fs::read(dir.join("key-0")).unwrap(), first);
+    }
+
+    /// `serve` refuses a key inside the data directory unless allowed.
+    #[test]
+    fn a_key_inside_the_data_directory_is_refused_unless_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let err = check_key_outside(&data, None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inside the data directory"), "{err}");
+        assert!(check_key_outside(&data, None, true).is_ok());
+        // Configured, but still inside (through `..` and a missing dir).
+        let sneaky = data.join("x/../_keys/k");
+        assert!(check_key_outside(&data, Some(&sneaky), false).is_err());
+        // Beside the data directory: fine.
+        let outside = tmp.path().join("keys/audit.key");
+        assert!(check_key_outside(&data, Some(&outside), false).is_ok());
+        // A symlink into the data directory is inside.
+        std::os::unix::fs::symlink(&data, tmp.path().join("link")).unwrap();
+        let linked = tmp.path().join("link/audit.key");
+        assert!(check_key_outside(&data, Some(&linked), false).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod compact;
 pub mod dedup;
 pub mod ledger;
 pub mod tables;
+pub mod tiles;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -177,6 +178,10 @@ pub struct LiveStats {
     /// Dates compacted, and dates whose compaction failed, since start.
     pub compactions_done: AtomicU64,
     pub compactions_failed: AtomicU64,
+    /// Witness requests that failed (`serve --witness`; each retried).
+    pub witness_failures: AtomicU64,
+    /// The newest tree size every witness has cosigned.
+    pub witness_cosigned_size: AtomicU64,
 }
 
 impl LiveStats {

@@ -353,6 +353,30 @@ fn verify_finds_every_kind_of_tampering() {
             );
         }
     }
+    // --files-only: the clean copy holds without reading a row; a changed
+    // byte is still found (by the file's SHA-256).
+    let files_only = |d: &Path| {
+        let (code, out, err) = run_gapless(
+            &[
+                "audit",
+                "verify",
+                "--files-only",
+                "--data",
+                &d.display().to_string(),
+                "--pubkey",
+                &pubkey.display().to_string(),
+            ],
+            Duration::from_secs(60),
+        );
+        (code, format!("{out}{err}"))
+    };
+    let (code, out) = files_only(&clean);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("--files-only: OK"), "{out}");
+    let (code, out) = files_only(&tmp.path().join("case-0"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("SHA-256 differs from the ledger"), "{out}");
+
     // An inclusion proof of one reading checks without the data; a changed
     // row in it does not.
     let proof = tmp.path().join("proof.json");

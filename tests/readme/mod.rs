@@ -112,6 +112,24 @@ fn words(line: &str) -> Vec<String> {
     out
 }
 
+/// The two expansions the README uses: `~/` (the test's directory is
+/// `$HOME` for every command) and `$(cat FILE)` (a file an earlier command
+/// wrote).
+fn expand(word: &str, dir: &Path) -> String {
+    let mut w = match word.strip_prefix("~/") {
+        Some(rest) => format!("{}/{rest}", dir.display()),
+        None => word.to_string(),
+    };
+    while let Some(at) = w.find("$(cat ") {
+        let end = at + w[at..].find(')').expect("unclosed $(cat");
+        let file = dir.join(&w[at + 6..end]);
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("README's $(cat {}): {e}", file.display()));
+        w.replace_range(at..=end, text.trim_end());
+    }
+    w
+}
+
 /// `gapless`'s arguments in a README command (`cargo run --release -- …`
 /// or `gapless …`), else None.
 fn gapless_args(w: &[String]) -> Option<Vec<String>> {
@@ -134,7 +152,7 @@ fn assert_parses(args: &[String], line: &str) {
 
 /// Runs `cmd` in `dir` to its end; a failure names the README line.
 fn run_ok(mut cmd: Command, dir: &Path, line: &str) -> String {
-    cmd.current_dir(dir);
+    cmd.current_dir(dir).env("HOME", dir);
     let (status, out, err) = run_to_end(cmd, Duration::from_secs(300), line);
     assert!(
         status.success(),
@@ -157,6 +175,7 @@ impl Serving {
             .args(args)
             .args(["--broker", broker, "--seal-max-age", "0.5"])
             .current_dir(dir)
+            .env("HOME", dir)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(file)
@@ -205,7 +224,7 @@ fn readme_commands_parse_and_run() {
     let python = python_with(&["pyarrow", "duckdb", "cryptography"]);
     let mut ran = 0;
     for line in &cmds {
-        let w = words(line);
+        let w: Vec<String> = words(line).iter().map(|w| expand(w, dir)).collect();
         // `CMD > FILE`: stdout to a file in the directory.
         let (w, redirect) = match w.iter().position(|x| x == ">") {
             Some(i) => (w[..i].to_vec(), Some(w[i + 1].clone())),
@@ -229,6 +248,8 @@ fn readme_commands_parse_and_run() {
                 }
                 // Minutes of work: the flags are checked above.
                 "bench" => None,
+                // Serves until stopped: tests/witness runs it.
+                "witness" => None,
                 "stats" if serving.is_some() => {
                     // The README published one message just before.
                     let data =

@@ -16,6 +16,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
 pub const GAPLESS: &str = env!("CARGO_BIN_EXE_gapless");
+/// `serve --audit-key-in-data` as an environment variable.
+pub const AUDIT_KEY_IN_DATA: &str = "GAPLESS_AUDIT_KEY_IN_DATA";
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -356,6 +358,9 @@ impl Gapless {
             .unwrap();
         let child = Command::new(GAPLESS)
             .args(&self.args)
+            // Test data directories keep their signing key inside (tests
+            // that check the refusal set it to false).
+            .env(AUDIT_KEY_IN_DATA, "true")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
@@ -487,7 +492,9 @@ pub fn run_gapless_env(
     timeout: Duration,
 ) -> (i32, String, String) {
     let mut cmd = Command::new(GAPLESS);
-    cmd.args(args).envs(env.iter().copied());
+    cmd.args(args)
+        .env(AUDIT_KEY_IN_DATA, "true")
+        .envs(env.iter().copied());
     let (status, out, err) = run_to_end(cmd, timeout, &format!("gapless {args:?}"));
     (status.code().unwrap_or(-1), out, err)
 }
