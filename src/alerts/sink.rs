@@ -189,6 +189,7 @@ impl Sinks {
         data: &Path,
         told: Vec<Told>,
         stats: Arc<SinkStats>,
+        health: Arc<crate::health::Health>,
     ) -> Sinks {
         let (stop, shutdown) = watch::channel(false);
         let mut sinks = Sinks {
@@ -235,6 +236,7 @@ impl Sinks {
                 path,
                 stats.clone(),
                 shutdown.clone(),
+                health.clone(),
             );
             sinks.senders.push(tx);
             sinks.tasks.push(tokio::spawn(task));
@@ -242,7 +244,7 @@ impl Sinks {
         if let Some(w) = &settings.webhook {
             let (tx, rx) = mpsc::unbounded_channel();
             let (path, backlog) = resume("webhook");
-            let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown);
+            let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown, health);
             sinks.senders.push(tx);
             sinks.tasks.push(tokio::spawn(task));
         }
@@ -317,7 +319,9 @@ async fn mqtt_sink(
     cursor: PathBuf,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
+    health: Arc<crate::health::Health>,
 ) {
+    use crate::health::Stage;
     let mut o = match crate::mqtt::options(&settings) {
         Ok(o) => o,
         Err(e) => {
@@ -344,6 +348,7 @@ async fn mqtt_sink(
             if !open {
                 break;
             }
+            health.idle(Stage::Alerts);
             // Idle: keep the connection serviced (pings) while waiting.
             let idle = async {
                 match conn.as_mut() {
@@ -368,10 +373,16 @@ async fn mqtt_sink(
         };
         let topic = topic_for(&prefix, &t);
         let (client, el) = conn.get_or_insert_with(|| AsyncClient::new(o.clone(), 16));
+        health.busy(Stage::Alerts);
+        // Bounded like a webhook attempt, so that a broker that takes the
+        // connection but never acks cannot hold the sink forever.
         let r = tokio::select! {
-            r = publish_one(client, el, &topic, t.json.clone()) => r,
+            r = tokio::time::timeout(WEBHOOK_TIMEOUT, publish_one(client, el, &topic, t.json.clone())) => {
+                r.unwrap_or_else(|_| Err("timed out".into()))
+            }
             _ = shutdown.wait_for(|s| *s) => break,
         };
+        health.idle(Stage::Alerts);
         match r {
             Ok(()) => {
                 queue.pop_front();
@@ -423,7 +434,9 @@ async fn webhook_sink(
     cursor: PathBuf,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
+    health: Arc<crate::health::Health>,
 ) {
+    use crate::health::Stage;
     let mut queue: VecDeque<Arc<Told>> = VecDeque::new();
     let mut last_queued = 0;
     let mut open = true;
@@ -474,12 +487,17 @@ async fn webhook_sink(
             }
             continue;
         };
+        // Each attempt is bounded (WEBHOOK_TIMEOUT) and runs in this
+        // sink's own task: a slow receiver delays neither the MQTT sink nor
+        // the store (which only hands alerts over) nor any ack.
+        health.busy(Stage::Alerts);
         let result = tokio::select! {
             r = tokio::time::timeout(WEBHOOK_TIMEOUT, post(&w, Bytes::from(t.json.clone()))) => {
                 r.unwrap_or_else(|_| Err("timed out".into()))
             }
             _ = shutdown.wait_for(|s| *s) => break,
         };
+        health.idle(Stage::Alerts);
         match result {
             Ok(status) if (200..300).contains(&status) => {
                 queue.pop_front();
@@ -620,7 +638,7 @@ mod tests {
         drop(tx);
         tokio::time::timeout(
             Duration::from_secs(20),
-            webhook_sink(w, backlog, rx, cursor.clone(), stats.clone(), stop),
+            webhook_sink(w, backlog, rx, cursor.clone(), stats.clone(), stop, Arc::default()),
         )
         .await
         .expect("the sink ends once its queue is empty and its sender gone");
