@@ -619,7 +619,7 @@ mod tests {
     const TOKEN: &str = "s3cret";
 
     /// Two water meters, hourly on 2022-07-25; M-2 misses 04:00..07:00.
-    fn data_set(dir: &std::path::Path) {
+    pub(super) fn data_set(dir: &std::path::Path) {
         let mut store = Store::open(StoreConfig::for_test(dir, 1_000)).unwrap();
         let mut seq = 0;
         for h in 0..12 {
@@ -642,8 +642,12 @@ mod tests {
         store.seal().unwrap();
     }
 
-    fn app(dir: &std::path::Path) -> Router {
-        router(ApiState {
+    pub(super) fn app(dir: &std::path::Path) -> Router {
+        router(state(dir))
+    }
+
+    pub(super) fn state(dir: &std::path::Path) -> ApiState {
+        ApiState {
             data: dir.to_owned(),
             ctx: Context::default(),
             token: TOKEN.into(),
@@ -655,10 +659,10 @@ mod tests {
             sinks: Arc::default(),
             health: ops::health_from_disk(dir),
             scans: ScanLimit::new(2),
-        })
+        }
     }
 
-    async fn get(
+    pub(super) async fn get(
         app: &Router,
         uri: &str,
         headers: &[(&str, &str)],
@@ -678,7 +682,7 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned(), headers)
     }
 
-    const AUTH: (&str, &str) = ("authorization", "Bearer s3cret");
+    pub(super) const AUTH: (&str, &str) = ("authorization", "Bearer s3cret");
 
     #[tokio::test]
     async fn every_endpoint_with_auth_errors_and_pages() {

@@ -130,6 +130,16 @@ pub enum AppError {
     Internal(String),
 }
 
+impl AppError {
+    /// Why a stage died, without the "stage died" wrapping.
+    fn cause(&self) -> String {
+        match self {
+            AppError::StageDied { why, .. } => why.clone(),
+            e => e.to_string(),
+        }
+    }
+}
+
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct ServeReport {
@@ -307,7 +317,7 @@ pub async fn serve_with_state(
             }))
             .unwrap_or_else(|panic| Err(died(Stage::Journal, &*panic)));
             if let Err(e) = &r {
-                h.die(Stage::Journal, e.to_string());
+                h.die(Stage::Journal, e.cause());
             }
             p.close();
             let _ = journal_done_tx.send(r);
@@ -347,7 +357,7 @@ pub async fn serve_with_state(
             .map(|()| (store.totals(), store.sealed_through()));
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: stopped on error; the journal keeps every message");
-                h.die(Stage::Store, e.to_string());
+                h.die(Stage::Store, e.cause());
                 p.store_failed();
             }
             let _ = store_done_tx.send(r);

@@ -54,7 +54,9 @@ fn armed() -> Option<&'static Armed> {
         .get_or_init(|| {
             let spec = std::env::var(FAULT_ENV).ok()?;
             if std::env::var(ARMED_ENV).ok().as_deref() != Some(ARMED_VALUE) {
-                tracing::warn!("{FAULT_ENV} is set but {ARMED_ENV} is not {ARMED_VALUE:?}: ignored");
+                tracing::warn!(
+                    "{FAULT_ENV} is set but {ARMED_ENV} is not {ARMED_VALUE:?}: ignored"
+                );
                 return None;
             }
             let (point, n) = spec.split_once(':').unwrap_or((&spec, "1"));

@@ -241,7 +241,11 @@ impl Health {
 
     /// The stage hit a condition it retries (`Some`), or it cleared (`None`).
     pub fn failing(&self, s: Stage, why: Option<String>) {
-        let mut f = self.cell(s).failing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self
+            .cell(s)
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match (&*f, &why) {
             (None, Some(w)) => tracing::error!(stage = s.as_str(), "health: {w}"),
             (Some(_), None) => tracing::info!(stage = s.as_str(), "health: recovered"),
@@ -388,7 +392,10 @@ mod tests {
         assert!(h.problems().is_empty(), "a beat clears the stall");
 
         h.failing(Stage::Journal, Some("no space left on device".into()));
-        assert_eq!(h.problems()[0].to_string(), "journal: failing: no space left on device");
+        assert_eq!(
+            h.problems()[0].to_string(),
+            "journal: failing: no space left on device"
+        );
         h.failing(Stage::Journal, None);
         assert!(h.problems().is_empty());
 

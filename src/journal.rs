@@ -169,7 +169,9 @@ pub enum JournalError {
     /// after a failed fsync the kernel's state of the file is unknown, so
     /// this is never retried (the journal stops; the restart reads what is
     /// really there).
-    #[error("journal fdatasync of {path} failed: {source} (nothing of this commit was acknowledged)")]
+    #[error(
+        "journal fdatasync of {path} failed: {source} (nothing of this commit was acknowledged)"
+    )]
     Sync {
         path: PathBuf,
         #[source]

@@ -311,6 +311,8 @@ pub fn topic_for(prefix: &str, t: &Told) -> String {
     format!("{prefix}/{}/{subject}", t.alert.kind.as_str())
 }
 
+// Each argument is one thing the task owns; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn mqtt_sink(
     settings: MqttSettings,
     prefix: String,
@@ -638,7 +640,15 @@ mod tests {
         drop(tx);
         tokio::time::timeout(
             Duration::from_secs(20),
-            webhook_sink(w, backlog, rx, cursor.clone(), stats.clone(), stop, Arc::default()),
+            webhook_sink(
+                w,
+                backlog,
+                rx,
+                cursor.clone(),
+                stats.clone(),
+                stop,
+                Arc::default(),
+            ),
         )
         .await
         .expect("the sink ends once its queue is empty and its sender gone");
