@@ -81,14 +81,18 @@ pub enum Bound {
     /// Concurrent lake scans in the API (`serve --max-scans`): the extra
     /// request gets 429 with Retry-After.
     ApiScans,
+    /// Alerts waiting for a sink (`alerts::sink::ALERT_CHANNEL`): the
+    /// store waits to hand them over.
+    AlertQueue,
 }
 
-pub const BOUNDS: [Bound; 5] = [
+pub const BOUNDS: [Bound; 6] = [
     Bound::JournalQueue,
     Bound::AckQueue,
     Bound::StoreLag,
     Bound::Handoff,
     Bound::ApiScans,
+    Bound::AlertQueue,
 ];
 
 impl Bound {
@@ -99,6 +103,7 @@ impl Bound {
             Bound::StoreLag => "store_lag",
             Bound::Handoff => "handoff_bytes",
             Bound::ApiScans => "api_scans",
+            Bound::AlertQueue => "alert_queue",
         }
     }
 }

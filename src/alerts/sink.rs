@@ -13,6 +13,11 @@
 //!   up to `webhook_attempts`, from a queue of at most `webhook_queue`
 //!   alerts (beyond, the oldest is given up). Give-ups are counted in the
 //!   metrics and logged as errors: never silent.
+//!
+//! Each sink takes alerts from a bounded channel ([`ALERT_CHANNEL`]); the
+//! MQTT sink holds at most [`MQTT_QUEUE`] alerts and stops taking more
+//! beyond. A full channel holds the store back (counted as the
+//! `alert_queue` bound): never a drop.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -34,6 +39,16 @@ pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
 pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
 /// One webhook request may take this long.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Alerts waiting in the channel from the store to one sink. Alerts are
+/// state changes (a storm of silent meters becomes one group alert), a
+/// seal tells at most a few hundred; a sink drains the channel into its own
+/// queue at once, so this fills only if the sink's queue is full too.
+/// Then the store waits (it seals later; acks do not wait for it).
+const ALERT_CHANNEL: usize = 1024;
+/// Alerts the MQTT sink holds in memory at most (one in flight at a time;
+/// a broker away for long builds this up): beyond, it stops taking from its
+/// channel.
+const MQTT_QUEUE: usize = 10_000;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -174,8 +189,10 @@ fn write_cursor(path: &Path, seq: u64) {
 
 /// The sinks, running: `send` hands them what the store sealed.
 pub struct Sinks {
-    senders: Vec<mpsc::UnboundedSender<Arc<Told>>>,
+    senders: Vec<mpsc::Sender<Arc<Told>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where a full channel is counted.
+    health: Arc<crate::health::Health>,
     /// Tells the sinks to stop retrying (when `finish`'s grace is over).
     stop: watch::Sender<bool>,
 }
@@ -196,6 +213,7 @@ impl Sinks {
             senders: Vec::new(),
             tasks: Vec::new(),
             stop,
+            health: health.clone(),
         };
         if settings.mqtt.is_none() && settings.webhook.is_none() {
             return sinks;
@@ -219,7 +237,7 @@ impl Sinks {
             (path, backlog)
         };
         if let Some(m) = &settings.mqtt {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(ALERT_CHANNEL);
             let (path, backlog) = resume("mqtt");
             let mut o = ingest.clone();
             if let Some(b) = &m.broker {
@@ -242,7 +260,7 @@ impl Sinks {
             sinks.tasks.push(tokio::spawn(task));
         }
         if let Some(w) = &settings.webhook {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(ALERT_CHANNEL);
             let (path, backlog) = resume("webhook");
             let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown, health);
             sinks.senders.push(tx);
@@ -253,7 +271,7 @@ impl Sinks {
 
     /// A sender the store thread can use.
     pub fn sender(&self) -> AlertSender {
-        AlertSender(self.senders.clone())
+        AlertSender(self.senders.clone(), Some(self.health.clone()))
     }
 
     /// Lets the sinks deliver what they hold (every sender must be gone:
@@ -279,15 +297,28 @@ impl Sinks {
 
 /// Hands sealed alerts to every sink (from any thread).
 #[derive(Clone, Default)]
-pub struct AlertSender(Vec<mpsc::UnboundedSender<Arc<Told>>>);
+pub struct AlertSender(
+    Vec<mpsc::Sender<Arc<Told>>>,
+    Option<Arc<crate::health::Health>>,
+);
 
 impl AlertSender {
+    /// Hands the alerts to every sink; a full channel waits for room (the
+    /// store thread calls this, never the async runtime).
     pub fn send(&self, alerts: Vec<super::Alert>) {
         for a in alerts {
             let json = a.to_json().to_string();
             let t = Arc::new(Told { alert: a, json });
             for s in &self.0 {
-                let _ = s.send(t.clone());
+                match s.try_send(t.clone()) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Full(t)) => {
+                        if let Some(h) = &self.1 {
+                            h.bound_hit(crate::health::Bound::AlertQueue);
+                        }
+                        let _ = s.blocking_send(t);
+                    }
+                }
             }
         }
     }
@@ -317,7 +348,7 @@ async fn mqtt_sink(
     settings: MqttSettings,
     prefix: String,
     backlog: Vec<Arc<Told>>,
-    mut rx: mpsc::UnboundedReceiver<Arc<Told>>,
+    mut rx: mpsc::Receiver<Arc<Told>>,
     cursor: PathBuf,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -340,7 +371,8 @@ async fn mqtt_sink(
     let mut open = true;
     let mut backoff = BACKOFF_MIN;
     loop {
-        while let Ok(t) = rx.try_recv() {
+        while queue.len() < MQTT_QUEUE {
+            let Ok(t) = rx.try_recv() else { break };
             if t.alert.seq > last_queued {
                 last_queued = t.alert.seq;
                 queue.push_back(t);
@@ -432,7 +464,7 @@ async fn publish_one(
 async fn webhook_sink(
     w: WebhookSink,
     backlog: Vec<Arc<Told>>,
-    mut rx: mpsc::UnboundedReceiver<Arc<Told>>,
+    mut rx: mpsc::Receiver<Arc<Told>>,
     cursor: PathBuf,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -630,7 +662,7 @@ mod tests {
             attempts: 2,
         };
         let stats = Arc::new(SinkStats::default());
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(ALERT_CHANNEL);
         let (_stop_tx, stop) = watch::channel(false);
         // Four alerts into a queue of two: the oldest two are given up at
         // once, the other two after two attempts each.
