@@ -632,6 +632,10 @@ impl Progress {
         !s.store_failed
     }
 
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     fn has_store_failed(&self) -> bool {
         self.lock().store_failed
     }
@@ -913,7 +917,7 @@ fn run_store(
             store.tick_alerts(side.clock.now_micros());
         }
         if store.is_seal_due(Instant::now()) {
-            seal(store, journal_dir, side)?;
+            seal(store, journal_dir, side, progress)?;
         }
         if gaps_counted.is_none_or(|t| t.elapsed() >= OPEN_GAPS_EVERY) {
             gaps_counted = Some(Instant::now());
@@ -924,7 +928,7 @@ fn run_store(
             side.live.set_alerts(&store.alert_stats());
         }
     }
-    seal(store, journal_dir, side)
+    seal(store, journal_dir, side, progress)
 }
 
 /// Whether the store, having read through `read` and last been caught up
@@ -938,7 +942,12 @@ fn store_yields(view: JournalView, read: u64, behind_for: Duration) -> bool {
         && behind_for < YIELD_MAX
 }
 
-fn seal(store: &mut Store, journal_dir: &Path, side: &StoreSide) -> Result<(), StoreError> {
+fn seal(
+    store: &mut Store,
+    journal_dir: &Path,
+    side: &StoreSide,
+    progress: &Progress,
+) -> Result<(), StoreError> {
     let sealed = store.seal()?;
     let told = store.take_told();
     if !told.is_empty() {
@@ -955,7 +964,9 @@ fn seal(store: &mut Store, journal_dir: &Path, side: &StoreSide) -> Result<(), S
             .alerts_sealed
             .fetch_add(told.len() as u64, std::sync::atomic::Ordering::Relaxed);
         side.live.set_alerts(&store.alert_stats());
-        side.alerts.send(told);
+        // A full sink waits, unless the service is stopping.
+        side.alerts
+            .send(told, &|| progress.is_closed() || side.health.is_dead());
     }
     if let Some(m) = &sealed {
         side.health.sealed.add_commit(m.files.len());

@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -271,7 +271,14 @@ impl Sinks {
 
     /// A sender the store thread can use.
     pub fn sender(&self) -> AlertSender {
-        AlertSender(self.senders.clone(), Some(self.health.clone()))
+        AlertSender {
+            sinks: self
+                .senders
+                .iter()
+                .map(|tx| (tx.clone(), Arc::new(AtomicBool::new(false))))
+                .collect(),
+            health: Some(self.health.clone()),
+        }
     }
 
     /// Lets the sinks deliver what they hold (every sender must be gone:
@@ -297,26 +304,48 @@ impl Sinks {
 
 /// Hands sealed alerts to every sink (from any thread).
 #[derive(Clone, Default)]
-pub struct AlertSender(
-    Vec<mpsc::Sender<Arc<Told>>>,
-    Option<Arc<crate::health::Health>>,
-);
+pub struct AlertSender {
+    /// Each sink's channel, and whether this run stopped handing it alerts
+    /// (see `send`).
+    sinks: Vec<(mpsc::Sender<Arc<Told>>, Arc<AtomicBool>)>,
+    health: Option<Arc<crate::health::Health>>,
+}
 
 impl AlertSender {
-    /// Hands the alerts to every sink; a full channel waits for room (the
-    /// store thread calls this, never the async runtime).
-    pub fn send(&self, alerts: Vec<super::Alert>) {
+    /// Hands the alerts to every sink (the store thread calls this, never
+    /// the async runtime). A full channel waits for room: back-pressure on
+    /// the store. Only when `give_up()` says so (the service is stopping)
+    /// does it stop waiting; that sink then gets nothing more in this run,
+    /// so its cursor stays before the alerts it missed and the next start
+    /// sends them from the alerts table.
+    pub fn send(&self, alerts: Vec<super::Alert>, give_up: &dyn Fn() -> bool) {
         for a in alerts {
             let json = a.to_json().to_string();
             let t = Arc::new(Told { alert: a, json });
-            for s in &self.0 {
-                match s.try_send(t.clone()) {
-                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    Err(mpsc::error::TrySendError::Full(t)) => {
-                        if let Some(h) = &self.1 {
-                            h.bound_hit(crate::health::Bound::AlertQueue);
+            for (tx, abandoned) in &self.sinks {
+                if abandoned.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let mut t = t.clone();
+                let mut counted = false;
+                loop {
+                    match tx.try_send(t) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        Err(mpsc::error::TrySendError::Full(back)) => {
+                            if !counted {
+                                counted = true;
+                                if let Some(h) = &self.health {
+                                    h.bound_hit(crate::health::Bound::AlertQueue);
+                                }
+                            }
+                            if give_up() {
+                                tracing::warn!(alert_seq = back.alert.seq, "alerts: a sink is full at shutdown; it resumes from the alerts table on the next start");
+                                abandoned.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            t = back;
+                            std::thread::sleep(Duration::from_millis(10));
                         }
-                        let _ = s.blocking_send(t);
                     }
                 }
             }
