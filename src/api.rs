@@ -179,7 +179,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/meters/{id}/readings", get(get_readings))
         .route("/coverage", get(get_coverage))
         .route("/alerts", get(get_alerts))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ops::limit_requests,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(get_dashboard))

@@ -19,14 +19,21 @@ use crate::health::{BOUNDS, STAGES};
 /// about this long.
 pub const RETRY_AFTER_S: u64 = 1;
 
+/// `/api/v1` requests in progress at most (a request waiting for another's
+/// report of the same window counts): each holds a connection and some
+/// memory. Beyond, 429 at once. Health and metrics are not counted.
+pub const MAX_API_REQUESTS: usize = 64;
+
 /// At most `limit` lake scans (report, gaps, coverage, meter, readings) at
 /// once. A scan reads Parquet on the blocking pool and holds its rows in
 /// memory; the limit keeps a burst of requests from taking every core (and
-/// the memory) from ingest. An extra request is answered 429 at once.
+/// the memory) from ingest. An extra request is answered 429 at once. Also
+/// bounds the `/api/v1` requests in progress ([`MAX_API_REQUESTS`]).
 #[derive(Debug)]
 pub struct ScanLimit {
     permits: Arc<tokio::sync::Semaphore>,
     limit: usize,
+    requests: Arc<tokio::sync::Semaphore>,
 }
 
 impl ScanLimit {
@@ -35,6 +42,7 @@ impl ScanLimit {
         Arc::new(ScanLimit {
             permits: Arc::new(tokio::sync::Semaphore::new(limit)),
             limit,
+            requests: Arc::new(tokio::sync::Semaphore::new(MAX_API_REQUESTS)),
         })
     }
 
@@ -46,6 +54,26 @@ impl ScanLimit {
     pub fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
+}
+
+/// Answers 429 when [`MAX_API_REQUESTS`] `/api/v1` requests are in
+/// progress; else runs the request holding one permit.
+pub(super) async fn limit_requests(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_permit) = s.scans.requests.clone().try_acquire_owned() else {
+        s.health.bound_hit(crate::health::Bound::ApiScans);
+        return super::ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "{MAX_API_REQUESTS} API requests are in progress; retry in {RETRY_AFTER_S} s"
+            ),
+        }
+        .into_response();
+    };
+    next.run(req).await
 }
 
 /// Ready: no stage dead, failing or stalled; connected to the broker; the
@@ -368,6 +396,26 @@ mod tests {
         drop(held);
         let (code, body, _) = get(&app, q, &[AUTH]).await;
         assert_eq!(code, StatusCode::OK, "{body}");
+    }
+
+    /// With MAX_API_REQUESTS in progress, one more /api/v1 request is 429;
+    /// health and metrics are still answered.
+    #[tokio::test]
+    async fn api_requests_in_progress_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        data_set(tmp.path());
+        let st = state(tmp.path());
+        let app = router(st.clone());
+        let held: Vec<_> = (0..super::MAX_API_REQUESTS)
+            .map(|_| st.scans.requests.clone().try_acquire_owned().unwrap())
+            .collect();
+        let (code, body, h) = get(&app, "/api/v1/gaps", &[AUTH]).await;
+        assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(h.get("retry-after").unwrap(), "1");
+        assert_eq!(get(&app, "/metrics", &[]).await.0, StatusCode::OK);
+        assert_eq!(get(&app, "/healthz", &[]).await.0, StatusCode::OK);
+        drop(held);
+        assert_eq!(get(&app, "/api/v1/gaps", &[AUTH]).await.0, StatusCode::OK);
     }
 
     /// /metrics reads no file: with the data directory gone it answers the
