@@ -353,11 +353,24 @@ pub async fn serve_with_state(
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run_store(&mut store, &jdir, &p, &store_side).map_err(AppError::from)
             }))
-            .unwrap_or_else(|panic| Err(died(Stage::Store, &*panic)))
+            .unwrap_or_else(|panic| {
+                // Ingesting a batch (decode, dedup, continuity) is the
+                // decode stage; the rest is the store's.
+                let stage = if h.is_busy(Stage::Decode) {
+                    Stage::Decode
+                } else {
+                    Stage::Store
+                };
+                Err(died(stage, &*panic))
+            })
             .map(|()| (store.totals(), store.sealed_through()));
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: stopped on error; the journal keeps every message");
-                h.die(Stage::Store, e.cause());
+                let stage = match e {
+                    AppError::StageDied { stage: "decode", .. } => Stage::Decode,
+                    _ => Stage::Store,
+                };
+                h.die(stage, e.cause());
                 p.store_failed();
             }
             let _ = store_done_tx.send(r);

@@ -244,6 +244,11 @@ impl Health {
         c.busy.store(false, Ordering::Relaxed);
     }
 
+    /// Whether the stage is working (not waiting) as of its last beat.
+    pub fn is_busy(&self, s: Stage) -> bool {
+        self.cell(s).busy.load(Ordering::Relaxed)
+    }
+
     /// The stage hit a condition it retries (`Some`), or it cleared (`None`).
     pub fn failing(&self, s: Stage, why: Option<String>) {
         let mut f = self
