@@ -43,6 +43,9 @@ use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::{LiveStats, Store, StoreError};
 
+mod failure;
+use failure::{commit_until_there_is_room, died, publish_sealed_at_start};
+
 /// Deliveries waiting for the journal. Enough for a few group commits at
 /// full broker speed (~40k msg/s × 10 ms fsync); when it is full the poll
 /// task stops reading and the broker holds the messages.
@@ -67,9 +70,6 @@ const LINGER_MIN_GROUP: usize = 64;
 /// 4096 batches is far more than the broker lets us have in flight (MQTT
 /// packet ids are 16 bits: at most 65535 unacked messages per connection).
 const ACK_QUEUE: usize = 4096;
-/// How often the journal retries a commit that found the disk full (nothing
-/// of it is acked meanwhile; the broker holds what follows).
-const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
 /// How often the async runtime's ticker beats for the `api` stage.
 const RUNTIME_TICK: Duration = Duration::from_secs(1);
 /// How far (in records) the store may trail the journal. The records it has
@@ -128,16 +128,6 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-impl AppError {
-    /// Why a stage died, without the "stage died" wrapping.
-    fn cause(&self) -> String {
-        match self {
-            AppError::StageDied { why, .. } => why.clone(),
-            e => e.to_string(),
-        }
-    }
 }
 
 /// What a finished run reports.
@@ -486,25 +476,6 @@ pub async fn serve_with_state(
     })
 }
 
-/// A stage's thread panicked: the error that ends the service.
-fn died(stage: Stage, panic: &(dyn std::any::Any + Send)) -> AppError {
-    AppError::StageDied {
-        stage: stage.as_str(),
-        why: format!("panicked: {}", crate::health::panic_message(panic)),
-    }
-}
-
-/// Publishes the commit log's totals for `/metrics` (read once, at start).
-fn publish_sealed_at_start(health: &Health, data: &Path, store: &Store) -> Result<(), AppError> {
-    let manifests = crate::store::commit::read_all(data).map_err(StoreError::from)?;
-    for m in &manifests {
-        health.sealed.add_commit(m.files.len());
-    }
-    let totals = manifests.last().map(|m| m.totals).unwrap_or_default();
-    health.sealed.publish(&totals, store.sealed_through());
-    Ok(())
-}
-
 /// Where the journal and the store are, shared between their threads.
 struct Progress {
     state: Mutex<ProgressState>,
@@ -776,59 +747,6 @@ fn run_journal(
         }
     }
     Ok(())
-}
-
-/// Commits the pending group; while the disk is full, retries every
-/// [`DISK_FULL_RETRY`] (nothing of the group is acked meanwhile: `/readyz`
-/// says why, the queue before the journal fills, and the broker holds the
-/// rest), until there is room again or the MQTT task has gone (shutdown,
-/// or a stage died). Any other failure, fdatasync's above all, ends the
-/// journal.
-fn commit_until_there_is_room(
-    journal: &mut Journal,
-    rx: &mpsc::Receiver<Delivery>,
-    health: &Health,
-    first_seq: u64,
-    n: usize,
-) -> Result<(), JournalError> {
-    let mut since: Option<Instant> = None;
-    loop {
-        match journal.commit() {
-            Ok(()) => {
-                if let Some(t) = since {
-                    health.failing(Stage::Journal, None);
-                    tracing::info!(
-                        waited_s = t.elapsed().as_secs(),
-                        receipts = format!("{first_seq}..={}", first_seq + n as u64 - 1),
-                        "journal: there is room again; committed"
-                    );
-                }
-                return Ok(());
-            }
-            Err(e) if e.is_disk_full() && !rx.is_closed() => {
-                if since.is_none() {
-                    since = Some(Instant::now());
-                    health.failing(
-                        Stage::Journal,
-                        Some(format!(
-                            "disk full: {e}; retrying every {} s, nothing acked meanwhile ({n} messages waiting)",
-                            DISK_FULL_RETRY.as_secs()
-                        )),
-                    );
-                }
-                health.busy(Stage::Journal);
-                std::thread::sleep(DISK_FULL_RETRY);
-            }
-            Err(e) => {
-                tracing::error!(
-                    error = %e,
-                    receipts = format!("{first_seq}..={}", first_seq + n as u64 - 1),
-                    "journal: commit failed; these messages are not acknowledged"
-                );
-                return Err(e);
-            }
-        }
-    }
 }
 
 /// What the store thread needs besides the store: the clock that judges
