@@ -16,6 +16,7 @@ use crate::store::{Store, StoreError};
 /// How often the journal retries a commit that found the disk full (nothing
 /// of it is acked meanwhile; the broker holds what follows).
 const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+
 impl AppError {
     /// Why a stage died, without the "stage died" wrapping.
     pub(super) fn cause(&self) -> String {
