@@ -63,12 +63,11 @@ const COMMIT_WINDOW: Duration = Duration::from_millis(5);
 /// client (Mosquitto's default is 20) never waits on the window.
 const LINGER_MIN_GROUP: usize = 64;
 /// Ack batches waiting for the MQTT task. Each batch holds the acks of one
-/// commit (of at most [`MAX_GROUP`] deliveries) for one connection, and the
-/// MQTT task takes them even while it waits to hand the journal a delivery,
-/// so this fills only if the task is stuck on the network; then the journal
+/// commit (of at most [`MAX_GROUP`] deliveries) for one connection: a few
+/// hundred commits a second under load. The MQTT task takes them even
+/// while it waits to hand the journal a delivery, so this fills only if the
+/// task is stuck on the network (seconds of commits); then the journal
 /// waits before its next commit (back-pressure, counted as `ack_queue`).
-/// 4096 batches is far more than the broker lets us have in flight (MQTT
-/// packet ids are 16 bits: at most 65535 unacked messages per connection).
 const ACK_QUEUE: usize = 4096;
 /// How often the async runtime's ticker beats for the `api` stage.
 const RUNTIME_TICK: Duration = Duration::from_secs(1);
@@ -118,7 +117,7 @@ pub enum AppError {
     },
     #[error("data directory {path} is in use by another gapless process ({holder})")]
     Locked { path: PathBuf, holder: String },
-    #[error("the {stage} stage died: {why} (nothing after its last durable commit was acknowledged; the restart replays the journal)")]
+    #[error("the {stage} stage died: {why} (acks stopped; the journal keeps what was acknowledged, and the restart replays it)")]
     StageDied { stage: &'static str, why: String },
     #[error(transparent)]
     Mqtt(#[from] mqtt::MqttError),
@@ -1315,6 +1314,23 @@ mod tests {
             Some(None),
             "10 is on the disk only"
         );
+    }
+
+    /// The journal waiting on a store that trails past MAX_STORE_LAG is
+    /// released when the store fails (it used to wait forever when the
+    /// store thread panicked), and the wait is counted as back-pressure.
+    #[test]
+    fn a_failed_store_releases_the_journal_waiting_at_the_lag_bound() {
+        let p = Arc::new(Progress::new(0, 0));
+        let health = Arc::new(Health::default());
+        p.set_durable(MAX_STORE_LAG + 10, None, false);
+        let (p2, h2) = (p.clone(), health.clone());
+        let waiter = std::thread::spawn(move || p2.wait_for_store(&h2));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "waits while the store trails");
+        p.store_failed();
+        assert!(!waiter.join().unwrap(), "released, told the store failed");
+        assert_eq!(health.bound_hits(Bound::StoreLag), 1);
     }
 
     /// A streaming commit starts a burst, which holds for [`BURST_HOLDS`]
