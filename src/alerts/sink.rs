@@ -178,12 +178,24 @@ fn read_cursor(path: &Path) -> Option<u64> {
 }
 
 /// Write-then-rename: the cursor is a hint for at-least-once delivery, so
-/// it is not fsynced (a lost update re-sends, never skips).
+/// it is not fsynced (a lost update re-sends, never skips). File I/O: on
+/// the multi-threaded runtime the worker hands its other tasks (the MQTT
+/// keep-alive, the acks) to the others while it writes, so a slow disk
+/// delays only this sink.
 fn write_cursor(path: &Path, seq: u64) {
-    let tmp = path.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, seq.to_string()).and_then(|()| std::fs::rename(&tmp, path))
-    {
-        tracing::warn!(path = %path.display(), error = %e, "alerts: cannot save a sink cursor");
+    let write = || {
+        let tmp = path.with_extension("tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, seq.to_string()).and_then(|()| std::fs::rename(&tmp, path))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "alerts: cannot save a sink cursor");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
     }
 }
 
