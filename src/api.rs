@@ -8,11 +8,14 @@
 //! socket. `/api/v1` needs `Authorization: Bearer <token>`. User errors are
 //! 400 with a message naming the parameter; internal ones are 500 and
 //! logged. Queries read Parquet on the blocking pool, never on the
-//! runtime's threads.
+//! runtime's threads, at most `--max-scans` at once (429 beyond).
+//! Readiness and metrics are in [`ops`].
+
+mod ops;
+pub use ops::ScanLimit;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Path as UrlPath, Query, Request, State};
@@ -64,6 +67,11 @@ pub struct ApiState {
     /// what is new).
     pub loads: Arc<std::sync::Mutex<report::LoadCache>>,
     pub sinks: Arc<crate::alerts::sink::SinkStats>,
+    /// Stage heartbeats and failures (`/readyz`), and the in-memory
+    /// counters `/metrics` reports.
+    pub health: Arc<crate::health::Health>,
+    /// At most this many lake scans at once; the next request gets 429.
+    pub scans: Arc<ScanLimit>,
 }
 
 /// The rows of the last report window asked for, with the state of the
@@ -94,7 +102,8 @@ impl ReportCache {
         window: Window,
     ) -> Result<Arc<Vec<crate::continuity::window::MeterRow>>, ApiError> {
         let mut cached = self.0.lock().await;
-        let commits = commits_changed(&s.data);
+        let data = s.data.clone();
+        let commits = blocking(move || Ok(commits_changed(&data))).await?;
         if let (Some(c), Some(t)) = (cached.as_ref(), commits) {
             if c.window == window && c.commits == t {
                 return Ok(c.rows.clone());
@@ -102,7 +111,7 @@ impl ReportCache {
         }
         let st = s.clone();
         let rows = Arc::new(
-            blocking(move || {
+            scan(s, move || {
                 let stored = st.stored()?;
                 report::window_rows(&stored, &st.ctx, window).map_err(ApiError::internal)
             })
@@ -152,7 +161,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(ops::RETRY_AFTER_S),
+            );
+        }
+        r
     }
 }
 
@@ -166,13 +182,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/coverage", get(get_coverage))
         .route("/certificate", get(certificate::get_certificate))
         .route("/alerts", get(get_alerts))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ops::limit_requests,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(get_dashboard))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(get_ready))
-        .route("/metrics", get(get_metrics))
+        .route("/readyz", get(ops::get_ready))
+        .route("/metrics", get(ops::get_metrics))
         .with_state(state)
 }
 
@@ -270,6 +290,29 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
+/// Runs a lake scan on the blocking pool if a scan permit is free; else
+/// 429 with Retry-After (the work is not queued: each waiting request
+/// would hold its memory and its client).
+async fn scan<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let Some(permit) = s.scans.try_acquire() else {
+        s.health.bound_hit(crate::health::Bound::ApiScans);
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "{} lake scans are running (serve --max-scans); retry in {} s",
+                s.scans.limit(),
+                ops::RETRY_AFTER_S
+            ),
+        });
+    };
+    let r = blocking(f).await;
+    drop(permit);
+    r
+}
+
 async fn get_report(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -338,7 +381,7 @@ async fn get_gaps(State(s): State<ApiState>, Query(p): Params) -> Result<Respons
     };
     let (offset, limit) = page(&p)?;
     let now = s.clock.now_micros();
-    let rows = blocking(move || {
+    let rows = scan(&s.clone(), move || {
         let stored = s.stored()?;
         report::gaps(&stored, &s.ctx, &filter, now).map_err(ApiError::internal)
     })
@@ -373,7 +416,7 @@ async fn get_coverage(State(s): State<ApiState>, Query(p): Params) -> Result<Res
             ),
         ));
     }
-    let rows = blocking(move || {
+    let rows = scan(&s.clone(), move || {
         let stored = s.stored()?;
         coverage::coverage(&stored, &s.ctx, &buckets, medium).map_err(ApiError::internal)
     })
@@ -487,7 +530,7 @@ async fn get_meter(
     valid_meter(&id)?;
     let now = s.clock.now_micros();
     let meter = id.clone();
-    let registers = blocking(move || {
+    let registers = scan(&s.clone(), move || {
         let stored = s.stored()?;
         stored
             .map_meter(&s.ctx, &meter, |series| {
@@ -539,7 +582,7 @@ async fn get_readings(
     let from = time_param(&p, "from")?.unwrap_or(i64::MIN);
     let to = time_param(&p, "to")?.unwrap_or(i64::MAX);
     let (offset, limit) = page(&p)?;
-    let rows = blocking(move || {
+    let rows = scan(&s.clone(), move || {
         let stored = s.stored()?;
         let per_series = stored
             .map_meter(&s.ctx, &id, |series| {
@@ -570,175 +613,6 @@ async fn get_readings(
     )
 }
 
-/// Ready: connected to the broker, and the journal and ledger writable.
-async fn get_ready(State(s): State<ApiState>) -> Response {
-    let mut problems = Vec::new();
-    if !s.conn.connected.load(Ordering::Relaxed) {
-        problems.push("not connected to the broker".to_string());
-    }
-    for dir in [crate::app::JOURNAL_DIR, crate::store::ledger::LEDGER_DIR] {
-        let probe = s.data.join(dir).join(".ready-probe");
-        match std::fs::write(&probe, b"ok") {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&probe);
-            }
-            Err(e) => problems.push(format!("{dir} not writable: {e}")),
-        }
-    }
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "problems": problems })),
-        )
-            .into_response()
-    }
-}
-
-/// Prometheus text exposition.
-async fn get_metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    let data = s.data.clone();
-    let stats = blocking(move || crate::app::stats(&data).map_err(ApiError::internal)).await?;
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let mut out = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, u64)>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in lines {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
-    };
-    metric(
-        "gapless_messages_total",
-        "Messages sealed, by disposition (delivered = stored + duplicate + rejected).",
-        "counter",
-        ["delivered", "stored", "duplicate", "rejected"]
-            .iter()
-            .map(|d| (format!("{{disposition=\"{d}\"}}"), n(&stats[*d])))
-            .collect(),
-    );
-    metric(
-        "gapless_readings_total",
-        "Readings sealed, by outcome.",
-        "counter",
-        ["stored", "duplicate", "conflict"]
-            .iter()
-            .map(|d| (format!("{{outcome=\"{d}\"}}"), n(&stats["readings"][*d])))
-            .collect(),
-    );
-    metric(
-        "gapless_journal_pending",
-        "Journaled messages not yet sealed in Parquet (the store's lag).",
-        "gauge",
-        vec![(String::new(), n(&stats["journal_pending"]))],
-    );
-    metric(
-        "gapless_files_sealed_total",
-        "Parquet files sealed by the commit log.",
-        "counter",
-        vec![(String::new(), n(&stats["files"]))],
-    );
-    metric(
-        "gapless_mqtt_connected",
-        "1 while connected to the broker.",
-        "gauge",
-        vec![(
-            String::new(),
-            u64::from(s.conn.connected.load(Ordering::Relaxed)),
-        )],
-    );
-    let live = &s.live;
-    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metric(
-        "gapless_meters_known",
-        "Meters tracked for silence (seen, or in the registry).",
-        "gauge",
-        vec![(String::new(), g(&live.meters_known))],
-    );
-    metric(
-        "gapless_open_gaps",
-        "Series silent past their gap threshold now (recounted every 10 s).",
-        "gauge",
-        vec![(String::new(), g(&live.open_gaps))],
-    );
-    metric(
-        "gapless_open_alerts",
-        "Alert conditions open, by kind.",
-        "gauge",
-        [
-            ("meter_silent", &live.open_meter_silent),
-            ("meter_never_seen", &live.open_meter_never_seen),
-            ("group_silent", &live.open_group_silent),
-            ("reject_burst", &live.open_reject_burst),
-        ]
-        .iter()
-        .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), g(v)))
-        .collect(),
-    );
-    metric(
-        "gapless_alerts_sealed_total",
-        "Alerts sealed into the alerts table since start.",
-        "counter",
-        vec![(String::new(), g(&live.alerts_sealed))],
-    );
-    metric(
-        "gapless_compactions_total",
-        "Dates compacted into one sorted readings file since start, and compactions that failed (retried next round).",
-        "counter",
-        vec![
-            ("{result=\"done\"}".into(), g(&live.compactions_done)),
-            ("{result=\"failed\"}".into(), g(&live.compactions_failed)),
-        ],
-    );
-    metric(
-        "gapless_witness_failures_total",
-        "Witness requests that failed since start (serve --witness; each retried with backoff).",
-        "counter",
-        vec![(String::new(), g(&live.witness_failures))],
-    );
-    metric(
-        "gapless_witness_cosigned_size",
-        "The newest ledger tree size that every witness has cosigned.",
-        "gauge",
-        vec![(String::new(), g(&live.witness_cosigned_size))],
-    );
-    let sk = &s.sinks;
-    metric(
-        "gapless_alerts_delivered_total",
-        "Alerts delivered since start, by sink.",
-        "counter",
-        vec![
-            ("{sink=\"mqtt\"}".into(), g(&sk.mqtt_delivered)),
-            ("{sink=\"webhook\"}".into(), g(&sk.webhook_delivered)),
-        ],
-    );
-    metric(
-        "gapless_webhook_given_up_total",
-        "Alerts the webhook gave up on (attempts exhausted or queue full).",
-        "counter",
-        vec![(String::new(), g(&sk.webhook_given_up))],
-    );
-    metric(
-        "gapless_webhook_failed_attempts_total",
-        "Webhook attempts that failed (each retried until given up).",
-        "counter",
-        vec![(String::new(), g(&sk.webhook_failed_attempts))],
-    );
-    metric(
-        "gapless_webhook_queue",
-        "Alerts waiting for the webhook.",
-        "gauge",
-        vec![(String::new(), g(&sk.webhook_queued))],
-    );
-    metric(
-        "gapless_mqtt_delivered_total",
-        "Messages delivered by the broker since start (before journaling).",
-        "counter",
-        vec![(String::new(), s.conn.delivered.load(Ordering::Relaxed))],
-    );
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,7 +626,7 @@ mod tests {
     const TOKEN: &str = "s3cret";
 
     /// Two water meters, hourly on 2022-07-25; M-2 misses 04:00..07:00.
-    fn data_set(dir: &std::path::Path) {
+    pub(super) fn data_set(dir: &std::path::Path) {
         let mut store = Store::open(StoreConfig::for_test(dir, 1_000)).unwrap();
         let mut seq = 0;
         for h in 0..12 {
@@ -775,8 +649,12 @@ mod tests {
         store.seal().unwrap();
     }
 
-    fn app(dir: &std::path::Path) -> Router {
-        router(ApiState {
+    pub(super) fn app(dir: &std::path::Path) -> Router {
+        router(state(dir))
+    }
+
+    pub(super) fn state(dir: &std::path::Path) -> ApiState {
+        ApiState {
             data: dir.to_owned(),
             ctx: Context::default(),
             token: TOKEN.into(),
@@ -786,10 +664,12 @@ mod tests {
             reports: Arc::default(),
             loads: Arc::default(),
             sinks: Arc::default(),
-        })
+            health: ops::health_from_disk(dir),
+            scans: ScanLimit::new(2),
+        }
     }
 
-    async fn get(
+    pub(super) async fn get(
         app: &Router,
         uri: &str,
         headers: &[(&str, &str)],
@@ -809,7 +689,7 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned(), headers)
     }
 
-    const AUTH: (&str, &str) = ("authorization", "Bearer s3cret");
+    pub(super) const AUTH: (&str, &str) = ("authorization", "Bearer s3cret");
 
     #[tokio::test]
     async fn every_endpoint_with_auth_errors_and_pages() {

@@ -35,12 +35,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::alerts::sink::{AlertSender, SinkStats, Sinks};
 use crate::clock::Clock;
 use crate::config::ServeSettings;
+use crate::health::{Bound, Health, Stage};
 use crate::journal::{
     self, Journal, JournalError, JournalRecord, JournalTail, DEFAULT_SEGMENT_BYTES,
 };
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::{LiveStats, Store, StoreError};
+
+mod failure;
+use failure::{commit_until_there_is_room, died, publish_sealed_at_start};
 
 /// Deliveries waiting for the journal. Enough for a few group commits at
 /// full broker speed (~40k msg/s × 10 ms fsync); when it is full the poll
@@ -58,6 +62,15 @@ const COMMIT_WINDOW: Duration = Duration::from_millis(5);
 /// groups commit at once, so a broker that caps in-flight messages per
 /// client (Mosquitto's default is 20) never waits on the window.
 const LINGER_MIN_GROUP: usize = 64;
+/// Ack batches waiting for the MQTT task. Each batch holds the acks of one
+/// commit (of at most [`MAX_GROUP`] deliveries) for one connection: a few
+/// hundred commits a second under load. The MQTT task takes them even
+/// while it waits to hand the journal a delivery, so this fills only if the
+/// task is stuck on the network (seconds of commits); then the journal
+/// waits before its next commit (back-pressure, counted as `ack_queue`).
+const ACK_QUEUE: usize = 4096;
+/// How often the async runtime's ticker beats for the `api` stage.
+const RUNTIME_TICK: Duration = Duration::from_secs(1);
 /// How far (in records) the store may trail the journal. The records it has
 /// not read are on disk, not in memory; the bound limits the replay after a
 /// crash and the journal's disk use.
@@ -102,8 +115,10 @@ pub enum AppError {
         #[source]
         source: io::Error,
     },
-    #[error("data directory {0} is in use by another gapless process")]
-    Locked(PathBuf),
+    #[error("data directory {path} is in use by another gapless process ({holder})")]
+    Locked { path: PathBuf, holder: String },
+    #[error("the {stage} stage died: {why} (acks stopped; the journal keeps what was acknowledged, and the restart replays it)")]
+    StageDied { stage: &'static str, why: String },
     #[error(transparent)]
     Mqtt(#[from] mqtt::MqttError),
     #[error(transparent)]
@@ -142,17 +157,42 @@ impl DataDir {
             .and_then(|mut f| f.write_all(b"ok"))
             .map_err(err)?;
         let _ = fs::remove_file(&probe);
-        let lock = OpenOptions::new()
+        let lock_path = path.join(STATE_DIR).join("lock");
+        let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
-            .open(path.join(STATE_DIR).join("lock"))
+            .open(&lock_path)
             .map_err(err)?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(AppError::Locked(path.to_owned())),
+            Err(fs::TryLockError::WouldBlock) => {
+                // The holder wrote who it is after taking the lock.
+                let holder = fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "holder unknown".into());
+                return Err(AppError::Locked {
+                    path: path.to_owned(),
+                    holder,
+                });
+            }
             Err(fs::TryLockError::Error(e)) => return Err(err(e)),
         }
+        // Name the holder for a second process that finds the lock taken.
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown host".into());
+        let holder = format!(
+            "pid {} on {host}, since {}",
+            std::process::id(),
+            crate::store::format_micros(chrono::Utc::now().timestamp_micros())
+        );
+        lock.set_len(0)
+            .and_then(|()| lock.write_all(holder.as_bytes()))
+            .map_err(err)?;
         Ok(DataDir {
             path: path.to_owned(),
             _lock: lock,
@@ -207,6 +247,7 @@ pub async fn serve_with_state(
     shutdown: watch::Receiver<bool>,
     state: Arc<ConnectionState>,
 ) -> Result<ServeReport, AppError> {
+    crate::fault::announce();
     let data = DataDir::open(&settings.store.data)?;
     crate::store::ledger::check_key_outside(
         &data.path,
@@ -222,6 +263,7 @@ pub async fn serve_with_state(
         settings.mqtt.clock = file_clock(path)?;
     }
     let clock = settings.mqtt.clock.clone();
+    let health = Arc::new(Health::new(settings.stall_limit));
 
     // Recover: sealed files first, then the journal after them (the store
     // thread's first reads are the replay).
@@ -243,22 +285,34 @@ pub async fn serve_with_state(
         journal_o_direct = journal.is_direct(),
         "store: recovered"
     );
+    // What /metrics reports, from memory from now on (the commit log is
+    // read this once).
+    publish_sealed_at_start(&health, &data.path, &store)?;
+    health
+        .durable
+        .store(durable, std::sync::atomic::Ordering::Relaxed);
 
     let options = mqtt::options(&settings.mqtt)?;
+    // rumqttc's request channel: only subscribes and the final disconnect
+    // go through it (mqtt::REQUEST_CHANNEL_CAP bounds it the same way).
     let (client, eventloop) = AsyncClient::new(options, 16);
 
     let (delivery_tx, delivery_rx) = mpsc::channel::<Delivery>(JOURNAL_QUEUE);
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckBatch>();
+    let (ack_tx, ack_rx) = mpsc::channel::<AckBatch>(ACK_QUEUE);
     let progress = Arc::new(Progress::new(durable, store.sealed_through()));
 
     let (journal_done_tx, journal_done) = oneshot::channel();
     let p = progress.clone();
+    let h = health.clone();
     std::thread::Builder::new()
         .name("gapless-journal".into())
         .spawn(move || {
-            let r = run_journal(journal, delivery_rx, ack_tx, &p);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_journal(journal, delivery_rx, ack_tx, &p, &h).map_err(AppError::from)
+            }))
+            .unwrap_or_else(|panic| Err(died(Stage::Journal, &*panic)));
             if let Err(e) = &r {
-                tracing::error!(error = %e, "journal: stopped on error; nothing after the last commit was acknowledged");
+                h.die(Stage::Journal, e.cause());
             }
             p.close();
             let _ = journal_done_tx.send(r);
@@ -273,6 +327,7 @@ pub async fn serve_with_state(
         &data.path,
         told,
         sink_stats.clone(),
+        health.clone(),
     );
     let (store_done_tx, store_done) = oneshot::channel();
     let p = progress.clone();
@@ -282,16 +337,35 @@ pub async fn serve_with_state(
         alerts: sinks.sender(),
         live: live.clone(),
         replay_through: durable,
+        health: health.clone(),
     };
     std::thread::Builder::new()
         .name("gapless-store".into())
         .spawn(move || {
             lower_priority_of_this_thread();
             let mut store = store;
-            let r = run_store(&mut store, &jdir, &p, &store_side)
-                .map(|()| (store.totals(), store.sealed_through()));
+            let h = store_side.health.clone();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_store(&mut store, &jdir, &p, &store_side).map_err(AppError::from)
+            }))
+            .unwrap_or_else(|panic| {
+                // Ingesting a batch (decode, dedup, continuity) is the
+                // decode stage; the rest is the store's.
+                let stage = if h.is_busy(Stage::Decode) {
+                    Stage::Decode
+                } else {
+                    Stage::Store
+                };
+                Err(died(stage, &*panic))
+            })
+            .map(|()| (store.totals(), store.sealed_through()));
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: stopped on error; the journal keeps every message");
+                let stage = match e {
+                    AppError::StageDied { stage: "decode", .. } => Stage::Decode,
+                    _ => Stage::Store,
+                };
+                h.die(stage, e.cause());
                 p.store_failed();
             }
             let _ = store_done_tx.send(r);
@@ -306,6 +380,18 @@ pub async fn serve_with_state(
         live.clone(),
         shutdown.clone(),
     );
+    // The runtime's own heartbeat: if blocking work held its workers, the
+    // ticker would miss its beats and /readyz would say so.
+    let ticker = {
+        let h = health.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RUNTIME_TICK);
+            loop {
+                every.tick().await;
+                h.busy(Stage::Api);
+            }
+        })
+    };
     let api = match &settings.http {
         Some((addr, token)) => {
             let api_state = crate::api::ApiState {
@@ -318,6 +404,8 @@ pub async fn serve_with_state(
                 reports: Arc::default(),
                 loads: Arc::default(),
                 sinks: sink_stats.clone(),
+                health: health.clone(),
+                scans: crate::api::ScanLimit::new(settings.max_scans),
             };
             // Bind now, so that a port in use fails the start.
             let listener = tokio::net::TcpListener::bind(addr)
@@ -325,6 +413,7 @@ pub async fn serve_with_state(
                 .map_err(|e| AppError::Internal(format!("--http {addr}: {e}")))?;
             tracing::info!(addr = %addr, "api: listening");
             let mut stop = shutdown.clone();
+            let h = health.clone();
             Some(tokio::spawn(async move {
                 let r = axum::serve(listener, crate::api::router(api_state))
                     .with_graceful_shutdown(async move {
@@ -332,7 +421,7 @@ pub async fn serve_with_state(
                     })
                     .await;
                 if let Err(e) = r {
-                    tracing::error!(error = %e, "api: stopped");
+                    h.die(Stage::Api, format!("the HTTP server stopped: {e}"));
                 }
             }))
         }
@@ -345,10 +434,18 @@ pub async fn serve_with_state(
         delivery_tx,
         ack_rx,
         state,
-        shutdown,
+        mqtt::Signals {
+            shutdown,
+            dead: health.watch_dead(),
+            health: health.clone(),
+        },
     ));
 
-    let poll_result = mqtt.await.map_err(|e| AppError::Internal(e.to_string()))?;
+    let poll_result = mqtt.await.unwrap_or_else(|e| {
+        health.die(Stage::Mqtt, format!("the MQTT task ended abnormally: {e}"));
+        Ok(())
+    });
+    ticker.abort();
     if let Some(api) = api {
         // Shutdown reached it too; a failed stage does not wait for it.
         api.abort();
@@ -375,6 +472,12 @@ pub async fn serve_with_state(
     poll_result?;
     journal_result?;
     let (totals, sealed_through) = store_result?;
+    if let Some((stage, why)) = health.dead() {
+        return Err(AppError::StageDied {
+            stage: stage.as_str(),
+            why,
+        });
+    }
     tracing::info!(
         delivered = totals.delivered,
         stored = totals.stored,
@@ -518,13 +621,24 @@ impl Progress {
     }
 
     /// Journal side: waits while the store trails by more than the lag
-    /// bound. False if the store failed.
-    fn wait_for_store(&self) -> bool {
+    /// bound (counted as the `store_lag` bound). False if the store failed.
+    fn wait_for_store(&self, health: &Health) -> bool {
         let mut s = self.lock();
+        if !s.store_failed && s.durable.saturating_sub(s.read) > MAX_STORE_LAG {
+            health.bound_hit(Bound::StoreLag);
+        }
         while !s.store_failed && s.durable.saturating_sub(s.read) > MAX_STORE_LAG {
             s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         !s.store_failed
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    fn has_store_failed(&self) -> bool {
+        self.lock().store_failed
     }
 
     /// Store side: waits up to `tick` for records beyond `read`.
@@ -547,13 +661,34 @@ impl Progress {
 fn run_journal(
     mut journal: Journal,
     mut rx: mpsc::Receiver<Delivery>,
-    acks: mpsc::UnboundedSender<AckBatch>,
+    acks: mpsc::Sender<AckBatch>,
     progress: &Progress,
+    health: &Health,
 ) -> Result<(), JournalError> {
     let mut group: Vec<Delivery> = Vec::with_capacity(MAX_GROUP);
     let mut last_commit = Instant::now();
     let mut last_group = 0;
-    while let Some(first) = rx.blocking_recv() {
+    // Hands an ack batch to the MQTT task; a full queue holds the journal
+    // back (counted), a closed one means the task is gone (those messages
+    // are durable; the broker redelivers them and they count as duplicates).
+    let send = |b: AckBatch| match acks.try_send(b) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(b)) => {
+            health.bound_hit(Bound::AckQueue);
+            health.idle(Stage::Journal);
+            let _ = acks.blocking_send(b);
+        }
+    };
+    loop {
+        health.idle(Stage::Journal);
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        if progress.has_store_failed() {
+            // The store stopped: take nothing more (not journaled, not acked).
+            return Ok(());
+        }
+        health.busy(Stage::Journal);
         group.push(first);
         if last_group >= LINGER_MIN_GROUP {
             let wait = COMMIT_WINDOW.saturating_sub(last_commit.elapsed());
@@ -573,16 +708,18 @@ fn run_journal(
             journal.append(d.received_at, &d.topic, &d.payload);
             bytes += d.payload.len() + d.topic.len();
         }
-        journal.commit()?;
+        commit_until_there_is_room(&mut journal, &rx, health, first_seq, group.len())?;
         last_commit = Instant::now();
         last_group = group.len();
         // The broker streams on its own: a full group, and more waiting
         // already, before any of its acks went out.
         let streaming = last_group >= LINGER_MIN_GROUP && !rx.is_empty();
         // The store takes these records from memory if there is room.
-        let mut records = progress
-            .handoff_has_room(bytes)
-            .then(|| Vec::with_capacity(group.len()));
+        let room = progress.handoff_has_room(bytes);
+        if !room {
+            health.bound_hit(Bound::Handoff);
+        }
+        let mut records = room.then(|| Vec::with_capacity(group.len()));
         // Durable: release the acks, grouped by connection, in order.
         let mut batch: Option<AckBatch> = None;
         for (seq, d) in (first_seq..).zip(group.drain(..)) {
@@ -590,7 +727,7 @@ fn run_journal(
                 Some(b) if b.epoch == d.epoch => b.acks.push((d.pkid, d.qos)),
                 _ => {
                     if let Some(b) = batch.take() {
-                        let _ = acks.send(b);
+                        send(b);
                     }
                     batch = Some(AckBatch {
                         epoch: d.epoch,
@@ -608,7 +745,7 @@ fn run_journal(
             }
         }
         if let Some(b) = batch {
-            let _ = acks.send(b);
+            send(b);
         }
         let committed = records.map(|records| Committed {
             records,
@@ -616,7 +753,11 @@ fn run_journal(
             bytes,
         });
         progress.set_durable(journal.next_seq() - 1, committed, streaming);
-        if !progress.wait_for_store() {
+        health
+            .durable
+            .store(journal.next_seq() - 1, std::sync::atomic::Ordering::Relaxed);
+        health.idle(Stage::Journal);
+        if !progress.wait_for_store(health) {
             // The store stopped on an error. The journal keeps everything,
             // but continuing would only grow it: take nothing more.
             return Ok(());
@@ -634,6 +775,8 @@ struct StoreSide {
     /// The journal's last record at start: deadlines wait until the replay
     /// has read it (a replayed reading is not a silence).
     replay_through: u64,
+    /// Heartbeats (store, decode) and the sealed counters for `/metrics`.
+    health: Arc<Health>,
 }
 
 /// Deadlines are checked at least this often (µs of receive time) while
@@ -658,9 +801,14 @@ fn run_store(
     // When the store last had read everything durable (nothing unread is
     // older). Not yet while a replay waits: that is read first, unyielding.
     let mut caught_up = (side.replay_through <= store.sealed_through()).then(Instant::now);
+    let health = &side.health;
     loop {
+        // Waiting at most STORE_TICK for the journal, so it beats at least
+        // that often while alive.
+        health.busy(Stage::Store);
         let read = tail.next_seq() - 1;
         let view = progress.wait_for_journal(read, STORE_TICK);
+        health.busy(Stage::Store);
         let JournalView {
             durable, closed, ..
         } = view;
@@ -687,7 +835,9 @@ fn run_store(
                 }
             };
             // The next commit from memory if the journal left it there,
-            // else from the disk.
+            // else from the disk. Decoding is its own stage: a payload that
+            // takes long to decode shows there.
+            health.busy(Stage::Decode);
             let upto = match progress.take_committed(tail.next_seq()) {
                 Ok(c) => {
                     let last = c.records.last().map_or(read, |r| r.seq);
@@ -704,6 +854,7 @@ fn run_store(
                     upto
                 }
             };
+            health.idle(Stage::Decode);
             progress.set_read(upto);
             if upto >= durable {
                 caught_up = Some(Instant::now());
@@ -714,7 +865,7 @@ fn run_store(
             store.tick_alerts(side.clock.now_micros());
         }
         if store.is_seal_due(Instant::now()) {
-            seal(store, journal_dir, side)?;
+            seal(store, journal_dir, side, progress)?;
         }
         if gaps_counted.is_none_or(|t| t.elapsed() >= OPEN_GAPS_EVERY) {
             gaps_counted = Some(Instant::now());
@@ -725,7 +876,7 @@ fn run_store(
             side.live.set_alerts(&store.alert_stats());
         }
     }
-    seal(store, journal_dir, side)
+    seal(store, journal_dir, side, progress)
 }
 
 /// Whether the store, having read through `read` and last been caught up
@@ -739,7 +890,12 @@ fn store_yields(view: JournalView, read: u64, behind_for: Duration) -> bool {
         && behind_for < YIELD_MAX
 }
 
-fn seal(store: &mut Store, journal_dir: &Path, side: &StoreSide) -> Result<(), StoreError> {
+fn seal(
+    store: &mut Store,
+    journal_dir: &Path,
+    side: &StoreSide,
+    progress: &Progress,
+) -> Result<(), StoreError> {
     let sealed = store.seal()?;
     let told = store.take_told();
     if !told.is_empty() {
@@ -756,7 +912,13 @@ fn seal(store: &mut Store, journal_dir: &Path, side: &StoreSide) -> Result<(), S
             .alerts_sealed
             .fetch_add(told.len() as u64, std::sync::atomic::Ordering::Relaxed);
         side.live.set_alerts(&store.alert_stats());
-        side.alerts.send(told);
+        // A full sink waits, unless the service is stopping.
+        side.alerts
+            .send(told, &|| progress.is_closed() || side.health.is_dead());
+    }
+    if let Some(m) = &sealed {
+        side.health.sealed.add_commit(m.files.len());
+        side.health.sealed.publish(&m.totals, m.last_seq);
     }
     if let Some(m) = sealed {
         tracing::info!(
@@ -1062,6 +1224,7 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
     };
     let (ctx, ctx_key) =
         crate::config::query_context(q.config.as_deref(), q.registry.as_deref()).map_err(usage)?;
+    let ctx_key = args.audit_key.clone().or(ctx_key);
     if let Some(g) = &args.group {
         // Before anything is written: a group only the registry names.
         if !crate::report::certificate::is_registry_group(&ctx, g) {
@@ -1210,6 +1373,23 @@ mod tests {
             Some(None),
             "10 is on the disk only"
         );
+    }
+
+    /// The journal waiting on a store that trails past MAX_STORE_LAG is
+    /// released when the store fails (it used to wait forever when the
+    /// store thread panicked), and the wait is counted as back-pressure.
+    #[test]
+    fn a_failed_store_releases_the_journal_waiting_at_the_lag_bound() {
+        let p = Arc::new(Progress::new(0, 0));
+        let health = Arc::new(Health::default());
+        p.set_durable(MAX_STORE_LAG + 10, None, false);
+        let (p2, h2) = (p.clone(), health.clone());
+        let waiter = std::thread::spawn(move || p2.wait_for_store(&h2));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "waits while the store trails");
+        p.store_failed();
+        assert!(!waiter.join().unwrap(), "released, told the store failed");
+        assert_eq!(health.bound_hits(Bound::StoreLag), 1);
     }
 
     /// A streaming commit starts a burst, which holds for [`BURST_HOLDS`]

@@ -265,6 +265,11 @@ pub struct ReportArgs {
     /// closed gaps (a separate Parquet file, every row flagged `estimated`).
     #[arg(long)]
     pub estimate: bool,
+    /// The key that signs the ledger the report's Parquet is entered in
+    /// (as `serve --audit-key`) [default: `audit_key` of --config, else
+    /// DATA/_state/audit.key].
+    #[arg(long)]
+    pub audit_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +362,14 @@ pub struct ServeArgs {
     /// Connection attempts at start before giving up [default: 5].
     #[arg(long)]
     pub connect_attempts: Option<u32>,
+    /// Seconds a busy stage may go without a heartbeat before /readyz
+    /// answers 503 naming it [default: 60].
+    #[arg(long)]
+    pub stall_limit: Option<u64>,
+    /// Lake scans (report, gaps, coverage, meter, readings) the API runs at
+    /// once; the next request gets 429 with Retry-After [default: 2].
+    #[arg(long)]
+    pub max_scans: Option<usize>,
     /// Meter registry (CSV) for the live gap detection [default: the config's `registry`].
     #[arg(long)]
     pub registry: Option<PathBuf>,
@@ -404,6 +417,8 @@ impl From<ServeArgs> for ServeFlags {
             compact_every_s: a.compact_every,
             compact_grace_s: a.compact_grace,
             connect_attempts: a.connect_attempts,
+            stall_limit_s: a.stall_limit,
+            max_scans: a.max_scans,
             registry: a.registry,
             audit_key: a.audit_key,
             audit_key_in_data: a.audit_key_in_data,

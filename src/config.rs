@@ -24,6 +24,9 @@ pub const DEFAULT_COMPACT_EVERY_S: f64 = 600.0;
 /// How long after a UTC date ends it is compacted (seconds): readings of
 /// the last minutes still arrive.
 pub const DEFAULT_COMPACT_GRACE_S: u64 = 3600;
+/// Lake scans the API runs at once (`--max-scans`): one per core of a
+/// small gateway box, leaving the ingest path its share.
+pub const DEFAULT_MAX_SCANS: usize = 2;
 
 /// The TOML file users write (`--config FILE`). Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +45,10 @@ pub struct FileConfig {
     pub compact_every_s: Option<f64>,
     pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
+    /// `--stall-limit`: seconds a busy stage may go without a heartbeat.
+    pub stall_limit_s: Option<u64>,
+    /// `--max-scans`: lake scans the API runs at once.
+    pub max_scans: Option<usize>,
     /// Pin a payload format to topics: `[[formats]] filter = "lora/#" format = "chirpstack"`.
     #[serde(default)]
     pub formats: Vec<FormatPinConfig>,
@@ -84,6 +91,8 @@ pub struct ServeFlags {
     pub compact_every_s: Option<f64>,
     pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
+    pub stall_limit_s: Option<u64>,
+    pub max_scans: Option<usize>,
     pub registry: Option<PathBuf>,
     pub audit_key: Option<PathBuf>,
     /// `--audit-key-in-data`: a signing key inside the data directory is fine.
@@ -119,6 +128,10 @@ pub struct ServeSettings {
     pub audit_key_in_data: bool,
     /// Witnesses that cosign each new checkpoint.
     pub witnesses: Vec<crate::witness::client::WitnessTarget>,
+    /// A busy stage without a heartbeat for this long makes `/readyz` 503.
+    pub stall_limit: Duration,
+    /// Lake scans the API runs at once (the next request gets 429).
+    pub max_scans: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -346,9 +359,25 @@ impl ServeSettings {
             .map(|w| crate::witness::client::WitnessTarget::parse(w))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| invalid("--witness", m))?;
+        let stall_limit = flags
+            .stall_limit_s
+            .or(file.stall_limit_s)
+            .unwrap_or(crate::health::DEFAULT_STALL_LIMIT_S);
+        if stall_limit == 0 {
+            return Err(invalid("--stall-limit", "must be at least 1 second"));
+        }
+        let max_scans = flags
+            .max_scans
+            .or(file.max_scans)
+            .unwrap_or(DEFAULT_MAX_SCANS);
+        if max_scans == 0 {
+            return Err(invalid("--max-scans", "must be at least 1"));
+        }
         Ok(ServeSettings {
             audit_key_in_data: flags.audit_key_in_data,
             witnesses,
+            stall_limit: Duration::from_secs(stall_limit),
+            max_scans,
             http,
             sinks,
             clock_file: flags.clock_file,

@@ -165,6 +165,18 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
+    /// `fdatasync` failed: what was written may not be on the disk, and
+    /// after a failed fsync the kernel's state of the file is unknown, so
+    /// this is never retried (the journal stops; the restart reads what is
+    /// really there).
+    #[error(
+        "journal fdatasync of {path} failed: {source} (nothing of this commit was acknowledged)"
+    )]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("journal segment {path} is damaged at byte {offset}: {what} (this is not the newest segment, so it is not a torn write; refusing to continue)")]
     Corrupt {
         path: PathBuf,
@@ -177,6 +189,16 @@ pub enum JournalError {
         expected: u64,
         found: u64,
     },
+}
+
+impl JournalError {
+    /// The disk (or the user's quota) is full: the commit can be retried
+    /// as it is once there is room (its bytes are still in the buffer, and
+    /// the journal's position did not move).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, JournalError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
@@ -370,17 +392,31 @@ impl Journal {
             r => r,
         }
         .map_err(io_err(&self.path))?;
-        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.sync().map_err(|source| JournalError::Sync {
+            path: self.path.clone(),
+            source,
+        })?;
         self.segment_len = at + end as u64;
         self.buf.clear();
         if self.segment_len >= self.max_segment_bytes {
+            // The commit is durable; a failure from here on leaves the
+            // journal consistent (still the full segment, or the new one),
+            // so that a retried commit continues correctly.
             let path = segment_path(&self.dir, self.next_seq);
             (self.file, self.direct) = open_for_writing(&path)?;
-            sync_dir(&self.dir)?;
             self.path = path;
             self.segment_len = 0;
+            sync_dir(&self.dir)?;
         }
         Ok(())
+    }
+
+    /// `fdatasync` of the active segment (or the fault seam's EIO).
+    fn sync(&self) -> io::Result<()> {
+        if crate::fault::strikes(crate::fault::Point::JournalFsync) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.file.sync_data()
     }
 
     /// Whether the active segment is written with `O_DIRECT`.

@@ -45,6 +45,10 @@
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
 //!   shutdown; `gapless stats`, `report`, `gaps` and `alerts`.
+//! - [`health`]: every stage's heartbeat, the first fatal failure (which
+//!   stops the acks and the service), bounds hit, and the in-memory
+//!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
+//!   only by two environment variables together).
 //! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
 //!   system or manual time for receive stamps.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
@@ -64,6 +68,8 @@ pub mod config;
 pub mod continuity;
 pub mod decode;
 pub mod demo;
+pub mod fault;
+pub mod health;
 pub mod journal;
 pub mod mqtt;
 pub mod progress;

@@ -101,6 +101,18 @@ pub struct ConnectionState {
     pub acked: AtomicU64,
 }
 
+/// What tells the MQTT task to stop, and where it reports.
+pub struct Signals {
+    /// Becomes true on SIGTERM/SIGINT: stop taking messages, send the acks
+    /// of what the journal still makes durable, disconnect.
+    pub shutdown: watch::Receiver<bool>,
+    /// Becomes true when a stage died: stop taking messages and stop
+    /// acking at once (nothing may be acked that may not be stored), and
+    /// disconnect; the broker redelivers what was not acked.
+    pub dead: watch::Receiver<bool>,
+    pub health: Arc<crate::health::Health>,
+}
+
 /// Builds client options from settings.
 pub fn options(s: &MqttSettings) -> Result<MqttOptions, MqttError> {
     let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
@@ -141,8 +153,12 @@ pub fn install_crypto_provider() {
 /// Connects, subscribes, forwards publishes to the journal and sends the
 /// acks of durable ones, until `shutdown` fires; then stops taking messages,
 /// sends the acks of what the journal still makes durable (until it closes
-/// `durable`), and disconnects cleanly. Fails only if the broker cannot be
-/// reached at start.
+/// `durable`), and disconnects cleanly. When a stage dies it stops at once,
+/// without another ack. Fails only if the broker cannot be reached at start.
+///
+/// Handing a delivery to a full journal queue waits (the broker holds what
+/// we do not take) while still sending the acks of durable batches and
+/// watching both signals.
 ///
 /// Acks are written straight to the connection, a whole durable batch per
 /// flush, in arrival order: one write per batch instead of one per message,
@@ -153,10 +169,16 @@ pub async fn run(
     mut eventloop: EventLoop,
     client: AsyncClient,
     to_journal: mpsc::Sender<Delivery>,
-    mut durable: mpsc::UnboundedReceiver<AckBatch>,
+    mut durable: mpsc::Receiver<AckBatch>,
     state: Arc<ConnectionState>,
-    mut shutdown: watch::Receiver<bool>,
+    signals: Signals,
 ) -> Result<(), MqttError> {
+    use crate::health::{Bound, Stage};
+    let Signals {
+        mut shutdown,
+        mut dead,
+        health,
+    } = signals;
     let addr = format!("{}:{}", settings.host, settings.port);
     let mut ever_connected = false;
     let mut failures = 0u32;
@@ -170,6 +192,10 @@ pub async fn run(
     let mut journal_open = true;
 
     loop {
+        if *dead.borrow() {
+            tracing::error!("mqtt: a stage died; no more messages taken, no more acks");
+            break;
+        }
         if to_journal.is_some() && *shutdown.borrow() {
             to_journal = None;
             tracing::info!("mqtt: shutting down, no new messages taken; flushing acks");
@@ -177,8 +203,10 @@ pub async fn run(
         if to_journal.is_none() && !journal_open {
             break;
         }
+        health.idle(Stage::Mqtt);
         let event = tokio::select! {
             biased;
+            _ = dead.changed() => continue,
             changed = shutdown.changed(), if to_journal.is_some() => {
                 if changed.is_err() {
                     // Nobody can ask us to stop any more: stop now rather
@@ -191,7 +219,8 @@ pub async fn run(
             batch = durable.recv(), if ready && journal_open => {
                 match batch {
                     Some(b) => {
-                        send_acks(&mut eventloop, &state, b, epoch).await;
+                        health.busy(Stage::Mqtt);
+                        send_acks(&mut eventloop, &state, b, epoch, &health).await;
                     }
                     None => journal_open = false,
                 }
@@ -199,6 +228,7 @@ pub async fn run(
             }
             ev = eventloop.poll() => ev,
         };
+        health.busy(Stage::Mqtt);
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 ever_connected = true;
@@ -247,12 +277,39 @@ pub async fn run(
                     // delivers it again next time.
                     continue;
                 };
-                if tx
-                    .send(into_delivery(p, epoch, &settings.clock))
-                    .await
-                    .is_err()
-                {
-                    // The journal stopped (on an error): take nothing more.
+                let delivery = into_delivery(p, epoch, &settings.clock);
+                let permit = match tx.try_reserve() {
+                    Ok(permit) => Some(permit),
+                    Err(mpsc::error::TrySendError::Closed(())) => None,
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        // The journal's queue is full: wait for room (the
+                        // broker holds what follows), acking what becomes
+                        // durable meanwhile, and hearing both signals.
+                        health.bound_hit(Bound::JournalQueue);
+                        health.idle(Stage::Mqtt);
+                        loop {
+                            tokio::select! {
+                                biased;
+                                _ = dead.changed() => break None,
+                                changed = shutdown.changed() => {
+                                    if changed.is_err() || *shutdown.borrow() {
+                                        tracing::info!("mqtt: shutting down while the journal's queue is full; this message is not acked (the broker delivers it again)");
+                                        break None;
+                                    }
+                                }
+                                batch = durable.recv(), if journal_open => match batch {
+                                    Some(b) => send_acks(&mut eventloop, &state, b, epoch, &health).await,
+                                    None => journal_open = false,
+                                },
+                                permit = tx.reserve() => break permit.ok(),
+                            }
+                        }
+                    }
+                };
+                let handed = permit.map(|permit| permit.send(delivery)).is_some();
+                if !handed {
+                    // The journal stopped, a stage died, or shutdown: take
+                    // nothing more (what was not journaled is not acked).
                     to_journal = None;
                 }
             }
@@ -279,8 +336,10 @@ pub async fn run(
                     });
                 }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection error");
+                health.idle(Stage::Mqtt);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
+                    _ = dead.changed() => {}
                     changed = shutdown.changed(), if to_journal.is_some() => {
                         if changed.is_err() {
                             to_journal = None;
@@ -314,7 +373,14 @@ async fn send_acks(
     state: &ConnectionState,
     batch: AckBatch,
     epoch: u64,
+    health: &crate::health::Health,
 ) {
+    if health.is_dead() {
+        // A stage died: nothing more is acked (the broker redelivers these
+        // after the restart, which replays the journal; the copies count
+        // as duplicates).
+        return;
+    }
     if batch.epoch != epoch {
         tracing::debug!(
             stale = batch.acks.len(),

@@ -10,6 +10,7 @@ mod audit;
 mod certificate;
 mod continuity;
 mod dashboard;
+mod faults;
 mod ingest;
 mod ops;
 mod readme;

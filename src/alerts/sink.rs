@@ -13,10 +13,15 @@
 //!   up to `webhook_attempts`, from a queue of at most `webhook_queue`
 //!   alerts (beyond, the oldest is given up). Give-ups are counted in the
 //!   metrics and logged as errors: never silent.
+//!
+//! Each sink takes alerts from a bounded channel ([`ALERT_CHANNEL`]); the
+//! MQTT sink holds at most [`MQTT_QUEUE`] alerts and stops taking more
+//! beyond. A full channel holds the store back (counted as the
+//! `alert_queue` bound): never a drop.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +39,16 @@ pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
 pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
 /// One webhook request may take this long.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Alerts waiting in the channel from the store to one sink. Alerts are
+/// state changes (a storm of silent meters becomes one group alert), a
+/// seal tells at most a few hundred; a sink drains the channel into its own
+/// queue at once, so this fills only if the sink's queue is full too.
+/// Then the store waits (it seals later; acks do not wait for it).
+const ALERT_CHANNEL: usize = 1024;
+/// Alerts the MQTT sink holds in memory at most (one in flight at a time;
+/// a broker away for long builds this up): beyond, it stops taking from its
+/// channel.
+const MQTT_QUEUE: usize = 10_000;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -163,19 +178,33 @@ fn read_cursor(path: &Path) -> Option<u64> {
 }
 
 /// Write-then-rename: the cursor is a hint for at-least-once delivery, so
-/// it is not fsynced (a lost update re-sends, never skips).
+/// it is not fsynced (a lost update re-sends, never skips). File I/O: on
+/// the multi-threaded runtime the worker hands its other tasks (the MQTT
+/// keep-alive, the acks) to the others while it writes, so a slow disk
+/// delays only this sink.
 fn write_cursor(path: &Path, seq: u64) {
-    let tmp = path.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, seq.to_string()).and_then(|()| std::fs::rename(&tmp, path))
-    {
-        tracing::warn!(path = %path.display(), error = %e, "alerts: cannot save a sink cursor");
+    let write = || {
+        let tmp = path.with_extension("tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, seq.to_string()).and_then(|()| std::fs::rename(&tmp, path))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "alerts: cannot save a sink cursor");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
     }
 }
 
 /// The sinks, running: `send` hands them what the store sealed.
 pub struct Sinks {
-    senders: Vec<mpsc::UnboundedSender<Arc<Told>>>,
+    senders: Vec<mpsc::Sender<Arc<Told>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where a full channel is counted.
+    health: Arc<crate::health::Health>,
     /// Tells the sinks to stop retrying (when `finish`'s grace is over).
     stop: watch::Sender<bool>,
 }
@@ -189,12 +218,14 @@ impl Sinks {
         data: &Path,
         told: Vec<Told>,
         stats: Arc<SinkStats>,
+        health: Arc<crate::health::Health>,
     ) -> Sinks {
         let (stop, shutdown) = watch::channel(false);
         let mut sinks = Sinks {
             senders: Vec::new(),
             tasks: Vec::new(),
             stop,
+            health: health.clone(),
         };
         if settings.mqtt.is_none() && settings.webhook.is_none() {
             return sinks;
@@ -218,7 +249,7 @@ impl Sinks {
             (path, backlog)
         };
         if let Some(m) = &settings.mqtt {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(ALERT_CHANNEL);
             let (path, backlog) = resume("mqtt");
             let mut o = ingest.clone();
             if let Some(b) = &m.broker {
@@ -235,14 +266,15 @@ impl Sinks {
                 path,
                 stats.clone(),
                 shutdown.clone(),
+                health.clone(),
             );
             sinks.senders.push(tx);
             sinks.tasks.push(tokio::spawn(task));
         }
         if let Some(w) = &settings.webhook {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(ALERT_CHANNEL);
             let (path, backlog) = resume("webhook");
-            let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown);
+            let task = webhook_sink(w.clone(), backlog, rx, path, stats, shutdown, health);
             sinks.senders.push(tx);
             sinks.tasks.push(tokio::spawn(task));
         }
@@ -251,7 +283,14 @@ impl Sinks {
 
     /// A sender the store thread can use.
     pub fn sender(&self) -> AlertSender {
-        AlertSender(self.senders.clone())
+        AlertSender {
+            sinks: self
+                .senders
+                .iter()
+                .map(|tx| (tx.clone(), Arc::new(AtomicBool::new(false))))
+                .collect(),
+            health: Some(self.health.clone()),
+        }
     }
 
     /// Lets the sinks deliver what they hold (every sender must be gone:
@@ -277,15 +316,50 @@ impl Sinks {
 
 /// Hands sealed alerts to every sink (from any thread).
 #[derive(Clone, Default)]
-pub struct AlertSender(Vec<mpsc::UnboundedSender<Arc<Told>>>);
+pub struct AlertSender {
+    /// Each sink's channel, and whether this run stopped handing it alerts
+    /// (see `send`).
+    sinks: Vec<(mpsc::Sender<Arc<Told>>, Arc<AtomicBool>)>,
+    health: Option<Arc<crate::health::Health>>,
+}
 
 impl AlertSender {
-    pub fn send(&self, alerts: Vec<super::Alert>) {
+    /// Hands the alerts to every sink (the store thread calls this, never
+    /// the async runtime). A full channel waits for room: back-pressure on
+    /// the store. Only when `give_up()` says so (the service is stopping)
+    /// does it stop waiting; that sink then gets nothing more in this run,
+    /// so its cursor stays before the alerts it missed and the next start
+    /// sends them from the alerts table.
+    pub fn send(&self, alerts: Vec<super::Alert>, give_up: &dyn Fn() -> bool) {
         for a in alerts {
             let json = a.to_json().to_string();
             let t = Arc::new(Told { alert: a, json });
-            for s in &self.0 {
-                let _ = s.send(t.clone());
+            for (tx, abandoned) in &self.sinks {
+                if abandoned.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let mut t = t.clone();
+                let mut counted = false;
+                loop {
+                    match tx.try_send(t) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        Err(mpsc::error::TrySendError::Full(back)) => {
+                            if !counted {
+                                counted = true;
+                                if let Some(h) = &self.health {
+                                    h.bound_hit(crate::health::Bound::AlertQueue);
+                                }
+                            }
+                            if give_up() {
+                                tracing::warn!(alert_seq = back.alert.seq, "alerts: a sink is full at shutdown; it resumes from the alerts table on the next start");
+                                abandoned.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            t = back;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
             }
         }
     }
@@ -309,15 +383,19 @@ pub fn topic_for(prefix: &str, t: &Told) -> String {
     format!("{prefix}/{}/{subject}", t.alert.kind.as_str())
 }
 
+// Each argument is one thing the task owns; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn mqtt_sink(
     settings: MqttSettings,
     prefix: String,
     backlog: Vec<Arc<Told>>,
-    mut rx: mpsc::UnboundedReceiver<Arc<Told>>,
+    mut rx: mpsc::Receiver<Arc<Told>>,
     cursor: PathBuf,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
+    health: Arc<crate::health::Health>,
 ) {
+    use crate::health::Stage;
     let mut o = match crate::mqtt::options(&settings) {
         Ok(o) => o,
         Err(e) => {
@@ -334,7 +412,8 @@ async fn mqtt_sink(
     let mut open = true;
     let mut backoff = BACKOFF_MIN;
     loop {
-        while let Ok(t) = rx.try_recv() {
+        while queue.len() < MQTT_QUEUE {
+            let Ok(t) = rx.try_recv() else { break };
             if t.alert.seq > last_queued {
                 last_queued = t.alert.seq;
                 queue.push_back(t);
@@ -344,6 +423,7 @@ async fn mqtt_sink(
             if !open {
                 break;
             }
+            health.idle(Stage::Alerts);
             // Idle: keep the connection serviced (pings) while waiting.
             let idle = async {
                 match conn.as_mut() {
@@ -368,10 +448,16 @@ async fn mqtt_sink(
         };
         let topic = topic_for(&prefix, &t);
         let (client, el) = conn.get_or_insert_with(|| AsyncClient::new(o.clone(), 16));
+        health.busy(Stage::Alerts);
+        // Bounded like a webhook attempt, so that a broker that takes the
+        // connection but never acks cannot hold the sink forever.
         let r = tokio::select! {
-            r = publish_one(client, el, &topic, t.json.clone()) => r,
+            r = tokio::time::timeout(WEBHOOK_TIMEOUT, publish_one(client, el, &topic, t.json.clone())) => {
+                r.unwrap_or_else(|_| Err("timed out".into()))
+            }
             _ = shutdown.wait_for(|s| *s) => break,
         };
+        health.idle(Stage::Alerts);
         match r {
             Ok(()) => {
                 queue.pop_front();
@@ -419,11 +505,13 @@ async fn publish_one(
 async fn webhook_sink(
     w: WebhookSink,
     backlog: Vec<Arc<Told>>,
-    mut rx: mpsc::UnboundedReceiver<Arc<Told>>,
+    mut rx: mpsc::Receiver<Arc<Told>>,
     cursor: PathBuf,
     stats: Arc<SinkStats>,
     mut shutdown: watch::Receiver<bool>,
+    health: Arc<crate::health::Health>,
 ) {
+    use crate::health::Stage;
     let mut queue: VecDeque<Arc<Told>> = VecDeque::new();
     let mut last_queued = 0;
     let mut open = true;
@@ -474,12 +562,17 @@ async fn webhook_sink(
             }
             continue;
         };
+        // Each attempt is bounded (WEBHOOK_TIMEOUT) and runs in this
+        // sink's own task: a slow receiver delays neither the MQTT sink nor
+        // the store (which only hands alerts over) nor any ack.
+        health.busy(Stage::Alerts);
         let result = tokio::select! {
             r = tokio::time::timeout(WEBHOOK_TIMEOUT, post(&w, Bytes::from(t.json.clone()))) => {
                 r.unwrap_or_else(|_| Err("timed out".into()))
             }
             _ = shutdown.wait_for(|s| *s) => break,
         };
+        health.idle(Stage::Alerts);
         match result {
             Ok(status) if (200..300).contains(&status) => {
                 queue.pop_front();
@@ -610,7 +703,7 @@ mod tests {
             attempts: 2,
         };
         let stats = Arc::new(SinkStats::default());
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(ALERT_CHANNEL);
         let (_stop_tx, stop) = watch::channel(false);
         // Four alerts into a queue of two: the oldest two are given up at
         // once, the other two after two attempts each.
@@ -620,7 +713,15 @@ mod tests {
         drop(tx);
         tokio::time::timeout(
             Duration::from_secs(20),
-            webhook_sink(w, backlog, rx, cursor.clone(), stats.clone(), stop),
+            webhook_sink(
+                w,
+                backlog,
+                rx,
+                cursor.clone(),
+                stats.clone(),
+                stop,
+                Arc::default(),
+            ),
         )
         .await
         .expect("the sink ends once its queue is empty and its sender gone");

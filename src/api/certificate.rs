@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{blocking, inline_hash, medium_param, window_param, ApiError, ApiState, Params};
+use super::{inline_hash, medium_param, scan, window_param, ApiError, ApiState, Params};
 use crate::continuity::window::Status;
 use crate::report::certificate::{self, CertificateError, CertificateRequest};
 use crate::report::ReportFilter;
@@ -36,9 +36,11 @@ pub(super) async fn get_certificate(
         ..CertificateRequest::default()
     };
     let now = s.clock.now_micros();
-    let html = blocking(move || {
-        let stored = s.stored()?;
-        certificate::document(&s.data, &stored, &s.ctx, window, req, now).map_err(|e| match e {
+    // A lake scan like the report's: under the same limit.
+    let st = s.clone();
+    let html = scan(&s, move || {
+        let stored = st.stored()?;
+        certificate::document(&st.data, &stored, &st.ctx, window, req, now).map_err(|e| match e {
             CertificateError::NoSuchGroup(_) | CertificateError::TooLarge { .. } => {
                 ApiError::bad("group", e)
             }

@@ -56,6 +56,10 @@ pub async fn serve(
         reports: Arc::default(),
         loads: Arc::default(),
         sinks: Arc::default(),
+        health: Arc::new(crate::health::Health::new(std::time::Duration::from_secs(
+            crate::health::DEFAULT_STALL_LIMIT_S,
+        ))),
+        scans: crate::api::ScanLimit::new(crate::config::DEFAULT_MAX_SCANS),
     };
     let addr = listener.local_addr()?;
     let mut stop = crate::app::shutdown_on_signals()?;

@@ -153,22 +153,66 @@ pub struct CheckpointFacts {
     pub note: String,
 }
 
-/// A witness's cosignature on the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A witness's cosignature on the checkpoint, as stored beside it
+/// (`_ledger/checkpoints/<size>.<key id>.cosig`, schemas/AUDIT.md).
+#[derive(Debug, Clone)]
 pub struct Cosignature {
+    /// The tree size it cosigned: the newest cosigned checkpoint at or
+    /// below the newest checkpoint (a command that commits, such as the
+    /// report itself, makes a newer one that no witness has seen yet).
+    pub size: u64,
     pub witness: String,
     pub key_id: String,
-    /// When the witness signed (RFC 3339), if its cosignature says.
+    /// When the witness signed (RFC 3339), as its cosignature says.
     pub signed_at: Option<String>,
-    pub verified: bool,
 }
 
-/// HOOK (witness cosignatures): the cosignatures witnesses returned for
-/// `checkpoint`. There are no witnesses yet, so there are none; the
-/// witness work fills this in (reading them from where it keeps them and
-/// verifying each), and the certificate shows whatever it returns.
-pub fn cosignatures(_data: &Path, _checkpoint: &CheckpointFacts) -> Vec<Cosignature> {
-    Vec::new()
+/// The cosignatures of the newest checkpoint, at or below `checkpoint`,
+/// that witnesses cosigned. The page shows them as claims: only the
+/// witness's own key can check one (`gapless audit verify --witness KEY`,
+/// which the page tells), and the page is not given it. A file that is not
+/// a cosignature line is left out here and found by `audit verify`.
+pub fn cosignatures(data: &Path, checkpoint: &CheckpointFacts) -> Vec<Cosignature> {
+    let dir = data
+        .join(crate::store::ledger::LEDGER_DIR)
+        .join(crate::store::ledger::CHECKPOINTS_DIR);
+    let Ok(names) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let all: Vec<Cosignature> = names
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (size, _) = name.strip_suffix(".cosig")?.split_once('.')?;
+            let size: u64 = size.parse().ok().filter(|s| *s <= checkpoint.size)?;
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            parse_cosignature_line(size, text.lines().next()?)
+        })
+        .collect();
+    let newest = all.iter().map(|c| c.size).max();
+    let mut out: Vec<Cosignature> = all.into_iter().filter(|c| Some(c.size) == newest).collect();
+    out.sort_by(|a, b| a.witness.cmp(&b.witness));
+    out
+}
+
+/// `— NAME BASE64(key id (4) ‖ time (8, big-endian) ‖ signature (64))`.
+fn parse_cosignature_line(size: u64, line: &str) -> Option<Cosignature> {
+    let (name, blob) = line.strip_prefix("\u{2014} ")?.split_once(' ')?;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
+    if blob.len() != 4 + 8 + 64 {
+        return None;
+    }
+    let time = i64::from_be_bytes(blob[4..12].try_into().ok()?);
+    let signed_at = chrono::DateTime::from_timestamp(time, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    Some(Cosignature {
+        size,
+        witness: name.to_owned(),
+        key_id: hex::encode(&blob[..4]),
+        signed_at,
+    })
 }
 
 /// What the verification box shows.

@@ -558,24 +558,24 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
     }
     out.push_str("<dt>Cosignatures</dt><dd>");
     if v.cosignatures.is_empty() {
-        out.push_str("none (no witness cosigns this ledger yet)");
+        out.push_str("none: no witness has cosigned this checkpoint");
     } else {
         for c in &v.cosignatures {
             let _ = write!(
                 out,
-                "<div class=\"cosig\" data-witness=\"{}\">{} · key id <code>{}</code>{} · {}</div>",
+                "<div class=\"cosig\" data-witness=\"{}\" data-size=\"{}\">{} · key id <code>{}</code> · \
+                 cosigned the tree of {} entries (every file below with a ledger # under {}){} · \
+                 check it with the witness's key: <code>gapless audit verify --witness KEY</code></div>",
                 esc(&c.witness),
+                c.size,
                 esc(&c.witness),
                 esc(&c.key_id),
+                c.size,
+                c.size,
                 c.signed_at
                     .as_deref()
-                    .map(|t| format!(" · {}", esc(t)))
+                    .map(|t| format!(" · cosigned {}", esc(t)))
                     .unwrap_or_default(),
-                if c.verified {
-                    "<span class=\"ok\">✓ verified</span>"
-                } else {
-                    "<span class=\"bad\">✗ not verified</span>"
-                }
             );
         }
     }

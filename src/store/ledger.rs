@@ -331,14 +331,25 @@ pub struct AuditKey {
 
 impl AuditKey {
     /// Loads `DATA/_state/audit.key` (or `configured`), creating it on
-    /// first use (only in the default place: a configured key that is
-    /// missing is an error, not a new key).
+    /// first use: only in the default place (a configured key that is
+    /// missing is an error, not a new key), and only for a ledger that has
+    /// no checkpoint yet. A ledger signed by a key kept elsewhere never
+    /// gets a second key beside its data: a command run without that key
+    /// is refused, naming the flag.
     pub fn load_or_create(data: &Path, configured: Option<&Path>) -> Result<AuditKey, LedgerError> {
         let path = key_path(data, configured);
         match fs::read_to_string(&path) {
             Ok(text) => AuditKey::from_hex(text.trim())
                 .map_err(|e| LedgerError::Bad(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound && configured.is_none() => {
+                if has_checkpoint(data) {
+                    return Err(LedgerError::Bad(format!(
+                        "{} is signed by a key that is not in {}: give its file (--audit-key FILE, \
+                         or audit_key in --config); a new key would sign checkpoints no auditor trusts",
+                        data.join(LEDGER_DIR).display(),
+                        path.display()
+                    )));
+                }
                 match AuditKey::generate(&path) {
                     Ok(_) => {}
                     // Another writer made it first: use theirs.
@@ -394,6 +405,13 @@ impl AuditKey {
         blob.extend_from_slice(&sig.to_bytes());
         format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
     }
+}
+
+/// Whether `DATA/_ledger` holds a signed checkpoint.
+fn has_checkpoint(data: &Path) -> bool {
+    fs::read_dir(data.join(LEDGER_DIR).join(CHECKPOINTS_DIR)).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".txt"))))
+    })
 }
 
 /// Where the signing key is: `configured`, else `DATA/_state/audit.key`.
@@ -724,6 +742,13 @@ mod tests {
             w.checkpoint(&key).unwrap();
         }
         assert_eq!(ledger.checkpoints().unwrap().len(), 1);
+        // Signed now: with its key gone (kept elsewhere, say), no second
+        // key is made beside the data.
+        let key_file = tmp.path().join("_state").join(KEY_FILE);
+        fs::remove_file(&key_file).unwrap();
+        let e = AuditKey::load_or_create(tmp.path(), None).err().unwrap();
+        assert!(e.to_string().contains("--audit-key"), "{e}");
+        assert!(!key_file.exists());
         // The head is derived: without it, or with a wrong one, the writer
         // rebuilds the tree from the entries.
         let head = |l: &Ledger| {

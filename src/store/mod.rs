@@ -600,6 +600,9 @@ impl Store {
         for dir in w.dirs.keys() {
             sync_dir(dir)?;
         }
+        if crate::fault::strikes(crate::fault::Point::SealPanic) {
+            panic!("fault injection: seal-panic (files written, commit not)");
+        }
         let files = w.files;
 
         let mut totals = self.sealed_totals;

@@ -16,7 +16,7 @@ use crate::support::*;
 
 const T0: &str = "2026-03-02T06:00:00Z";
 
-fn at(minutes: i64) -> String {
+pub(crate) fn at(minutes: i64) -> String {
     let t0 = chrono::DateTime::parse_from_rfc3339(T0).unwrap();
     (t0 + chrono::Duration::minutes(minutes))
         .to_utc()
@@ -24,16 +24,16 @@ fn at(minutes: i64) -> String {
 }
 
 /// The service's clock: the file it reads "now" from.
-struct TestClock(std::path::PathBuf);
+pub(crate) struct TestClock(pub(crate) std::path::PathBuf);
 
 impl TestClock {
-    fn new(dir: &Path) -> TestClock {
+    pub(crate) fn new(dir: &Path) -> TestClock {
         let c = TestClock(dir.join("now.txt"));
         c.set(0);
         c
     }
 
-    fn set(&self, minutes: i64) {
+    pub(crate) fn set(&self, minutes: i64) {
         let tmp = self.0.with_extension("tmp");
         std::fs::write(&tmp, at(minutes)).unwrap();
         std::fs::rename(&tmp, &self.0).unwrap();
@@ -44,14 +44,14 @@ impl TestClock {
 
 /// Alerts as a subscriber to `gapless/alerts/#` receives them.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Value)>>>);
+pub(crate) struct Received(Arc<Mutex<Vec<(String, Value)>>>);
 
 impl Received {
-    fn all(&self) -> Vec<(String, Value)> {
+    pub(crate) fn all(&self) -> Vec<(String, Value)> {
         self.0.lock().unwrap().clone()
     }
 
-    fn wait_len(&self, n: usize, what: &str) -> Vec<(String, Value)> {
+    pub(crate) fn wait_len(&self, n: usize, what: &str) -> Vec<(String, Value)> {
         wait_for(what, Duration::from_secs(20), || {
             let all = self.all();
             (all.len() >= n).then_some(all)
@@ -60,7 +60,7 @@ impl Received {
 }
 
 /// Subscribes to the alert topics (QoS 1) and collects what arrives.
-fn subscribe_alerts(port: u16) -> Received {
+pub(crate) fn subscribe_alerts(port: u16) -> Received {
     let got = Received::default();
     let out = got.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -138,7 +138,7 @@ fn webhook_server() -> (String, Received) {
     (url, got)
 }
 
-fn reading(meter: &str, minutes: i64, value: u64) -> Vec<u8> {
+pub(crate) fn reading(meter: &str, minutes: i64, value: u64) -> Vec<u8> {
     serde_json::json!({
         "meter_id": meter, "medium": "heat", "register": "energy", "unit": "kWh",
         "value": value.to_string(), "ts": at(minutes),
@@ -147,7 +147,7 @@ fn reading(meter: &str, minutes: i64, value: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn config(dir: &Path) -> String {
+pub(crate) fn config(dir: &Path) -> String {
     let path = dir.join("gapless.toml");
     std::fs::write(
         &path,

@@ -20,7 +20,7 @@ fn native(meter: &str, value: &str, ts: &str, seq: u64) -> Vec<u8> {
 /// `n` single-reading native messages spread over `meters` meters (topic
 /// `meters/<tag>/<meter>`), each reading a distinct (meter, time) with a
 /// distinct value.
-fn stream(n: usize, meters: usize, tag: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn stream(n: usize, meters: usize, tag: &str) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
             let meter = format!("{tag}-{:03}", i % meters);
@@ -41,7 +41,7 @@ fn ts_of(i: usize) -> String {
 }
 
 /// Every reading key (meter|register|ts) in `readings`, with its count.
-fn reading_keys(data: &Path) -> HashMap<String, usize> {
+pub(crate) fn reading_keys(data: &Path) -> HashMap<String, usize> {
     let b = read_table(data, "readings");
     let m = column_strings(&b, "meter_id");
     let r = column_strings(&b, "register");
@@ -74,7 +74,7 @@ fn assert_receipts_contiguous(data: &Path, delivered: u64) {
     );
 }
 
-fn assert_balanced(s: &serde_json::Value) {
+pub(crate) fn assert_balanced(s: &serde_json::Value) {
     let n = |k: &str| s[k].as_u64().unwrap();
     assert_eq!(
         n("delivered"),
@@ -613,6 +613,8 @@ fn second_instance_on_same_data_is_refused() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("in use"), "{err}");
+    // Issue 18: the refusal names the holder.
+    assert!(err.contains(&format!("pid {} on ", g.pid())), "{err}");
     assert_eq!(g.terminate(), Some(0));
 }
 

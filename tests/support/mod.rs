@@ -202,7 +202,9 @@ impl Mosquitto {
         Mosquitto::start_with(dir, "", "")
     }
 
-    fn start_with(dir: &Path, head: &str, tail: &str) -> Mosquitto {
+    /// A broker with `head` before and `tail` after the standard config
+    /// (a later setting overrides an earlier one).
+    pub fn start_with(dir: &Path, head: &str, tail: &str) -> Mosquitto {
         let port = free_port();
         let dir = dir.join("mosquitto");
         fs::create_dir_all(&dir).unwrap();
@@ -259,6 +261,15 @@ impl Mosquitto {
         wait_for("mosquitto to listen", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
+    }
+
+    /// SIGKILL: the broker crashes (it keeps what it last autosaved,
+    /// every second here).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Stops the broker gracefully (it saves its persistence file).
@@ -399,6 +410,34 @@ impl Gapless {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until the process exits by itself; its exit code (None: a
+    /// signal). Fails the test past `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gapless did not exit within {timeout:?}\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The environment of the next `restart` (replacing what was given).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     /// Whether the process is still running.

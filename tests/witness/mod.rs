@@ -252,6 +252,35 @@ fn witnessed_ledger_refuses_rollback_and_fork_and_verify_needs_it() {
         out.contains("--files-only: OK") && out.contains("cosigned by 1 of 1"),
         "{out}"
     );
+    // The outage certificate shows the cosignature (the report is signed
+    // with the key kept outside the data; without it, no second key is
+    // made beside the data: the command is refused). On a copy: the
+    // report's own checkpoint is one the witness has not seen.
+    let cert_data = tmp.path().join("certificate");
+    copy_dir(&data, &cert_data);
+    let d = cert_data.display().to_string();
+    let cert = [
+        "report",
+        "--data",
+        &d,
+        "--from",
+        "2022-07-25",
+        "--to",
+        "2022-07-26",
+    ];
+    let (code, _, err) = run_gapless(&[&cert[..], &["--format", "html"]].concat(), MIN);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--audit-key"), "{err}");
+    assert!(!cert_data.join("_state/audit.key").exists());
+    let (code, html, err) = run_gapless(
+        &[&cert[..], &["--format", "html", "--audit-key", &key_flag]].concat(),
+        MIN,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        html.contains("data-witness=\"auditor.example/w1\""),
+        "the certificate names the witness"
+    );
     let wkey_file = tmp.path().join("witness.vkey");
     fs::write(&wkey_file, format!("{}\n", witness.vkey)).unwrap();
     let python = python_verifier(&data, &pubkey, &wkey_file);
