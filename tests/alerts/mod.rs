@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
-use crate::api::http_get;
 use crate::support::*;
 
 const T0: &str = "2026-03-02T06:00:00Z";

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::Digest as _;
 
-use crate::api::http_get;
 use crate::support::*;
 
 const TOKEN: &str = "cert-token-5c1e";

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::api::http_get;
 use crate::support::*;
 
 const TOKEN: &str = "dash-token-7f3a";

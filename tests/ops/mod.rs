@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::api::http_get;
 use crate::support::*;
 
 const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ops");

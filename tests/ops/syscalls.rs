@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::tool;
-use crate::api::http_get;
+use crate::support::http_get;
 use crate::support::*;
 
 /// The system calls of `systemd-analyze syscall-filter GROUP`, groups

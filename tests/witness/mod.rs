@@ -3,7 +3,6 @@
 //! C2SP tlog-witness protocol, and `audit verify --witness` over the result.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -90,28 +89,12 @@ impl Drop for Witness {
 
 /// One `add-checkpoint` POST: (status, content type, body).
 fn add_checkpoint(port: u16, body: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST /add-checkpoint HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let (status, head, body) = http_request(port, "POST", "/add-checkpoint", &[], body);
     let ctype = head
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
+        .find_map(|l| l.strip_prefix("content-type: ").map(str::to_owned))
         .unwrap_or_default();
-    (status, ctype, body.to_owned())
+    (status, ctype, body)
 }
 
 fn readings(from: i64, to: i64) -> Vec<(String, Vec<u8>)> {
@@ -434,7 +417,7 @@ fn a_down_witness_never_blocks_ingest_and_cosigning_catches_up() {
     publish_all(broker.port, &readings(0, 30));
     g.wait_readings(30, MIN);
     let metric = |name: &str| -> u64 {
-        let (_, m) = crate::api::http_get(http, "/metrics", None);
+        let (_, m) = crate::support::http_get(http, "/metrics", None);
         m.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .unwrap_or_else(|| panic!("{name} not in /metrics:\n{m}"))
