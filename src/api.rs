@@ -313,12 +313,8 @@ async fn scan<T: Send + 'static>(
     r
 }
 
-async fn get_report(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    let window = window_param(&p)?;
+/// `medium` and `status`: which rows a report (or a certificate) lists.
+fn filter_params(p: &HashMap<String, String>) -> Result<ReportFilter, ApiError> {
     let status = p
         .get("status")
         .map(|v| {
@@ -330,10 +326,19 @@ async fn get_report(
             })
         })
         .transpose()?;
-    let filter = ReportFilter {
-        medium: medium_param(&p)?,
+    Ok(ReportFilter {
+        medium: medium_param(p)?,
         status,
-    };
+    })
+}
+
+async fn get_report(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let window = window_param(&p)?;
+    let filter = filter_params(&p)?;
     let csv = match p.get("format").map(String::as_str) {
         Some("csv") => true,
         Some("json") => false,

@@ -6,32 +6,16 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{inline_hash, medium_param, scan, window_param, ApiError, ApiState, Params};
-use crate::continuity::window::Status;
+use super::{filter_params, inline_hash, scan, window_param, ApiError, ApiState, Params};
 use crate::report::certificate::{self, CertificateError, CertificateRequest};
-use crate::report::ReportFilter;
 
 pub(super) async fn get_certificate(
     State(s): State<ApiState>,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     let window = window_param(&p)?;
-    let status = p
-        .get("status")
-        .map(|v| {
-            Status::parse(v).ok_or_else(|| {
-                ApiError::bad(
-                    "status",
-                    format!("{v:?} is not anomalous, silent, open, bridged or complete"),
-                )
-            })
-        })
-        .transpose()?;
     let req = CertificateRequest {
-        filter: ReportFilter {
-            medium: medium_param(&p)?,
-            status,
-        },
+        filter: filter_params(&p)?,
         group: p.get("group").cloned(),
         ..CertificateRequest::default()
     };
