@@ -9,4 +9,5 @@ mod api;
 mod audit;
 mod continuity;
 mod dashboard;
+mod hostile;
 mod ingest;
