@@ -6,3 +6,4 @@ mod bad_input;
 mod corpus;
 mod pipe;
 pub mod props;
+mod state;
