@@ -320,6 +320,7 @@ fn check_ledger(data: &[u8]) {
         let _ = ledger.checkpoints();
         let _ = ledger.writer().map(|w| w.next_index());
     }
-    let key = gapless::store::ledger::AuditKey::from_hex(&"11".repeat(32)).expect("a key");
-    let _ = gapless::audit::verify(tmp.path(), Some(&key.verifier()), &|_, _, _| {});
+    // The directory's own key (`_state/audit.key`, when the input has one),
+    // so that the seeds' checkpoints verify and the fuzzer gets past them.
+    let _ = gapless::audit::verify(tmp.path(), None, &|_, _, _| {});
 }
