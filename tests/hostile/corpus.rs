@@ -49,7 +49,7 @@ fn fuzz_corpus_replays_clean() {
     assert!(
         failed.is_empty(),
         "{} of {total} corpus inputs break a property (reproduce one with \
-         `cargo fuzz run --fuzz-dir tools/fuzz TARGET FILE`):\n{}",
+         `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tools/fuzz -O -a -s none TARGET FILE`):\n{}",
         failed.len(),
         failed.join("\n")
     );
