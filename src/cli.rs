@@ -528,4 +528,9 @@ pub struct BenchIngestArgs {
     /// costs (acked and sealed rates, same broker, same run).
     #[arg(long)]
     pub compare_ledger: bool,
+    /// Make this share of the messages (in %) hostile, each rejected with
+    /// its bytes: hostile exponents, deep nesting, invalid UTF-8, malformed
+    /// JSON, huge numbers, in turn. What bad input costs the good.
+    #[arg(long, default_value_t = 0.0)]
+    pub hostile_percent: f64,
 }

@@ -1,5 +1,6 @@
 //! The `gapless` binary: parse flags, build settings, run, and map errors
-//! to an exit code in one place (0 ok, 1 failure, 2 bad usage).
+//! to an exit code in one place (0 ok, 1 failure, 2 bad usage, 141 output
+//! closed early: `gapless stats | head`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use gapless::cli::{Cli, Command};
 use gapless::config::{ServeSettings, PASSWORD_ENV};
 
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         let default = match cli.command {
@@ -298,15 +300,43 @@ fn now() -> i64 {
 fn query(r: Result<String, gapless::app::CommandError>) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     match r {
-        Ok(out) => {
-            // A closed pipe (`| head`) is not an error worth a message.
-            let _ = std::io::stdout().write_all(out.as_bytes());
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(out) => match std::io::stdout().write_all(out.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                Ok(ExitCode::from(BROKEN_PIPE_EXIT))
+            }
+            r => r.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        },
         Err(gapless::app::CommandError::Usage(m)) => {
             eprintln!("gapless: {m}");
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Exit status when stdout or stderr is closed before we are done writing
+/// (`gapless stats | head`): 128 + SIGPIPE, what a shell reports for a tool
+/// that SIGPIPE ended, so `set -o pipefail` scripts see what they see with
+/// coreutils.
+const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Rust ignores SIGPIPE, so `println!` into a closed pipe panics ("failed
+/// printing to stdout: Broken pipe"). A reader that stopped reading is not
+/// a bug: leave quietly with [`BROKEN_PIPE_EXIT`] instead of a panic
+/// message, whichever command (or thread) was printing. Every other panic
+/// goes to the default hook as before.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(i32::from(BROKEN_PIPE_EXIT));
+        }
+        default(info);
+    }));
 }

@@ -266,11 +266,42 @@ pub fn format_fixed(scaled: i128, decimals: u8) -> String {
 /// with an exponent, the digits that remain after applying it), at most 9.
 pub fn fraction_digits(text: &str) -> u8 {
     let (mantissa, exp) = match text.find(['e', 'E']) {
-        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().unwrap_or(0)),
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().unwrap_or(0)),
         None => (text, 0),
     };
-    let frac = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i32);
-    (frac - exp).clamp(0, VALUE_SCALE as i32) as u8
+    let frac = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i64);
+    frac.saturating_sub(exp).clamp(0, i64::from(VALUE_SCALE)) as u8
+}
+
+/// Largest exponent magnitude a decimal literal may carry (`1e100`,
+/// `5e-100`). Every value DECIMAL(38, 9) holds is written with a far smaller
+/// one; the bound is checked on the exponent's digits before any arithmetic,
+/// so a value costs O(its length) whatever it claims (`0e200000000`).
+pub const MAX_EXPONENT: u32 = 100;
+
+/// Part of the rejection reason for an exponent beyond [`MAX_EXPONENT`].
+pub const EXPONENT_OUT_OF_RANGE: &str = "exponent out of range";
+
+/// Reads an exponent (`[+-]digits`) bounded by [`MAX_EXPONENT`]: `Ok(None)`
+/// when it is not a decimal integer, `Err(())` when it is out of range. The
+/// digits are only compared, never multiplied past the bound.
+fn parse_exponent(s: &str) -> Result<Option<i64>, ()> {
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let mut e: i64 = 0;
+    for d in digits.bytes() {
+        e = e * 10 + i64::from(d - b'0');
+        if e > i64::from(MAX_EXPONENT) {
+            return Err(());
+        }
+    }
+    Ok(Some(if neg { -e } else { e }))
 }
 
 fn parse_scaled(text: &str) -> Result<i128, String> {
@@ -285,12 +316,15 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
         _ => (false, text),
     };
     let (mantissa, exp) = match rest.find(['e', 'E']) {
-        Some(i) => {
-            let e: i32 = rest[i + 1..]
-                .parse()
-                .map_err(|_| err("not a decimal number"))?;
-            (&rest[..i], e)
-        }
+        Some(i) => match parse_exponent(&rest[i + 1..]) {
+            Ok(Some(e)) => (&rest[..i], e),
+            Ok(None) => return Err(err("not a decimal number")),
+            Err(()) => {
+                return Err(err(&format!(
+                    "{EXPONENT_OUT_OF_RANGE} (more than {MAX_EXPONENT} in magnitude)"
+                )))
+            }
+        },
         None => (rest, 0),
     };
     let (int_part, frac_part) = match mantissa.find('.') {
@@ -307,7 +341,8 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
     }
     // digits = int_part ++ frac_part, value = digits * 10^(exp - frac_len)
     let digits = int_part.bytes().chain(frac_part.bytes());
-    let shift = exp - frac_part.len() as i32 + VALUE_SCALE as i32;
+    // |exp| <= MAX_EXPONENT and a length fits i64: no overflow here.
+    let shift = exp - frac_part.len() as i64 + i64::from(VALUE_SCALE);
     let mut acc: i128 = 0;
     let mut significant = 0usize;
     let all: Vec<u8> = digits.collect();
@@ -337,7 +372,9 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
         }
         acc = acc * 10 + (d - b'0') as i128;
     }
-    if shift > 0 {
+    // Zero stays zero (no loop); anything else exceeds 10^38 after at most
+    // 38 multiplications, so this loop is bounded by 38, not by `shift`.
+    if shift > 0 && acc != 0 {
         for _ in 0..shift {
             acc = acc.checked_mul(10).ok_or_else(|| err("too large"))?;
             if acc > MAX_SCALED_ABS {
@@ -453,6 +490,39 @@ mod tests {
         ] {
             assert!(Decimal::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    /// Issue 18 item 1: `0e200000000` spun 200 M times in the scaling loop
+    /// (seconds of CPU for one value) and `1e-2147483648` overflowed
+    /// `exp - frac_len + 9` (a panic in debug, a wrap in release). The
+    /// exponent is bounded before any arithmetic now.
+    #[test]
+    fn hostile_exponents_are_rejected_at_once_without_overflow() {
+        for bad in [
+            "0e200000000",
+            "0E200000000",
+            "1e-2147483648",
+            "0.5e-2147483648",
+            "-0e2147483647",
+            "1e2147483647",
+            "1e99999999999999999999",
+            "0e-99999999999999999999",
+            "1e101",
+            "0e-101",
+        ] {
+            let why = Decimal::parse(bad).expect_err(bad);
+            assert!(why.contains("exponent out of range"), "{bad}: {why}");
+        }
+        // Within the bound, values keep parsing as before.
+        assert_eq!(Decimal::parse("0e100").unwrap().scaled(), 0);
+        assert_eq!(Decimal::parse("1e-9").unwrap().scaled(), 1);
+        assert_eq!(Decimal::parse("1e+3").unwrap().scaled(), 1_000_000_000_000);
+        assert!(Decimal::parse("1e100").unwrap_err().contains("too large"));
+        assert!(Decimal::parse("1e-100")
+            .unwrap_err()
+            .contains("more than 9 decimal places"));
+        assert_eq!(fraction_digits("1e-2147483648"), VALUE_SCALE as u8);
+        assert_eq!(fraction_digits("1.5e2147483647"), 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod certificate;
 mod continuity;
 mod dashboard;
 mod faults;
+mod hostile;
 mod ingest;
 mod ops;
 mod readme;

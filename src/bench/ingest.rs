@@ -117,6 +117,12 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         "bench ingest: broker {host}:{port}, {} messages per run",
         args.messages
     );
+    if args.hostile_percent > 0.0 {
+        println!(
+            "{} % of the messages hostile (rejected with their bytes; the rates count them)",
+            args.hostile_percent
+        );
+    }
     for &mode in &args.mode {
         let case = Case {
             mode,
@@ -141,6 +147,9 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             for rep in 0..args.repeat.max(1) {
                 let run = format!("{}-{mode:?}-{k}-{rep}", std::process::id());
                 let payloads = make_payloads(args.messages, k, &run);
+                let hostile = make_hostile(&payloads, args.hostile_percent);
+                let payloads = hostile.payloads;
+                let hostile = hostile.count;
                 let data = match &args.data {
                     Some(d) => d.join(format!("run-{run}")),
                     None => std::env::temp_dir().join(format!("gapless-bench-{run}")),
@@ -157,7 +166,14 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     };
                     let r = on_workers(
                         rt,
-                        gapless_run(case.clone(), run, payloads.clone(), data.clone(), ledger),
+                        gapless_run(
+                            case.clone(),
+                            run,
+                            payloads.clone(),
+                            hostile,
+                            data.clone(),
+                            ledger,
+                        ),
                     );
                     let _ = std::fs::remove_dir_all(&data);
                     r
@@ -331,6 +347,60 @@ fn make_payloads(n: usize, k: usize, run: &str) -> Payloads {
         .into()
 }
 
+/// A run's messages with some made hostile, and how many.
+struct WithHostile {
+    payloads: Payloads,
+    count: u64,
+}
+
+/// Replaces `percent` % of the messages, spread evenly (never the first),
+/// with hostile ones of about the same size, each class in turn.
+fn make_hostile(clean: &Payloads, percent: f64) -> WithHostile {
+    if percent <= 0.0 {
+        return WithHostile {
+            payloads: clean.clone(),
+            count: 0,
+        };
+    }
+    let stride = (100.0 / percent.min(100.0)).max(1.0);
+    let mut out: Vec<Bytes> = clean.to_vec();
+    let mut count = 0u64;
+    let mut next = stride;
+    while (next as usize) < out.len() {
+        let i = next as usize;
+        out[i] = hostile_payload(count as usize, out[i].len());
+        count += 1;
+        next += stride;
+    }
+    WithHostile {
+        payloads: out.into(),
+        count,
+    }
+}
+
+/// Hostile message number `n` of about `len` bytes.
+fn hostile_payload(n: usize, len: usize) -> Bytes {
+    let ts = "2022-07-25T00:00:00Z";
+    let value = |v: &str| {
+        format!(
+            r#"{{"meter_id":"HOSTILE-{n}","medium":"water","unit":"m3","value":{v},"ts":"{ts}"}}"#
+        )
+    };
+    let depth = (len / 2).clamp(200, 10_000);
+    let p = match n % 5 {
+        0 => value("0e200000000").into_bytes(),
+        1 => format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes(),
+        2 => {
+            let mut p = value("1").into_bytes();
+            p[14] = 0xff;
+            p
+        }
+        3 => value("1").into_bytes()[..len.clamp(10, 60)].to_vec(),
+        _ => value(&"9".repeat(len.clamp(50, 10_000))).into_bytes(),
+    };
+    Bytes::from(p)
+}
+
 fn topic_filter(run: &str, who: &str) -> String {
     format!("bench/{run}/{who}/#")
 }
@@ -499,6 +569,7 @@ async fn gapless_run(
     case: Case,
     run: String,
     payloads: Payloads,
+    hostile: u64,
     data: PathBuf,
     ledger: bool,
 ) -> anyhow::Result<(Duration, Duration, CpuUse)> {
@@ -547,11 +618,13 @@ async fn gapless_run(
     let _ = stop_tx.send(true);
     let report = service.await??;
     let sealed = start.elapsed();
-    if report.totals.readings_stored != payloads.len() as u64 * count_readings(&payloads[0]) {
+    // The first message is never hostile (see `make_hostile`).
+    let expected = (payloads.len() as u64 - hostile) * count_readings(&payloads[0]);
+    if report.totals.readings_stored != expected || report.totals.rejected != hostile {
         bail!(
-            "gapless stored {} readings, expected {}",
+            "gapless stored {} readings and rejected {} messages, expected {expected} and {hostile}",
             report.totals.readings_stored,
-            payloads.len() as u64 * count_readings(&payloads[0])
+            report.totals.rejected,
         );
     }
     Ok((acked, sealed, cpu))

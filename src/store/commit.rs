@@ -174,7 +174,17 @@ impl CommitLog {
                     expected,
                 });
             }
-            expected = m.last_seq + 1;
+            // A commit covers first_seq..=last_seq (none when last_seq is
+            // first_seq - 1); anything else is not a manifest we wrote.
+            expected = match m.last_seq.checked_add(1) {
+                Some(next) if next >= m.first_seq => next,
+                _ => {
+                    return Err(CommitError::Bad {
+                        path: p,
+                        why: format!("receipts {}..={} are not a range", m.first_seq, m.last_seq),
+                    })
+                }
+            };
             self.names.push(name.clone());
             self.manifests.push(m);
         }
@@ -212,6 +222,37 @@ pub fn write(data: &Path, m: &Manifest) -> Result<(), CommitError> {
 
 #[cfg(test)]
 mod tests {
+    /// Found writing the commit-log fuzz property: a manifest whose
+    /// `last_seq` is u64::MAX overflowed `last_seq + 1` (a panic in debug),
+    /// and one whose receipts ran backwards was accepted.
+    #[test]
+    fn a_manifest_whose_receipts_are_not_a_range_is_refused() {
+        let manifest = |commit, first_seq, last_seq| Manifest {
+            commit,
+            first_seq,
+            last_seq,
+            sealed_at: "2026-01-01T00:00:00Z".into(),
+            writer: "test".into(),
+            files: Vec::new(),
+            counts: Counters::default(),
+            totals: Counters::default(),
+        };
+        for log in [
+            vec![manifest(1, 1, u64::MAX)],
+            vec![manifest(1, 1, 12), manifest(2, 13, 5)],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().join(COMMITS_DIR);
+            std::fs::create_dir_all(&d).unwrap();
+            for m in &log {
+                let path = manifest_path(dir.path(), m.commit);
+                std::fs::write(path, serde_json::to_vec(m).unwrap()).unwrap();
+            }
+            let e = read_all(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("are not a range"), "{log:?}: {e}");
+        }
+    }
+
     use super::*;
 
     fn manifest(commit: u64, first_seq: u64, last_seq: u64) -> Manifest {

@@ -14,6 +14,7 @@ pub mod commit;
 pub mod compact;
 pub mod dedup;
 pub mod ledger;
+mod state_file;
 pub mod tables;
 pub mod tiles;
 
@@ -319,14 +320,7 @@ impl Store {
         }
         // Registry meters never seen are judged from the first start.
         let since_path = state.join(ALERTS_SINCE_FILE);
-        let since = match fs::read_to_string(&since_path) {
-            Ok(s) => s.trim().parse::<i64>().unwrap_or(now),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::write(&since_path, now.to_string()).map_err(io_err(&since_path))?;
-                now
-            }
-            Err(e) => return Err(io_err(&since_path)(e)),
-        };
+        let since = state_file::read_or_init_micros(&since_path, now)?;
         self.alerts.track_registry(since);
         let told =
             crate::alerts::table::read_files(&self.alert_files).map_err(|why| StoreError::Io {
