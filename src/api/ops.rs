@@ -410,6 +410,36 @@ mod tests {
         assert_eq!(code, StatusCode::OK, "{body}");
     }
 
+    /// A lake scan runs off the async worker: on a runtime with one
+    /// thread, a task beside a 300 ms scan still runs every 10 ms (the MQTT
+    /// keep-alive and the acks are such tasks). Run on the worker, the
+    /// scan would hold it, and the ticker would not tick at all meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_scan_leaves_the_async_worker_free() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = state(tmp.path());
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let t = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(10));
+            loop {
+                every.tick().await;
+                t.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        tokio::task::yield_now().await;
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        super::super::scan(&st, || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+        ticker.abort();
+        assert!(during >= 10, "the ticker ticked {during} times in 300 ms");
+    }
+
     /// With MAX_API_REQUESTS in progress, one more /api/v1 request is 429;
     /// health and metrics are still answered.
     #[tokio::test]

@@ -84,7 +84,9 @@ impl DemoWitness {
              gapless witness --listen 127.0.0.1:7380 --state {w}/state --key {w}/witness.key --name demo.auditor/witness --origin {}={} &\n  \
              gapless audit verify --data {d} --pubkey {w}/log.vkey --witness http://127.0.0.1:7380=$(cat {w}/witness.vkey)\n\
              The same ledger as a C2SP tlog-tiles log, for standard tools (origin {}):\n  \
-             python3 -m http.server -d {d}/_ledger/tlog 8080   # then GET /checkpoint, /tile/0/000, /tile/entries/000",
+             python3 -m http.server -d {d}/_ledger/tlog 8080   # then GET /checkpoint, /tile/0/000, /tile/entries/000\n\
+             (Each `gapless report` enters its own file in the ledger under a checkpoint no witness has seen: \
+             after one, `--witness` says so until a serve with --witness has it cosigned.)",
             self.target.key.name, self.origin, self.log_vkey, self.origin
         );
         Ok(())

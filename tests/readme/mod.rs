@@ -281,6 +281,14 @@ fn readme_commands_parse_and_run() {
                     assert!(mode & 0o111 != 0, "tools/test.sh is not executable");
                     None
                 }
+                // Long runs of other tools, documented: that the script is
+                // there (its targets build in tests/hostile's corpus replay).
+                ["cargo", "install", "cargo-fuzz"] => None,
+                ["tools/fuzz/run.sh", ..] => {
+                    let script = Path::new(ROOT).join("tools/fuzz/run.sh");
+                    assert!(script.exists(), "{line}: no tools/fuzz/run.sh");
+                    None
+                }
                 ["mosquitto_pub", rest @ ..] => {
                     let mut cmd = Command::new("mosquitto_pub");
                     cmd.args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
