@@ -5,7 +5,10 @@
 //!
 //! # Layout
 //!
-//! The pipeline, in data-flow order (each stage only knows the ones before it):
+//! The pipeline, in data-flow order. The imports do not follow it
+//! everywhere yet: the store still runs decode, the live continuity engine
+//! and the alert engine, and a few modules reach later ones for a constant
+//! or a helper (`app::STATE_DIR`, `store::format_micros`, …).
 //!
 //! ```text
 //!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log + ledger ──▶ report, api
@@ -24,7 +27,8 @@
 //!   store reads from; assigns receipt numbers.
 //! - [`store`]: receipts, readings, rejects and gaps → sealed Parquet files,
 //!   commit manifests and the audit ledger (canonical row hashes, RFC 6962
-//!   tree, Ed25519-signed checkpoints); the duplicate index; recovery;
+//!   tree, Ed25519-signed checkpoints, the same tree as a C2SP tlog-tiles
+//!   log); the duplicate index; recovery;
 //!   compaction (each ended date's readings files merged into one sorted
 //!   run for scans, checked against them by `audit verify`).
 //! - [`continuity`]: pure: the rules (gaps, sequence counters, register
@@ -35,7 +39,7 @@
 //!   that deliver what was sealed (MQTT, webhook) from their cursors.
 //! - [`report`]: queries over the sealed `readings` (outage report, gaps,
 //!   estimates, coverage per time bucket) and their rendering (table, JSON,
-//!   CSV, Parquet).
+//!   CSV, Parquet, and the outage certificate: printable HTML per group).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
 //! - [`witness`]: `gapless witness` (a C2SP tlog-witness an auditor runs)
@@ -54,7 +58,7 @@
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline; `--serve` then
 //!   serves the API and dashboard on its data.
-//! - [`bench`]: `gapless bench ingest`.
+//! - [`bench`]: `gapless bench ingest`, `report`, `live-state`, `alerts`.
 //! - [`progress`]: progress bars of long commands, on a terminal only.
 
 pub mod alerts;
