@@ -46,14 +46,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::from(2));
                     }
                 };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let shutdown = gapless::app::shutdown_on_signals()?;
+            until_signal(|shutdown| async move {
                 gapless::app::serve(settings, shutdown).await?;
-                Ok(ExitCode::SUCCESS)
+                Ok(())
             })
         }
         Command::Stats { data } => {
@@ -186,14 +181,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let shutdown = gapless::app::shutdown_on_signals()?;
+            until_signal(|shutdown| async move {
                 gapless::witness::server::run(cfg, shutdown).await?;
-                Ok(ExitCode::SUCCESS)
+                Ok(())
             })
         }
         Command::Audit(gapless::cli::AuditCommand::Keygen { out }) => {
@@ -290,6 +280,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs a server on two worker threads until SIGINT/SIGTERM (the
+/// receiver turns true), then exits 0 once it has stopped.
+fn until_signal<F, Fut>(server: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let shutdown = gapless::app::shutdown_on_signals()?;
+        server(shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn now() -> i64 {
