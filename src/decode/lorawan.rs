@@ -645,7 +645,7 @@ mod tests {
     #[test]
     fn conformance_samples() {
         let text = include_str!("../../tests/fixtures/conformance/lorawan_samples.json");
-        let all: Value = serde_json::from_str(&text).unwrap();
+        let all: Value = serde_json::from_str(text).unwrap();
         let recv = us("2026-07-11T10:50:30Z");
         let cfg = DecodeConfig::default();
         let cases = [

@@ -450,27 +450,25 @@ fn malformed_payloads_are_rejected_with_reason_and_bytes() {
 }
 
 /// Issue 2, test 6: wmbusmeters samples over the real broker: every line
-/// yields readings or a precise rejection. Our own samples always; the
-/// shared conformance set when it is present.
+/// yields readings or a precise rejection: our own samples and the shared
+/// conformance set (vendored in `tests/fixtures/conformance/`).
 #[test]
 fn wmbusmeters_samples_yield_readings_or_precise_rejections() {
     let ours = include_str!("../fixtures/decode/wmbusmeters_samples.jsonl");
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance/wmbusmeters_samples.jsonl");
+    let shared = include_str!("../fixtures/conformance/wmbusmeters_samples.jsonl");
     let mut lines: Vec<String> = ours
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(String::from)
         .collect();
     let ours_n = lines.len();
-    if let Ok(text) = std::fs::read_to_string(&shared) {
-        // The harness placeholder stands for the receive time.
-        lines.extend(
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| l.replace("1111-11-11T11:11:11Z", "2026-07-11T10:50:30Z")),
-        );
-    }
+    // The harness placeholder stands for the receive time.
+    lines.extend(
+        shared
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.replace("1111-11-11T11:11:11Z", "2026-07-11T10:50:30Z")),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
