@@ -4,14 +4,11 @@
 //! its footer's row root, which the ledger signs; recomputing them is what
 //! the full verify adds).
 
-use std::fs;
 use std::path::Path;
 
-use bytes::Bytes;
 use parquet::file::metadata::ParquetMetaDataReader;
-use sha2::{Digest, Sha256};
 
-use super::{FileOutcome, Finding, Verification};
+use super::{check_footer, read_checked, FileOutcome, Finding, Verification};
 use crate::store::ledger::LedgerEntry;
 
 /// Size, SHA-256, footer ledger index and row root, and the row count the
@@ -24,47 +21,18 @@ pub(super) fn verify_footer(data: &Path, e: &LedgerEntry) -> FileOutcome {
             what,
         })
     };
-    let bytes = match fs::read(data.join(&e.path)) {
-        Ok(b) => Bytes::from(b),
-        Err(err) => {
-            find(format!(
-                "ledger entry {}: file missing or unreadable ({err})",
-                e.index
-            ));
-            return o;
-        }
+    let Some(bytes) = read_checked(data, e, &mut find) else {
+        return o;
     };
-    let len = bytes.len() as u64;
-    if len != e.size {
-        find(format!("size {len} bytes, the ledger says {}", e.size));
-    }
-    if hex::encode(Sha256::digest(&bytes)) != e.sha256 {
-        find("SHA-256 differs from the ledger: the file was changed".into());
-    }
+    o.bytes = bytes.len() as u64;
     let meta = match ParquetMetaDataReader::new().parse_and_finish(&bytes) {
         Ok(m) => m,
         Err(err) => {
             find(format!("not readable as Parquet: {err}"));
-            o.bytes = len;
             return o;
         }
     };
-    let kv = |key: &str| {
-        meta.file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|k| k.key == key))
-            .and_then(|k| k.value.clone())
-    };
-    if kv("gapless.ledger_index") != Some(e.index.to_string()) {
-        find(format!(
-            "footer names ledger index {:?}, the ledger {}",
-            kv("gapless.ledger_index"),
-            e.index
-        ));
-    }
-    if kv("gapless.row_root") != Some(e.row_root.clone()) {
-        find("footer row root differs from the ledger".into());
-    }
+    check_footer(&meta, e, &mut find);
     let rows = meta.file_metadata().num_rows().max(0) as u64;
     if rows != e.rows {
         find(format!(
@@ -72,7 +40,6 @@ pub(super) fn verify_footer(data: &Path, e: &LedgerEntry) -> FileOutcome {
             e.rows
         ));
     }
-    o.bytes = len;
     o.rows = rows;
     o
 }

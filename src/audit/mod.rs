@@ -631,16 +631,9 @@ fn check_receipts(
     }
 }
 
-/// Checks one ledger entry against its file.
-fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
-    let mut o = FileOutcome::default();
-    let subject = e.path.clone();
-    let mut find = |what: String| {
-        o.findings.push(Finding {
-            subject: subject.clone(),
-            what,
-        })
-    };
+/// A sealed file's bytes, with its size and SHA-256 checked against its
+/// ledger entry (None, and a finding, if it cannot be read).
+fn read_checked(data: &Path, e: &LedgerEntry, find: &mut dyn FnMut(String)) -> Option<Bytes> {
     let bytes = match fs::read(data.join(&e.path)) {
         Ok(b) => Bytes::from(b),
         Err(err) => {
@@ -648,10 +641,9 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
                 "ledger entry {}: file missing or unreadable ({err})",
                 e.index
             ));
-            return o;
+            return None;
         }
     };
-    o.bytes = bytes.len() as u64;
     if bytes.len() as u64 != e.size {
         find(format!(
             "size {} bytes, the ledger says {}",
@@ -662,17 +654,17 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
     if hex::encode(Sha256::digest(&bytes)) != e.sha256 {
         find("SHA-256 differs from the ledger: the file was changed".into());
     }
-    let reader = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
-        Ok(r) => r,
-        Err(err) => {
-            find(format!("not readable as Parquet: {err}"));
-            return o;
-        }
-    };
+    Some(bytes)
+}
+
+/// The footer's ledger index and row root against the ledger entry.
+fn check_footer(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    e: &LedgerEntry,
+    find: &mut dyn FnMut(String),
+) {
     let kv = |key: &str| {
-        reader
-            .metadata()
-            .file_metadata()
+        meta.file_metadata()
             .key_value_metadata()
             .and_then(|kv| kv.iter().find(|k| k.key == key))
             .and_then(|k| k.value.clone())
@@ -687,6 +679,30 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
     if kv("gapless.row_root") != Some(e.row_root.clone()) {
         find("footer row root differs from the ledger".into());
     }
+}
+
+/// Checks one ledger entry against its file.
+fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
+    let mut o = FileOutcome::default();
+    let subject = e.path.clone();
+    let mut find = |what: String| {
+        o.findings.push(Finding {
+            subject: subject.clone(),
+            what,
+        })
+    };
+    let Some(bytes) = read_checked(data, e, &mut find) else {
+        return o;
+    };
+    o.bytes = bytes.len() as u64;
+    let reader = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
+        Ok(r) => r,
+        Err(err) => {
+            find(format!("not readable as Parquet: {err}"));
+            return o;
+        }
+    };
+    check_footer(reader.metadata(), e, &mut find);
     let reader = match reader.with_batch_size(64 * 1024).build() {
         Ok(r) => r,
         Err(err) => {
