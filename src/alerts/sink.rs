@@ -620,11 +620,24 @@ async fn webhook_sink(
 
 /// One POST; the response status.
 async fn post(w: &WebhookSink, body: Bytes) -> Result<u16, String> {
+    let res = http_post(&w.host, w.port, &w.path, "application/json", body).await?;
+    Ok(res.status().as_u16())
+}
+
+/// One HTTP/1.1 POST on a connection of its own (the webhook sink and the
+/// witness client): the response, its body still to read.
+pub(crate) async fn http_post(
+    host: &str,
+    port: u16,
+    path: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     use http_body_util::Full;
     use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-    let stream = tokio::net::TcpStream::connect((w.host.as_str(), w.port))
+    let stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("connect {}:{}: {e}", w.host, w.port))?;
+        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
@@ -633,14 +646,13 @@ async fn post(w: &WebhookSink, body: Bytes) -> Result<u16, String> {
         let _ = conn.await;
     });
     let len = body.len();
-    let req = hyper::Request::post(w.path.as_str())
-        .header(HOST, format!("{}:{}", w.host, w.port))
-        .header(CONTENT_TYPE, "application/json")
+    let req = hyper::Request::post(path)
+        .header(HOST, format!("{host}:{port}"))
+        .header(CONTENT_TYPE, content_type)
         .header(CONTENT_LENGTH, len)
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
-    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    Ok(res.status().as_u16())
+    sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

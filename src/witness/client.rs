@@ -79,8 +79,8 @@ pub async fn add_checkpoint(
     proof: &[Hash],
     note: &str,
 ) -> Result<Answer, String> {
-    use http_body_util::{BodyExt, Full};
-    use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+    use http_body_util::BodyExt;
+    use hyper::header::CONTENT_TYPE;
     let mut body = format!("old {old}\n");
     for h in proof {
         body.push_str(&B64.encode(h));
@@ -89,24 +89,14 @@ pub async fn add_checkpoint(
     body.push('\n');
     body.push_str(note);
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
-            .await
-            .map_err(|e| format!("connect {}:{}: {e}", t.host, t.port))?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let len = body.len();
-        let req = hyper::Request::post(format!("{}/add-checkpoint", t.prefix))
-            .header(HOST, format!("{}:{}", t.host, t.port))
-            .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(CONTENT_LENGTH, len)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let res = crate::alerts::sink::http_post(
+            &t.host,
+            t.port,
+            &format!("{}/add-checkpoint", t.prefix),
+            "text/plain; charset=utf-8",
+            Bytes::from(body),
+        )
+        .await?;
         let status = res.status().as_u16();
         let is_size = res
             .headers()
