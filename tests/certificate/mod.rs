@@ -126,17 +126,6 @@ fn render_pages(pdf: &Path, prefix: &Path) -> Vec<PathBuf> {
     pages.into_iter().map(|(_, p)| p).collect()
 }
 
-/// `test-artifacts/` in the target directory.
-fn artifacts_dir() -> PathBuf {
-    let target = Path::new(GAPLESS)
-        .parent()
-        .and_then(Path::parent)
-        .expect("the gapless binary is in <target>/<profile>/");
-    let dir = target.join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The attribute `attr` of the element with `id="id"`.
 fn attr_of(html: &str, id: &str, attr: &str) -> Option<String> {
     let at = html.find(&format!(" id=\"{id}\""))?;
@@ -197,12 +186,6 @@ fn verdict(r: &Value) -> &'static str {
     }
 }
 
-fn ts(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Two buildings and a meter of none, around 2022-07-25:
 /// building-7: W-1 complete, W-2 misses 08:00..12:00 (bridged, provable),
 /// H-1 silent from 18:30 (open, lost); building-9: H-3's register goes down
@@ -219,54 +202,6 @@ WW-1,warm_water,3600,building-9,,2022-07-25T12:00:00Z
 WW-1,warm_water,3600,building-9,2022-07-25T12:00:00Z,
 NEVER-1,water,3600,building-9,,
 ";
-
-fn messages() -> Vec<(String, Vec<u8>)> {
-    let start = 1_658_664_000; // 2022-07-24T12:00:00Z
-    let end = 1_658_815_200; // 2022-07-26T06:00:00Z
-    let day = 1_658_707_200; // 2022-07-25T00:00:00Z
-    let mut out = Vec::new();
-    let mut push = |meter: &str, medium: &str, unit: &str, t: i64, value: f64| {
-        let p = format!(
-            r#"{{"meter_id":"{meter}","medium":"{medium}","unit":"{unit}","value":"{value:.3}","ts":"{}"}}"#,
-            ts(t)
-        );
-        out.push((format!("meters/{meter}"), p.into_bytes()));
-    };
-    for t in (start..end).step_by(3600) {
-        let v = (t - start) as f64 / 3600.0 * 0.125;
-        push("W-1", "water", "m3", t, 100.0 + v);
-        if !(day + 8 * 3600..day + 12 * 3600).contains(&t) {
-            push("W-2", "water", "m3", t, 200.0 + v);
-        }
-        let ww = if t < day + 12 * 3600 {
-            50.0 + v
-        } else {
-            (t - day - 12 * 3600) as f64 / 3600.0 * 0.125
-        };
-        push("WW-1", "warm_water", "m3", t, ww);
-    }
-    for t in (start..end).step_by(900) {
-        let v = (t - start) as f64 / 900.0 * 0.5;
-        if t < day + 18 * 3600 + 1800 {
-            push("H-1", "heat", "kWh", t, 1000.0 + v);
-        }
-        if t < day {
-            push("H-2", "heat", "kWh", t, 2000.0 + v);
-        }
-        let drop = if t >= day + 10 * 3600 { 40.0 } else { 0.0 };
-        push("H-3", "heat", "kWh", t, 3000.0 + v - drop);
-    }
-    for d in -5..3 {
-        push(
-            "HKV-1",
-            "hca",
-            "units",
-            day + d * 86_400 + 3 * 3600 + 17 * 60,
-            40.0 + d as f64,
-        );
-    }
-    out
-}
 
 fn get(port: u16, path: &str, token: &str) -> (u16, String) {
     http_get(port, path, Some(token))
@@ -365,7 +300,7 @@ fn the_certificate_prints_a_page_per_group_with_the_reports_numbers() {
         &["--http", &addr, "--registry", &reg],
         &[("GAPLESS_API_TOKEN", TOKEN)],
     );
-    let msgs = messages();
+    let msgs = known_day(true);
     publish_all(broker.port, &msgs);
     g.wait_readings(msgs.len() as u64, Duration::from_secs(120));
     // A seal's checkpoint comes a moment after its commit: wait for it, so

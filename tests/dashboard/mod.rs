@@ -121,72 +121,6 @@ fn get_json(port: u16, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-fn ts(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// Known data around 2022-07-25, one of each status: water meters hourly
-/// (W-1 complete, W-2 missing 08:00..11:00), warm water hourly (WW-1
-/// complete), heat meters every 15 minutes (H-1 silent from 18:30: open;
-/// H-2 silent since the day before; H-3's register goes down at 10:00), and
-/// a heat cost allocator read daily at 03:17 (HKV-1 complete).
-fn messages() -> Vec<(String, Vec<u8>)> {
-    let start = 1_658_664_000; // 2022-07-24T12:00:00Z
-    let end = 1_658_815_200; // 2022-07-26T06:00:00Z
-    let day = 1_658_707_200; // 2022-07-25T00:00:00Z
-    let mut out = Vec::new();
-    let mut push = |meter: &str, medium: &str, unit: &str, t: i64, value: f64| {
-        let p = format!(
-            r#"{{"meter_id":"{meter}","medium":"{medium}","unit":"{unit}","value":"{value:.3}","ts":"{}"}}"#,
-            ts(t)
-        );
-        out.push((format!("meters/{meter}"), p.into_bytes()));
-    };
-    for t in (start..end).step_by(3600) {
-        let v = (t - start) as f64 / 3600.0 * 0.125;
-        push("W-1", "water", "m3", t, 100.0 + v);
-        if !(day + 8 * 3600..day + 12 * 3600).contains(&t) {
-            push("W-2", "water", "m3", t, 200.0 + v);
-        }
-        push("WW-1", "warm_water", "m3", t, 50.0 + v);
-    }
-    for t in (start..end).step_by(900) {
-        let v = (t - start) as f64 / 900.0 * 0.5;
-        if t < day + 18 * 3600 + 1800 {
-            push("H-1", "heat", "kWh", t, 1000.0 + v);
-        }
-        if t < day {
-            push("H-2", "heat", "kWh", t, 2000.0 + v);
-        }
-        let drop = if t >= day + 10 * 3600 { 40.0 } else { 0.0 };
-        push("H-3", "heat", "kWh", t, 3000.0 + v - drop);
-    }
-    for d in -5..3 {
-        push(
-            "HKV-1",
-            "hca",
-            "units",
-            day + d * 86_400 + 3 * 3600 + 17 * 60,
-            40.0 + d as f64,
-        );
-    }
-    out
-}
-
-/// Where test artifacts go: `test-artifacts/` in the target directory
-/// (outside the sources; `target/` is gitignored).
-fn artifacts_dir() -> PathBuf {
-    let target = Path::new(GAPLESS)
-        .parent()
-        .and_then(Path::parent)
-        .expect("the gapless binary is in <target>/<profile>/");
-    let dir = target.join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Width and height from a PNG's header.
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert!(
@@ -216,7 +150,7 @@ fn the_dashboard_in_a_browser_shows_what_the_api_reports() {
         &["--http", &addr, "--config", &cfg],
         &[("GAPLESS_API_TOKEN", TOKEN)],
     );
-    let msgs = messages();
+    let msgs = known_day(false);
     publish_all(broker.port, &msgs);
     g.wait_readings(msgs.len() as u64, Duration::from_secs(120));
     let open_alerts = wait_for("an open alert per meter", Duration::from_secs(30), || {
