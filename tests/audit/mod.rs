@@ -85,19 +85,6 @@ fn verify(data: &Path, pubkey: &Path) -> (i32, String) {
     (code, format!("{out}{err}"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 fn entry_path(data: &Path, i: u64) -> PathBuf {
     data.join(format!("_ledger/entries/{i:012}.json"))
 }

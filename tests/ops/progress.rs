@@ -31,16 +31,6 @@ fn demo_data(dir: &Path) -> PathBuf {
     data
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-}
-
 /// Runs `gapless ARGS` with stderr on a pseudo-terminal (`script`), stdout
 /// to `stdout`; returns (exit code, what the terminal got, stdout).
 fn on_a_terminal(args: &[String], stdout: &Path) -> (i32, String, String) {

@@ -934,3 +934,17 @@ pub fn known_day(ww_replaced_at_noon: bool) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// A copy of a directory tree (a data directory kept aside, say).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

@@ -489,19 +489,6 @@ fn python_verifier(data: &Path, pubkey: &Path, wkey: &Path) -> (Option<i32>, Str
     )
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// `gapless demo` runs a witness in process and prints the commands an
 /// auditor runs: they verify the cosigned log (gapless, and the
 /// independent Python verifier), and the tiles are there for tlog tools.
