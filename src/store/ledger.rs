@@ -492,13 +492,56 @@ pub(crate) fn create_secret(path: &Path, bytes: &[u8]) -> Result<(), LedgerError
 /// The 4-byte key ID of a C2SP note verifier key:
 /// `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[..4]`.
 fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    note_key_id(name, ED25519_TYPE, key)
+}
+
+/// A C2SP signed-note key id: the first 4 bytes of SHA-256(name ‖ LF ‖
+/// type ‖ key), for the log's keys (type 0x01) and witnesses' (0x04).
+pub(crate) fn note_key_id(name: &str, key_type: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ED25519_TYPE]);
+    h.update([key_type]);
     h.update(key.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
+}
+
+/// `<name>+<key id hex>+<base64(type ‖ key)>`, the C2SP verifier key form.
+pub(crate) fn encode_note_key(name: &str, key_type: u8, key: &VerifyingKey) -> String {
+    let mut raw = vec![key_type];
+    raw.extend_from_slice(key.as_bytes());
+    format!(
+        "{name}+{}+{}",
+        hex::encode(note_key_id(name, key_type, key)),
+        B64.encode(raw)
+    )
+}
+
+/// Parses a C2SP verifier key of `key_type` (`what` names it in errors):
+/// its name, and the key whose id it carries.
+pub(crate) fn parse_note_key(
+    text: &str,
+    key_type: u8,
+    what: &str,
+) -> Result<(String, VerifyingKey), String> {
+    let mut parts = text.trim().splitn(3, '+');
+    let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(i), Some(k)) if !n.is_empty() => (n, i, k),
+        _ => return Err(format!("a {what} is <name>+<key id hex>+<base64 key>")),
+    };
+    let raw = B64.decode(key).map_err(|e| format!("{what}: {e}"))?;
+    if raw.len() != 33 || raw[0] != key_type {
+        return Err(format!(
+            "{what}: not an Ed25519 key of type 0x{key_type:02x}"
+        ));
+    }
+    let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| "key length")?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("{what}: {e}"))?;
+    if hex::encode(note_key_id(name, key_type, &key)) != id {
+        return Err(format!("{what}: key id does not match the name and key"));
+    }
+    Ok((name.to_owned(), key))
 }
 
 /// A public key in C2SP note verifier form: `<name>+<key id hex>+<base64(0x01 ‖ key)>`.
@@ -518,35 +561,12 @@ pub struct Checkpoint {
 
 impl NoteVerifier {
     pub fn parse(text: &str) -> Result<NoteVerifier, String> {
-        let mut parts = text.trim().splitn(3, '+');
-        let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k)) => (n, i, k),
-            _ => return Err("a verifier key is <name>+<key id hex>+<base64 key>".into()),
-        };
-        let raw = B64.decode(key).map_err(|e| format!("key: {e}"))?;
-        if raw.len() != 33 || raw[0] != ED25519_TYPE {
-            return Err("key: not an Ed25519 (type 0x01) key".into());
-        }
-        let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| "key length")?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("key: {e}"))?;
-        if hex::encode(key_id(name, &key)) != id {
-            return Err("key id does not match the name and key".into());
-        }
-        Ok(NoteVerifier {
-            name: name.to_owned(),
-            key,
-        })
+        let (name, key) = parse_note_key(text, ED25519_TYPE, "verifier key")?;
+        Ok(NoteVerifier { name, key })
     }
 
     pub fn encode(&self) -> String {
-        let mut raw = vec![ED25519_TYPE];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(key_id(&self.name, &self.key)),
-            B64.encode(raw)
-        )
+        encode_note_key(&self.name, ED25519_TYPE, &self.key)
     }
 
     /// Verifies a checkpoint note: its signature by this key over the body,

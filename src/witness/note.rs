@@ -45,13 +45,7 @@ pub fn parse_body(body: &str) -> Option<(&str, u64, [u8; 32])> {
 }
 
 fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([COSIGNATURE_TYPE]);
-    h.update(key.as_bytes());
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    crate::store::ledger::note_key_id(name, COSIGNATURE_TYPE, key)
 }
 
 fn message(body: &str, time: u64) -> String {
@@ -143,32 +137,13 @@ pub enum Cosigned {
 
 impl CosignerKey {
     pub fn parse(text: &str) -> Result<CosignerKey, String> {
-        let mut parts = text.trim().splitn(3, '+');
-        let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k)) if !n.is_empty() => (n, i, k),
-            _ => return Err("a witness key is <name>+<key id hex>+<base64 key>".into()),
-        };
-        let raw = B64.decode(key).map_err(|e| format!("witness key: {e}"))?;
-        if raw.len() != 33 || raw[0] != COSIGNATURE_TYPE {
-            return Err(
-                "witness key: not a timestamped Ed25519 cosignature key (type 0x04)".into(),
-            );
-        }
-        let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| "key length")?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("witness key: {e}"))?;
-        if hex::encode(key_id(name, &key)) != id {
-            return Err("witness key: key id does not match the name and key".into());
-        }
-        Ok(CosignerKey {
-            name: name.to_owned(),
-            key,
-        })
+        let (name, key) =
+            crate::store::ledger::parse_note_key(text, COSIGNATURE_TYPE, "witness key")?;
+        Ok(CosignerKey { name, key })
     }
 
     pub fn encode(&self) -> String {
-        let mut raw = vec![COSIGNATURE_TYPE];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, self.id_hex(), B64.encode(raw))
+        crate::store::ledger::encode_note_key(&self.name, COSIGNATURE_TYPE, &self.key)
     }
 
     /// The key id, 8 hex digits (names the cosignature files).
