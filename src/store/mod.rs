@@ -14,7 +14,7 @@ pub mod commit;
 pub mod compact;
 pub mod dedup;
 pub mod ledger;
-mod state_file;
+pub(crate) mod state_file;
 pub mod tables;
 pub mod tiles;
 

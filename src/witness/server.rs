@@ -16,8 +16,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -105,18 +104,12 @@ fn load(state: &Path, origin: &str) -> Result<Option<Latest>, WitnessError> {
     Ok(Some(Latest { size, root }))
 }
 
-/// Writes the checkpoint durably: temporary file, fsync, rename, directory
-/// fsync.
+/// Writes the checkpoint durably (replaced whole: a crash leaves the old
+/// one or the new one).
 fn persist(state: &Path, origin: &str, note: &str) -> std::io::Result<()> {
     let path = state_file(state, origin);
-    let dir = path.parent().unwrap_or(state);
-    fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(note.as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()
+    fs::create_dir_all(path.parent().unwrap_or(state))?;
+    crate::store::state_file::write_atomic(&path, note.as_bytes())
 }
 
 /// The witness's router (tests drive it without a socket).
