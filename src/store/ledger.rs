@@ -469,24 +469,33 @@ fn is_inside(dir: &Path, path: &Path) -> bool {
     abs(path).starts_with(abs(dir))
 }
 
-/// Writes a secret that must not exist yet: a temporary file created with
-/// mode 0600 (so its bytes are never readable by others, not even for a
-/// moment), written and fsynced, then hard-linked to its name (fails if
-/// it exists) and the directory synced.
+/// Writes a secret that must not exist yet, with mode 0600 from the
+/// moment it exists (its bytes are never readable by others, not even for
+/// a moment): [`create_new_durably`].
 pub(crate) fn create_secret(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    create_new_durably(path, bytes, 0o600).map_err(io_err(path))
+}
+
+/// Creates `path` with `bytes`, never overwriting it: a temporary file
+/// created with `mode`, written and fsynced, then hard-linked to its name
+/// (AlreadyExists if it exists) and the directory synced. A crash leaves
+/// no file or the whole one.
+pub(crate) fn create_new_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
+        .mode(mode)
+        .open(&tmp)?;
     let written = f.write_all(bytes).and_then(|()| f.sync_all());
     let linked = written.and_then(|()| fs::hard_link(&tmp, path));
     let _ = fs::remove_file(&tmp);
-    linked.map_err(io_err(path))?;
-    sync_parent(path)
+    linked?;
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// The 4-byte key ID of a C2SP note verifier key:

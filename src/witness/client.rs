@@ -325,17 +325,10 @@ async fn submit(
     Err("the witness's size changed while we talked".into())
 }
 
-/// Creates `path` (temporary file, fsync, link: never overwritten; a
-/// cosignature already there is kept).
+/// Creates `path` durably, never overwriting it: a cosignature already
+/// there is kept.
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    let r = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match r {
+    match crate::store::ledger::create_new_durably(path, bytes, 0o644) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         r => r,
     }
