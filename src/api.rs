@@ -60,7 +60,7 @@ pub struct ApiState {
     pub conn: Arc<ConnectionState>,
     pub clock: Clock,
     /// Gauges the store thread publishes (meters, open gaps, open alerts).
-    pub live: Arc<crate::store::LiveStats>,
+    pub live: Arc<crate::health::LiveStats>,
     /// The rows of the last report window asked for.
     pub reports: Arc<ReportCache>,
     /// The commit log and footers read so far (each request reads only
@@ -621,8 +621,8 @@ async fn get_readings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::Pipeline;
     use crate::journal::JournalRecord;
-    use crate::store::{Store, StoreConfig};
     use axum::body::Body;
     use axum::http::Request as HttpRequest;
     use http_body_util::BodyExt;
@@ -632,7 +632,7 @@ mod tests {
 
     /// Two water meters, hourly on 2022-07-25; M-2 misses 04:00..07:00.
     pub(super) fn data_set(dir: &std::path::Path) {
-        let mut store = Store::open(StoreConfig::for_test(dir, 1_000)).unwrap();
+        let mut store = Pipeline::for_test(dir, 1_000);
         let mut seq = 0;
         for h in 0..12 {
             for m in ["M-1", "M-2"] {
@@ -643,12 +643,14 @@ mod tests {
                 let payload = format!(
                     r#"{{"meter_id":"{m}","medium":"water","unit":"m3","value":"{h}.250","ts":"2022-07-25T{h:02}:00:00Z","seq":{h}}}"#
                 );
-                store.ingest(&JournalRecord {
-                    seq,
-                    received_at: 1_658_707_200_000_000 + h * 3_600_000_000,
-                    topic: format!("meters/{m}"),
-                    payload: payload.into_bytes().into(),
-                });
+                store
+                    .ingest(&JournalRecord {
+                        seq,
+                        received_at: 1_658_707_200_000_000 + h * 3_600_000_000,
+                        topic: format!("meters/{m}"),
+                        payload: payload.into_bytes().into(),
+                    })
+                    .unwrap();
             }
         }
         store.seal().unwrap();
@@ -876,7 +878,7 @@ mod tests {
             assert_eq!(got["meters"], want["meters"], "{q}");
         }
         // A third meter is sealed (a new commit): the next report has it.
-        let mut store = Store::open(StoreConfig::for_test(tmp.path(), 1_000)).unwrap();
+        let mut store = crate::app::Pipeline::for_test(tmp.path(), 1_000);
         store.ingest(&JournalRecord {
             seq: store.sealed_through() + 1,
             received_at: 1_658_707_200_000_000,
@@ -884,7 +886,8 @@ mod tests {
             payload: br#"{"meter_id":"M-3","medium":"heat","unit":"kWh","value":"1","ts":"2022-07-25T01:00:00Z"}"#
                 .to_vec()
                 .into(),
-        });
+        })
+.unwrap();
         store.seal().unwrap();
         drop(store);
         let (_, b, _) = get(&app, &format!("/api/v1/report?{window}"), &[AUTH]).await;

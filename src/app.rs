@@ -35,16 +35,19 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::alerts::sink::{AlertSender, SinkStats, Sinks};
 use crate::clock::Clock;
 use crate::config::ServeSettings;
+use crate::health::LiveStats;
 use crate::health::{Bound, Health, Stage};
 use crate::journal::{
     self, Journal, JournalError, JournalRecord, JournalTail, DEFAULT_SEGMENT_BYTES,
 };
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
-use crate::store::{LiveStats, Store, StoreError};
+use crate::store::StoreError;
 
 mod failure;
+mod pipeline;
 use failure::{commit_until_there_is_room, died, publish_sealed_at_start};
+pub use pipeline::{Pipeline, PipelineError, Sealed};
 
 /// Deliveries waiting for the journal. Enough for a few group commits at
 /// full broker speed (~40k msg/s × 10 ms fsync); when it is full the poll
@@ -125,6 +128,8 @@ pub enum AppError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -267,7 +272,7 @@ pub async fn serve_with_state(
 
     // Recover: sealed files first, then the journal after them (the store
     // thread's first reads are the replay).
-    let mut store = Store::open(settings.store.clone())?;
+    let mut store = Pipeline::open(settings.store.clone(), settings.ingest.clone())?;
     let told = store.start_alerts(clock.now_micros())?;
     let (journal, recovery) = Journal::open(
         &journal_dir,
@@ -287,7 +292,7 @@ pub async fn serve_with_state(
     );
     // What /metrics reports, from memory from now on (the commit log is
     // read this once).
-    publish_sealed_at_start(&health, &data.path, &store)?;
+    publish_sealed_at_start(&health, &data.path, store.sealed_through())?;
     health
         .durable
         .store(durable, std::sync::atomic::Ordering::Relaxed);
@@ -346,7 +351,7 @@ pub async fn serve_with_state(
             let mut store = store;
             let h = store_side.health.clone();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_store(&mut store, &jdir, &p, &store_side).map_err(AppError::from)
+                run_store(&mut store, &jdir, &p, &store_side)
             }))
             .unwrap_or_else(|panic| {
                 // Ingesting a batch (decode, dedup, continuity) is the
@@ -396,7 +401,7 @@ pub async fn serve_with_state(
         Some((addr, token)) => {
             let api_state = crate::api::ApiState {
                 data: data.path.clone(),
-                ctx: settings.store.continuity.clone(),
+                ctx: settings.ingest.continuity.clone(),
                 token: token.as_str().into(),
                 conn: state.clone(),
                 clock: settings.mqtt.clock.clone(),
@@ -790,11 +795,11 @@ const OPEN_GAPS_EVERY: Duration = Duration::from_secs(10);
 /// the journal behind each seal; judge alert deadlines on every turn (one
 /// look at a heap when nothing is due). Ends at the end of a closed journal.
 fn run_store(
-    store: &mut Store,
+    store: &mut Pipeline,
     journal_dir: &Path,
     progress: &Progress,
     side: &StoreSide,
-) -> Result<(), StoreError> {
+) -> Result<(), AppError> {
     let mut tail = JournalTail::new(journal_dir, store.sealed_through() + 1);
     let mut gaps_counted: Option<Instant> = None;
     let mut next_check = i64::MIN;
@@ -827,12 +832,13 @@ fn run_store(
         // result does not depend on how much one read takes in. When
         // nothing came for a tick, up to now. Never during the replay.
         if durable > read {
-            let mut take = |rec: &JournalRecord| {
-                store.ingest(rec);
+            let mut take = |rec: &JournalRecord| -> Result<(), PipelineError> {
+                store.ingest(rec)?;
                 if rec.seq > side.replay_through && rec.received_at >= next_check {
-                    store.tick_alerts(rec.received_at);
+                    store.ingest.tick_alerts(rec.received_at);
                     next_check = rec.received_at.saturating_add(CHECK_EVERY);
                 }
+                Ok(())
             };
             // The next commit from memory if the journal left it there,
             // else from the disk. Decoding is its own stage: a payload that
@@ -841,7 +847,7 @@ fn run_store(
             let upto = match progress.take_committed(tail.next_seq()) {
                 Ok(c) => {
                     let last = c.records.last().map_or(read, |r| r.seq);
-                    c.records.iter().for_each(&mut take);
+                    c.records.iter().try_for_each(&mut take)?;
                     let (path, offset) = c.next;
                     tail.jump(path, offset, last + 1);
                     last
@@ -850,7 +856,15 @@ fn run_store(
                     let upto = durable
                         .min(read + STORE_READ_CHUNK)
                         .min(in_memory_from.map_or(u64::MAX, |first| first - 1));
-                    tail.read_through(upto, |rec| take(&rec))?;
+                    let mut failed = None;
+                    tail.read_through(upto, |rec| {
+                        if failed.is_none() {
+                            failed = take(&rec).err();
+                        }
+                    })?;
+                    if let Some(e) = failed {
+                        return Err(e.into());
+                    }
                     upto
                 }
             };
@@ -862,18 +876,18 @@ fn run_store(
         } else if closed {
             break;
         } else if tail.next_seq() > side.replay_through {
-            store.tick_alerts(side.clock.now_micros());
+            store.ingest.tick_alerts(side.clock.now_micros());
         }
-        if store.is_seal_due(Instant::now()) {
+        if store.ingest.is_seal_due(Instant::now()) {
             seal(store, journal_dir, side, progress)?;
         }
         if gaps_counted.is_none_or(|t| t.elapsed() >= OPEN_GAPS_EVERY) {
             gaps_counted = Some(Instant::now());
-            let n = store.open_gaps(side.clock.now_micros()) as u64;
+            let n = store.ingest.open_gaps(side.clock.now_micros()) as u64;
             side.live
                 .open_gaps
                 .store(n, std::sync::atomic::Ordering::Relaxed);
-            side.live.set_alerts(&store.alert_stats());
+            side.live.set_alerts(&store.ingest.alert_stats());
         }
     }
     seal(store, journal_dir, side, progress)
@@ -891,13 +905,18 @@ fn store_yields(view: JournalView, read: u64, behind_for: Duration) -> bool {
 }
 
 fn seal(
-    store: &mut Store,
+    store: &mut Pipeline,
     journal_dir: &Path,
     side: &StoreSide,
     progress: &Progress,
-) -> Result<(), StoreError> {
-    let sealed = store.seal()?;
-    let told = store.take_told();
+) -> Result<(), AppError> {
+    let Some(Sealed {
+        manifest: m,
+        alerts: told,
+    }) = store.seal()?
+    else {
+        return Ok(());
+    };
     if !told.is_empty() {
         for a in &told {
             tracing::info!(
@@ -911,27 +930,23 @@ fn seal(
         side.live
             .alerts_sealed
             .fetch_add(told.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        side.live.set_alerts(&store.alert_stats());
+        side.live.set_alerts(&store.ingest.alert_stats());
         // A full sink waits, unless the service is stopping.
         side.alerts
             .send(told, &|| progress.is_closed() || side.health.is_dead());
     }
-    if let Some(m) = &sealed {
-        side.health.sealed.add_commit(m.files.len());
-        side.health.sealed.publish(&m.totals, m.last_seq);
-    }
-    if let Some(m) = sealed {
-        tracing::info!(
-            commit = m.commit,
-            receipts = format!("{}..={}", m.first_seq, m.last_seq),
-            files = m.files.len(),
-            stored = m.counts.stored,
-            duplicate = m.counts.duplicate,
-            rejected = m.counts.rejected,
-            "store: sealed"
-        );
-        journal::truncate_through(journal_dir, m.last_seq)?;
-    }
+    side.health.sealed.add_commit(m.files.len());
+    side.health.sealed.publish(&m.totals, m.last_seq);
+    tracing::info!(
+        commit = m.commit,
+        receipts = format!("{}..={}", m.first_seq, m.last_seq),
+        files = m.files.len(),
+        stored = m.counts.stored,
+        duplicate = m.counts.duplicate,
+        rejected = m.counts.rejected,
+        "store: sealed"
+    );
+    journal::truncate_through(journal_dir, m.last_seq)?;
     Ok(())
 }
 

@@ -352,6 +352,9 @@ pub struct ServeArgs {
     /// Seal Parquet files once the oldest waiting message is this many seconds old [default: 60].
     #[arg(long)]
     pub seal_max_age: Option<f64>,
+    /// Reject a message that would give a meter more distinct registers than this [default: 64].
+    #[arg(long)]
+    pub max_registers_per_meter: Option<usize>,
     /// Look for ended UTC dates to compact (one sorted readings file per
     /// date, for reports) this often, in seconds; 0 = never [default: 600].
     #[arg(long)]
@@ -414,6 +417,7 @@ impl From<ServeArgs> for ServeFlags {
             max_future_skew_s: a.max_future_skew,
             seal_max_rows: a.seal_max_rows,
             seal_max_age_s: a.seal_max_age,
+            max_registers_per_meter: a.max_registers_per_meter,
             compact_every_s: a.compact_every,
             compact_grace_s: a.compact_grace,
             connect_attempts: a.connect_attempts,

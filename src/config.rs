@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::decode::{DecodeConfig, Format};
+use crate::ingest::IngestConfig;
 use crate::mqtt::MqttSettings;
 use crate::store::StoreConfig;
 
@@ -42,6 +43,7 @@ pub struct FileConfig {
     pub max_future_skew_s: Option<u64>,
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
+    pub max_registers_per_meter: Option<usize>,
     pub compact_every_s: Option<f64>,
     pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
@@ -88,6 +90,7 @@ pub struct ServeFlags {
     pub max_future_skew_s: Option<u64>,
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
+    pub max_registers_per_meter: Option<usize>,
     pub compact_every_s: Option<f64>,
     pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
@@ -112,6 +115,7 @@ pub struct ServeFlags {
 pub struct ServeSettings {
     pub mqtt: MqttSettings,
     pub store: StoreConfig,
+    pub ingest: IngestConfig,
     /// The client id was chosen by the user (else it is the data directory's own).
     pub client_id_given: bool,
     /// The HTTP API: where it listens and its bearer token.
@@ -276,6 +280,16 @@ impl ServeSettings {
         if seal_max_rows == 0 {
             return Err(invalid("--seal-max-rows", "must be at least 1"));
         }
+        let max_registers_per_meter = flags
+            .max_registers_per_meter
+            .or(file.max_registers_per_meter)
+            .unwrap_or(crate::ingest::DEFAULT_MAX_REGISTERS_PER_METER);
+        if max_registers_per_meter == 0 || max_registers_per_meter > u16::MAX as usize {
+            return Err(invalid(
+                "--max-registers-per-meter",
+                "must be between 1 and 65535",
+            ));
+        }
         let seal_max_age = flags
             .seal_max_age_s
             .or(file.seal_max_age_s)
@@ -401,6 +415,10 @@ impl ServeSettings {
             },
             store: StoreConfig {
                 data,
+                audit_key: flags.audit_key.or(file.audit_key),
+                ledger: true,
+            },
+            ingest: IngestConfig {
                 seal_max_rows,
                 seal_max_age: Duration::from_secs_f64(seal_max_age),
                 decode: DecodeConfig {
@@ -409,9 +427,8 @@ impl ServeSettings {
                     pinned,
                 },
                 continuity,
-                audit_key: flags.audit_key.or(file.audit_key),
-                ledger: true,
                 alerts,
+                max_registers_per_meter,
             },
         })
     }
@@ -523,9 +540,9 @@ mod tests {
         let s = ServeSettings::resolve(flags, Some("pw".into())).unwrap();
         assert_eq!(s.mqtt.port, 2000);
         assert_eq!(s.mqtt.topics, vec!["a/#"]);
-        assert_eq!(s.store.seal_max_rows, 7);
+        assert_eq!(s.ingest.seal_max_rows, 7);
         assert_eq!(
-            s.store.decode.pinned,
+            s.ingest.decode.pinned,
             vec![("lora/#".to_string(), Format::Chirpstack)]
         );
         assert_eq!(s.mqtt.password.as_deref(), Some("pw"));

@@ -429,3 +429,53 @@ mod tests {
         assert_eq!(h.bound_hits(Bound::JournalQueue), 0);
     }
 }
+
+/// What the store thread publishes for metrics (the API reads it).
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Meters the alert engine tracks (seen, or in the registry).
+    pub meters_known: std::sync::atomic::AtomicU64,
+    /// Series silent past their gap threshold (refreshed every few seconds).
+    pub open_gaps: std::sync::atomic::AtomicU64,
+    pub open_meter_silent: std::sync::atomic::AtomicU64,
+    pub open_meter_never_seen: std::sync::atomic::AtomicU64,
+    pub open_group_silent: std::sync::atomic::AtomicU64,
+    pub open_reject_burst: std::sync::atomic::AtomicU64,
+    /// Alerts sealed since start.
+    pub alerts_sealed: std::sync::atomic::AtomicU64,
+    /// Dates compacted, and dates whose compaction failed, since start.
+    pub compactions_done: std::sync::atomic::AtomicU64,
+    pub compactions_failed: std::sync::atomic::AtomicU64,
+    /// Witness requests that failed (`serve --witness`; each retried).
+    pub witness_failures: std::sync::atomic::AtomicU64,
+    /// The newest tree size every witness has cosigned.
+    pub witness_cosigned_size: std::sync::atomic::AtomicU64,
+}
+
+impl LiveStats {
+    /// The alert engine's gauges.
+    pub fn set_alerts(&self, a: &AlertGauges) {
+        self.meters_known
+            .store(a.meters, std::sync::atomic::Ordering::Relaxed);
+        self.open_meter_silent
+            .store(a.open_meter_silent, std::sync::atomic::Ordering::Relaxed);
+        self.open_meter_never_seen.store(
+            a.open_meter_never_seen,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.open_group_silent
+            .store(a.open_group_silent, std::sync::atomic::Ordering::Relaxed);
+        self.open_reject_burst
+            .store(a.open_reject_burst, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The alert engine's gauges, as [`LiveStats`] publishes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertGauges {
+    pub meters: u64,
+    pub open_meter_silent: u64,
+    pub open_meter_never_seen: u64,
+    pub open_group_silent: u64,
+    pub open_reject_burst: u64,
+}

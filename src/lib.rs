@@ -74,6 +74,7 @@ pub mod decode;
 pub mod demo;
 pub mod fault;
 pub mod health;
+pub mod ingest;
 pub mod journal;
 pub mod mqtt;
 pub mod progress;

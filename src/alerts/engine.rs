@@ -83,14 +83,7 @@ struct Episode {
 }
 
 /// What the engine knows, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AlertStats {
-    pub meters: u64,
-    pub open_meter_silent: u64,
-    pub open_meter_never_seen: u64,
-    pub open_group_silent: u64,
-    pub open_reject_burst: u64,
-}
+pub use crate::health::AlertGauges as AlertStats;
 
 /// Per-meter deadlines and alert state. Pure: every call gets `now` (µs).
 #[derive(Debug)]
@@ -184,6 +177,11 @@ impl AlertEngine {
     /// Deadlines are judged from `t` on (µs): the startup grace.
     pub fn hold_until(&mut self, t: i64) {
         self.check_from = t;
+    }
+
+    /// Ends a hold earlier: at `t`, if it held longer.
+    pub fn shorten_hold(&mut self, t: i64) {
+        self.check_from = self.check_from.min(t);
     }
 
     fn meter(&self, i: u32) -> &str {

@@ -11,7 +11,7 @@ use super::AppError;
 use crate::health::{Health, Stage};
 use crate::journal::{Journal, JournalError};
 use crate::mqtt::Delivery;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// How often the journal retries a commit that found the disk full (nothing
 /// of it is acked meanwhile; the broker holds what follows).
@@ -39,14 +39,14 @@ pub(super) fn died(stage: Stage, panic: &(dyn std::any::Any + Send)) -> AppError
 pub(super) fn publish_sealed_at_start(
     health: &Health,
     data: &Path,
-    store: &Store,
+    sealed_through: u64,
 ) -> Result<(), AppError> {
     let manifests = crate::store::commit::read_all(data).map_err(StoreError::from)?;
     for m in &manifests {
         health.sealed.add_commit(m.files.len());
     }
     let totals = manifests.last().map(|m| m.totals).unwrap_or_default();
-    health.sealed.publish(&totals, store.sealed_through());
+    health.sealed.publish(&totals, sealed_through);
     Ok(())
 }
 

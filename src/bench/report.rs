@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use crate::app::Pipeline;
 use crate::cli::BenchReportArgs;
 use crate::continuity::window::Window;
 use crate::continuity::{Context, ContinuityConfig};
-use crate::decode::DecodeConfig;
 use crate::demo::fleet::Rng;
+use crate::ingest::IngestConfig;
 use crate::journal::JournalRecord;
 use crate::reading::Medium;
 use crate::report::{self, ReportFilter, StoredReadings};
-use crate::store::{Store, StoreConfig};
+use crate::store::StoreConfig;
 
 const T0: i64 = 1_656_633_600_000_000; // 2022-07-01T00:00:00Z
 const PER_MESSAGE: usize = 50;
@@ -230,19 +231,17 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
             args.data.display()
         );
     }
-    let mut store = Store::open(StoreConfig {
-        data: args.data.clone(),
-        seal_max_rows: 500_000,
-        seal_max_age: Duration::from_secs(1 << 30),
-        decode: DecodeConfig {
-            max_future_skew_micros: i64::MAX / 4,
-            ..DecodeConfig::default()
+    let mut store = Pipeline::open(
+        StoreConfig {
+            ledger,
+            ..StoreConfig::new(&args.data)
         },
-        continuity: bench_context(args),
-        audit_key: None,
-        ledger,
-        alerts: crate::alerts::AlertConfig::default(),
-    })?;
+        IngestConfig {
+            seal_max_age: Duration::from_secs(1 << 30),
+            continuity: bench_context(args),
+            ..IngestConfig::historic(500_000)
+        },
+    )?;
     let ids: Vec<String> = (0..meters).map(|i| format!("HZ-{i:09}")).collect();
     let per_day = (86_400_000_000 / interval(args)).max(1) as usize;
     let mut rng = Rng::new(7);
@@ -256,11 +255,11 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
             "readings",
         )
     });
-    let mut ingest = |store: &mut Store, mut rec: JournalRecord| -> anyhow::Result<()> {
+    let mut ingest = |store: &mut Pipeline, mut rec: JournalRecord| -> anyhow::Result<()> {
         seq += 1;
         rec.seq = seq;
-        store.ingest(&rec);
-        if store.is_seal_due(Instant::now()) {
+        store.ingest(&rec)?;
+        if store.ingest.is_seal_due(Instant::now()) {
             store.seal()?;
         }
         Ok(())

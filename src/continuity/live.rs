@@ -407,6 +407,14 @@ impl LiveEngine {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Whether a known gap of the series lies strictly around `ts`: no
+    /// reading of the series is stored there.
+    pub fn in_gap(&self, meter: &str, register: &str, ts: i64) -> bool {
+        let gaps = self.gaps(meter, register);
+        let k = gaps.partition_point(|g| g.to <= ts);
+        gaps.get(k).is_some_and(|g| g.from < ts && ts < g.to)
+    }
+
     /// The interval a series is judged with (None while it is inferred).
     pub fn interval(&self, meter: &str, register: &str) -> Option<Interval> {
         let i = self.find(meter, register)?;

@@ -974,8 +974,8 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::Pipeline;
     use crate::journal::JournalRecord;
-    use crate::store::{Store, StoreConfig};
 
     /// The two-thread scan (split at a meter) gives exactly what one thread
     /// gives, series for series, including meters on both sides of the
@@ -983,10 +983,13 @@ mod tests {
     #[test]
     fn two_threads_give_what_one_gives() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut store = Store::open(StoreConfig {
-            ledger: false,
-            ..StoreConfig::for_test(tmp.path(), 1_000_000)
-        })
+        let mut store = Pipeline::open(
+            crate::store::StoreConfig {
+                ledger: false,
+                ..crate::store::StoreConfig::new(tmp.path())
+            },
+            crate::ingest::IngestConfig::historic(1_000_000),
+        )
         .unwrap();
         let mut seq = 0;
         // Three commits with different meter sets (so row groups start at
@@ -1018,7 +1021,8 @@ mod tests {
                         )
                         .into_bytes()
                         .into(),
-                    });
+                    })
+.unwrap();
                 }
             }
             store.seal().unwrap();
@@ -1123,16 +1127,18 @@ mod tests {
     fn compacted_runs_give_what_the_files_give() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let mut store = Store::open(StoreConfig::for_test(&data, usize::MAX)).unwrap();
+        let mut store = Pipeline::for_test(&data, usize::MAX);
         let mut seq = 0;
-        let mut send = |store: &mut Store, body: String| {
+        let mut send = |store: &mut Pipeline, body: String| {
             seq += 1;
-            store.ingest(&JournalRecord {
-                seq,
-                received_at: 1_658_707_200_000_000,
-                topic: "meters/t".into(),
-                payload: body.into_bytes().into(),
-            });
+            store
+                .ingest(&JournalRecord {
+                    seq,
+                    received_at: 1_658_707_200_000_000,
+                    topic: "meters/t".into(),
+                    payload: body.into_bytes().into(),
+                })
+                .unwrap();
         };
         let at = |h: i64| {
             chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
@@ -1280,10 +1286,10 @@ mod tests {
     fn a_failed_date_does_not_hold_up_the_others() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let mut store = Store::open(StoreConfig::for_test(&data, usize::MAX)).unwrap();
+        let mut store = Pipeline::for_test(&data, usize::MAX);
         let mut seq = 0;
         // One reading of meter M-1 at hour `h` after 2022-07-25T00:00Z.
-        let mut send = |store: &mut Store, h: i64| {
+        let mut send = |store: &mut Pipeline, h: i64| {
             seq += 1;
             let ts = chrono::DateTime::from_timestamp(1_658_707_200 + h * 3600, 0)
                 .unwrap()
@@ -1297,7 +1303,8 @@ mod tests {
                 )
                 .into_bytes()
                 .into(),
-            });
+            })
+.unwrap();
         };
         for hours in [0..30, 30..48] {
             for h in hours {

@@ -15,46 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::ingest::rows::Counters;
 use crate::journal::sync_dir;
 
 pub const COMMITS_DIR: &str = "_commits";
-
-/// Message and reading counters. Per commit and cumulative; they always
-/// satisfy `delivered = stored + duplicate + rejected`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    /// Messages delivered by the broker (= receipts).
-    pub delivered: u64,
-    /// Messages with at least one new reading.
-    pub stored: u64,
-    /// Messages whose readings were all stored already.
-    pub duplicate: u64,
-    /// Messages that could not be decoded (raw bytes in `rejects`).
-    pub rejected: u64,
-    /// Readings written to `readings` (conflicts included).
-    pub readings_stored: u64,
-    /// Readings dropped because the same meter, register, time and value
-    /// was stored before.
-    pub readings_duplicate: u64,
-    /// Stored readings flagged as conflicting with an earlier value.
-    pub readings_conflict: u64,
-}
-
-impl Counters {
-    pub fn add(&mut self, o: &Counters) {
-        self.delivered += o.delivered;
-        self.stored += o.stored;
-        self.duplicate += o.duplicate;
-        self.rejected += o.rejected;
-        self.readings_stored += o.readings_stored;
-        self.readings_duplicate += o.readings_duplicate;
-        self.readings_conflict += o.readings_conflict;
-    }
-
-    pub fn is_balanced(&self) -> bool {
-        self.delivered == self.stored + self.duplicate + self.rejected
-    }
-}
 
 /// One sealed file of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,6 +166,46 @@ pub fn latest(data: &Path) -> Result<BTreeMap<String, CompactedFile>, StoreError
     Ok(out)
 }
 
+/// The newest compacted file of one date that the ledger holds, if any
+/// (what [`latest`] gives for that date, reading only its directory).
+pub fn latest_of_date(data: &Path, date: &str) -> Result<Option<CompactedFile>, StoreError> {
+    let dir = data.join(READINGS_COMPACTED).join(format!("date={date}"));
+    let mut indices = Vec::new();
+    match fs::read_dir(&dir) {
+        Ok(rd) => {
+            for f in rd {
+                let f = f.map_err(io_err(&dir))?;
+                let fname = f.file_name().to_string_lossy().into_owned();
+                if let Some(index) = fname
+                    .strip_prefix(PREFIX)
+                    .and_then(|n| n.strip_suffix(".parquet"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    indices.push(index);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&dir)(e)),
+    }
+    indices.sort_unstable();
+    let entries = data.join(LEDGER_DIR).join(ENTRIES_DIR);
+    for index in indices.into_iter().rev() {
+        if !entered(&entries, date, index) {
+            continue;
+        }
+        let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
+        let sources = footer_sources(&data.join(&rel))?;
+        return Ok(Some(CompactedFile {
+            index,
+            path: rel,
+            date: date.to_owned(),
+            sources,
+        }));
+    }
+    Ok(None)
+}
+
 /// Compacts every date that ended at least `grace_micros` before `now`
 /// (µs) and that a scan would read as two or more runs: its newest
 /// compacted file and the readings files that file does not hold. Each

@@ -1,19 +1,21 @@
-//! Store: journaled messages → decoded, deduplicated rows → sealed Parquet.
+//! Store: finished rows → sealed Parquet, commits and the audit ledger.
 //!
-//! The store consumes journal records in sequence order. Each record becomes
-//! one `receipts` row and either `readings` rows or one `rejects` row. Rows
-//! wait in memory until a seal (by row count or age), which writes one file
-//! per table and UTC date and then a commit manifest ([`commit`]). The
-//! journal is truncated only up to the last sealed receipt, so a crash at any
-//! point loses nothing: on start, files of an unfinished commit are removed
-//! and the journal after the last commit is replayed, which rebuilds the same
-//! rows with the same dispositions.
+//! The store receives finished batches from the ingest stage
+//! ([`crate::ingest::Sealable`]: receipts, readings, rejects, gaps and
+//! alerts) and seals each: one file per table and UTC date, then a commit
+//! manifest ([`commit`]), then the files' ledger entries and a signed
+//! checkpoint ([`ledger`]). The journal is truncated only up to the last
+//! sealed receipt, so a crash at any point loses nothing: on start, files
+//! of an unfinished commit are removed and the journal after the last
+//! commit is replayed, which rebuilds the same rows with the same
+//! dispositions. It also answers the ingest stage's lookups of old values
+//! ([`lookup`]) and compacts ended dates ([`compact`]).
 
 pub mod canonical;
 pub mod commit;
 pub mod compact;
-pub mod dedup;
 pub mod ledger;
+pub mod lookup;
 pub(crate) mod state_file;
 pub mod tables;
 pub mod tiles;
@@ -22,8 +24,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
@@ -34,72 +34,34 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::alerts::engine::{AlertEngine, AlertStats};
 use crate::alerts::table::{alerts_batch, ALERTS};
-use crate::alerts::{Alert, AlertConfig};
-use crate::continuity::live::{GapChange, LiveEngine};
-use crate::continuity::series::Point;
-use crate::continuity::{Context, IntervalSource};
-use crate::decode::{self, DecodeConfig, Format};
-use crate::journal::{sync_dir, JournalRecord};
-use crate::reading::{fraction_digits, ReadingKind};
+use crate::ingest::Sealable;
+use crate::journal::sync_dir;
 use commit::{CommitError, Counters, Manifest, SealedFile};
-use dedup::{DedupIndex, Verdict};
-use tables::{
-    Disposition, GapEvent, GapRow, ReadingRow, ReceiptRow, RejectRow, GAPS, READINGS, RECEIPTS,
-    REJECTS, SCHEMA_VERSION,
-};
-
-/// Prompt seals (for alerts) come at most this often, so that a storm of
-/// events does not become a storm of small files.
-const MIN_PROMPT_SEAL_GAP: Duration = Duration::from_millis(250);
-
-/// Groups learned from topics, one `meter\tgroup` line each, in `_state`.
-pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
-/// When the alert engine first started (µs), in `_state`.
-pub const ALERTS_SINCE_FILE: &str = "alerts_since";
+use tables::{GAPS, READINGS, RECEIPTS, REJECTS, SCHEMA_VERSION};
 
 /// Writer identification stored in manifests and Parquet footers.
 pub const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
 
-/// How the store seals.
+/// Where and how the store seals.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub data: PathBuf,
-    /// Seal once this many rows (receipts or readings) are waiting.
-    pub seal_max_rows: usize,
-    /// Seal once the oldest waiting receipt is this old.
-    pub seal_max_age: Duration,
-    pub decode: DecodeConfig,
-    /// Rules and registry of the live gap detection.
-    pub continuity: Context,
     /// Ed25519 seed (hex) that signs ledger checkpoints [default:
     /// DATA/_state/audit.key, made on first start].
     pub audit_key: Option<PathBuf>,
     /// Row hashing and the ledger. Always on in the service; off only in
     /// `gapless bench report --ledger-cost`, to measure what they cost.
     pub ledger: bool,
-    /// Alert rules (the engine runs in the store; see [`crate::alerts`]).
-    pub alerts: AlertConfig,
 }
 
-#[cfg(test)]
 impl StoreConfig {
-    /// A store for unit tests: seals by rows only, any reading time
-    /// accepted (fixtures are historic), default rules, the ledger on.
-    pub(crate) fn for_test(data: &Path, seal_max_rows: usize) -> StoreConfig {
+    /// A store in `data` with the ledger on and the default key.
+    pub fn new(data: &Path) -> StoreConfig {
         StoreConfig {
             data: data.to_owned(),
-            seal_max_rows,
-            seal_max_age: Duration::from_secs(3600),
-            decode: DecodeConfig {
-                max_future_skew_micros: i64::MAX / 4,
-                ..DecodeConfig::default()
-            },
-            continuity: Context::default(),
             audit_key: None,
             ledger: true,
-            alerts: AlertConfig::default(),
         }
     }
 }
@@ -137,98 +99,23 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// Rows received since the last seal.
-#[derive(Default)]
-struct Pending {
-    receipts: Vec<ReceiptRow>,
-    readings: Vec<ReadingRow>,
-    rejects: Vec<RejectRow>,
-    counts: Counters,
-    since: Option<Instant>,
-    /// Something waits for a prompt seal: alerts raised, or a meter
-    /// resuming (its `meter_resumed` needs the gap the seal finds).
-    soon: bool,
-}
-
-impl Pending {
-    /// Empties the batch but keeps the vectors' memory: growing them again
-    /// after every seal made the kernel zero fresh (huge) pages each time.
-    fn clear(&mut self) {
-        self.receipts.clear();
-        self.readings.clear();
-        self.rejects.clear();
-        self.counts = Counters::default();
-        self.since = None;
-        self.soon = false;
-    }
-}
-
-/// What the store thread publishes for metrics (the API reads it).
-#[derive(Debug, Default)]
-pub struct LiveStats {
-    /// Meters the alert engine tracks (seen, or in the registry).
-    pub meters_known: AtomicU64,
-    /// Series silent past their gap threshold (refreshed every few seconds).
-    pub open_gaps: AtomicU64,
-    pub open_meter_silent: AtomicU64,
-    pub open_meter_never_seen: AtomicU64,
-    pub open_group_silent: AtomicU64,
-    pub open_reject_burst: AtomicU64,
-    /// Alerts sealed since start.
-    pub alerts_sealed: AtomicU64,
-    /// Dates compacted, and dates whose compaction failed, since start.
-    pub compactions_done: AtomicU64,
-    pub compactions_failed: AtomicU64,
-    /// Witness requests that failed (`serve --witness`; each retried).
-    pub witness_failures: AtomicU64,
-    /// The newest tree size every witness has cosigned.
-    pub witness_cosigned_size: AtomicU64,
-}
-
-impl LiveStats {
-    pub fn set_alerts(&self, a: &AlertStats) {
-        self.meters_known.store(a.meters, Ordering::Relaxed);
-        self.open_meter_silent
-            .store(a.open_meter_silent, Ordering::Relaxed);
-        self.open_meter_never_seen
-            .store(a.open_meter_never_seen, Ordering::Relaxed);
-        self.open_group_silent
-            .store(a.open_group_silent, Ordering::Relaxed);
-        self.open_reject_burst
-            .store(a.open_reject_burst, Ordering::Relaxed);
-    }
-}
-
-/// The store stage. Owned by one thread.
+/// The store stage: seals finished batches. Owned by one thread.
 pub struct Store {
     cfg: StoreConfig,
     next_commit: u64,
     sealed_through: u64,
     sealed_totals: Counters,
-    index: DedupIndex,
-    /// Per-series continuity state: gaps are found as readings are sealed.
-    live: LiveEngine,
     /// Every sealed file is entered here, and each commit signed.
     ledger: ledger::Ledger,
     key: ledger::AuditKey,
-    pending: Pending,
-    /// Silence deadlines and alert state; its alerts are sealed into the
-    /// `alerts` table.
-    alerts: AlertEngine,
-    /// The latest time the store was told (receive times, ticks), µs: the
-    /// time of alerts raised at a seal.
-    now: i64,
-    /// Alerts sealed and not yet handed to the sinks.
-    told: Vec<Alert>,
-    last_seal: Option<Instant>,
-    /// The committed files of the `alerts` table (read by `start_alerts`).
+    /// The committed files of the `readings` and `alerts` tables.
+    readings_files: Vec<PathBuf>,
     alert_files: Vec<PathBuf>,
 }
 
 impl Store {
     /// Opens the data directory: reads the commit log, removes files of an
-    /// unfinished commit, and rebuilds the duplicate index from sealed
-    /// readings.
+    /// unfinished commit, and completes the ledger from the commit log.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         fs::create_dir_all(&cfg.data).map_err(io_err(&cfg.data))?;
         let manifests = commit::read_all(&cfg.data)?;
@@ -240,22 +127,6 @@ impl Store {
         }
         for table in [RECEIPTS, READINGS, REJECTS, GAPS, ALERTS] {
             remove_uncommitted(&cfg.data, &cfg.data.join(table), &committed)?;
-        }
-        // The duplicate index and the live continuity state, from what is
-        // sealed (the gaps these readings found are sealed too).
-        let mut index = DedupIndex::default();
-        let mut live = LiveEngine::new(cfg.continuity.config.clone());
-        let mut alerts = AlertEngine::new(cfg.alerts.clone(), cfg.continuity.clone());
-        for m in &manifests {
-            for f in m.files.iter().filter(|f| f.table == READINGS) {
-                load_sealed_readings(
-                    &cfg.data.join(&f.path),
-                    &mut index,
-                    &mut live,
-                    &mut alerts,
-                    &cfg.continuity,
-                )?;
-            }
         }
         // Complete the ledger from the commit log (a crash between a
         // commit and its entries), then sign what is there.
@@ -274,88 +145,42 @@ impl Store {
             w.checkpoint(&key)?;
         }
         let last = manifests.last();
+        let files_of = |table: &str| -> Vec<PathBuf> {
+            manifests
+                .iter()
+                .flat_map(|m| &m.files)
+                .filter(|f| f.table == table)
+                .map(|f| cfg.data.join(&f.path))
+                .collect()
+        };
         Ok(Store {
             next_commit: last.map_or(1, |m| m.commit + 1),
             sealed_through: last.map_or(0, |m| m.last_seq),
             sealed_totals: last.map_or_else(Counters::default, |m| m.totals),
-            index,
-            live,
             ledger,
             key,
-            pending: Pending::default(),
-            alerts,
-            now: i64::MIN,
-            told: Vec::new(),
-            last_seal: None,
-            alert_files: manifests
-                .iter()
-                .flat_map(|m| &m.files)
-                .filter(|f| f.table == ALERTS)
-                .map(|f| cfg.data.join(&f.path))
-                .collect(),
+            readings_files: files_of(READINGS),
+            alert_files: files_of(ALERTS),
             cfg,
         })
     }
 
-    /// Starts the alert engine at `now` (µs): the groups learned before,
-    /// the registry's meters never seen, the open alerts of the sealed
-    /// `alerts` table, and the startup grace. Call once, before ingesting.
-    /// Returns the alerts sealed so far (the sinks resume from them).
-    pub fn start_alerts(
-        &mut self,
-        now: i64,
-    ) -> Result<Vec<crate::alerts::table::Told>, StoreError> {
-        let state = self.cfg.data.join(crate::app::STATE_DIR);
-        let groups = state.join(ALERT_GROUPS_FILE);
-        match fs::read_to_string(&groups) {
-            Ok(text) => {
-                for line in text.lines() {
-                    if let Some((meter, group)) = line.split_once('\t') {
-                        self.alerts.restore_group(meter, group);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&groups)(e)),
-        }
-        // Registry meters never seen are judged from the first start.
-        let since_path = state.join(ALERTS_SINCE_FILE);
-        let since = state_file::read_or_init_micros(&since_path, now)?;
-        self.alerts.track_registry(since);
-        let told =
-            crate::alerts::table::read_files(&self.alert_files).map_err(|why| StoreError::Io {
-                path: self.cfg.data.join(ALERTS),
-                source: io::Error::other(why),
-            })?;
-        self.alerts.restore(told.iter().map(|t| &t.alert), now);
-        self.alerts
-            .hold_until(now.saturating_add(self.cfg.alerts.startup_grace_s as i64 * 1_000_000));
-        self.now = now;
-        Ok(told)
+    pub fn data(&self) -> &Path {
+        &self.cfg.data
     }
 
-    /// Judges silence deadlines at `now` (µs); alerts raised make the
-    /// next seal due at once.
-    pub fn tick_alerts(&mut self, now: i64) {
-        self.now = self.now.max(now);
-        self.alerts.tick(now);
-        if self.alerts.has_pending() {
-            self.pending.soon = true;
-        }
+    /// The committed `readings` files, in commit order.
+    pub fn readings_files(&self) -> &[PathBuf] {
+        &self.readings_files
     }
 
-    /// Alerts sealed since the last call, for the sinks.
-    pub fn take_told(&mut self) -> Vec<Alert> {
-        std::mem::take(&mut self.told)
-    }
-
-    pub fn alert_stats(&self) -> AlertStats {
-        self.alerts.stats()
-    }
-
-    /// Series whose last reading is past their gap threshold at `now`.
-    pub fn open_gaps(&self, now: i64) -> usize {
-        self.live.open_gaps(now).count()
+    /// The alerts sealed so far, in commit order (the alert engine and the
+    /// sinks resume from them).
+    pub fn read_alerts(&self) -> Result<Vec<crate::alerts::table::Told>, StoreError> {
+        crate::alerts::table::read_files(&self.alert_files).map_err(|why| StoreError::Read {
+            path: self.cfg.data.join(ALERTS),
+            why,
+        })
     }
 
     /// The last receipt sequence number held in sealed files (0 if none).
@@ -363,173 +188,25 @@ impl Store {
         self.sealed_through
     }
 
-    /// Counters over sealed and pending receipts.
-    pub fn totals(&self) -> Counters {
-        let mut t = self.sealed_totals;
-        t.add(&self.pending.counts);
-        t
+    /// Counters over every sealed receipt.
+    pub fn sealed_totals(&self) -> Counters {
+        self.sealed_totals
     }
 
-    /// Receipts waiting for the next seal.
-    pub fn pending_receipts(&self) -> usize {
-        self.pending.receipts.len()
-    }
-
-    /// Decodes one journaled message and adds its rows to the pending batch.
-    pub fn ingest(&mut self, rec: &JournalRecord) {
-        debug_assert!(rec.seq > self.sealed_through);
-        let sha256: [u8; 32] = Sha256::digest(&rec.payload).into();
-        let mut receipt = ReceiptRow {
-            seq: rec.seq,
-            received_at: rec.received_at,
-            topic: rec.topic.clone(),
-            sha256,
-            size: rec.payload.len().min(u32::MAX as usize) as u32,
-            format: None,
-            disposition: Disposition::Rejected,
-            reason: None,
-            readings_stored: 0,
-            readings_duplicate: 0,
-            readings_conflict: 0,
-        };
-        let counts = &mut self.pending.counts;
-        counts.delivered += 1;
-        self.now = self.now.max(rec.received_at);
-        match decode::decode(&rec.topic, &rec.payload, rec.received_at, &self.cfg.decode) {
-            Ok(decoded) => {
-                receipt.format = Some(decoded.format);
-                let lora = matches!(decoded.format, Format::Chirpstack | Format::Tts);
-                let mut notes = decoded.notes;
-                for (i, reading) in decoded.readings.into_iter().enumerate() {
-                    match self.index.check(&reading) {
-                        Verdict::Duplicate => receipt.readings_duplicate += 1,
-                        verdict => {
-                            let conflict = verdict == Verdict::Conflict;
-                            if conflict {
-                                self.alerts.conflict(
-                                    reading.meter_id.as_str(),
-                                    &reading.register,
-                                    reading.ts_micros,
-                                    reading.value.as_str(),
-                                    rec.received_at,
-                                );
-                            } else if reading.kind == ReadingKind::Measured
-                                && self.alerts.reading(
-                                    reading.meter_id.as_str(),
-                                    reading.medium,
-                                    lora,
-                                    reading.ts_micros,
-                                    crate::alerts::message_group(
-                                        decoded.gateway.as_deref(),
-                                        &rec.topic,
-                                    ),
-                                    rec.received_at,
-                                )
-                            {
-                                self.pending.soon = true;
-                            }
-                            if conflict {
-                                receipt.readings_conflict += 1;
-                                notes.push(format!(
-                                    "conflict: meter {} register {} at {} already has a different value; stored {} flagged",
-                                    reading.meter_id,
-                                    reading.register,
-                                    format_micros(reading.ts_micros),
-                                    reading.value
-                                ));
-                            }
-                            receipt.readings_stored += 1;
-                            self.pending.readings.push(ReadingRow {
-                                reading,
-                                conflict,
-                                receipt_seq: rec.seq,
-                                reading_index: i as u32,
-                                received_at: rec.received_at,
-                                format: decoded.format,
-                            });
-                        }
-                    }
-                }
-                counts.readings_stored += receipt.readings_stored as u64;
-                counts.readings_duplicate += receipt.readings_duplicate as u64;
-                counts.readings_conflict += receipt.readings_conflict as u64;
-                if receipt.readings_stored > 0 {
-                    receipt.disposition = Disposition::Stored;
-                    counts.stored += 1;
-                } else {
-                    receipt.disposition = Disposition::Duplicate;
-                    counts.duplicate += 1;
-                    notes.insert(
-                        0,
-                        format!("all {} readings already stored", receipt.readings_duplicate),
-                    );
-                }
-                if !notes.is_empty() {
-                    receipt.reason = Some(notes.join("; "));
-                }
-            }
-            Err(rejection) => {
-                self.alerts.rejection(
-                    &rec.topic,
-                    &rejection.reason,
-                    rejection.reason.contains(decode::CLOCK_SKEW_MARK),
-                    rec.received_at,
-                );
-                counts.rejected += 1;
-                receipt.format = rejection.format;
-                receipt.reason = Some(rejection.reason.clone());
-                self.pending.rejects.push(RejectRow {
-                    seq: rec.seq,
-                    received_at: rec.received_at,
-                    topic: rec.topic.clone(),
-                    format: rejection.format,
-                    reason: rejection.reason,
-                    payload: rec.payload.clone(),
-                });
-            }
-        }
-        self.pending.receipts.push(receipt);
-        self.pending.since.get_or_insert_with(Instant::now);
-        if self.alerts.has_pending() {
-            self.pending.soon = true;
-        }
-    }
-
-    /// Whether the pending batch is due for sealing: by rows (receipts or
-    /// readings, whichever is more: a message may carry many readings, and
-    /// pending rows are held in memory) or by age.
-    pub fn is_seal_due(&self, now: Instant) -> bool {
-        (self.pending.soon
-            && self
-                .last_seal
-                .is_none_or(|t| now.duration_since(t) >= MIN_PROMPT_SEAL_GAP))
-            || self.pending.receipts.len().max(self.pending.readings.len())
-                >= self.cfg.seal_max_rows
-            || self
-                .pending
-                .since
-                .is_some_and(|t| now.duration_since(t) >= self.cfg.seal_max_age)
-    }
-
-    /// Seals the pending batch: one Parquet file per table and UTC date,
-    /// then the commit manifest. Returns the manifest, or None if nothing
-    /// was pending.
-    pub fn seal(&mut self) -> Result<Option<Manifest>, StoreError> {
-        if self.pending.receipts.is_empty() && !self.alerts.has_pending() {
+    /// Seals a finished batch: one Parquet file per table and UTC date,
+    /// then the commit manifest, then the ledger entries and a signed
+    /// checkpoint. Returns the manifest, or None if the batch was empty.
+    pub fn seal(&mut self, batch: &Sealable<'_>) -> Result<Option<Manifest>, StoreError> {
+        if batch.receipts.is_empty() && batch.alerts.is_empty() {
             return Ok(None);
         }
         // A commit may hold alerts only: its receipt range is then empty
         // (first = last + 1).
-        let first = self
-            .pending
+        let first = batch
             .receipts
             .first()
             .map_or(self.sealed_through + 1, |r| r.seq);
-        let last = self
-            .pending
-            .receipts
-            .last()
-            .map_or(self.sealed_through, |r| r.seq);
+        let last = batch.receipts.last().map_or(self.sealed_through, |r| r.seq);
         let commit = self.next_commit;
         // One ledger writer at a time (a report may be writing too).
         let mut ledger = self.ledger.writer()?;
@@ -543,52 +220,19 @@ impl Store {
             dirs: BTreeMap::new(),
             files: Vec::new(),
         };
-        let p = &self.pending;
-        for (day, rows) in partition(&p.receipts, |r| r.received_at) {
+        for (day, rows) in partition(batch.receipts, |r| r.received_at) {
             w.write(RECEIPTS, day, &rows, tables::receipts_batch)?;
         }
-        let mut readings: Vec<&ReadingRow> = p.readings.iter().collect();
-        // Sorted by meter, register and time within each file, so that the
-        // continuity pass can stream files without re-sorting them.
-        readings.sort_by(|a, b| {
-            (
-                a.reading.meter_id.as_str(),
-                &a.reading.register,
-                a.reading.ts_micros,
-                a.receipt_seq,
-            )
-                .cmp(&(
-                    b.reading.meter_id.as_str(),
-                    &b.reading.register,
-                    b.reading.ts_micros,
-                    b.receipt_seq,
-                ))
-        });
-        let gaps = find_gaps(
-            &mut self.live,
-            &mut self.alerts,
-            &self.cfg.continuity,
-            &readings,
-            self.now,
-        );
-        self.alerts.finish_resumes(
-            gaps.iter()
-                .filter(|g| g.event == GapEvent::Found)
-                .map(|g| (g.meter_id.as_str(), g.register.as_str(), &g.gap)),
-            self.now,
-        );
-        let alerts = self.alerts.take();
-        let learned = self.alerts.take_learned();
-        for (day, rows) in partition(readings, |r| r.reading.ts_micros) {
+        for (day, rows) in partition(batch.readings.iter().copied(), |r| r.reading.ts_micros) {
             w.write(READINGS, day, &rows, tables::readings_batch)?;
         }
-        for (day, rows) in partition(&gaps, |g| g.gap.to) {
+        for (day, rows) in partition(&batch.gaps, |g| g.gap.to) {
             w.write(GAPS, day, &rows, tables::gaps_batch)?;
         }
-        for (day, rows) in partition(&p.rejects, |r| r.received_at) {
+        for (day, rows) in partition(batch.rejects, |r| r.received_at) {
             w.write(REJECTS, day, &rows, tables::rejects_batch)?;
         }
-        for (day, rows) in partition(&alerts, |a| a.raised_at) {
+        for (day, rows) in partition(&batch.alerts, |a| a.raised_at) {
             w.write(ALERTS, day, &rows, alerts_batch)?;
         }
         for dir in w.dirs.keys() {
@@ -600,7 +244,7 @@ impl Store {
         let files = w.files;
 
         let mut totals = self.sealed_totals;
-        totals.add(&p.counts);
+        totals.add(&batch.counts);
         let manifest = Manifest {
             commit,
             first_seq: first,
@@ -608,7 +252,7 @@ impl Store {
             sealed_at,
             writer: WRITER.to_string(),
             files,
-            counts: p.counts,
+            counts: batch.counts,
             totals,
         };
         commit::write(&self.cfg.data, &manifest)?;
@@ -621,39 +265,17 @@ impl Store {
             ledger.checkpoint(&self.key)?;
         }
         drop(ledger);
-        if !learned.is_empty() {
-            self.remember_groups(&learned)?;
+        for f in &manifest.files {
+            match f.table.as_str() {
+                READINGS => self.readings_files.push(self.cfg.data.join(&f.path)),
+                ALERTS => self.alert_files.push(self.cfg.data.join(&f.path)),
+                _ => {}
+            }
         }
         self.next_commit += 1;
         self.sealed_through = last;
         self.sealed_totals = totals;
-        self.pending.clear();
-        self.told.extend(alerts);
-        self.last_seal = Some(Instant::now());
         Ok(Some(manifest))
-    }
-
-    /// Appends groups learned from topics to `_state/alert_groups.tsv`, so
-    /// that a meter silent across a restart still belongs to its group.
-    fn remember_groups(&self, learned: &[(String, String)]) -> Result<(), StoreError> {
-        let path = self
-            .cfg
-            .data
-            .join(crate::app::STATE_DIR)
-            .join(ALERT_GROUPS_FILE);
-        let mut text = String::new();
-        for (meter, group) in learned {
-            text.push_str(meter);
-            text.push('\t');
-            text.push_str(group);
-            text.push('\n');
-        }
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        f.write_all(text.as_bytes()).map_err(io_err(&path))
     }
 }
 
@@ -1090,224 +712,6 @@ impl Drop for ParquetDraft {
     }
 }
 
-/// Runs the live continuity engine over a batch of readings (sorted by
-/// series and time) and returns the `gaps` rows it produced.
-fn find_gaps(
-    live: &mut LiveEngine,
-    alerts: &mut AlertEngine,
-    ctx: &Context,
-    readings: &[&ReadingRow],
-    now: i64,
-) -> Vec<GapRow> {
-    let mut out = Vec::new();
-    for r in readings
-        .iter()
-        .filter(|r| is_series_reading(r.reading.kind, r.conflict))
-    {
-        let rd = &r.reading;
-        let (meter, register) = (rd.meter_id.as_str(), rd.register.as_str());
-        let lora = matches!(r.format, Format::Chirpstack | Format::Tts);
-        let point = Point {
-            ts: rd.ts_micros,
-            value: rd.value.scaled(),
-            decimals: fraction_digits(rd.value.as_str()),
-            seq: rd.seq,
-            received_at: r.received_at,
-        };
-        let changes = live.observe(meter, register, || ctx.setup(meter, rd.medium, lora), point);
-        if changes.is_empty() {
-            continue;
-        }
-        let source = live
-            .interval(meter, register)
-            .map_or(IntervalSource::Default, |i| i.source);
-        let row = |event, gap| GapRow {
-            meter_id: meter.to_owned(),
-            register: register.to_owned(),
-            medium: rd.medium,
-            event,
-            gap,
-            interval_source: source,
-            receipt_seq: r.receipt_seq,
-            detected_at: r.received_at,
-        };
-        for c in changes {
-            match c {
-                GapChange::Found(g) => out.push(row(GapEvent::Found, g)),
-                GapChange::Split { old, parts } => {
-                    out.push(row(GapEvent::Superseded, old));
-                    out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
-                }
-                GapChange::Inferred(interval) => alerts.interval_inferred(meter, interval.micros),
-                GapChange::Decrease { before, after } => {
-                    // A registry replacement explains it (the live rules
-                    // do not carry the registry).
-                    let replaced = ctx
-                        .registry
-                        .replacements(meter)
-                        .iter()
-                        .any(|&t| before.ts < t && t <= after.ts);
-                    if !replaced {
-                        let (b, a) = (
-                            crate::reading::format_fixed(before.value, before.decimals),
-                            crate::reading::format_fixed(after.value, after.decimals),
-                        );
-                        alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Whether a stored reading belongs to its series' telegram stream: measured
-/// values, not set-date values and not conflicting values.
-fn is_series_reading(kind: ReadingKind, conflict: bool) -> bool {
-    kind == ReadingKind::Measured && !conflict
-}
-
-/// Adds every reading of a sealed `readings` file to the duplicate index and
-/// the live continuity state (whose changes were sealed with the file).
-fn load_sealed_readings(
-    path: &Path,
-    index: &mut DedupIndex,
-    live: &mut LiveEngine,
-    alerts: &mut AlertEngine,
-    ctx: &Context,
-) -> Result<(), StoreError> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
-    use arrow_array::Array;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::arrow::ProjectionMask;
-
-    let pq = |source| StoreError::Parquet {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io_err(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
-    let mask = ProjectionMask::columns(
-        builder.parquet_schema(),
-        [
-            "meter_id",
-            "register",
-            "ts",
-            "medium",
-            "unit",
-            "value",
-            "value_decimal",
-            "seq",
-            "kind",
-            "conflict",
-            "received_at",
-            "format",
-        ],
-    );
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(pq)?;
-    let mut latest: Option<LatestOfMeter> = None;
-    for batch in reader {
-        let batch = batch.map_err(|e| pq(e.into()))?;
-        let col = |name: &str| {
-            batch.column_by_name(name).ok_or_else(|| {
-                pq(parquet::errors::ParquetError::General(format!(
-                    "column {name} missing"
-                )))
-            })
-        };
-        let meter = col("meter_id")?.as_string::<i32>();
-        let register = col("register")?.as_string::<i32>();
-        let ts = col("ts")?.as_primitive::<TimestampMicrosecondType>();
-        let medium = col("medium")?.as_string::<i32>();
-        let unit = col("unit")?.as_string::<i32>();
-        let text = col("value")?.as_string::<i32>();
-        let value = col("value_decimal")?.as_primitive::<Decimal128Type>();
-        let seq = col("seq")?.as_primitive::<UInt64Type>();
-        let kind = col("kind")?.as_string::<i32>();
-        let conflict = col("conflict")?.as_boolean();
-        let received = col("received_at")?.as_primitive::<TimestampMicrosecondType>();
-        let format = col("format")?.as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            let (m, r) = (meter.value(i), register.value(i));
-            index.check_parts(m, r, ts.value(i), value.value(i), unit.value(i));
-            let k = if kind.value(i) == "set_date" {
-                ReadingKind::SetDate
-            } else {
-                ReadingKind::Measured
-            };
-            if !is_series_reading(k, conflict.value(i)) {
-                continue;
-            }
-            let Some(md) = crate::reading::Medium::parse(medium.value(i)) else {
-                continue;
-            };
-            let lora = matches!(format.value(i), "chirpstack" | "tts");
-            let point = Point {
-                ts: ts.value(i),
-                value: value.value(i),
-                decimals: fraction_digits(text.value(i)),
-                seq: (!seq.is_null(i)).then(|| seq.value(i)),
-                received_at: received.value(i),
-            };
-            let inferred = live
-                .observe(m, r, || ctx.setup(m, md, lora), point)
-                .into_iter()
-                .find_map(|c| match c {
-                    GapChange::Inferred(iv) => Some(iv.micros),
-                    _ => None,
-                });
-            // Rows are sorted by meter: the alert engine needs each
-            // meter's latest time (and an interval inferred meanwhile)
-            // once per run of its rows.
-            match &mut latest {
-                Some(l) if l.meter == m => {
-                    l.ts = l.ts.max(point.ts);
-                    l.inferred = l.inferred.or(inferred);
-                }
-                _ => {
-                    if let Some(l) = latest.take() {
-                        l.tell(alerts);
-                    }
-                    latest = Some(LatestOfMeter {
-                        meter: m.to_owned(),
-                        ts: point.ts,
-                        medium: md,
-                        lora,
-                        inferred,
-                    });
-                }
-            }
-        }
-    }
-    if let Some(l) = latest {
-        l.tell(alerts);
-    }
-    Ok(())
-}
-
-/// A meter's latest reading in a run of sealed rows, for the alert engine.
-struct LatestOfMeter {
-    meter: String,
-    ts: i64,
-    medium: crate::reading::Medium,
-    lora: bool,
-    inferred: Option<i64>,
-}
-
-impl LatestOfMeter {
-    fn tell(self, alerts: &mut AlertEngine) {
-        alerts.observe_sealed(&self.meter, self.medium, self.lora, self.ts);
-        if let Some(iv) = self.inferred {
-            alerts.interval_inferred(&self.meter, iv);
-        }
-    }
-}
-
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
@@ -1421,55 +825,6 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertKind;
-
-    fn store(data: &Path, max_rows: usize) -> Store {
-        Store::open(StoreConfig::for_test(data, max_rows)).unwrap()
-    }
-
-    fn record(seq: u64, readings: usize) -> JournalRecord {
-        let items: Vec<String> = (0..readings)
-            .map(|i| {
-                format!(
-                    r#"{{"meter_id":"M-1","medium":"water","unit":"m3","value":"{i}.5","ts":"2022-07-25T{:02}:{:02}:00Z"}}"#,
-                    i / 60,
-                    i % 60
-                )
-            })
-            .collect();
-        JournalRecord {
-            seq,
-            received_at: 1_700_000_000_000_000,
-            topic: "meters/m".into(),
-            payload: format!("[{}]", items.join(",")).into_bytes().into(),
-        }
-    }
-
-    /// A crash after a commit manifest and before its ledger entries: the
-    /// next start completes the ledger from the manifest, and the data set
-    /// verifies.
-    #[test]
-    fn a_commit_without_its_ledger_entries_is_completed_on_start() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = store(tmp.path(), 1000);
-        s.ingest(&record(1, 3));
-        let m = s.seal().unwrap().unwrap();
-        assert_eq!(m.files.len(), 2, "receipts and readings");
-        drop(s);
-        let ledger = tmp.path().join("_ledger");
-        for f in &m.files {
-            let i = f.entry.as_ref().unwrap().index;
-            fs::remove_file(ledger.join("entries").join(ledger::entry_name(i))).unwrap();
-        }
-        fs::remove_file(ledger.join("checkpoints").join(format!("{:012}.txt", 2))).unwrap();
-        fs::remove_file(ledger.join("head.json")).unwrap();
-        let v = crate::audit::verify(tmp.path(), None, &|_, _, _| {});
-        assert!(!v.is_clean(), "the files are not in the ledger yet");
-        let _s = store(tmp.path(), 1000);
-        let v = crate::audit::verify(tmp.path(), None, &|_, _, _| {});
-        assert!(v.is_clean(), "{:?}", v.findings);
-        assert_eq!(v.entries, 2);
-    }
 
     /// A file written chunk by chunk holds the rows of all chunks, in
     /// order, and its footer's row root, row count and ranges are those of
@@ -1561,115 +916,5 @@ mod tests {
         assert_eq!(batch_ranges(&gaps), (Some((30, 40)), None));
         let all_null = gaps.slice(0, 1);
         assert_eq!(batch_ranges(&all_null), (None, None));
-    }
-
-    #[test]
-    fn a_message_with_many_readings_is_due_by_its_readings() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = store(tmp.path(), 10);
-        s.ingest(&record(1, 12));
-        assert_eq!(s.pending_receipts(), 1);
-        assert!(
-            s.is_seal_due(Instant::now()),
-            "12 pending readings ≥ 10 rows"
-        );
-    }
-
-    #[test]
-    fn seal_then_reopen_knows_what_is_stored() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = store(tmp.path(), 1000);
-        s.ingest(&record(1, 3));
-        let m = s.seal().unwrap().unwrap();
-        assert_eq!((m.first_seq, m.last_seq), (1, 1));
-        assert_eq!(m.counts.readings_stored, 3);
-        assert!(m.totals.is_balanced());
-        for f in &m.files {
-            let bytes = fs::read(tmp.path().join(&f.path)).unwrap();
-            assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.path);
-        }
-        assert!(
-            s.seal().unwrap().is_none(),
-            "nothing pending, no empty commit"
-        );
-        drop(s);
-        // A Parquet file of an unfinished commit is removed on open.
-        let orphan = tmp
-            .path()
-            .join("readings/date=2022-07-25/part-0000000002.parquet");
-        fs::write(&orphan, b"half written").unwrap();
-        let mut s = store(tmp.path(), 1000);
-        assert!(!orphan.exists());
-        assert_eq!(s.sealed_through(), 1);
-        s.ingest(&record(2, 3));
-        let t = s.totals();
-        assert_eq!((t.delivered, t.stored, t.duplicate), (2, 1, 1));
-        assert_eq!(t.readings_duplicate, 3);
-    }
-
-    /// Alerts across a restart: an alerts-only commit (empty receipt
-    /// range), no second `meter_silent` after reopening, and a meter's
-    /// inferred interval (4 h, not water's built-in 1 h) still known.
-    #[test]
-    fn alerts_survive_a_reopen_with_what_the_store_inferred() {
-        const H: i64 = 3_600_000_000;
-        let t0 = crate::continuity::parse_time("2022-07-25T00:00:00Z").unwrap();
-        let rec = |seq: u64, meter: &str, k: i64| JournalRecord {
-            seq,
-            received_at: t0 + k * 4 * H,
-            topic: format!("meters/site/{meter}"),
-            payload: format!(
-                r#"{{"meter_id":"{meter}","medium":"water","unit":"m3","value":"{k}","ts":"{}"}}"#,
-                format_micros(t0 + k * 4 * H)
-            )
-            .into_bytes()
-            .into(),
-        };
-        let tmp = tempfile::tempdir().unwrap();
-        let mut cfg = StoreConfig::for_test(tmp.path(), 1000);
-        cfg.alerts.startup_grace_s = 0;
-        let mut s = Store::open(cfg.clone()).unwrap();
-        s.start_alerts(t0).unwrap();
-        let mut seq = 0;
-        for k in 0..12 {
-            for m in ["W-1", "W-2"] {
-                seq += 1;
-                s.ingest(&rec(seq, m, k));
-            }
-        }
-        s.seal().unwrap().unwrap();
-        let last = t0 + 11 * 4 * H;
-        // W-2 goes on, W-1 stops. 4 h spacing: due 12 h after the last.
-        seq += 1;
-        s.ingest(&rec(seq, "W-2", 12));
-        s.seal().unwrap().unwrap();
-        s.tick_alerts(last + 11 * H);
-        assert!(s.take_told().is_empty());
-        s.tick_alerts(last + 12 * H);
-        let m = s.seal().unwrap().expect("an alerts-only commit");
-        assert_eq!((m.first_seq, m.last_seq), (seq + 1, seq));
-        let told = s.take_told();
-        assert_eq!(told.len(), 1);
-        assert_eq!(
-            (told[0].kind, told[0].subject.as_str()),
-            (AlertKind::MeterSilent, "W-1")
-        );
-        drop(s);
-        // Reopened: no repeat; W-2's 4-hour interval is still the rule.
-        let mut s = Store::open(cfg).unwrap();
-        s.start_alerts(last + 13 * H).unwrap();
-        s.tick_alerts(last + 14 * H);
-        assert!(
-            s.seal().unwrap().is_none(),
-            "nothing to tell: {:?}",
-            s.alerts.take()
-        );
-        assert_eq!(s.alert_stats().open_meter_silent, 1);
-        // W-2 (last at 12 × 4 h) is due at 12 × 4 h + 12 h.
-        s.tick_alerts(last + 4 * H + 12 * H);
-        s.seal().unwrap().unwrap();
-        let told = s.take_told();
-        assert_eq!(told.len(), 1, "{told:?}");
-        assert_eq!((told[0].subject.as_str(), told[0].seq), ("W-2", 2));
     }
 }

@@ -11,7 +11,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::decode::Format;
-use crate::reading::{Reading, VALUE_SCALE};
+pub use crate::ingest::rows::{Disposition, GapEvent, GapRow, ReadingRow, ReceiptRow, RejectRow};
+use crate::reading::VALUE_SCALE;
 
 /// Version of the table layouts, written into every file's footer.
 pub const SCHEMA_VERSION: &str = "2";
@@ -20,27 +21,6 @@ pub const SCHEMA_VERSION: &str = "2";
 pub const RECEIPTS: &str = "receipts";
 pub const READINGS: &str = "readings";
 pub const REJECTS: &str = "rejects";
-
-/// What became of a delivered message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// At least one reading of it was new.
-    Stored,
-    /// Every reading of it was already stored (same meter, register, time, value).
-    Duplicate,
-    /// It could not be decoded; its bytes are in `rejects`.
-    Rejected,
-}
-
-impl Disposition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Stored => "stored",
-            Disposition::Duplicate => "duplicate",
-            Disposition::Rejected => "rejected",
-        }
-    }
-}
 
 /// Microseconds since the epoch, UTC: every timestamp column.
 pub(crate) fn ts_type() -> DataType {
@@ -96,44 +76,6 @@ pub fn rejects_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("payload", DataType::Binary, false),
     ]))
-}
-
-/// One row of `receipts`.
-#[derive(Debug, Clone)]
-pub struct ReceiptRow {
-    pub seq: u64,
-    pub received_at: i64,
-    pub topic: String,
-    pub sha256: [u8; 32],
-    pub size: u32,
-    pub format: Option<Format>,
-    pub disposition: Disposition,
-    pub reason: Option<String>,
-    pub readings_stored: u32,
-    pub readings_duplicate: u32,
-    pub readings_conflict: u32,
-}
-
-/// One row of `readings`.
-#[derive(Debug, Clone)]
-pub struct ReadingRow {
-    pub reading: Reading,
-    pub conflict: bool,
-    pub receipt_seq: u64,
-    pub reading_index: u32,
-    pub received_at: i64,
-    pub format: Format,
-}
-
-/// One row of `rejects`.
-#[derive(Debug, Clone)]
-pub struct RejectRow {
-    pub seq: u64,
-    pub received_at: i64,
-    pub topic: String,
-    pub format: Option<Format>,
-    pub reason: String,
-    pub payload: bytes::Bytes,
 }
 
 fn batch(schema: SchemaRef, cols: Vec<ArrayRef>) -> RecordBatch {
@@ -284,40 +226,6 @@ pub fn rejects_batch(rows: &[&RejectRow]) -> RecordBatch {
 
 /// Gaps found by the live engine as readings are sealed.
 pub const GAPS: &str = "gaps";
-
-/// What a `gaps` row records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapEvent {
-    /// A gap between two readings (closed by the later one).
-    Found,
-    /// A gap recorded earlier that a late reading split or closed: it no
-    /// longer stands; the parts that remain are `found` rows of their own.
-    Superseded,
-}
-
-impl GapEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GapEvent::Found => "found",
-            GapEvent::Superseded => "superseded",
-        }
-    }
-}
-
-/// One row of `gaps`.
-#[derive(Debug, Clone)]
-pub struct GapRow {
-    pub meter_id: String,
-    pub register: String,
-    pub medium: crate::reading::Medium,
-    pub event: GapEvent,
-    pub gap: crate::continuity::series::Gap,
-    pub interval_source: crate::continuity::IntervalSource,
-    /// The receipt of the reading that caused the event.
-    pub receipt_seq: u64,
-    /// When that reading was received.
-    pub detected_at: i64,
-}
 
 pub fn gaps_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

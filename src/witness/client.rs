@@ -18,9 +18,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::note::{split_note, Cosigned, CosignerKey};
+use crate::health::LiveStats;
 use crate::store::canonical::{consistency_path, leaf_hash, Hash};
 use crate::store::ledger::{entry_name, CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR};
-use crate::store::LiveStats;
 
 /// How often the task looks for a new checkpoint.
 const TICK: Duration = Duration::from_millis(250);

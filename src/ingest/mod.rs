@@ -1,0 +1,627 @@
+//! The ingest stage: journaled messages → finished rows.
+//!
+//! Between the journal and the store. For each journal record, in receipt
+//! order, it decodes the payload, classifies every reading (new, duplicate,
+//! conflict: [`dedup`]), bounds the registers of each meter, and feeds the
+//! alert engine; rows wait in a [`Batch`]. When a seal is due,
+//! [`Ingest::finish`] runs the live continuity engine over the batch's
+//! readings (sorted by series and time) and takes the alerts raised, and
+//! hands the store a [`Sealable`]: receipts, readings, rejects, gaps and
+//! alerts, ready to be written. The store only seals, commits and enters
+//! files in the ledger; [`Ingest::sealed`] then clears the batch.
+//!
+//! Its state is keyed by meter and bounded by the fleet, not the history:
+//! per series its ends ([`dedup`]) and its continuity state, per meter its
+//! alert deadline. What memory cannot decide is looked up in the sealed
+//! files ([`dedup::SealedValues`], implemented by the store).
+
+pub mod dedup;
+mod rebuild;
+pub mod rows;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::alerts::engine::{AlertEngine, AlertStats};
+use crate::alerts::{Alert, AlertConfig};
+use crate::continuity::live::{GapChange, LiveEngine};
+use crate::continuity::series::Point;
+use crate::continuity::{Context, IntervalSource};
+use crate::decode::{self, DecodeConfig, Format};
+use crate::journal::JournalRecord;
+use crate::reading::{fraction_digits, ReadingKind};
+use dedup::{Key, LookupError, SealedValues, SeriesIndex, Verdict};
+use rows::{Counters, Disposition, GapEvent, GapRow, ReadingRow, ReceiptRow, RejectRow};
+
+pub use rebuild::RebuildError;
+
+/// Prompt seals (for alerts) come at most this often, so that a storm of
+/// events does not become a storm of small files.
+const MIN_PROMPT_SEAL_GAP: Duration = Duration::from_millis(250);
+
+/// Groups learned from topics, one `meter\tgroup` line each, in `_state`.
+pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
+/// When the alert engine first started (µs), in `_state`.
+pub const ALERTS_SINCE_FILE: &str = "alerts_since";
+
+/// Distinct registers a meter may have before a message that adds one
+/// more is rejected.
+pub const DEFAULT_MAX_REGISTERS_PER_METER: usize = 64;
+
+/// What the stage decides by.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Seal once this many rows (receipts or readings) are waiting.
+    pub seal_max_rows: usize,
+    /// Seal once the oldest waiting receipt is this old.
+    pub seal_max_age: Duration,
+    pub decode: DecodeConfig,
+    /// Rules and registry of the live gap detection.
+    pub continuity: Context,
+    /// Alert rules.
+    pub alerts: AlertConfig,
+    /// A message that would give a meter more distinct registers than
+    /// this is rejected.
+    pub max_registers_per_meter: usize,
+}
+
+impl IngestConfig {
+    /// For tests and benchmarks of historic data: seals by rows only, any
+    /// reading time accepted, default rules.
+    pub fn historic(seal_max_rows: usize) -> IngestConfig {
+        IngestConfig {
+            seal_max_rows,
+            seal_max_age: Duration::from_secs(3600),
+            decode: DecodeConfig {
+                max_future_skew_micros: i64::MAX / 4,
+                ..DecodeConfig::default()
+            },
+            continuity: Context::default(),
+            alerts: AlertConfig::default(),
+            max_registers_per_meter: DEFAULT_MAX_REGISTERS_PER_METER,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    #[error("{0}")]
+    State(String),
+}
+
+/// Rows received since the last seal.
+#[derive(Default)]
+pub struct Batch {
+    pub receipts: Vec<ReceiptRow>,
+    pub readings: Vec<ReadingRow>,
+    pub rejects: Vec<RejectRow>,
+    pub counts: Counters,
+    since: Option<Instant>,
+    /// Something waits for a prompt seal: alerts raised, or a meter
+    /// resuming (its `meter_resumed` needs the gap the seal finds).
+    soon: bool,
+}
+
+impl Batch {
+    /// Empties the batch but keeps the vectors' memory: growing them again
+    /// after every seal made the kernel zero fresh (huge) pages each time.
+    fn clear(&mut self) {
+        self.receipts.clear();
+        self.readings.clear();
+        self.rejects.clear();
+        self.counts = Counters::default();
+        self.since = None;
+        self.soon = false;
+    }
+}
+
+/// A batch ready to be sealed: what the store writes.
+pub struct Sealable<'a> {
+    pub receipts: &'a [ReceiptRow],
+    /// Sorted by meter, register, time and receipt.
+    pub readings: Vec<&'a ReadingRow>,
+    pub rejects: &'a [RejectRow],
+    pub gaps: Vec<GapRow>,
+    pub alerts: Vec<Alert>,
+    pub counts: Counters,
+    /// Groups learned from topics in this batch (meter, group).
+    pub learned: Vec<(String, String)>,
+}
+
+/// The ingest stage. Owned by one thread.
+pub struct Ingest {
+    cfg: IngestConfig,
+    /// `DATA/_state`: the alert groups and the alert engine's first start.
+    state_dir: PathBuf,
+    series: SeriesIndex,
+    /// Per-series continuity state: gaps are found as readings are sealed.
+    live: LiveEngine,
+    /// Silence deadlines and alert state.
+    alerts: AlertEngine,
+    batch: Batch,
+    sealed: Box<dyn SealedValues>,
+    /// The latest time the stage was told (receive times, ticks), µs: the
+    /// time of alerts raised at a seal.
+    now: i64,
+    last_seal: Option<Instant>,
+}
+
+impl Ingest {
+    /// A stage with no history (nothing sealed yet, or a benchmark).
+    pub fn new(cfg: IngestConfig, state_dir: &Path, sealed: Box<dyn SealedValues>) -> Ingest {
+        Ingest {
+            series: SeriesIndex::default(),
+            live: LiveEngine::new(cfg.continuity.config.clone()),
+            alerts: AlertEngine::new(cfg.alerts.clone(), cfg.continuity.clone()),
+            state_dir: state_dir.to_owned(),
+            batch: Batch::default(),
+            sealed,
+            now: i64::MIN,
+            last_seal: None,
+            cfg,
+        }
+    }
+
+    /// The stage as of the sealed `readings` files (every committed one):
+    /// their series, continuity and alert state.
+    pub fn rebuild(
+        cfg: IngestConfig,
+        state_dir: &Path,
+        sealed: Box<dyn SealedValues>,
+        readings_files: &[PathBuf],
+    ) -> Result<Ingest, IngestError> {
+        let mut s = Ingest::new(cfg, state_dir, sealed);
+        for path in readings_files {
+            rebuild::load_sealed_readings(
+                path,
+                &mut s.series,
+                &mut s.live,
+                &mut s.alerts,
+                &s.cfg.continuity,
+            )?;
+        }
+        s.series.sealed();
+        Ok(s)
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.cfg
+    }
+
+    /// Starts the alert engine at `now` (µs): the groups learned before,
+    /// the registry's meters never seen, the open alerts of the sealed
+    /// `alerts` table (`told`), and the startup grace. Call once, before
+    /// ingesting.
+    pub fn start_alerts<'a>(
+        &mut self,
+        now: i64,
+        told: impl IntoIterator<Item = &'a Alert>,
+    ) -> Result<(), IngestError> {
+        let groups = self.state_dir.join(ALERT_GROUPS_FILE);
+        match fs::read_to_string(&groups) {
+            Ok(text) => {
+                for line in text.lines() {
+                    if let Some((meter, group)) = line.split_once('\t') {
+                        self.alerts.restore_group(meter, group);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(IngestError::Io {
+                    action: "reading",
+                    path: groups,
+                    source,
+                })
+            }
+        }
+        // Registry meters never seen are judged from the first start.
+        let since_path = self.state_dir.join(ALERTS_SINCE_FILE);
+        let since = crate::store::state_file::read_or_init_micros(&since_path, now)
+            .map_err(|e| IngestError::State(e.to_string()))?;
+        self.alerts.track_registry(since);
+        self.alerts.restore(told, now);
+        self.alerts
+            .hold_until(now.saturating_add(self.cfg.alerts.startup_grace_s as i64 * 1_000_000));
+        self.now = now;
+        Ok(())
+    }
+
+    /// Ends the startup grace at `now` (µs), if it holds longer: the broker
+    /// had nothing queued for us, or what it had has drained.
+    pub fn end_grace(&mut self, now: i64) {
+        self.alerts.shorten_hold(now);
+    }
+
+    /// Judges silence deadlines at `now` (µs); alerts raised make the
+    /// next seal due at once.
+    pub fn tick_alerts(&mut self, now: i64) {
+        self.now = self.now.max(now);
+        self.alerts.tick(now);
+        if self.alerts.has_pending() {
+            self.batch.soon = true;
+        }
+    }
+
+    pub fn alert_stats(&self) -> AlertStats {
+        self.alerts.stats()
+    }
+
+    /// Series whose last reading is past their gap threshold at `now`.
+    pub fn open_gaps(&self, now: i64) -> usize {
+        self.live.open_gaps(now).count()
+    }
+
+    /// Series (meter, register) known.
+    pub fn series(&self) -> usize {
+        self.series.series()
+    }
+
+    /// Lookups in the sealed files since start.
+    pub fn lookups(&self) -> u64 {
+        self.series.lookups
+    }
+
+    /// Bytes held by the duplicate state and the live continuity state.
+    pub fn heap_bytes(&self) -> usize {
+        self.series.heap_bytes() + self.live.heap_bytes()
+    }
+
+    /// The batch waiting for the next seal.
+    pub fn batch(&self) -> &Batch {
+        &self.batch
+    }
+
+    /// Decodes one journaled message and adds its rows to the batch. An
+    /// error is a failed lookup in the sealed files: the reading cannot be
+    /// classified, and the stage must stop rather than guess.
+    pub fn ingest(&mut self, rec: &JournalRecord) -> Result<(), IngestError> {
+        let sha256: [u8; 32] = Sha256::digest(&rec.payload).into();
+        let mut receipt = ReceiptRow {
+            seq: rec.seq,
+            received_at: rec.received_at,
+            topic: rec.topic.clone(),
+            sha256,
+            size: rec.payload.len().min(u32::MAX as usize) as u32,
+            format: None,
+            disposition: Disposition::Rejected,
+            reason: None,
+            readings_stored: 0,
+            readings_duplicate: 0,
+            readings_conflict: 0,
+        };
+        self.batch.counts.delivered += 1;
+        self.now = self.now.max(rec.received_at);
+        let decoded = decode::decode(&rec.topic, &rec.payload, rec.received_at, &self.cfg.decode)
+            .and_then(|d| match self.too_many_registers(&d.readings) {
+                Some(reason) => Err(decode::Rejection {
+                    format: Some(d.format),
+                    reason,
+                }),
+                None => Ok(d),
+            });
+        match decoded {
+            Ok(decoded) => {
+                receipt.format = Some(decoded.format);
+                let lora = matches!(decoded.format, Format::Chirpstack | Format::Tts);
+                let mut notes = decoded.notes;
+                for (i, reading) in decoded.readings.into_iter().enumerate() {
+                    let (meter, register) = (reading.meter_id.as_str(), reading.register.as_str());
+                    let live = &self.live;
+                    let verdict = self.series.check(
+                        Key {
+                            meter,
+                            register,
+                            ts: reading.ts_micros,
+                            scaled: reading.value.scaled(),
+                            unit: reading.unit.as_str(),
+                            set_date: reading.kind == ReadingKind::SetDate,
+                        },
+                        || live.in_gap(meter, register, reading.ts_micros),
+                        &mut *self.sealed,
+                    )?;
+                    if verdict == Verdict::Duplicate {
+                        receipt.readings_duplicate += 1;
+                        continue;
+                    }
+                    let conflict = verdict == Verdict::Conflict;
+                    if conflict {
+                        self.alerts.conflict(
+                            meter,
+                            register,
+                            reading.ts_micros,
+                            reading.value.as_str(),
+                            rec.received_at,
+                        );
+                        receipt.readings_conflict += 1;
+                        notes.push(format!(
+                            "conflict: meter {} register {} at {} already has a different value; stored {} flagged",
+                            reading.meter_id,
+                            reading.register,
+                            crate::store::format_micros(reading.ts_micros),
+                            reading.value
+                        ));
+                    } else if reading.kind == ReadingKind::Measured
+                        && self.alerts.reading(
+                            meter,
+                            reading.medium,
+                            lora,
+                            reading.ts_micros,
+                            crate::alerts::message_group(decoded.gateway.as_deref(), &rec.topic),
+                            rec.received_at,
+                        )
+                    {
+                        self.batch.soon = true;
+                    }
+                    receipt.readings_stored += 1;
+                    self.batch.readings.push(ReadingRow {
+                        reading,
+                        conflict,
+                        receipt_seq: rec.seq,
+                        reading_index: i as u32,
+                        received_at: rec.received_at,
+                        format: decoded.format,
+                    });
+                }
+                let counts = &mut self.batch.counts;
+                counts.readings_stored += receipt.readings_stored as u64;
+                counts.readings_duplicate += receipt.readings_duplicate as u64;
+                counts.readings_conflict += receipt.readings_conflict as u64;
+                if receipt.readings_stored > 0 {
+                    receipt.disposition = Disposition::Stored;
+                    counts.stored += 1;
+                } else {
+                    receipt.disposition = Disposition::Duplicate;
+                    counts.duplicate += 1;
+                    notes.insert(
+                        0,
+                        format!("all {} readings already stored", receipt.readings_duplicate),
+                    );
+                }
+                if !notes.is_empty() {
+                    receipt.reason = Some(notes.join("; "));
+                }
+            }
+            Err(rejection) => {
+                self.alerts.rejection(
+                    &rec.topic,
+                    &rejection.reason,
+                    rejection.reason.contains(decode::CLOCK_SKEW_MARK),
+                    rec.received_at,
+                );
+                self.batch.counts.rejected += 1;
+                receipt.format = rejection.format;
+                receipt.reason = Some(rejection.reason.clone());
+                self.batch.rejects.push(RejectRow {
+                    seq: rec.seq,
+                    received_at: rec.received_at,
+                    topic: rec.topic.clone(),
+                    format: rejection.format,
+                    reason: rejection.reason,
+                    payload: rec.payload.clone(),
+                });
+            }
+        }
+        self.batch.receipts.push(receipt);
+        self.batch.since.get_or_insert_with(Instant::now);
+        if self.alerts.has_pending() {
+            self.batch.soon = true;
+        }
+        Ok(())
+    }
+
+    /// Why a decoded message would give a meter more registers than the
+    /// bound, if it would: the whole message is rejected (its bytes kept),
+    /// like any other bad input, rather than share or drop a series.
+    fn too_many_registers(&self, readings: &[crate::reading::Reading]) -> Option<String> {
+        let max = self.cfg.max_registers_per_meter;
+        let mut new: HashMap<(&str, &str), ()> = HashMap::new();
+        let mut per_meter: HashMap<&str, usize> = HashMap::new();
+        for r in readings {
+            let (m, reg) = (r.meter_id.as_str(), r.register.as_str());
+            if new.contains_key(&(m, reg)) || self.series.knows(m, reg) {
+                continue;
+            }
+            new.insert((m, reg), ());
+            let n = per_meter
+                .entry(m)
+                .or_insert_with(|| self.series.registers_of(m));
+            *n += 1;
+            if *n > max {
+                return Some(format!(
+                    "meter {m}: register {reg:?} would be its register number {n}, over the limit of {max} distinct registers per meter (--max-registers-per-meter)"
+                ));
+            }
+        }
+        None
+    }
+
+    /// Whether the batch is due for sealing: by rows (receipts or
+    /// readings, whichever is more: a message may carry many readings, and
+    /// batch rows are held in memory) or by age, or promptly for alerts.
+    pub fn is_seal_due(&self, now: Instant) -> bool {
+        let b = &self.batch;
+        (b.soon
+            && self
+                .last_seal
+                .is_none_or(|t| now.duration_since(t) >= MIN_PROMPT_SEAL_GAP))
+            || b.receipts.len().max(b.readings.len()) >= self.cfg.seal_max_rows
+            || b.since
+                .is_some_and(|t| now.duration_since(t) >= self.cfg.seal_max_age)
+    }
+
+    /// Whether a seal would write anything: receipts, or alerts alone.
+    pub fn has_pending(&self) -> bool {
+        !self.batch.receipts.is_empty() || self.alerts.has_pending()
+    }
+
+    /// Finishes the batch for sealing: sorts its readings, runs the live
+    /// continuity engine over them (the gaps they found or split), and
+    /// takes the alerts raised. Call [`sealed`](Self::sealed) once the
+    /// store has committed it.
+    pub fn finish(&mut self) -> Sealable<'_> {
+        let mut readings: Vec<&ReadingRow> = self.batch.readings.iter().collect();
+        // Sorted by meter, register and time within each file, so that the
+        // continuity pass can stream files without re-sorting them.
+        readings.sort_by(|a, b| {
+            (
+                a.reading.meter_id.as_str(),
+                &a.reading.register,
+                a.reading.ts_micros,
+                a.receipt_seq,
+            )
+                .cmp(&(
+                    b.reading.meter_id.as_str(),
+                    &b.reading.register,
+                    b.reading.ts_micros,
+                    b.receipt_seq,
+                ))
+        });
+        let gaps = find_gaps(
+            &mut self.live,
+            &mut self.alerts,
+            &self.cfg.continuity,
+            &readings,
+            self.now,
+        );
+        self.alerts.finish_resumes(
+            gaps.iter()
+                .filter(|g| g.event == GapEvent::Found)
+                .map(|g| (g.meter_id.as_str(), g.register.as_str(), &g.gap)),
+            self.now,
+        );
+        Sealable {
+            receipts: &self.batch.receipts,
+            readings,
+            rejects: &self.batch.rejects,
+            gaps,
+            alerts: self.alerts.take(),
+            counts: self.batch.counts,
+            learned: self.alerts.take_learned(),
+        }
+    }
+
+    /// The finished batch is committed: clears it, and remembers the
+    /// groups it learned (`_state/alert_groups.tsv`), so that a meter
+    /// silent across a restart still belongs to its group.
+    pub fn sealed(&mut self, learned: &[(String, String)]) -> Result<(), IngestError> {
+        self.batch.clear();
+        self.series.sealed();
+        self.last_seal = Some(Instant::now());
+        if learned.is_empty() {
+            return Ok(());
+        }
+        let path = self.state_dir.join(ALERT_GROUPS_FILE);
+        let mut text = String::new();
+        for (meter, group) in learned {
+            text.push_str(meter);
+            text.push('\t');
+            text.push_str(group);
+            text.push('\n');
+        }
+        let io = |source| IngestError::Io {
+            action: "appending to",
+            path: path.clone(),
+            source,
+        };
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)
+    }
+}
+
+/// Runs the live continuity engine over a batch of readings (sorted by
+/// series and time) and returns the `gaps` rows it produced.
+fn find_gaps(
+    live: &mut LiveEngine,
+    alerts: &mut AlertEngine,
+    ctx: &Context,
+    readings: &[&ReadingRow],
+    now: i64,
+) -> Vec<GapRow> {
+    let mut out = Vec::new();
+    for r in readings
+        .iter()
+        .filter(|r| is_series_reading(r.reading.kind, r.conflict))
+    {
+        let rd = &r.reading;
+        let (meter, register) = (rd.meter_id.as_str(), rd.register.as_str());
+        let lora = matches!(r.format, Format::Chirpstack | Format::Tts);
+        let point = Point {
+            ts: rd.ts_micros,
+            value: rd.value.scaled(),
+            decimals: fraction_digits(rd.value.as_str()),
+            seq: rd.seq,
+            received_at: r.received_at,
+        };
+        let changes = live.observe(meter, register, || ctx.setup(meter, rd.medium, lora), point);
+        if changes.is_empty() {
+            continue;
+        }
+        let source = live
+            .interval(meter, register)
+            .map_or(IntervalSource::Default, |i| i.source);
+        let row = |event, gap| GapRow {
+            meter_id: meter.to_owned(),
+            register: register.to_owned(),
+            medium: rd.medium,
+            event,
+            gap,
+            interval_source: source,
+            receipt_seq: r.receipt_seq,
+            detected_at: r.received_at,
+        };
+        for c in changes {
+            match c {
+                GapChange::Found(g) => out.push(row(GapEvent::Found, g)),
+                GapChange::Split { old, parts } => {
+                    out.push(row(GapEvent::Superseded, old));
+                    out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
+                }
+                GapChange::Inferred(interval) => alerts.interval_inferred(meter, interval.micros),
+                GapChange::Decrease { before, after } => {
+                    // A registry replacement explains it (the live rules
+                    // do not carry the registry).
+                    let replaced = ctx
+                        .registry
+                        .replacements(meter)
+                        .iter()
+                        .any(|&t| before.ts < t && t <= after.ts);
+                    if !replaced {
+                        let (b, a) = (
+                            crate::reading::format_fixed(before.value, before.decimals),
+                            crate::reading::format_fixed(after.value, after.decimals),
+                        );
+                        alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a stored reading belongs to its series' telegram stream: measured
+/// values, not set-date values and not conflicting values.
+fn is_series_reading(kind: ReadingKind, conflict: bool) -> bool {
+    kind == ReadingKind::Measured && !conflict
+}

@@ -1,0 +1,209 @@
+//! The ingest stage's lookups in the sealed `readings` files: every value
+//! stored at one meter, register and time.
+//!
+//! A reading's date partition holds every row at its time. The lookup
+//! reads that date's newest compacted file (one sorted run, if the date
+//! was compacted) and the date's readings files that run does not hold
+//! (those sealed after it). In each file only the row groups whose
+//! `meter_id` and `ts` statistics admit the reading are read, and in them
+//! a row filter on meter, register and time decodes the value columns of
+//! the matching rows alone. Files are sorted by meter, so a lookup reads
+//! about one row group per file. Footers are cached (a bounded number).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
+use arrow_array::{Array, BooleanArray};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowFilter,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::file::statistics::Statistics;
+
+use super::compact::latest_of_date;
+use super::tables::READINGS;
+use super::utc_date;
+use crate::ingest::dedup::{LookupError, SealedValues, StoredValue};
+
+/// Footers kept in memory at most (then the cache starts over).
+const FOOTERS_CACHED: usize = 4096;
+
+/// Lookups in the sealed `readings` of one data directory.
+pub struct SealedLookup {
+    data: PathBuf,
+    footers: HashMap<PathBuf, ArrowReaderMetadata>,
+}
+
+impl SealedLookup {
+    pub fn new(data: &Path) -> SealedLookup {
+        SealedLookup {
+            data: data.to_owned(),
+            footers: HashMap::new(),
+        }
+    }
+
+    /// The files that hold the rows of `date`: its newest compacted file,
+    /// and the readings files that one does not hold.
+    fn files_of(&self, date: &str) -> Result<Vec<PathBuf>, String> {
+        let compacted = latest_of_date(&self.data, date).map_err(|e| e.to_string())?;
+        let dir = self.data.join(READINGS).join(format!("date={date}"));
+        let mut out = Vec::new();
+        let mut held = std::collections::HashSet::new();
+        if let Some(c) = &compacted {
+            out.push(self.data.join(&c.path));
+            held.extend(c.sources.iter().map(String::as_str));
+        }
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(format!("listing {}: {e}", dir.display())),
+        };
+        for f in rd {
+            let f = f.map_err(|e| format!("listing {}: {e}", dir.display()))?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            // Only sealed files: a seal's temporary files start with '.'.
+            if !name.starts_with("part-") || !name.ends_with(".parquet") {
+                continue;
+            }
+            let rel = format!("{READINGS}/date={date}/{name}");
+            if !held.contains(rel.as_str()) {
+                out.push(f.path());
+            }
+        }
+        Ok(out)
+    }
+
+    fn footer(&mut self, path: &Path) -> Result<ArrowReaderMetadata, String> {
+        if let Some(m) = self.footers.get(path) {
+            return Ok(m.clone());
+        }
+        let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let meta = ArrowReaderMetadata::load(&file, Default::default())
+            .map_err(|e| format!("reading the footer of {}: {e}", path.display()))?;
+        if self.footers.len() >= FOOTERS_CACHED {
+            self.footers.clear();
+        }
+        self.footers.insert(path.to_owned(), meta.clone());
+        Ok(meta)
+    }
+
+    fn values_in(
+        &mut self,
+        path: &Path,
+        meter: &str,
+        register: &str,
+        ts: i64,
+        out: &mut Vec<StoredValue>,
+    ) -> Result<(), String> {
+        let meta = self.footer(path)?;
+        let bad = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
+        let pq = meta.metadata();
+        let descr = pq.file_metadata().schema_descr();
+        let col = |name: &str| {
+            descr
+                .columns()
+                .iter()
+                .position(|c| c.name() == name)
+                .ok_or_else(|| bad(&format!("no {name} column")))
+        };
+        let (meter_col, ts_col) = (col("meter_id")?, col("ts")?);
+        let groups: Vec<usize> = pq
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| {
+                let meter_in = match rg.column(meter_col).statistics() {
+                    Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                        (Some(lo), Some(hi)) => {
+                            lo.data() <= meter.as_bytes() && meter.as_bytes() <= hi.data()
+                        }
+                        _ => true,
+                    },
+                    _ => true,
+                };
+                let ts_in = match rg.column(ts_col).statistics() {
+                    Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                        (Some(&lo), Some(&hi)) => lo <= ts && ts <= hi,
+                        _ => true,
+                    },
+                    _ => true,
+                };
+                meter_in && ts_in
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let keys = ProjectionMask::columns(descr, ["meter_id", "register", "ts"]);
+        let values = ProjectionMask::columns(descr, ["value_decimal", "unit"]);
+        let (m, r) = (meter.to_owned(), register.to_owned());
+        let predicate = ArrowPredicateFn::new(keys, move |batch| {
+            let missing = || arrow_schema::ArrowError::SchemaError("key column missing".into());
+            let meter = batch.column_by_name("meter_id").ok_or_else(missing)?;
+            let register = batch.column_by_name("register").ok_or_else(missing)?;
+            let t = batch.column_by_name("ts").ok_or_else(missing)?;
+            let (meter, register) = (meter.as_string::<i32>(), register.as_string::<i32>());
+            let t = t.as_primitive::<TimestampMicrosecondType>();
+            Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|i| {
+                Some(
+                    t.value(i) == ts
+                        && !meter.is_null(i)
+                        && meter.value(i) == m
+                        && register.value(i) == r,
+                )
+            })))
+        });
+        let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+            .with_row_groups(groups)
+            .with_projection(values)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .build()
+            .map_err(|e| bad(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(&e))?;
+            let value = batch
+                .column_by_name("value_decimal")
+                .ok_or_else(|| bad(&"no value_decimal column"))?
+                .as_primitive::<Decimal128Type>();
+            let unit = batch
+                .column_by_name("unit")
+                .ok_or_else(|| bad(&"no unit column"))?
+                .as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                out.push(StoredValue {
+                    scaled: value.value(i),
+                    unit: unit.value(i).to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SealedValues for SealedLookup {
+    fn values_at(
+        &mut self,
+        meter: &str,
+        register: &str,
+        ts: i64,
+    ) -> Result<Vec<StoredValue>, LookupError> {
+        let fail = |why: String| LookupError {
+            meter: meter.to_owned(),
+            register: register.to_owned(),
+            ts,
+            why,
+        };
+        let mut out = Vec::new();
+        let files = self.files_of(&utc_date(ts)).map_err(fail)?;
+        for path in files {
+            self.values_in(&path, meter, register, ts, &mut out)
+                .map_err(fail)?;
+        }
+        Ok(out)
+    }
+}
