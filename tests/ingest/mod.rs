@@ -740,3 +740,145 @@ fn tls_with_ca_file_and_password_from_environment() {
     );
     eprintln!("unknown CA: {err}");
 }
+
+/// Issue 16: a duplicate of a reading 20 days old (its date compacted, the
+/// service restarted: nothing of it in memory) is counted `duplicate`, not
+/// stored twice; another value at that time is a `conflict`. Checked in the
+/// real Parquet.
+#[test]
+fn late_duplicates_of_any_age_are_found_in_the_sealed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let flags = ["--compact-every", "0.3", "--compact-grace", "0"];
+    let mut g = Gapless::start(&broker.url(), &data, &flags);
+    // 25 days of 6-hourly readings of two meters.
+    let day0 = 1_658_707_200; // 2022-07-25
+    let at = |k: i64| ts(day0 + k * 6 * 3600);
+    let mut msgs = Vec::new();
+    for k in 0..100 {
+        for m in ["L-1", "L-2"] {
+            let v = format!("{}.5", 100 + k);
+            msgs.push((
+                format!("meters/l/{m}"),
+                native(m, &v, &at(k), k as u64 % 256),
+            ));
+        }
+    }
+    // Two rounds, so that each date has two files to compact into one.
+    let (even, odd): (Vec<_>, Vec<_>) = msgs.into_iter().enumerate().partition(|(i, _)| i % 4 < 2);
+    publish_all(
+        broker.port,
+        &even.into_iter().map(|m| m.1).collect::<Vec<_>>(),
+    );
+    g.wait_sealed(100, MIN);
+    publish_all(
+        broker.port,
+        &odd.into_iter().map(|m| m.1).collect::<Vec<_>>(),
+    );
+    g.wait_sealed(200, MIN);
+    wait_compacted(&data, "2022-07-26", MIN);
+    g.terminate();
+    let mut g = Gapless::start(&broker.url(), &data, &flags);
+    // k = 6 is 2022-07-26T12:00Z: 23 days before the newest reading.
+    let late = vec![
+        (
+            "meters/l/L-1".to_string(),
+            native("L-1", "106.5", &at(6), 6),
+        ),
+        (
+            "meters/l/L-1".to_string(),
+            native("L-1", "106.50", &at(6), 6),
+        ),
+        ("meters/l/L-1".to_string(), native("L-1", "999", &at(6), 6)),
+        ("meters/l/L-2".to_string(), native("L-2", "999", &at(6), 6)),
+        ("meters/l/L-2".to_string(), native("L-2", "999", &at(6), 6)),
+    ];
+    publish_all(broker.port, &late);
+    let s = g.wait_sealed(205, MIN);
+    assert_balanced(&s);
+    assert_eq!(s["readings"]["stored"], 202, "{s}");
+    assert_eq!(s["readings"]["duplicate"], 3, "{s}");
+    assert_eq!(s["readings"]["conflict"], 2, "{s}");
+    g.terminate();
+    let keys = reading_keys(&data);
+    let count = |m: &str| {
+        keys.iter()
+            .find(|(k, _)| k.starts_with(&format!("{m}|total|2022-07-26")) && k.contains("12:00"))
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(count("L-1"), Some(2), "the first value and the conflict");
+    assert_eq!(count("L-2"), Some(2), "the first value and the conflict");
+    assert_eq!(
+        keys.values().filter(|&&n| n > 1).count(),
+        2,
+        "nothing else twice"
+    );
+    let rows = rows(&read_table(&data, "readings"));
+    let flagged: Vec<_> = rows
+        .iter()
+        .filter(|r| r["conflict"] == "true")
+        .map(|r| (r["meter_id"].as_str(), r["value"].as_str()))
+        .collect();
+    assert_eq!(flagged.len(), 2, "{flagged:?}");
+    assert!(flagged.iter().all(|f| f.1 == "999"), "{flagged:?}");
+}
+
+/// Issue 16: past `--max-registers-per-meter` distinct registers, a message
+/// that adds one more is rejected with its reason and bytes; the meter's
+/// known registers go on.
+#[test]
+fn a_meter_past_its_register_bound_is_rejected_with_reason_and_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start(&broker.url(), &data, &["--max-registers-per-meter", "2"]);
+    let reading = |reg: &str, ts: &str| {
+        format!(
+            r#"{{"meter_id":"R-1","medium":"heat","register":"{reg}","unit":"kWh","value":"1","ts":"{ts}"}}"#
+        )
+    };
+    let two = format!(
+        "[{},{}]",
+        reading("energy", "2022-07-25T00:00:00Z"),
+        reading("volume", "2022-07-25T00:00:00Z")
+    );
+    let third = format!(
+        "[{},{}]",
+        reading("energy", "2022-07-25T01:00:00Z"),
+        reading("power", "2022-07-25T01:00:00Z")
+    );
+    let known = reading("volume", "2022-07-25T01:00:00Z");
+    let msgs = vec![
+        ("meters/r".to_string(), two.into_bytes()),
+        ("meters/r".to_string(), third.clone().into_bytes()),
+        ("meters/r".to_string(), known.into_bytes()),
+    ];
+    publish_all(broker.port, &msgs);
+    let s = g.wait_sealed(3, MIN);
+    assert_balanced(&s);
+    assert_eq!(
+        (s["stored"].as_u64(), s["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    g.terminate();
+    let rejects = rows(&read_table(&data, "rejects"));
+    assert_eq!(rejects.len(), 1);
+    let reason = &rejects[0]["reason"];
+    assert!(
+        reason.contains("R-1") && reason.contains("\"power\"") && reason.contains("limit of 2"),
+        "{reason}"
+    );
+    let payload = column_strings(&read_table(&data, "rejects"), "payload");
+    assert_eq!(
+        payload,
+        vec![hex::encode(third.as_bytes())],
+        "the bytes as received"
+    );
+    assert_eq!(
+        reading_keys(&data).len(),
+        3,
+        "energy, volume at 00:00; volume at 01:00"
+    );
+}
