@@ -26,15 +26,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::clock::Clock;
 use crate::continuity::series::analyze;
 use crate::continuity::window::{Status, Window};
-use crate::continuity::{parse_time, Context, SECOND};
+use crate::continuity::{Context, SECOND};
 use crate::mqtt::ConnectionState;
 use crate::reading::{format_fixed, Medium};
 use crate::report::coverage::{self, Buckets};
 use crate::report::{self, GapFilter, ReportFilter, StoredReadings};
-use crate::store::format_micros;
+use crate::time::format_micros;
+use crate::time::parse_time;
+use crate::time::Clock;
 
 mod certificate;
 
@@ -664,7 +665,7 @@ mod tests {
             ctx: Context::default(),
             token: TOKEN.into(),
             conn: Arc::default(),
-            clock: Clock::manual(crate::continuity::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
+            clock: Clock::manual(crate::time::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
             live: Arc::default(),
             reports: Arc::default(),
             loads: Arc::default(),

@@ -33,7 +33,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alerts::sink::{AlertSender, SinkStats, Sinks};
-use crate::clock::Clock;
 use crate::config::ServeSettings;
 use crate::health::{Bound, Health, Stage};
 use crate::journal::{
@@ -42,6 +41,7 @@ use crate::journal::{
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::{LiveStats, Store, StoreError};
+use crate::time::Clock;
 
 mod failure;
 use failure::{commit_until_there_is_room, died, publish_sealed_at_start};
@@ -188,7 +188,7 @@ impl DataDir {
         let holder = format!(
             "pid {} on {host}, since {}",
             std::process::id(),
-            crate::store::format_micros(chrono::Utc::now().timestamp_micros())
+            crate::time::format_micros(crate::time::now_micros())
         );
         lock.set_len(0)
             .and_then(|()| lock.write_all(holder.as_bytes()))
@@ -973,7 +973,7 @@ pub fn stats(data: &Path) -> Result<serde_json::Value, AppError> {
 fn file_clock(path: &Path) -> Result<Clock, AppError> {
     let read = |path: &Path| -> Result<i64, String> {
         let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
-        crate::continuity::parse_time(text.trim())
+        crate::time::parse_time(text.trim()).map_err(|e| e.to_string())
     };
     let start = read(path)
         .map_err(|e| AppError::Internal(format!("--clock-file {}: {e}", path.display())))?;
@@ -1081,7 +1081,7 @@ pub fn alerts_command(args: &crate::cli::AlertsArgs) -> Result<String, CommandEr
         out.push_str(&format!(
             "{:>6}  {:<20}  {:<20}  {:<24}  {}\n",
             a.seq,
-            crate::store::format_micros(a.raised_at),
+            crate::time::format_micros(a.raised_at),
             a.kind.as_str(),
             a.subject,
             a.message
@@ -1107,7 +1107,7 @@ fn parse_medium_flag(m: Option<&str>) -> Result<Option<crate::reading::Medium>, 
 }
 
 fn parse_time_flag(flag: &str, s: &str) -> Result<i64, CommandError> {
-    crate::continuity::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
+    crate::time::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
 }
 
 /// `gapless compact`: merges each closed date's readings files into one
@@ -1143,7 +1143,7 @@ struct Compactor {
 /// as they are meanwhile.
 fn start_compactor(
     settings: &ServeSettings,
-    clock: crate::clock::Clock,
+    clock: crate::time::Clock,
     live: Arc<LiveStats>,
 ) -> Result<Option<Compactor>, AppError> {
     use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};

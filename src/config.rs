@@ -397,7 +397,7 @@ impl ServeSettings {
                 initial_attempts: attempts,
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(10),
-                clock: crate::clock::Clock::System,
+                clock: crate::time::Clock::System,
             },
             store: StoreConfig {
                 data,

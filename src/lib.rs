@@ -53,8 +53,10 @@
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
 //!   only by two environment variables together).
-//! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
-//!   system or manual time for receive stamps.
+//! - [`config`], [`cli`]: flags and TOML → validated settings.
+//! - [`time`]: the clock (system or manual) that stamps receive times, and
+//!   timestamps parsed from and formatted as RFC 3339 and dates: the one
+//!   copy of each.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline; `--serve` then
 //!   serves the API and dashboard on its data.
@@ -67,7 +69,6 @@ pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod continuity;
 pub mod decode;
@@ -80,4 +81,5 @@ pub mod progress;
 pub mod reading;
 pub mod report;
 pub mod store;
+pub mod time;
 pub mod witness;

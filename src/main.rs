@@ -102,7 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pubkey,
             out,
         }) => {
-            let Ok(ts) = gapless::continuity::parse_time(&ts) else {
+            let Ok(ts) = gapless::time::parse_time(&ts) else {
                 eprintln!("gapless: --ts {ts:?} is not an RFC 3339 time");
                 return Ok(ExitCode::from(2));
             };
@@ -301,7 +301,7 @@ where
 }
 
 fn now() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    gapless::time::now_micros()
 }
 
 /// Prints a query's output; bad usage exits 2, a failure 1.

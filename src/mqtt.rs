@@ -50,7 +50,7 @@ pub struct MqttSettings {
     /// ...up to this.
     pub backoff_max: Duration,
     /// Stamps each delivery's receive time.
-    pub clock: crate::clock::Clock,
+    pub clock: crate::time::Clock,
 }
 
 /// One message as it arrived, on its way to the journal.
@@ -411,7 +411,7 @@ async fn send_acks(
     state.acked.fetch_add(sent, Ordering::Relaxed);
 }
 
-fn into_delivery(p: Publish, epoch: u64, clock: &crate::clock::Clock) -> Delivery {
+fn into_delivery(p: Publish, epoch: u64, clock: &crate::time::Clock) -> Delivery {
     Delivery {
         epoch,
         pkid: p.pkid,

@@ -42,7 +42,7 @@ use super::{Alert, AlertConfig, AlertGap, AlertKind, MEMBERS_LISTED};
 use crate::continuity::series::{missing_in, Gap};
 use crate::continuity::{builtin_interval_s, Context, SECOND};
 use crate::reading::Medium;
-use crate::store::format_micros;
+use crate::time::format_micros;
 
 const NONE: u32 = u32::MAX;
 

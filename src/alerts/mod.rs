@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 
 use crate::continuity::SECOND;
 use crate::reading::Medium;
-use crate::store::format_micros;
+use crate::time::format_micros;
 
 /// What an alert says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

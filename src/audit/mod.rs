@@ -776,8 +776,8 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
     let fmt = |t: Option<(i64, i64)>| {
         t.map(|t| {
             (
-                crate::store::format_micros(t.0),
-                crate::store::format_micros(t.1),
+                crate::time::format_micros(t.0),
+                crate::time::format_micros(t.1),
             )
         })
     };

@@ -19,11 +19,9 @@ use serde_json::{Map, Value};
 
 use super::native::{self, Defaults, Element};
 use super::wmbusmeters::register_value;
-use super::{
-    bad_timestamp, field_list, medium_from_name, missing, parse_rfc3339_micros,
-    split_register_field, Ctx, Out,
-};
+use super::{bad_timestamp, field_list, medium_from_name, missing, split_register_field, Ctx, Out};
 use crate::reading::{truncate, Medium, MeterId, Reading, ReadingKind, Unit};
+use crate::time::parse_rfc3339;
 
 const CHIRPSTACK_NO_OBJECT: &str =
     "ChirpStack uplink has no decoded object (no codec configured for the device profile)";
@@ -56,7 +54,7 @@ pub(super) fn decode_chirpstack(v: &Value, ctx: &Ctx) -> Result<Out, String> {
     };
     let meter_id = MeterId::try_new(dev_eui)?;
     let time = super::req_str(obj, "time")?;
-    let ts = parse_rfc3339_micros(time).ok_or_else(|| bad_timestamp("time", time))?;
+    let ts = parse_rfc3339(time).map_err(|_| bad_timestamp("time", time))?;
     let seq = frame_counter(obj.get("fCnt"), "fCnt")?;
     let decoded = match obj.get("object") {
         Some(Value::Object(o)) => o,
@@ -88,13 +86,12 @@ pub(super) fn decode_tts(v: &Value, ctx: &Ctx) -> Result<Out, String> {
         Some(_) => return Err("field \"uplink_message\" must be a JSON object".into()),
     };
     let ts = match obj.get("received_at").filter(|v| !v.is_null()) {
-        Some(Value::String(s)) => {
-            parse_rfc3339_micros(s).ok_or_else(|| bad_timestamp("received_at", s))?
-        }
+        Some(Value::String(s)) => parse_rfc3339(s).map_err(|_| bad_timestamp("received_at", s))?,
         Some(_) => return Err("field \"received_at\" must be a string".into()),
         None => match up.get("received_at").filter(|v| !v.is_null()) {
-            Some(Value::String(s)) => parse_rfc3339_micros(s)
-                .ok_or_else(|| bad_timestamp("uplink_message.received_at", s))?,
+            Some(Value::String(s)) => {
+                parse_rfc3339(s).map_err(|_| bad_timestamp("uplink_message.received_at", s))?
+            }
             Some(_) => return Err("field \"uplink_message.received_at\" must be a string".into()),
             None => return Err(missing("received_at")),
         },

@@ -22,13 +22,14 @@ use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::cli::DemoArgs;
-use crate::clock::Clock;
 use crate::config::{parse_broker, ServeFlags, ServeSettings};
 use crate::continuity::registry::Registry;
 use crate::continuity::window::Window;
-use crate::continuity::{parse_time, ContinuityConfig};
+use crate::continuity::ContinuityConfig;
 use crate::mqtt::ConnectionState;
 use crate::report::{self, ReportFilter, StoredReadings};
+use crate::time::parse_time;
+use crate::time::Clock;
 use fleet::{Fleet, TICK};
 
 /// The simulated period and its outage window (July 2022, when ransomware
@@ -193,7 +194,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
             last_report = t;
             eprintln!(
                 "demo: {}  published {messages} messages ({readings} readings), gapless acked {}",
-                crate::store::format_micros(t),
+                crate::time::format_micros(t),
                 state.acked.load(Ordering::Relaxed)
             );
         }
@@ -235,7 +236,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     };
     let stored = StoredReadings::load(&args.data)?;
     let rep = report::outage_report(&stored, &ctx, outage, &ReportFilter::default())?;
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = crate::time::now_micros();
     let written = report::write_report_parquet(&args.data, &rep, None, now, None)?;
     let s = &fleet.scenario;
     println!(

@@ -27,7 +27,7 @@ use super::certificate::{
 use crate::continuity::window::{Status, ValueAt};
 use crate::continuity::SECOND;
 use crate::reading::format_fixed;
-use crate::store::format_micros;
+use crate::time::format_micros;
 
 const CSS: &str = include_str!("certificate.css");
 
@@ -120,15 +120,7 @@ fn esc(s: &str) -> String {
 
 /// `2022-07-23 00:00 UTC` (seconds only when there are some).
 fn human_time(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| {
-            if micros % (60 * SECOND) == 0 {
-                t.format("%Y-%m-%d %H:%M UTC").to_string()
-            } else {
-                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-            }
-        })
-        .unwrap_or_else(|| micros.to_string())
+    crate::time::format_human(micros)
 }
 
 fn human_span(micros: i64) -> String {

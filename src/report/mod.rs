@@ -41,7 +41,8 @@ use crate::continuity::{Context, SECOND};
 use crate::reading::{format_fixed, Medium, VALUE_SCALE};
 use crate::store::ledger::{AuditKey, Ledger};
 use crate::store::tables::SCHEMA_VERSION;
-use crate::store::{commit, format_micros, write_parquet, StoreError};
+use crate::store::{commit, write_parquet, StoreError};
+use crate::time::format_micros;
 
 pub const REPORTS_DIR: &str = "reports";
 /// Anomalous meters listed in the table format (each needs a look)...
@@ -606,14 +607,8 @@ pub fn write_report_parquet(
         path: dir.clone(),
         why: e.to_string(),
     })?;
-    let stamp = |t: i64| {
-        chrono::DateTime::from_timestamp_micros(t)
-            .map(|d| d.format("%Y%m%dT%H%M%SZ").to_string())
-            .unwrap_or_else(|| t.to_string())
-    };
-    let generated = chrono::DateTime::from_timestamp_micros(generated_at)
-        .map(|d| d.format("%Y%m%dT%H%M%S%6fZ").to_string())
-        .unwrap_or_else(|| generated_at.to_string());
+    let stamp = |t: i64| crate::time::format_basic(t, false);
+    let generated = crate::time::format_basic(generated_at, true);
     let base = format!(
         "report_{}_{}_{generated}",
         stamp(rep.window.from),

@@ -43,8 +43,9 @@ use parquet::file::statistics::Statistics;
 use super::commit;
 use super::ledger::{entry_name, AuditKey, Ledger, LedgerEntry, ENTRIES_DIR, LEDGER_DIR};
 use super::tables::{READINGS, SCHEMA_VERSION};
-use super::{format_micros, io_err, Layout, ParquetDraft, StoreError, DAY_MICROS, ROW_GROUP_ROWS};
+use super::{io_err, Layout, ParquetDraft, StoreError, DAY_MICROS, ROW_GROUP_ROWS};
 use crate::journal::sync_dir;
+use crate::time::format_micros;
 
 pub const READINGS_COMPACTED: &str = "readings_compacted";
 /// Footer key: the readings files a compacted file holds, as a JSON array
@@ -264,8 +265,7 @@ pub fn compact_with_progress(
 
 /// µs of 00:00 UTC of `YYYY-MM-DD`.
 fn day_start(date: &str) -> Option<i64> {
-    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+    crate::time::parse_date(date).ok()
 }
 
 /// Merges `sources` (readings files of `date`, in commit order) into one
@@ -316,7 +316,7 @@ pub fn compact_date(
     sync_dir(&dir)?;
     sync_dir(&data.join(READINGS_COMPACTED))?;
     let path = format!("{rel_dir}/{name}");
-    let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
+    let sealed_at = format_micros(crate::time::now_micros());
     writer.append(&facts.entry(index, READINGS_COMPACTED, &path, None, &sealed_at))?;
     writer.checkpoint(key)?;
     tracing::info!(

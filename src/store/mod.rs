@@ -43,6 +43,7 @@ use crate::continuity::{Context, IntervalSource};
 use crate::decode::{self, DecodeConfig, Format};
 use crate::journal::{sync_dir, JournalRecord};
 use crate::reading::{fraction_digits, ReadingKind};
+use crate::time::{format_micros, utc_date};
 use commit::{CommitError, Counters, Manifest, SealedFile};
 use dedup::{DedupIndex, Verdict};
 use tables::{
@@ -533,7 +534,7 @@ impl Store {
         let commit = self.next_commit;
         // One ledger writer at a time (a report may be writing too).
         let mut ledger = self.ledger.writer()?;
-        let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
+        let sealed_at = format_micros(crate::time::now_micros());
         let mut w = SealWriter {
             data: &self.cfg.data,
             ledger: self.cfg.ledger,
@@ -1340,20 +1341,6 @@ fn partition<T>(
     out
 }
 
-/// `YYYY-MM-DD` of a microsecond UTC timestamp.
-pub fn utc_date(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "invalid".to_string())
-}
-
-/// RFC 3339 UTC with microseconds trimmed when zero.
-pub fn format_micros(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| micros.to_string())
-}
-
 /// Deletes Parquet files that no commit names, and temporary files: what a
 /// crash in the middle of a seal leaves behind.
 fn remove_uncommitted(
@@ -1613,7 +1600,7 @@ mod tests {
     #[test]
     fn alerts_survive_a_reopen_with_what_the_store_inferred() {
         const H: i64 = 3_600_000_000;
-        let t0 = crate::continuity::parse_time("2022-07-25T00:00:00Z").unwrap();
+        let t0 = crate::time::parse_time("2022-07-25T00:00:00Z").unwrap();
         let rec = |seq: u64, meter: &str, k: i64| JournalRecord {
             seq,
             received_at: t0 + k * 4 * H,
