@@ -91,7 +91,7 @@ struct CachedRows {
 
 /// When the commit log last changed (a commit adds a file to it).
 fn commits_changed(data: &std::path::Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(data.join(crate::store::commit::COMMITS_DIR))
+    std::fs::metadata(data.join(crate::layout::COMMITS_DIR))
         .and_then(|m| m.modified())
         .ok()
 }

@@ -38,6 +38,7 @@ use crate::health::{Bound, Health, Stage};
 use crate::journal::{
     self, Journal, JournalError, JournalRecord, JournalTail, DEFAULT_SEGMENT_BYTES,
 };
+use crate::layout::{JOURNAL_DIR, STATE_DIR};
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::{LiveStats, Store, StoreError};
@@ -104,9 +105,6 @@ const STORE_READ_CHUNK: u64 = 4096;
 /// go to the disk). A commit that does not fit is read from the disk.
 const HANDOFF_BYTES: usize = 64 * 1024 * 1024;
 
-pub const JOURNAL_DIR: &str = "journal";
-pub const STATE_DIR: &str = "_state";
-
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("data directory {path} is not usable: {source}")]
@@ -157,7 +155,7 @@ impl DataDir {
             .and_then(|mut f| f.write_all(b"ok"))
             .map_err(err)?;
         let _ = fs::remove_file(&probe);
-        let lock_path = path.join(STATE_DIR).join("lock");
+        let lock_path = path.join(STATE_DIR).join(crate::layout::LOCK_FILE);
         let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -202,7 +200,10 @@ impl DataDir {
     /// The MQTT client id of this data directory: created once, then reused,
     /// so a restart resumes the same persistent session at the broker.
     pub fn client_id(&self) -> Result<String, AppError> {
-        let path = self.path.join(STATE_DIR).join("client_id");
+        let path = self
+            .path
+            .join(STATE_DIR)
+            .join(crate::layout::CLIENT_ID_FILE);
         let err = |source| AppError::DataDir {
             path: path.clone(),
             source,
@@ -918,7 +919,7 @@ fn seal(
     }
     if let Some(m) = &sealed {
         side.health.sealed.add_commit(m.files.len());
-        side.health.sealed.publish(&m.totals, m.last_seq);
+        m.totals.publish(&side.health.sealed, m.last_seq);
     }
     if let Some(m) = sealed {
         tracing::info!(
@@ -1116,7 +1117,7 @@ pub fn compact_command(
     args: &crate::cli::CompactArgs,
     now: i64,
 ) -> Result<crate::store::compact::Round, StoreError> {
-    if !args.data.join(crate::store::commit::COMMITS_DIR).is_dir() {
+    if !args.data.join(crate::layout::COMMITS_DIR).is_dir() {
         return Err(StoreError::Read {
             path: args.data.clone(),
             why: "not a gapless data directory (no _commits)".into(),
@@ -1267,7 +1268,7 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
             .iter()
             .map(|p| format!("{}\n", p.display()))
             .collect(),
-        ReportFormat::Html => crate::report::certificate::document(
+        ReportFormat::Html => crate::report::certificate_document(
             &q.data,
             &stored,
             &ctx,

@@ -34,6 +34,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::layout::sync_dir;
+
 /// Bytes in a record header (length + CRC).
 const HEADER_LEN: usize = 8;
 /// Fixed part of a record body (seq + received_at + topic length).
@@ -159,6 +161,8 @@ fn open_for_writing(path: &Path) -> Result<(File, bool), JournalError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
     #[error("journal I/O on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -793,13 +797,6 @@ impl JournalTail {
         let file = File::open(&path).map_err(io_err(&path))?;
         Ok((path, BufReader::with_capacity(1 << 20, file), 0))
     }
-}
-
-/// fsyncs a directory so that created, renamed and deleted entries persist.
-pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 //!
 //! The pipeline, in data-flow order. The imports do not follow it
 //! everywhere yet: the store still runs decode, the live continuity engine
-//! and the alert engine, and a few modules reach later ones for a constant
-//! or a helper (`app::STATE_DIR`, `store::format_micros`, …).
+//! and the alert engine.
 //!
 //! ```text
 //!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log + ledger ──▶ report, api
@@ -17,9 +16,13 @@
 //!                                     └── sealed alerts ──▶ alert sinks (MQTT, webhook)
 //! ```
 //!
+//! The journal comes before decode: raw bytes are durable before any
+//! parsing, so nothing on the ack path can fail on a message's content.
+//!
 //! - [`reading`]: domain types (`MeterId`, `Medium`, `Unit`, exact `Decimal`, `Reading`).
 //! - [`mqtt`]: ingest: poll the rumqttc event loop, subscribe at QoS 1 on a
-//!   persistent session, reconnect with backoff, ack durable batches in order.
+//!   persistent session, reconnect with backoff, ack durable batches in
+//!   order; the broker URL.
 //! - [`decode`]: pure: payload bytes → readings or a rejection with a reason
 //!   (native, wmbusmeters, ChirpStack v4, The Things Stack v3).
 //! - [`journal`]: durable append (block-padded commits written with
@@ -57,6 +60,9 @@
 //! - [`time`]: the clock (system or manual) that stamps receive times, and
 //!   timestamps parsed from and formatted as RFC 3339 and dates: the one
 //!   copy of each.
+//! - [`layout`]: the data directory: every path in it, and the writers
+//!   that change it durably (replace atomically, create without
+//!   overwriting, fsync a directory), with errors naming path and action.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline; `--serve` then
 //!   serves the API and dashboard on its data.
@@ -76,6 +82,7 @@ pub mod demo;
 pub mod fault;
 pub mod health;
 pub mod journal;
+pub mod layout;
 pub mod mqtt;
 pub mod progress;
 pub mod reading;

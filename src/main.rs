@@ -90,7 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Audit(gapless::cli::AuditCommand::Pubkey { data, audit_key }) => {
-            let key_file = audit_key.unwrap_or_else(|| data.join("_state/audit.key"));
+            let key_file = audit_key.unwrap_or_else(|| gapless::layout::default_audit_key(&data));
             let key = gapless::store::ledger::AuditKey::load_or_create(&data, Some(&key_file))?;
             println!("{}", key.verifier().encode());
             Ok(ExitCode::SUCCESS)

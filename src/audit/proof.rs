@@ -10,13 +10,12 @@ use arrow_array::types::TimestampMicrosecondType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::layout::{CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR};
 use crate::store::canonical::{
     consistency_path, encode_row, inclusion_path, leaf_hash, merkle_root, root_from_path,
     row_hashes, verify_consistency, Hash,
 };
-use crate::store::ledger::{
-    entry_name, Checkpoint, LedgerEntry, NoteVerifier, CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR,
-};
+use crate::store::ledger::{entry_name, Checkpoint, LedgerEntry, NoteVerifier};
 use crate::store::tables::READINGS;
 
 pub const PROOF_FORMAT: &str = "gapless-inclusion-proof/1";

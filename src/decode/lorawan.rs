@@ -19,8 +19,11 @@ use serde_json::{Map, Value};
 
 use super::native::{self, Defaults, Element};
 use super::wmbusmeters::register_value;
-use super::{bad_timestamp, field_list, medium_from_name, missing, split_register_field, Ctx, Out};
-use crate::reading::{truncate, Medium, MeterId, Reading, ReadingKind, Unit};
+use super::{
+    bad_timestamp, field_list, medium_from_name, medium_from_units, missing, split_register_field,
+    Ctx, Out,
+};
+use crate::reading::{truncate, MeterId, Reading, ReadingKind};
 use crate::time::parse_rfc3339;
 
 const CHIRPSTACK_NO_OBJECT: &str =
@@ -115,24 +118,6 @@ fn frame_counter(v: Option<&Value>, name: &str) -> Result<u64, String> {
             .as_u64()
             .ok_or_else(|| format!("{name} must be an unsigned integer")),
         Some(_) => Err(format!("{name} must be an unsigned integer")),
-    }
-}
-
-/// The medium a set of register units implies: any energy unit → heat,
-/// else any volume → water, else HCA units → hca.
-pub(super) fn medium_from_units(units: impl IntoIterator<Item = Unit>) -> Medium {
-    let (mut volume, mut hca) = (false, false);
-    for unit in units {
-        match unit {
-            Unit::Wh | Unit::KWh | Unit::MWh | Unit::MJ | Unit::GJ => return Medium::Heat,
-            Unit::M3 | Unit::Litre => volume = true,
-            Unit::Hca => hca = true,
-        }
-    }
-    if volume || !hca {
-        Medium::Water
-    } else {
-        Medium::Hca
     }
 }
 

@@ -430,6 +430,24 @@ fn split_register_field(key: &str) -> Option<(&str, Unit)> {
         .map(|&(_, unit)| (base, unit))
 }
 
+/// The medium a set of register units implies: any energy unit → heat,
+/// else any volume → water, else HCA units → hca.
+fn medium_from_units(units: impl IntoIterator<Item = Unit>) -> Medium {
+    let (mut volume, mut hca) = (false, false);
+    for unit in units {
+        match unit {
+            Unit::Wh | Unit::KWh | Unit::MWh | Unit::MJ | Unit::GJ => return Medium::Heat,
+            Unit::M3 | Unit::Litre => volume = true,
+            Unit::Hca => hca = true,
+        }
+    }
+    if volume || !hca {
+        Medium::Water
+    } else {
+        Medium::Hca
+    }
+}
+
 /// A medium name as wmbusmeters (or a LoRaWAN codec) spells it,
 /// case-insensitive: the canonical names plus the wM-Bus media texts.
 fn medium_from_name(s: &str) -> Option<Medium> {

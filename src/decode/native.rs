@@ -270,7 +270,7 @@ pub(super) fn reading_from_fields(
     };
     let medium = match medium {
         Some(m) => m,
-        None if defaults.lenient => super::lorawan::medium_from_units([unit]),
+        None if defaults.lenient => super::medium_from_units([unit]),
         None => return Err(missing("medium")),
     };
     let value = match &f.value {

@@ -22,10 +22,11 @@ use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::cli::DemoArgs;
-use crate::config::{parse_broker, ServeFlags, ServeSettings};
+use crate::config::{ServeFlags, ServeSettings};
 use crate::continuity::registry::Registry;
 use crate::continuity::window::Window;
 use crate::continuity::ContinuityConfig;
+use crate::mqtt::parse_broker;
 use crate::mqtt::ConnectionState;
 use crate::report::{self, ReportFilter, StoredReadings};
 use crate::time::parse_time;
@@ -56,7 +57,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
 /// made (or empty): never a directory of someone else's files.
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
-        let is_ours = dir.join(crate::app::STATE_DIR).exists();
+        let is_ours = dir.join(crate::layout::STATE_DIR).exists();
         let is_empty = std::fs::read_dir(dir)?.next().is_none();
         anyhow::ensure!(
             is_ours || is_empty,

@@ -175,8 +175,8 @@ pub struct Cosignature {
 /// a cosignature line is left out here and found by `audit verify`.
 pub fn cosignatures(data: &Path, checkpoint: &CheckpointFacts) -> Vec<Cosignature> {
     let dir = data
-        .join(crate::store::ledger::LEDGER_DIR)
-        .join(crate::store::ledger::CHECKPOINTS_DIR);
+        .join(crate::layout::LEDGER_DIR)
+        .join(crate::layout::CHECKPOINTS_DIR);
     let Ok(names) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -390,20 +390,6 @@ pub fn certificate(
         },
         report_files,
     })
-}
-
-/// The certificate document, rendered: what `gapless report --format
-/// html` prints and `GET /api/v1/certificate` returns.
-pub fn document(
-    data: &Path,
-    stored: &StoredReadings,
-    ctx: &Context,
-    window: Window,
-    req: CertificateRequest,
-    generated_at: i64,
-) -> Result<String, CertificateError> {
-    let cert = certificate(data, stored, ctx, window, &req, generated_at)?;
-    Ok(super::certificate_html(&cert))
 }
 
 /// [`BUCKETS`] columns, fewer for a window shorter than that many seconds.

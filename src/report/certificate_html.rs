@@ -21,10 +21,15 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use std::path::Path;
+
 use super::certificate::{
-    Certificate, CertifiedRow, FileFact, GroupCertificate, SignatureCheck, Verdict,
+    Certificate, CertificateError, CertificateRequest, CertifiedRow, FileFact, GroupCertificate,
+    SignatureCheck, Verdict,
 };
-use crate::continuity::window::{Status, ValueAt};
+use super::scan::StoredReadings;
+use crate::continuity::window::{Status, ValueAt, Window};
+use crate::continuity::Context;
 use crate::continuity::SECOND;
 use crate::reading::format_fixed;
 use crate::time::format_micros;
@@ -620,6 +625,20 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
     }
     out.push_str("</tbody></table>\n");
     out.push_str("</div>\n");
+}
+
+/// The certificate document, rendered: what `gapless report --format
+/// html` prints and `GET /api/v1/certificate` returns.
+pub fn document(
+    data: &Path,
+    stored: &StoredReadings,
+    ctx: &Context,
+    window: Window,
+    req: CertificateRequest,
+    generated_at: i64,
+) -> Result<String, CertificateError> {
+    let cert = super::certificate::certificate(data, stored, ctx, window, &req, generated_at)?;
+    Ok(render(&cert))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod certificate_html;
 pub mod coverage;
 pub mod scan;
 
-pub use certificate_html::render as certificate_html;
+pub use certificate_html::{document as certificate_document, render as certificate_html};
 
 pub use scan::{LoadCache, StoredReadings};
 
@@ -38,13 +38,13 @@ use crate::continuity::estimate::{self, METHOD_LINEAR};
 use crate::continuity::series::{analyze, Gap};
 use crate::continuity::window::{self, MeterRow, OutageReport, Status, Window};
 use crate::continuity::{Context, SECOND};
+use crate::layout::REPORTS_DIR;
 use crate::reading::{format_fixed, Medium, VALUE_SCALE};
 use crate::store::ledger::{AuditKey, Ledger};
 use crate::store::tables::SCHEMA_VERSION;
 use crate::store::{commit, write_parquet, StoreError};
 use crate::time::format_micros;
 
-pub const REPORTS_DIR: &str = "reports";
 /// Anomalous meters listed in the table format (each needs a look)...
 const TABLE_ATTENTION_ROWS: usize = 40;
 /// ...and examples of each other status that needs attention.
@@ -648,7 +648,7 @@ pub fn write_report_parquet(
         entries.push(facts.entry(index, table, &rel, None, &sealed_at));
         written.push(path);
     }
-    crate::journal::sync_dir(&dir).map_err(StoreError::from)?;
+    crate::layout::sync_dir(&dir).map_err(StoreError::from)?;
     for e in &entries {
         writer.append(e).map_err(StoreError::from)?;
     }

@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::sync_dir;
-
-pub const COMMITS_DIR: &str = "_commits";
+use crate::layout::{sync_dir, COMMITS_DIR};
 
 /// Message and reading counters. Per commit and cumulative; they always
 /// satisfy `delivered = stored + duplicate + rejected`.
@@ -41,6 +39,21 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Publishes these totals of the commit log to `/metrics` after a
+    /// seal (or at start), with the last receipt sealed.
+    pub fn publish(&self, to: &crate::health::Sealed, through: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        to.delivered.store(self.delivered, Relaxed);
+        to.stored.store(self.stored, Relaxed);
+        to.duplicate.store(self.duplicate, Relaxed);
+        to.rejected.store(self.rejected, Relaxed);
+        to.readings_stored.store(self.readings_stored, Relaxed);
+        to.readings_duplicate
+            .store(self.readings_duplicate, Relaxed);
+        to.readings_conflict.store(self.readings_conflict, Relaxed);
+        to.through.store(through, Relaxed);
+    }
+
     pub fn add(&mut self, o: &Counters) {
         self.delivered += o.delivered;
         self.stored += o.stored;
@@ -95,6 +108,8 @@ pub enum CommitError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
     #[error("commit manifest {path} is unreadable: {why}")]
     Bad { path: PathBuf, why: String },
     #[error("commit {commit} already exists: another writer sealed it (is a second gapless using this data directory?)")]
@@ -213,10 +228,7 @@ pub fn write(data: &Path, m: &Manifest) -> Result<(), CommitError> {
         }
         Err(e) => return Err(io_err(&final_path)(e)),
     }
-    sync_dir(&dir).map_err(|e| CommitError::Bad {
-        path: dir.clone(),
-        why: e.to_string(),
-    })?;
+    sync_dir(&dir)?;
     Ok(())
 }
 

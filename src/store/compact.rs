@@ -41,10 +41,10 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::statistics::Statistics;
 
 use super::commit;
-use super::ledger::{entry_name, AuditKey, Ledger, LedgerEntry, ENTRIES_DIR, LEDGER_DIR};
+use super::ledger::{entry_name, AuditKey, Ledger, LedgerEntry};
 use super::tables::{READINGS, SCHEMA_VERSION};
 use super::{io_err, Layout, ParquetDraft, StoreError, DAY_MICROS, ROW_GROUP_ROWS};
-use crate::journal::sync_dir;
+use crate::layout::{sync_dir, ENTRIES_DIR, LEDGER_DIR, LOCK_FILE};
 use crate::time::format_micros;
 
 pub const READINGS_COMPACTED: &str = "readings_compacted";
@@ -377,7 +377,7 @@ fn ensure_open_files(needed: usize) -> Result<(), String> {
 fn lock_compaction(data: &Path) -> Result<File, StoreError> {
     let root = data.join(READINGS_COMPACTED);
     fs::create_dir_all(&root).map_err(io_err(&root))?;
-    let path = root.join("lock");
+    let path = root.join(LOCK_FILE);
     super::lock_exclusive(&path).map_err(io_err(&path))
 }
 

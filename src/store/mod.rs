@@ -41,7 +41,8 @@ use crate::continuity::live::{GapChange, LiveEngine};
 use crate::continuity::series::Point;
 use crate::continuity::{Context, IntervalSource};
 use crate::decode::{self, DecodeConfig, Format};
-use crate::journal::{sync_dir, JournalRecord};
+use crate::journal::JournalRecord;
+use crate::layout::{sync_dir, ALERTS_SINCE_FILE, ALERT_GROUPS_FILE, STATE_DIR};
 use crate::reading::{fraction_digits, ReadingKind};
 use crate::time::{format_micros, utc_date};
 use commit::{CommitError, Counters, Manifest, SealedFile};
@@ -54,11 +55,6 @@ use tables::{
 /// Prompt seals (for alerts) come at most this often, so that a storm of
 /// events does not become a storm of small files.
 const MIN_PROMPT_SEAL_GAP: Duration = Duration::from_millis(250);
-
-/// Groups learned from topics, one `meter\tgroup` line each, in `_state`.
-pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
-/// When the alert engine first started (µs), in `_state`.
-pub const ALERTS_SINCE_FILE: &str = "alerts_since";
 
 /// Writer identification stored in manifests and Parquet footers.
 pub const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
@@ -129,6 +125,8 @@ pub enum StoreError {
     Ledger(#[from] ledger::LedgerError),
     #[error(transparent)]
     Canonical(#[from] canonical::UnsupportedType),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -306,7 +304,7 @@ impl Store {
         &mut self,
         now: i64,
     ) -> Result<Vec<crate::alerts::table::Told>, StoreError> {
-        let state = self.cfg.data.join(crate::app::STATE_DIR);
+        let state = self.cfg.data.join(STATE_DIR);
         let groups = state.join(ALERT_GROUPS_FILE);
         match fs::read_to_string(&groups) {
             Ok(text) => {
@@ -637,11 +635,7 @@ impl Store {
     /// Appends groups learned from topics to `_state/alert_groups.tsv`, so
     /// that a meter silent across a restart still belongs to its group.
     fn remember_groups(&self, learned: &[(String, String)]) -> Result<(), StoreError> {
-        let path = self
-            .cfg
-            .data
-            .join(crate::app::STATE_DIR)
-            .join(ALERT_GROUPS_FILE);
+        let path = self.cfg.data.join(STATE_DIR).join(ALERT_GROUPS_FILE);
         let mut text = String::new();
         for (meter, group) in learned {
             text.push_str(meter);

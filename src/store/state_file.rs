@@ -1,43 +1,12 @@
-//! Small state files under `DATA/_state/`, replaced whole: written to a
-//! temporary file beside them, fsynced, renamed over the old one, and the
-//! directory fsynced, so a crash leaves the old content or the new one,
-//! never a torn or empty file.
+//! Small state files under `DATA/_state/`, replaced whole through
+//! [`crate::layout::write_atomic`]: a crash leaves the old content or the
+//! new one, never a torn or empty file.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use super::StoreError;
-
-/// Replaces `path` with `bytes` atomically and durably.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |f| f.write_all(bytes))
-}
-
-/// [`write_atomic`], with the writing of the content a parameter: the seam
-/// through which tests fail a write halfway.
-fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let written = File::create(&tmp).and_then(|mut f| {
-        write(&mut f)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    File::open(dir)?.sync_all()
-}
 
 /// The time (µs) kept in `path`, or `now`, written there first when the
 /// file does not exist yet. A file that holds anything else is an error
@@ -52,10 +21,7 @@ pub fn read_or_init_micros(path: &Path, now: i64) -> Result<i64, StoreError> {
             ),
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            write_atomic(path, now.to_string().as_bytes()).map_err(|source| StoreError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+            crate::layout::write_atomic(path, now.to_string().as_bytes())?;
             Ok(now)
         }
         Err(source) => Err(StoreError::Io {
@@ -68,41 +34,6 @@ pub fn read_or_init_micros(path: &Path, now: i64) -> Result<i64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replaces_the_content_whole_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("alerts_since");
-        write_atomic(&path, b"1").unwrap();
-        write_atomic(&path, b"1658361600000000").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "1658361600000000");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["alerts_since"], "no temporary left behind");
-    }
-
-    /// The in-place `fs::write` this replaced truncated the file first: a
-    /// crash (or a full disk) in the middle left it empty or torn.
-    #[test]
-    fn a_write_failing_halfway_leaves_the_old_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("alerts_since");
-        write_atomic(&path, b"1658361600000000").unwrap();
-        let err = write_atomic_with(&path, |f| {
-            f.write_all(b"17")?;
-            Err(io::Error::other("disk full"))
-        })
-        .unwrap_err();
-        assert_eq!(err.to_string(), "disk full");
-        assert_eq!(fs::read_to_string(&path).unwrap(), "1658361600000000");
-        assert!(!dir.path().join(".alerts_since.tmp").exists());
-        // A temporary left by a crash is overwritten, never read.
-        fs::write(dir.path().join(".alerts_since.tmp"), b"garbage").unwrap();
-        write_atomic(&path, b"5").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "5");
-    }
 
     #[test]
     fn the_kept_time_is_read_written_once_and_never_guessed() {
