@@ -5,9 +5,13 @@
 //!
 //! # Layout
 //!
-//! The pipeline, in data-flow order. The imports do not follow it
-//! everywhere yet: the store still runs decode, the live continuity engine
-//! and the alert engine.
+//! The pipeline, in data-flow order. The order of the modules is written
+//! once, in [`LAYERS`], and the `layering` unit test holds the code to it:
+//! a module refers only to modules in earlier layers or in its own, no
+//! modules refer to each other in a circle (sibling submodules included),
+//! and the known exceptions are listed, with why, in [`ALLOWED_BACKWARD`]
+//! (today: the store still runs the alert engine, which the ingest stage
+//! is to take over).
 //!
 //! ```text
 //!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log + ledger ──▶ report, api
@@ -90,3 +94,54 @@ pub mod report;
 pub mod store;
 pub mod time;
 pub mod witness;
+
+#[cfg(test)]
+mod layering;
+
+/// The top-level modules in data-flow order, leaves first: a module may
+/// refer (`use crate::…`, or a path inline) only to modules in an earlier
+/// layer or in its own. Why this order:
+///
+/// 1. Leaves, which know no stage: the data directory's paths and writers
+///    ([`layout`]), time ([`time`]), the domain types ([`reading`]), the
+///    fault seams, the health every stage reports to, progress bars (and
+///    `layering`, the check itself, test-only).
+/// 2. [`mqtt`]: what the broker delivers, and its URL.
+/// 3. [`journal`]: the raw bytes, durable before anything parses them.
+/// 4. [`decode`]: bytes → readings, pure.
+/// 5. [`continuity`]: the rules over readings, pure.
+/// 6. [`store`]: sealed Parquet, the commit log and the ledger (the
+///    ingest stage, which takes decode, duplicates, live continuity and
+///    the alert deadlines out of the store, goes between 5 and 6).
+/// 7. What reads what the store sealed: alert delivery ([`alerts`]),
+///    [`report`], [`audit`], [`witness`].
+/// 8. [`api`]: HTTP over all of them.
+/// 9. [`config`], [`cli`]: settings for the stages above.
+/// 10. [`app`]: the wiring (channels, stages, shutdown) and the commands.
+/// 11. [`demo`], [`bench`]: commands that drive the whole service.
+pub const LAYERS: &[&[&str]] = &[
+    &[
+        "layout", "time", "reading", "fault", "health", "progress", "layering",
+    ],
+    &["mqtt"],
+    &["journal"],
+    &["decode"],
+    &["continuity"],
+    &["store"],
+    &["alerts", "report", "audit", "witness"],
+    &["api"],
+    &["config", "cli"],
+    &["app"],
+    &["demo", "bench"],
+];
+
+/// References to a later layer that are known and on their way out, as
+/// (from, to, why). The list may only shrink: an entry no reference needs
+/// any more fails the check until it is removed.
+pub const ALLOWED_BACKWARD: &[(&str, &str, &str)] = &[(
+    "store",
+    "alerts",
+    "the store runs the alert engine (alerts::engine: deadlines, groups, \
+     events) and builds the alerts table's rows (alerts::table); issue 16 \
+     moves the engine into the ingest stage",
+)];
