@@ -27,7 +27,7 @@ use super::certificate::{
     Certificate, CertificateError, CertificateRequest, CertifiedRow, FileFact, GroupCertificate,
     SignatureCheck, Verdict,
 };
-use super::scan::StoredReadings;
+use super::StoredReadings;
 use crate::continuity::window::{Status, ValueAt, Window};
 use crate::continuity::Context;
 use crate::continuity::SECOND;

@@ -4,6 +4,8 @@
 //! series in time order, and applies the [`continuity`](crate::continuity)
 //! rules. Rendering (table, JSON, CSV, Parquet) lives here too.
 //!
+//! - `catalog`: which sealed files a scan reads, and what their footers
+//!   say ([`StoredReadings`], [`LoadCache`]).
 //! - [`scan`]: streams the sealed readings series by series.
 //! - [`coverage`]: per series and time bucket, readings received against
 //!   expected (the dashboard's meters × time picture).
@@ -11,6 +13,7 @@
 //!   window and registry group (`--format html`, `/api/v1/certificate`);
 //!   rendered by `certificate_html` with `certificate.css`.
 
+mod catalog;
 pub mod certificate;
 mod certificate_html;
 pub mod coverage;
@@ -18,7 +21,7 @@ pub mod scan;
 
 pub use certificate_html::{document as certificate_document, render as certificate_html};
 
-pub use scan::{LoadCache, StoredReadings};
+pub use catalog::{LoadCache, StoredReadings};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
