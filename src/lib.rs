@@ -67,6 +67,8 @@
 //! - [`layout`]: the data directory: every path in it, and the writers
 //!   that change it durably (replace atomically, create without
 //!   overwriting, fsync a directory), with errors naming path and action.
+//! - [`commands`]: `gapless audit` (verify, prove, check-proof,
+//!   consistency, pubkey, keygen); a [`commands::Usage`] error is exit 2.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline; `--serve` then
 //!   serves the API and dashboard on its data.
@@ -79,6 +81,7 @@ pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod continuity;
 pub mod decode;
@@ -117,8 +120,11 @@ mod layering;
 ///    [`report`], [`audit`], [`witness`].
 /// 8. [`api`]: HTTP over all of them.
 /// 9. [`config`], [`cli`]: settings for the stages above.
-/// 10. [`app`]: the wiring (channels, stages, shutdown) and the commands.
-/// 11. [`demo`], [`bench`]: commands that drive the whole service.
+/// 10. [`app`]: the wiring (channels, stages, shutdown) and the commands
+///     `stats`, `report`, `gaps`, `alerts`, `compact`.
+/// 11. [`commands`]: the other commands (`audit`), which print their
+///     result; `main.rs` maps it to an exit code.
+/// 12. [`demo`], [`bench`]: commands that drive the whole service.
 pub const LAYERS: &[&[&str]] = &[
     &[
         "layout", "time", "reading", "fault", "health", "progress", "layering",
@@ -132,6 +138,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["api"],
     &["config", "cli"],
     &["app"],
+    &["commands"],
     &["demo", "bench"],
 ];
 
