@@ -26,15 +26,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::clock::Clock;
 use crate::continuity::series::analyze;
 use crate::continuity::window::{Status, Window};
-use crate::continuity::{parse_time, Context, SECOND};
+use crate::continuity::{Context, SECOND};
 use crate::mqtt::ConnectionState;
 use crate::reading::{format_fixed, Medium};
 use crate::report::coverage::{self, Buckets};
 use crate::report::{self, GapFilter, ReportFilter, StoredReadings};
-use crate::store::format_micros;
+use crate::time::format_micros;
+use crate::time::parse_time;
+use crate::time::Clock;
 
 mod certificate;
 
@@ -90,7 +91,7 @@ struct CachedRows {
 
 /// When the commit log last changed (a commit adds a file to it).
 fn commits_changed(data: &std::path::Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(data.join(crate::store::commit::COMMITS_DIR))
+    std::fs::metadata(data.join(crate::layout::COMMITS_DIR))
         .and_then(|m| m.modified())
         .ok()
 }
@@ -666,7 +667,7 @@ mod tests {
             ctx: Context::default(),
             token: TOKEN.into(),
             conn: Arc::default(),
-            clock: Clock::manual(crate::continuity::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
+            clock: Clock::manual(crate::time::parse_time("2022-07-25T12:30:00Z").unwrap()).0,
             live: Arc::default(),
             reports: Arc::default(),
             loads: Arc::default(),

@@ -33,16 +33,17 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alerts::sink::{AlertSender, SinkStats, Sinks};
-use crate::clock::Clock;
 use crate::config::ServeSettings;
 use crate::health::LiveStats;
 use crate::health::{Bound, Health, Stage};
 use crate::journal::{
     self, Journal, JournalError, JournalRecord, JournalTail, DEFAULT_SEGMENT_BYTES,
 };
+use crate::layout::{JOURNAL_DIR, STATE_DIR};
 use crate::mqtt::{self, AckBatch, ConnectionState, Delivery};
 use crate::store::commit::Counters;
 use crate::store::StoreError;
+use crate::time::Clock;
 
 mod failure;
 mod pipeline;
@@ -107,9 +108,6 @@ const STORE_READ_CHUNK: u64 = 4096;
 /// go to the disk). A commit that does not fit is read from the disk.
 const HANDOFF_BYTES: usize = 64 * 1024 * 1024;
 
-pub const JOURNAL_DIR: &str = "journal";
-pub const STATE_DIR: &str = "_state";
-
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("data directory {path} is not usable: {source}")]
@@ -162,7 +160,7 @@ impl DataDir {
             .and_then(|mut f| f.write_all(b"ok"))
             .map_err(err)?;
         let _ = fs::remove_file(&probe);
-        let lock_path = path.join(STATE_DIR).join("lock");
+        let lock_path = path.join(STATE_DIR).join(crate::layout::LOCK_FILE);
         let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -193,7 +191,7 @@ impl DataDir {
         let holder = format!(
             "pid {} on {host}, since {}",
             std::process::id(),
-            crate::store::format_micros(chrono::Utc::now().timestamp_micros())
+            crate::time::format_micros(crate::time::now_micros())
         );
         lock.set_len(0)
             .and_then(|()| lock.write_all(holder.as_bytes()))
@@ -207,7 +205,10 @@ impl DataDir {
     /// The MQTT client id of this data directory: created once, then reused,
     /// so a restart resumes the same persistent session at the broker.
     pub fn client_id(&self) -> Result<String, AppError> {
-        let path = self.path.join(STATE_DIR).join("client_id");
+        let path = self
+            .path
+            .join(STATE_DIR)
+            .join(crate::layout::CLIENT_ID_FILE);
         let err = |source| AppError::DataDir {
             path: path.clone(),
             source,
@@ -936,7 +937,7 @@ fn seal(
             .send(told, &|| progress.is_closed() || side.health.is_dead());
     }
     side.health.sealed.add_commit(m.files.len());
-    side.health.sealed.publish(&m.totals, m.last_seq);
+    m.totals.publish(&side.health.sealed, m.last_seq);
     tracing::info!(
         commit = m.commit,
         receipts = format!("{}..={}", m.first_seq, m.last_seq),
@@ -988,7 +989,7 @@ pub fn stats(data: &Path) -> Result<serde_json::Value, AppError> {
 fn file_clock(path: &Path) -> Result<Clock, AppError> {
     let read = |path: &Path| -> Result<i64, String> {
         let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
-        crate::continuity::parse_time(text.trim())
+        crate::time::parse_time(text.trim()).map_err(|e| e.to_string())
     };
     let start = read(path)
         .map_err(|e| AppError::Internal(format!("--clock-file {}: {e}", path.display())))?;
@@ -1096,7 +1097,7 @@ pub fn alerts_command(args: &crate::cli::AlertsArgs) -> Result<String, CommandEr
         out.push_str(&format!(
             "{:>6}  {:<20}  {:<20}  {:<24}  {}\n",
             a.seq,
-            crate::store::format_micros(a.raised_at),
+            crate::time::format_micros(a.raised_at),
             a.kind.as_str(),
             a.subject,
             a.message
@@ -1122,7 +1123,7 @@ fn parse_medium_flag(m: Option<&str>) -> Result<Option<crate::reading::Medium>, 
 }
 
 fn parse_time_flag(flag: &str, s: &str) -> Result<i64, CommandError> {
-    crate::continuity::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
+    crate::time::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
 }
 
 /// `gapless compact`: merges each closed date's readings files into one
@@ -1131,7 +1132,7 @@ pub fn compact_command(
     args: &crate::cli::CompactArgs,
     now: i64,
 ) -> Result<crate::store::compact::Round, StoreError> {
-    if !args.data.join(crate::store::commit::COMMITS_DIR).is_dir() {
+    if !args.data.join(crate::layout::COMMITS_DIR).is_dir() {
         return Err(StoreError::Read {
             path: args.data.clone(),
             why: "not a gapless data directory (no _commits)".into(),
@@ -1158,7 +1159,7 @@ struct Compactor {
 /// as they are meanwhile.
 fn start_compactor(
     settings: &ServeSettings,
-    clock: crate::clock::Clock,
+    clock: crate::time::Clock,
     live: Arc<LiveStats>,
 ) -> Result<Option<Compactor>, AppError> {
     use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
@@ -1282,7 +1283,7 @@ pub fn report_command(args: &crate::cli::ReportArgs, now: i64) -> Result<String,
             .iter()
             .map(|p| format!("{}\n", p.display()))
             .collect(),
-        ReportFormat::Html => crate::report::certificate::document(
+        ReportFormat::Html => crate::report::certificate_document(
             &q.data,
             &stored,
             &ctx,

@@ -173,49 +173,6 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// Parsed `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-pub fn parse_broker(url: &str) -> Result<BrokerUrl, ConfigError> {
-    let bad = |m: &str| {
-        invalid(
-            "--broker",
-            format!("{url:?}: {m} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)"),
-        )
-    };
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        return Err(bad("unknown scheme"));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port: u16 = p
-                .parse()
-                .map_err(|_| bad("port is not a number from 1 to 65535"))?;
-            (h, port)
-        }
-        _ => (rest, if tls { 8883 } else { 1883 }),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port == 0 {
-        return Err(bad("missing host or port"));
-    }
-    Ok(BrokerUrl {
-        tls,
-        host: host.to_string(),
-        port,
-    })
-}
-
 impl ServeSettings {
     /// Merges flags over the file over the defaults, and validates.
     /// `password` is the value of GAPLESS_MQTT_PASSWORD, if set.
@@ -232,7 +189,8 @@ impl ServeSettings {
             .broker
             .or(file.broker)
             .unwrap_or_else(|| DEFAULT_BROKER.to_string());
-        let broker = parse_broker(&broker)?;
+        let broker =
+            crate::mqtt::parse_broker(&broker).map_err(|e| invalid("--broker", e.to_string()))?;
         let topics = if !flags.topics.is_empty() {
             flags.topics
         } else {
@@ -411,7 +369,7 @@ impl ServeSettings {
                 initial_attempts: attempts,
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(10),
-                clock: crate::clock::Clock::System,
+                clock: crate::time::Clock::System,
             },
             store: StoreConfig {
                 data,
@@ -489,29 +447,6 @@ fn continuity_context(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            parse_broker("mqtt://127.0.0.1:1883").unwrap(),
-            BrokerUrl {
-                tls: false,
-                host: "127.0.0.1".into(),
-                port: 1883
-            }
-        );
-        assert_eq!(parse_broker("mqtts://broker.example").unwrap().port, 8883);
-        assert_eq!(parse_broker("mqtt://[::1]:1884").unwrap().host, "::1");
-        for bad in [
-            "http://x:1",
-            "mqtt://:1883",
-            "mqtt://h:70000",
-            "mqtt://h:x",
-            "h:1883",
-        ] {
-            assert!(parse_broker(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn filters() {

@@ -153,20 +153,9 @@ pub struct Sealed {
     pub commits: AtomicU64,
 }
 
+/// The totals are published by the store (`store::commit::Counters::
+/// publish`): health, a leaf, does not know the commit log's types.
 impl Sealed {
-    /// Publishes the totals of the commit log after a seal (or at start).
-    pub fn publish(&self, t: &crate::store::commit::Counters, through: u64) {
-        let r = Ordering::Relaxed;
-        self.delivered.store(t.delivered, r);
-        self.stored.store(t.stored, r);
-        self.duplicate.store(t.duplicate, r);
-        self.rejected.store(t.rejected, r);
-        self.readings_stored.store(t.readings_stored, r);
-        self.readings_duplicate.store(t.readings_duplicate, r);
-        self.readings_conflict.store(t.readings_conflict, r);
-        self.through.store(through, r);
-    }
-
     /// Counts one more commit of `files` files.
     pub fn add_commit(&self, files: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);

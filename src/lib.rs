@@ -5,10 +5,13 @@
 //!
 //! # Layout
 //!
-//! The pipeline, in data-flow order. The imports do not follow it
-//! everywhere yet: the store still runs decode, the live continuity engine
-//! and the alert engine, and a few modules reach later ones for a constant
-//! or a helper (`app::STATE_DIR`, `store::format_micros`, …).
+//! The pipeline, in data-flow order. The order of the modules is written
+//! once, in [`LAYERS`], and the `layering` unit test holds the code to it:
+//! a module refers only to modules in earlier layers or in its own, no
+//! modules refer to each other in a circle (sibling submodules included),
+//! and the known exceptions are listed, with why, in [`ALLOWED_BACKWARD`]
+//! (today: the store still runs the alert engine, which the ingest stage
+//! is to take over).
 //!
 //! ```text
 //!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log + ledger ──▶ report, api
@@ -17,9 +20,13 @@
 //!                                     └── sealed alerts ──▶ alert sinks (MQTT, webhook)
 //! ```
 //!
+//! The journal comes before decode: raw bytes are durable before any
+//! parsing, so nothing on the ack path can fail on a message's content.
+//!
 //! - [`reading`]: domain types (`MeterId`, `Medium`, `Unit`, exact `Decimal`, `Reading`).
 //! - [`mqtt`]: ingest: poll the rumqttc event loop, subscribe at QoS 1 on a
-//!   persistent session, reconnect with backoff, ack durable batches in order.
+//!   persistent session, reconnect with backoff, ack durable batches in
+//!   order; the broker URL.
 //! - [`decode`]: pure: payload bytes → readings or a rejection with a reason
 //!   (native, wmbusmeters, ChirpStack v4, The Things Stack v3).
 //! - [`journal`]: durable append (block-padded commits written with
@@ -53,8 +60,15 @@
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
 //!   only by two environment variables together).
-//! - [`config`], [`cli`]: flags and TOML → validated settings; [`clock`]:
-//!   system or manual time for receive stamps.
+//! - [`config`], [`cli`]: flags and TOML → validated settings.
+//! - [`time`]: the clock (system or manual) that stamps receive times, and
+//!   timestamps parsed from and formatted as RFC 3339 and dates: the one
+//!   copy of each.
+//! - [`layout`]: the data directory: every path in it, and the writers
+//!   that change it durably (replace atomically, create without
+//!   overwriting, fsync a directory), with errors naming path and action.
+//! - [`commands`]: `gapless audit` (verify, prove, check-proof,
+//!   consistency, pubkey, keygen); a [`commands::Usage`] error is exit 2.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline; `--serve` then
 //!   serves the API and dashboard on its data.
@@ -67,7 +81,7 @@ pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
-pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod continuity;
 pub mod decode;
@@ -76,9 +90,61 @@ pub mod fault;
 pub mod health;
 pub mod ingest;
 pub mod journal;
+pub mod layout;
 pub mod mqtt;
 pub mod progress;
 pub mod reading;
 pub mod report;
 pub mod store;
+pub mod time;
 pub mod witness;
+
+#[cfg(test)]
+mod layering;
+
+/// The top-level modules in data-flow order, leaves first: a module may
+/// refer (`use crate::…`, or a path inline) only to modules in an earlier
+/// layer or in its own. Why this order:
+///
+/// 1. Leaves, which know no stage: the data directory's paths and writers
+///    ([`layout`]), time ([`time`]), the domain types ([`reading`]), the
+///    fault seams, the health every stage reports to, progress bars (and
+///    `layering`, the check itself, test-only).
+/// 2. [`mqtt`]: what the broker delivers, and its URL.
+/// 3. [`journal`]: the raw bytes, durable before anything parses them.
+/// 4. [`decode`]: bytes → readings, pure.
+/// 5. [`continuity`]: the rules over readings, pure.
+/// 6. [`store`]: sealed Parquet, the commit log and the ledger (the
+///    ingest stage, which takes decode, duplicates, live continuity and
+///    the alert deadlines out of the store, goes between 5 and 6).
+/// 7. What reads what the store sealed: alert delivery ([`alerts`]),
+///    [`report`], [`audit`], [`witness`].
+/// 8. [`api`]: HTTP over all of them.
+/// 9. [`config`], [`cli`]: settings for the stages above.
+/// 10. [`app`]: the wiring (channels, stages, shutdown) and the commands
+///     `stats`, `report`, `gaps`, `alerts`, `compact`.
+/// 11. [`commands`]: the other commands (`audit`), which print their
+///     result; `main.rs` maps it to an exit code.
+/// 12. [`demo`], [`bench`]: commands that drive the whole service.
+pub const LAYERS: &[&[&str]] = &[
+    &[
+        "layout", "time", "reading", "fault", "health", "progress", "layering",
+    ],
+    &["mqtt"],
+    &["journal"],
+    &["decode"],
+    &["continuity"],
+    &["ingest"],
+    &["store"],
+    &["alerts", "report", "audit", "witness"],
+    &["api"],
+    &["config", "cli"],
+    &["app"],
+    &["commands"],
+    &["demo", "bench"],
+];
+
+/// References to a later layer that are known and on their way out, as
+/// (from, to, why). The list may only shrink: an entry no reference needs
+/// any more fails the check until it is removed.
+pub const ALLOWED_BACKWARD: &[(&str, &str, &str)] = &[];

@@ -2,7 +2,6 @@
 //! to an exit code in one place (0 ok, 1 failure, 2 bad usage, 141 output
 //! closed early: `gapless stats | head`).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,10 +27,16 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("gapless: error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => match e.downcast_ref::<gapless::commands::Usage>() {
+            Some(usage) => {
+                eprintln!("gapless: {usage}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("gapless: error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -89,84 +94,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Audit(gapless::cli::AuditCommand::Pubkey { data, audit_key }) => {
-            let key_file = audit_key.unwrap_or_else(|| data.join("_state/audit.key"));
-            let key = gapless::store::ledger::AuditKey::load_or_create(&data, Some(&key_file))?;
-            println!("{}", key.verifier().encode());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit(gapless::cli::AuditCommand::Prove {
-            data,
-            meter,
-            ts,
-            pubkey,
-            out,
-        }) => {
-            let Ok(ts) = gapless::continuity::parse_time(&ts) else {
-                eprintln!("gapless: --ts {ts:?} is not an RFC 3339 time");
-                return Ok(ExitCode::from(2));
-            };
-            let key = gapless::audit::trusted_key(&data, pubkey.as_deref())
-                .map_err(anyhow::Error::msg)?;
-            let proof = gapless::audit::proof::prove(&data, &meter, ts, &key)
-                .map_err(anyhow::Error::msg)?;
-            let json = serde_json::to_string_pretty(&proof)?;
-            match out {
-                Some(p) => std::fs::write(&p, json + "\n")?,
-                None => println!("{json}"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit(gapless::cli::AuditCommand::CheckProof { file, pubkey }) => {
-            let key = gapless::audit::trusted_key(Path::new("."), Some(&pubkey))
-                .map_err(anyhow::Error::msg)?;
-            let text = std::fs::read_to_string(&file)?;
-            let proof: gapless::audit::proof::InclusionProof = match serde_json::from_str(&text) {
-                Ok(p) => p,
-                Err(e) => {
-                    println!(
-                        "proof {}: not a gapless inclusion proof: {e}",
-                        file.display()
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            match gapless::audit::proof::check(&proof, &key) {
-                Ok(p) => {
-                    println!(
-                        "proof holds: this row of {} is entry {} of a ledger of {} entries signed by {}",
-                        p.path, proof.entry_index, p.checkpoint.size, p.checkpoint.origin
-                    );
-                    for (k, v) in p.fields {
-                        println!("  {k} = {v}");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    println!("proof {} does not hold: {e}", file.display());
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
-        Command::Audit(gapless::cli::AuditCommand::Consistency { data, old, pubkey }) => {
-            let key = gapless::audit::trusted_key(&data, pubkey.as_deref())
-                .map_err(anyhow::Error::msg)?;
-            let old_text = std::fs::read_to_string(&old)?;
-            match gapless::audit::proof::consistency(&data, &old_text, &key) {
-                Ok(c) => {
-                    println!("{}", serde_json::to_string_pretty(&c)?);
-                    eprintln!(
-                        "consistent: the ledger of {} entries extends the checkpoint of {}",
-                        c.new_size, c.old_size
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    println!("not consistent: {e}");
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
+        Command::Audit(cmd) => Ok(if gapless::commands::audit::run(cmd)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
         Command::Witness(args) => {
             let cfg = match gapless::witness::config(
                 &args.listen,
@@ -185,83 +117,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 gapless::witness::server::run(cfg, shutdown).await?;
                 Ok(())
             })
-        }
-        Command::Audit(gapless::cli::AuditCommand::Keygen { out }) => {
-            let key = gapless::store::ledger::AuditKey::generate(&out)?;
-            println!("{}", key.verifier().encode());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit(gapless::cli::AuditCommand::Verify {
-            data,
-            pubkey,
-            witnesses,
-            min_cosignatures,
-            files_only,
-        }) => {
-            let witnesses = match witnesses
-                .iter()
-                .map(|w| gapless::audit::witnessed::Required::parse(w))
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("gapless: --witness: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            let min = min_cosignatures.unwrap_or(1);
-            if !witnesses.is_empty() && (min == 0 || min > witnesses.len()) {
-                eprintln!(
-                    "gapless: --min-cosignatures {min}: between 1 and the {} witnesses given",
-                    witnesses.len()
-                );
-                return Ok(ExitCode::from(2));
-            }
-            let key = match pubkey {
-                Some(p) => {
-                    let text = std::fs::read_to_string(&p)
-                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-                    match gapless::store::ledger::NoteVerifier::parse(&text) {
-                        Ok(k) => Some(k),
-                        Err(e) => {
-                            eprintln!("gapless: --pubkey {}: {e}", p.display());
-                            return Ok(ExitCode::from(2));
-                        }
-                    }
-                }
-                None => None,
-            };
-            // Told once per file done, from several threads.
-            let bar = gapless::progress::Progress::new("audit verify", 0, "files");
-            let most_bytes = std::sync::atomic::AtomicU64::new(0);
-            let progress = |_: usize, total: usize, bytes: u64| {
-                bar.set_total(total as u64);
-                bar.inc(1);
-                let b = most_bytes.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
-                bar.set_message(format!("{:.0} MB", b.max(bytes) as f64 / 1e6));
-            };
-            let mut v = gapless::audit::verify_with(&data, key.as_ref(), &progress, files_only);
-            drop(bar);
-            if !witnesses.is_empty() {
-                let cosigned = gapless::audit::witnessed::check(&data, &mut v, &witnesses, min);
-                if v.is_clean() {
-                    println!(
-                        "witnesses: the newest checkpoint ({} entries) is cosigned by {min} of {}",
-                        cosigned.unwrap_or(0),
-                        witnesses.len()
-                    );
-                }
-            }
-            if v.is_clean() {
-                print!("{}", gapless::audit::summary(&v));
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("gapless audit verify: {} findings", v.findings.len());
-                for f in &v.findings {
-                    println!("  {f}");
-                }
-                Ok(ExitCode::from(1))
-            }
         }
         Command::Bench(gapless::cli::BenchCommand::LiveState(args)) => {
             gapless::bench::live_state::run(&args)?;
@@ -301,7 +156,7 @@ where
 }
 
 fn now() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    gapless::time::now_micros()
 }
 
 /// Prints a query's output; bad usage exits 2, a failure 1.

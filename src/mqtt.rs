@@ -50,7 +50,7 @@ pub struct MqttSettings {
     /// ...up to this.
     pub backoff_max: Duration,
     /// Stamps each delivery's receive time.
-    pub clock: crate::clock::Clock,
+    pub clock: crate::time::Clock,
 }
 
 /// One message as it arrived, on its way to the journal.
@@ -411,7 +411,7 @@ async fn send_acks(
     state.acked.fetch_add(sent, Ordering::Relaxed);
 }
 
-fn into_delivery(p: Publish, epoch: u64, clock: &crate::clock::Clock) -> Delivery {
+fn into_delivery(p: Publish, epoch: u64, clock: &crate::time::Clock) -> Delivery {
     Delivery {
         epoch,
         pkid: p.pkid,
@@ -419,5 +419,84 @@ fn into_delivery(p: Publish, epoch: u64, clock: &crate::clock::Clock) -> Deliver
         topic: p.topic,
         payload: p.payload,
         received_at: clock.now_micros(),
+    }
+}
+
+/// Parsed `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A broker URL that is not `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url:?}: {why} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)")]
+pub struct BrokerUrlError {
+    pub url: String,
+    pub why: &'static str,
+}
+
+/// `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (ports 1883 and 8883 by
+/// default; an IPv6 host in brackets).
+pub fn parse_broker(url: &str) -> Result<BrokerUrl, BrokerUrlError> {
+    let bad = |why| BrokerUrlError {
+        url: url.to_string(),
+        why,
+    };
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        return Err(bad("unknown scheme"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| bad("port is not a number from 1 to 65535"))?;
+            (h, port)
+        }
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad("missing host or port"));
+    }
+    Ok(BrokerUrl {
+        tls,
+        host: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 1883
+            }
+        );
+        assert_eq!(parse_broker("mqtts://broker.example").unwrap().port, 8883);
+        assert_eq!(parse_broker("mqtt://[::1]:1884").unwrap().host, "::1");
+        for bad in [
+            "http://x:1",
+            "mqtt://:1883",
+            "mqtt://h:70000",
+            "mqtt://h:x",
+            "h:1883",
+        ] {
+            assert!(parse_broker(bad).is_err(), "{bad}");
+        }
     }
 }

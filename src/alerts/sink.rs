@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::table::Told;
 use super::AlertsFileConfig;
-use crate::config::{parse_broker, BrokerUrl};
 use crate::mqtt::MqttSettings;
+use crate::mqtt::{parse_broker, BrokerUrl};
 
 pub const DEFAULT_PREFIX: &str = "gapless/alerts";
 pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
@@ -169,8 +169,7 @@ pub struct SinkStats {
 }
 
 fn cursor_path(data: &Path, name: &str) -> PathBuf {
-    data.join(crate::app::STATE_DIR)
-        .join(format!("alert_sink_{name}.cursor"))
+    crate::layout::sink_cursor(data, name)
 }
 
 fn read_cursor(path: &Path) -> Option<u64> {

@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::{filter_params, inline_hash, scan, window_param, ApiError, ApiState, Params};
-use crate::report::certificate::{self, CertificateError, CertificateRequest};
+use crate::report::certificate::{CertificateError, CertificateRequest};
 
 pub(super) async fn get_certificate(
     State(s): State<ApiState>,
@@ -24,13 +24,15 @@ pub(super) async fn get_certificate(
     let st = s.clone();
     let html = scan(&s, move || {
         let stored = st.stored()?;
-        certificate::document(&st.data, &stored, &st.ctx, window, req, now).map_err(|e| match e {
-            CertificateError::NoSuchGroup(_) | CertificateError::TooLarge { .. } => {
-                ApiError::bad("group", e)
-            }
-            CertificateError::Window(_) => ApiError::bad("to", e),
-            e => ApiError::internal(e),
-        })
+        crate::report::certificate_document(&st.data, &stored, &st.ctx, window, req, now).map_err(
+            |e| match e {
+                CertificateError::NoSuchGroup(_) | CertificateError::TooLarge { .. } => {
+                    ApiError::bad("group", e)
+                }
+                CertificateError::Window(_) => ApiError::bad("to", e),
+                e => ApiError::internal(e),
+            },
+        )
     })
     .await?;
     // Its one style and nothing else: no script, no request, no frame.

@@ -93,7 +93,7 @@ pub(super) async fn get_ready(State(s): State<ApiState>) -> Response {
     let data = s.data.clone();
     let probes = blocking(move || {
         let mut out = Vec::new();
-        for dir in [crate::app::JOURNAL_DIR, crate::store::ledger::LEDGER_DIR] {
+        for dir in [crate::layout::JOURNAL_DIR, crate::layout::LEDGER_DIR] {
             let probe = data.join(dir).join(".ready-probe");
             match std::fs::write(&probe, b"ok") {
                 Ok(()) => {
@@ -329,7 +329,7 @@ pub(super) fn health_from_disk(dir: &std::path::Path) -> Arc<crate::health::Heal
         h.sealed.add_commit(m.files.len());
     }
     if let Some(m) = manifests.last() {
-        h.sealed.publish(&m.totals, m.last_seq);
+        m.totals.publish(&h.sealed, m.last_seq);
         h.durable.store(m.last_seq, Ordering::Relaxed);
     }
     Arc::new(h)
@@ -354,7 +354,7 @@ mod tests {
         for s in crate::health::STAGES {
             st.health.idle(s);
         }
-        std::fs::create_dir_all(tmp.path().join(crate::app::JOURNAL_DIR)).unwrap();
+        std::fs::create_dir_all(tmp.path().join(crate::layout::JOURNAL_DIR)).unwrap();
         let app = router(st.clone());
         let (code, body, _) = get(&app, "/readyz", &[]).await;
         assert_eq!(code, StatusCode::OK, "{body}");

@@ -46,7 +46,7 @@ pub(super) fn publish_sealed_at_start(
         health.sealed.add_commit(m.files.len());
     }
     let totals = manifests.last().map(|m| m.totals).unwrap_or_default();
-    health.sealed.publish(&totals, sealed_through);
+    totals.publish(&health.sealed, sealed_through);
     Ok(())
 }
 

@@ -211,14 +211,14 @@ mod tests {
     #[test]
     fn alerts_survive_a_reopen_with_what_the_store_inferred() {
         const H: i64 = 3_600_000_000;
-        let t0 = crate::continuity::parse_time("2022-07-25T00:00:00Z").unwrap();
+        let t0 = crate::time::parse_time("2022-07-25T00:00:00Z").unwrap();
         let rec = |seq: u64, meter: &str, k: i64| JournalRecord {
             seq,
             received_at: t0 + k * 4 * H,
             topic: format!("meters/site/{meter}"),
             payload: format!(
                 r#"{{"meter_id":"{meter}","medium":"water","unit":"m3","value":"{k}","ts":"{}"}}"#,
-                crate::store::format_micros(t0 + k * 4 * H)
+                crate::time::format_micros(t0 + k * 4 * H)
             )
             .into_bytes()
             .into(),

@@ -27,12 +27,10 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
+use crate::layout::{CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR};
 use crate::store::canonical::{self, leaf_hash, merkle_root, Hash};
 use crate::store::compact::{self, READINGS_COMPACTED};
-use crate::store::ledger::{
-    entry_name, AuditKey, Checkpoint, LedgerEntry, NoteVerifier, CHECKPOINTS_DIR, ENTRIES_DIR,
-    LEDGER_DIR,
-};
+use crate::store::ledger::{entry_name, AuditKey, Checkpoint, LedgerEntry, NoteVerifier};
 use crate::store::tables::{READINGS, RECEIPTS, REJECTS};
 
 /// Files are verified in ledger order, but within each run of this many
@@ -205,7 +203,8 @@ pub fn verify_with(
     let own;
     let key = match pubkey {
         Some(k) => k,
-        None => match AuditKey::load_or_create(data, Some(&data.join("_state/audit.key"))) {
+        None => match AuditKey::load_or_create(data, Some(&crate::layout::default_audit_key(data)))
+        {
             Ok(k) => {
                 own = k.verifier();
                 v.own_key = true;
@@ -776,8 +775,8 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
     let fmt = |t: Option<(i64, i64)>| {
         t.map(|t| {
             (
-                crate::store::format_micros(t.0),
-                crate::store::format_micros(t.1),
+                crate::time::format_micros(t.0),
+                crate::time::format_micros(t.1),
             )
         })
     };
@@ -872,7 +871,7 @@ pub fn trusted_key(data: &Path, pubkey: Option<&Path>) -> Result<NoteVerifier, S
             let text = fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             NoteVerifier::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
         }
-        None => AuditKey::load_or_create(data, Some(&data.join("_state/audit.key")))
+        None => AuditKey::load_or_create(data, Some(&crate::layout::default_audit_key(data)))
             .map(|k| k.verifier())
             .map_err(|e| e.to_string()),
     }

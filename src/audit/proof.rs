@@ -10,13 +10,12 @@ use arrow_array::types::TimestampMicrosecondType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::layout::{CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR};
 use crate::store::canonical::{
     consistency_path, encode_row, inclusion_path, leaf_hash, merkle_root, root_from_path,
     row_hashes, verify_consistency, Hash,
 };
-use crate::store::ledger::{
-    entry_name, Checkpoint, LedgerEntry, NoteVerifier, CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR,
-};
+use crate::store::ledger::{entry_name, Checkpoint, LedgerEntry, NoteVerifier};
 use crate::store::tables::READINGS;
 
 pub const PROOF_FORMAT: &str = "gapless-inclusion-proof/1";
@@ -173,22 +172,16 @@ pub fn prove(
     }
     Err(format!(
         "no reading of meter {meter} at {} in the signed ledger",
-        crate::store::format_micros(ts)
+        crate::time::format_micros(ts)
     ))
 }
 
-fn parse_ts(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp_micros())
-}
-
 fn ts_lt(ts: i64, bound: &str) -> bool {
-    parse_ts(bound).is_some_and(|b| ts < b)
+    crate::time::parse_rfc3339(bound).is_ok_and(|b| ts < b)
 }
 
 fn ts_gt(ts: i64, bound: &str) -> bool {
-    parse_ts(bound).is_some_and(|b| ts > b)
+    crate::time::parse_rfc3339(bound).is_ok_and(|b| ts > b)
 }
 
 /// What a checked proof established.
@@ -269,7 +262,7 @@ fn decode_row(row: &[u8], columns: &[(String, String)]) -> Result<Vec<(String, S
         let v = match t.as_str() {
             "BOOLEAN" => (take(1)?[0] == 1).to_string(),
             "INT64" => i64::from_be_bytes(take(8)?.try_into().map_err(|_| "int")?).to_string(),
-            "TIMESTAMP" => crate::store::format_micros(i64::from_be_bytes(
+            "TIMESTAMP" => crate::time::format_micros(i64::from_be_bytes(
                 take(8)?.try_into().map_err(|_| "timestamp")?,
             )),
             "UINT8" | "UINT32" | "UINT64" => {

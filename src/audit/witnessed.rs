@@ -15,7 +15,7 @@ use std::fs;
 use std::path::Path;
 
 use super::Verification;
-use crate::store::ledger::{CHECKPOINTS_DIR, LEDGER_DIR};
+use crate::layout::{CHECKPOINTS_DIR, LEDGER_DIR};
 use crate::witness::client::{self, Answer, WitnessTarget};
 use crate::witness::note::{split_note, Cosigned, CosignerKey};
 

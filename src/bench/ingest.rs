@@ -32,7 +32,8 @@ use tokio::sync::watch;
 
 use crate::app;
 use crate::cli::{BenchIngestArgs, BenchIngestMode as Mode};
-use crate::config::{parse_broker, ServeFlags, ServeSettings};
+use crate::config::{ServeFlags, ServeSettings};
+use crate::mqtt::parse_broker;
 use crate::mqtt::ConnectionState;
 
 /// A private Mosquitto configured as the README requires.

@@ -266,7 +266,7 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
     };
     for tick in 0..ticks {
         let ts = T0 + tick as i64 * interval(args);
-        let stamp = crate::store::format_micros(ts);
+        let stamp = crate::time::format_micros(ts);
         for (g, chunk) in ids.chunks(PER_MESSAGE).enumerate() {
             let mut payload = String::with_capacity(PER_MESSAGE * 110);
             payload.push('[');

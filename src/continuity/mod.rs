@@ -274,26 +274,8 @@ fn parse_medium(m: &str, key: &str) -> Result<Medium, String> {
 pub fn parse_month_day(s: &str) -> Option<(u32, u32)> {
     let (m, d) = s.split_once('-')?;
     let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
-    chrono::NaiveDate::from_ymd_opt(2000, m, d)?;
+    crate::time::midnight_utc(2000, m, d)?;
     Some((m, d))
-}
-
-/// Parses an RFC 3339 timestamp or a plain date (`2022-07-25` = midnight
-/// UTC) into microseconds. Used by the CLI and the registry.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_micros());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_micros());
-    }
-    Err(format!(
-        "{s:?} is not a time: use RFC 3339 (2022-07-25T00:00:00Z) or a date (2022-07-25)"
-    ))
 }
 
 /// The first `k` in `[lo, hi)` for which `below(k)` is false, `below` being
@@ -348,14 +330,6 @@ mod tests {
             let e = ContinuityConfig::from_file(&f).unwrap_err();
             assert!(e.contains(needle), "{toml}: {e}");
         }
-    }
-
-    #[test]
-    fn times_parse_as_rfc3339_or_dates() {
-        assert_eq!(parse_time("1970-01-02").unwrap(), DAY);
-        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), SECOND);
-        assert_eq!(parse_time("1970-01-01T01:00:00+01:00").unwrap(), 0);
-        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
     }
 
     #[test]

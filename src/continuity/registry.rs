@@ -148,7 +148,7 @@ impl Registry {
                 if s.is_empty() {
                     return Ok(None);
                 }
-                super::parse_time(s)
+                crate::time::parse_time(s)
                     .map(Some)
                     .map_err(|e| invalid(n, format!("{col}: {e}")))
             };
@@ -233,7 +233,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::continuity::parse_time;
+    use crate::time::parse_time;
 
     const GOOD: &str = "\
 meter_id,medium,expected_interval_s,group,installed_at,removed_at

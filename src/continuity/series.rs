@@ -347,16 +347,10 @@ fn spans_set_date(a: i64, b: i64, rules: &SeriesRules) -> bool {
         return true;
     }
     let (month, dom) = rules.cfg.hca_set_date;
-    let year = |t: i64| {
-        chrono::DateTime::from_timestamp_micros(t).map_or(1970, |d| chrono::Datelike::year(&d))
-    };
+    let year = |t: i64| crate::time::year_of(t).unwrap_or(1970);
     (year(a)..=year(b)).any(|y| {
-        chrono::NaiveDate::from_ymd_opt(y, month, dom).is_some_and(|d| {
-            let day = d
-                .and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_micros()
-                .div_euclid(DAY);
+        crate::time::midnight_utc(y, month, dom).is_some_and(|t| {
+            let day = t.div_euclid(DAY);
             overlaps(day)
         })
     })

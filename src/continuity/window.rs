@@ -16,6 +16,7 @@ use std::fmt;
 use super::series::{analyze, seq_lost, Point, SeriesRules, Step};
 use super::{div_round, IntervalSource, SECOND};
 use crate::reading::Medium;
+use crate::time::format_micros;
 
 /// The window `[from, to)`, µs UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,8 +222,8 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
             implausible = true;
             notes.push(format!(
                 "implausible consumption across the gap {} .. {}: {:.0} % of the {} the meter's history predicts",
-                fmt_ts(g.from),
-                fmt_ts(g.to),
+                format_micros(g.from),
+                format_micros(g.to),
                 pl.ratio * 100.0,
                 crate::reading::format_scaled(pl.expected)
             ));
@@ -276,15 +277,15 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
                         "register went down from {} to {} between {} and {}",
                         crate::reading::format_fixed(a.value, a.decimals),
                         crate::reading::format_fixed(b.value, b.decimals),
-                        fmt_ts(a.ts),
-                        fmt_ts(b.ts)
+                        format_micros(a.ts),
+                        format_micros(b.ts)
                     ));
                 }
                 other => notes.push(format!(
                     "{} between {} and {}",
                     other.describe(),
-                    fmt_ts(a.ts),
-                    fmt_ts(b.ts)
+                    format_micros(a.ts),
+                    format_micros(b.ts)
                 )),
             }
             total = total
@@ -355,11 +356,6 @@ pub fn assemble(window: Window, mut meters: Vec<MeterRow>) -> OutageReport {
         summary,
         meters,
     }
-}
-
-/// RFC 3339 UTC (seconds, or microseconds when present).
-pub fn fmt_ts(micros: i64) -> String {
-    crate::store::format_micros(micros)
 }
 
 #[cfg(test)]

@@ -20,10 +20,11 @@ use serde_json::{Map, Value};
 use super::native::{self, Defaults, Element};
 use super::wmbusmeters::register_value;
 use super::{
-    bad_timestamp, field_list, medium_from_name, missing, parse_rfc3339_micros,
-    split_register_field, Ctx, Out,
+    bad_timestamp, field_list, medium_from_name, medium_from_units, missing, split_register_field,
+    Ctx, Out,
 };
-use crate::reading::{truncate, Medium, MeterId, Reading, ReadingKind, Unit};
+use crate::reading::{truncate, MeterId, Reading, ReadingKind};
+use crate::time::parse_rfc3339;
 
 const CHIRPSTACK_NO_OBJECT: &str =
     "ChirpStack uplink has no decoded object (no codec configured for the device profile)";
@@ -56,7 +57,7 @@ pub(super) fn decode_chirpstack(v: &Value, ctx: &Ctx) -> Result<Out, String> {
     };
     let meter_id = MeterId::try_new(dev_eui)?;
     let time = super::req_str(obj, "time")?;
-    let ts = parse_rfc3339_micros(time).ok_or_else(|| bad_timestamp("time", time))?;
+    let ts = parse_rfc3339(time).map_err(|_| bad_timestamp("time", time))?;
     let seq = frame_counter(obj.get("fCnt"), "fCnt")?;
     let decoded = match obj.get("object") {
         Some(Value::Object(o)) => o,
@@ -88,13 +89,12 @@ pub(super) fn decode_tts(v: &Value, ctx: &Ctx) -> Result<Out, String> {
         Some(_) => return Err("field \"uplink_message\" must be a JSON object".into()),
     };
     let ts = match obj.get("received_at").filter(|v| !v.is_null()) {
-        Some(Value::String(s)) => {
-            parse_rfc3339_micros(s).ok_or_else(|| bad_timestamp("received_at", s))?
-        }
+        Some(Value::String(s)) => parse_rfc3339(s).map_err(|_| bad_timestamp("received_at", s))?,
         Some(_) => return Err("field \"received_at\" must be a string".into()),
         None => match up.get("received_at").filter(|v| !v.is_null()) {
-            Some(Value::String(s)) => parse_rfc3339_micros(s)
-                .ok_or_else(|| bad_timestamp("uplink_message.received_at", s))?,
+            Some(Value::String(s)) => {
+                parse_rfc3339(s).map_err(|_| bad_timestamp("uplink_message.received_at", s))?
+            }
             Some(_) => return Err("field \"uplink_message.received_at\" must be a string".into()),
             None => return Err(missing("received_at")),
         },
@@ -118,24 +118,6 @@ fn frame_counter(v: Option<&Value>, name: &str) -> Result<u64, String> {
             .as_u64()
             .ok_or_else(|| format!("{name} must be an unsigned integer")),
         Some(_) => Err(format!("{name} must be an unsigned integer")),
-    }
-}
-
-/// The medium a set of register units implies: any energy unit → heat,
-/// else any volume → water, else HCA units → hca.
-pub(super) fn medium_from_units(units: impl IntoIterator<Item = Unit>) -> Medium {
-    let (mut volume, mut hca) = (false, false);
-    for unit in units {
-        match unit {
-            Unit::Wh | Unit::KWh | Unit::MWh | Unit::MJ | Unit::GJ => return Medium::Heat,
-            Unit::M3 | Unit::Litre => volume = true,
-            Unit::Hca => hca = true,
-        }
-    }
-    if volume || !hca {
-        Medium::Water
-    } else {
-        Medium::Hca
     }
 }
 

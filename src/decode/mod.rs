@@ -11,10 +11,10 @@
 //! register, a historical value without a date) are listed in
 //! [`Decoded::notes`], never dropped silently.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::reading::{format_scaled, truncate, Decimal, Medium, Reading, Unit};
+use crate::time;
 
 mod lorawan;
 mod native;
@@ -340,20 +340,10 @@ impl Ctx {
     }
 }
 
-/// µs since the epoch → `2026-07-11T10:50:30Z` (fraction only when non-zero).
+/// µs since the epoch → `2026-07-11T10:50:30Z` (fraction only when
+/// non-zero), or the number of µs when chrono cannot represent it.
 fn fmt_micros(ts: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_micros(ts) {
-        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        None => format!("{ts} µs since 1970-01-01"),
-    }
-}
-
-/// RFC 3339 with an offset (any sub-second precision) → µs since the epoch,
-/// UTC; sub-microsecond digits are truncated.
-fn parse_rfc3339_micros(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|dt| dt.timestamp_micros())
+    time::try_format_micros(ts).unwrap_or_else(|| format!("{ts} µs since 1970-01-01"))
 }
 
 /// Error for a timestamp field that is not RFC 3339 with an offset.
@@ -393,8 +383,7 @@ fn parse_set_date(s: &str) -> Option<i64> {
     if !time_ok {
         return None;
     }
-    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
-    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+    time::midnight_utc(i32::try_from(y).ok()?, m, d)
 }
 
 /// Why a JSON value is not a register value.
@@ -439,6 +428,24 @@ fn split_register_field(key: &str) -> Option<(&str, Unit)> {
         .iter()
         .find(|(s, _)| s.eq_ignore_ascii_case(suffix))
         .map(|&(_, unit)| (base, unit))
+}
+
+/// The medium a set of register units implies: any energy unit → heat,
+/// else any volume → water, else HCA units → hca.
+fn medium_from_units(units: impl IntoIterator<Item = Unit>) -> Medium {
+    let (mut volume, mut hca) = (false, false);
+    for unit in units {
+        match unit {
+            Unit::Wh | Unit::KWh | Unit::MWh | Unit::MJ | Unit::GJ => return Medium::Heat,
+            Unit::M3 | Unit::Litre => volume = true,
+            Unit::Hca => hca = true,
+        }
+    }
+    if volume || !hca {
+        Medium::Water
+    } else {
+        Medium::Hca
+    }
 }
 
 /// A medium name as wmbusmeters (or a LoRaWAN codec) spells it,
@@ -507,9 +514,7 @@ mod testutil {
 
     /// RFC 3339 → µs (test helper).
     pub(super) fn us(s: &str) -> i64 {
-        DateTime::parse_from_rfc3339(s)
-            .unwrap_or_else(|e| panic!("{s}: {e}"))
-            .timestamp_micros()
+        time::parse_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     /// Receive time used by most tests.

@@ -25,10 +25,11 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{bad_timestamp, medium_from_name, missing, parse_rfc3339_micros, Ctx, Out};
+use super::{bad_timestamp, medium_from_name, missing, Ctx, Out};
 use crate::reading::{
     truncate, validate_register, Decimal, Medium, MeterId, Reading, ReadingKind, Unit,
 };
+use crate::time::parse_rfc3339;
 
 /// Decodes a native payload: an object or a non-empty array of objects.
 pub(super) fn decode(v: &Value, ctx: &Ctx) -> Result<Out, String> {
@@ -269,7 +270,7 @@ pub(super) fn reading_from_fields(
     };
     let medium = match medium {
         Some(m) => m,
-        None if defaults.lenient => super::lorawan::medium_from_units([unit]),
+        None if defaults.lenient => super::medium_from_units([unit]),
         None => return Err(missing("medium")),
     };
     let value = match &f.value {
@@ -280,7 +281,7 @@ pub(super) fn reading_from_fields(
         Field::Absent => return Err(missing("value")),
     };
     let ts = match &f.ts {
-        Field::Str(s) => parse_rfc3339_micros(s).ok_or_else(|| bad_timestamp("ts", s))?,
+        Field::Str(s) => parse_rfc3339(s).map_err(|_| bad_timestamp("ts", s))?,
         Field::Absent => match defaults.ts {
             Some(ts) => ts,
             None => return Err(missing("ts")),

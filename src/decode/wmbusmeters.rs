@@ -20,10 +20,11 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::{
-    bad_timestamp, decimal_of, field_list, medium_from_name, parse_rfc3339_micros, parse_set_date,
-    req_str, split_register_field, Ctx, Out, ValueError,
+    bad_timestamp, decimal_of, field_list, medium_from_name, parse_set_date, req_str,
+    split_register_field, Ctx, Out, ValueError,
 };
 use crate::reading::{truncate, validate_register, Decimal, MeterId, Reading, ReadingKind};
+use crate::time::parse_rfc3339;
 
 /// Keys that describe the telegram, not a value (left out of error lists).
 const META: [&str; 6] = ["_", "media", "meter", "name", "id", "timestamp"];
@@ -47,7 +48,7 @@ pub(super) fn decode(v: &Value, ctx: &Ctx) -> Result<Out, String> {
     let medium = medium_from_name(media)
         .ok_or_else(|| format!("unknown medium {:?}", truncate(media, 40)))?;
     let ts_text = req_str(obj, "timestamp")?;
-    let ts = parse_rfc3339_micros(ts_text).ok_or_else(|| bad_timestamp("timestamp", ts_text))?;
+    let ts = parse_rfc3339(ts_text).map_err(|_| bad_timestamp("timestamp", ts_text))?;
     ctx.check_measured(ts)?;
 
     let mut out = Out {

@@ -338,7 +338,7 @@ fn reading_json(m: &SimMeter, ts: i64, value: i128, acc: Option<u8>) -> String {
         m.register,
         m.unit,
         format_fixed(value, m.decimals),
-        crate::store::format_micros(ts)
+        crate::time::format_micros(ts)
     )
 }
 
@@ -363,7 +363,7 @@ fn message(topic: &str, readings: &[String], at: i64) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::continuity::parse_time;
+    use crate::time::parse_time;
 
     #[test]
     fn the_fleet_is_deterministic_and_decodes() {

@@ -22,13 +22,15 @@ use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::cli::DemoArgs;
-use crate::clock::Clock;
-use crate::config::{parse_broker, ServeFlags, ServeSettings};
+use crate::config::{ServeFlags, ServeSettings};
 use crate::continuity::registry::Registry;
 use crate::continuity::window::Window;
-use crate::continuity::{parse_time, ContinuityConfig};
+use crate::continuity::ContinuityConfig;
+use crate::mqtt::parse_broker;
 use crate::mqtt::ConnectionState;
 use crate::report::{self, ReportFilter, StoredReadings};
+use crate::time::parse_time;
+use crate::time::Clock;
 use fleet::{Fleet, TICK};
 
 /// The simulated period and its outage window (July 2022, when ransomware
@@ -55,7 +57,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
 /// made (or empty): never a directory of someone else's files.
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
-        let is_ours = dir.join(crate::app::STATE_DIR).exists();
+        let is_ours = dir.join(crate::layout::STATE_DIR).exists();
         let is_empty = std::fs::read_dir(dir)?.next().is_none();
         anyhow::ensure!(
             is_ours || is_empty,
@@ -193,7 +195,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
             last_report = t;
             eprintln!(
                 "demo: {}  published {messages} messages ({readings} readings), gapless acked {}",
-                crate::store::format_micros(t),
+                crate::time::format_micros(t),
                 state.acked.load(Ordering::Relaxed)
             );
         }
@@ -235,7 +237,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     };
     let stored = StoredReadings::load(&args.data)?;
     let rep = report::outage_report(&stored, &ctx, outage, &ReportFilter::default())?;
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = crate::time::now_micros();
     let written = report::write_report_parquet(&args.data, &rep, None, now, None)?;
     let s = &fleet.scenario;
     println!(

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::api::{router, ApiState};
-use crate::clock::Clock;
 use crate::continuity::window::Window;
 use crate::continuity::Context;
-use crate::store::format_micros;
+use crate::time::format_micros;
+use crate::time::Clock;
 
 /// Where `--serve` listens without `--http`.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";

@@ -11,9 +11,6 @@ use crate::witness::client::WitnessTarget;
 use crate::witness::note::Cosigner;
 use crate::witness::server::{self, WitnessConfig};
 
-/// Where the demo keeps the witness (in a deployment: the auditor's machine).
-const WITNESS_DIR: &str = "_witness";
-
 pub struct DemoWitness {
     pub target: WitnessTarget,
     dir: PathBuf,
@@ -25,7 +22,7 @@ pub struct DemoWitness {
 /// Starts the witness on a free loopback port, trusting the data
 /// directory's log key (made now if it is not there yet).
 pub async fn start(data: &Path) -> anyhow::Result<DemoWitness> {
-    let dir = data.join(WITNESS_DIR);
+    let dir = data.join(crate::layout::WITNESS_DIR);
     std::fs::create_dir_all(&dir)?;
     let log = AuditKey::load_or_create(data, None)?;
     let log_vkey = log.verifier().encode();

@@ -15,9 +15,11 @@
 //! alert deadline. What memory cannot decide is looked up in the sealed
 //! files ([`dedup::SealedValues`], implemented by the store).
 
+pub mod alerts;
 pub mod dedup;
 mod rebuild;
 pub mod rows;
+mod state_file;
 
 use std::collections::HashMap;
 use std::fs;
@@ -27,14 +29,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::alerts::engine::{AlertEngine, AlertStats};
-use crate::alerts::{Alert, AlertConfig};
 use crate::continuity::live::{GapChange, LiveEngine};
 use crate::continuity::series::Point;
 use crate::continuity::{Context, IntervalSource};
 use crate::decode::{self, DecodeConfig, Format};
 use crate::journal::JournalRecord;
+use crate::layout::{ALERTS_SINCE_FILE, ALERT_GROUPS_FILE};
 use crate::reading::{fraction_digits, ReadingKind};
+use alerts::engine::{AlertEngine, AlertStats};
+use alerts::{Alert, AlertConfig};
 use dedup::{Key, LookupError, SealedValues, SeriesIndex, Verdict};
 use rows::{Counters, Disposition, GapEvent, GapRow, ReadingRow, ReceiptRow, RejectRow};
 
@@ -43,11 +46,6 @@ pub use rebuild::RebuildError;
 /// Prompt seals (for alerts) come at most this often, so that a storm of
 /// events does not become a storm of small files.
 const MIN_PROMPT_SEAL_GAP: Duration = Duration::from_millis(250);
-
-/// Groups learned from topics, one `meter\tgroup` line each, in `_state`.
-pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
-/// When the alert engine first started (µs), in `_state`.
-pub const ALERTS_SINCE_FILE: &str = "alerts_since";
 
 /// Distinct registers a meter may have before a message that adds one
 /// more is rejected.
@@ -101,8 +99,10 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
-    #[error("{0}")]
-    State(String),
+    #[error("state file {path}: {why}")]
+    State { path: PathBuf, why: String },
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 /// Rows received since the last seal.
@@ -233,8 +233,7 @@ impl Ingest {
         }
         // Registry meters never seen are judged from the first start.
         let since_path = self.state_dir.join(ALERTS_SINCE_FILE);
-        let since = crate::store::state_file::read_or_init_micros(&since_path, now)
-            .map_err(|e| IngestError::State(e.to_string()))?;
+        let since = state_file::read_or_init_micros(&since_path, now)?;
         self.alerts.track_registry(since);
         self.alerts.restore(told, now);
         self.alerts
@@ -354,7 +353,7 @@ impl Ingest {
                             "conflict: meter {} register {} at {} already has a different value; stored {} flagged",
                             reading.meter_id,
                             reading.register,
-                            crate::store::format_micros(reading.ts_micros),
+                            crate::time::format_micros(reading.ts_micros),
                             reading.value
                         ));
                     } else if reading.kind == ReadingKind::Measured
@@ -363,7 +362,7 @@ impl Ingest {
                             reading.medium,
                             lora,
                             reading.ts_micros,
-                            crate::alerts::message_group(decoded.gateway.as_deref(), &rec.topic),
+                            alerts::message_group(decoded.gateway.as_deref(), &rec.topic),
                             rec.received_at,
                         )
                     {

@@ -4,9 +4,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::alerts::engine::AlertEngine;
 use super::dedup::SeriesIndex;
 use super::is_series_reading;
-use crate::alerts::engine::AlertEngine;
 use crate::continuity::live::{GapChange, LiveEngine};
 use crate::continuity::series::Point;
 use crate::continuity::Context;

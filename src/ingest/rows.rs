@@ -29,6 +29,21 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Publishes these totals of the commit log to `/metrics` after a
+    /// seal (or at start), with the last receipt sealed.
+    pub fn publish(&self, to: &crate::health::Sealed, through: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        to.delivered.store(self.delivered, Relaxed);
+        to.stored.store(self.stored, Relaxed);
+        to.duplicate.store(self.duplicate, Relaxed);
+        to.rejected.store(self.rejected, Relaxed);
+        to.readings_stored.store(self.readings_stored, Relaxed);
+        to.readings_duplicate
+            .store(self.readings_duplicate, Relaxed);
+        to.readings_conflict.store(self.readings_conflict, Relaxed);
+        to.through.store(through, Relaxed);
+    }
+
     pub fn add(&mut self, o: &Counters) {
         self.delivered += o.delivered;
         self.stored += o.stored;

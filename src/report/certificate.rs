@@ -25,8 +25,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::coverage::{self, Buckets, CoverageRow};
 use super::{ReportError, ReportFilter, StoredReadings};
 use crate::continuity::window::{self, MeterRow, Status, Summary, Window};
-use crate::continuity::{parse_time, Context};
+use crate::continuity::Context;
 use crate::store::ledger::{Ledger, LedgerEntry, NoteVerifier};
+use crate::time::parse_time;
 
 /// Coverage columns of the picture (hourly for a one-day window, like
 /// the dashboard's default).
@@ -174,8 +175,8 @@ pub struct Cosignature {
 /// a cosignature line is left out here and found by `audit verify`.
 pub fn cosignatures(data: &Path, checkpoint: &CheckpointFacts) -> Vec<Cosignature> {
     let dir = data
-        .join(crate::store::ledger::LEDGER_DIR)
-        .join(crate::store::ledger::CHECKPOINTS_DIR);
+        .join(crate::layout::LEDGER_DIR)
+        .join(crate::layout::CHECKPOINTS_DIR);
     let Ok(names) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -205,8 +206,9 @@ fn parse_cosignature_line(size: u64, line: &str) -> Option<Cosignature> {
         return None;
     }
     let time = i64::from_be_bytes(blob[4..12].try_into().ok()?);
-    let signed_at = chrono::DateTime::from_timestamp(time, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let signed_at = time
+        .checked_mul(1_000_000)
+        .and_then(crate::time::try_format_micros);
     Some(Cosignature {
         size,
         witness: name.to_owned(),
@@ -388,20 +390,6 @@ pub fn certificate(
         },
         report_files,
     })
-}
-
-/// The certificate document, rendered: what `gapless report --format
-/// html` prints and `GET /api/v1/certificate` returns.
-pub fn document(
-    data: &Path,
-    stored: &StoredReadings,
-    ctx: &Context,
-    window: Window,
-    req: CertificateRequest,
-    generated_at: i64,
-) -> Result<String, CertificateError> {
-    let cert = certificate(data, stored, ctx, window, &req, generated_at)?;
-    Ok(super::certificate_html(&cert))
 }
 
 /// [`BUCKETS`] columns, fewer for a window shorter than that many seconds.

@@ -21,13 +21,18 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use std::path::Path;
+
 use super::certificate::{
-    Certificate, CertifiedRow, FileFact, GroupCertificate, SignatureCheck, Verdict,
+    Certificate, CertificateError, CertificateRequest, CertifiedRow, FileFact, GroupCertificate,
+    SignatureCheck, Verdict,
 };
-use crate::continuity::window::{Status, ValueAt};
+use super::StoredReadings;
+use crate::continuity::window::{Status, ValueAt, Window};
+use crate::continuity::Context;
 use crate::continuity::SECOND;
 use crate::reading::format_fixed;
-use crate::store::format_micros;
+use crate::time::format_micros;
 
 const CSS: &str = include_str!("certificate.css");
 
@@ -120,15 +125,7 @@ fn esc(s: &str) -> String {
 
 /// `2022-07-23 00:00 UTC` (seconds only when there are some).
 fn human_time(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| {
-            if micros % (60 * SECOND) == 0 {
-                t.format("%Y-%m-%d %H:%M UTC").to_string()
-            } else {
-                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-            }
-        })
-        .unwrap_or_else(|| micros.to_string())
+    crate::time::format_human(micros)
 }
 
 fn human_span(micros: i64) -> String {
@@ -628,6 +625,20 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
     }
     out.push_str("</tbody></table>\n");
     out.push_str("</div>\n");
+}
+
+/// The certificate document, rendered: what `gapless report --format
+/// html` prints and `GET /api/v1/certificate` returns.
+pub fn document(
+    data: &Path,
+    stored: &StoredReadings,
+    ctx: &Context,
+    window: Window,
+    req: CertificateRequest,
+    generated_at: i64,
+) -> Result<String, CertificateError> {
+    let cert = super::certificate::certificate(data, stored, ctx, window, &req, generated_at)?;
+    Ok(render(&cert))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::{ReportError, StoredReadings};
 use crate::continuity::window::{self, SeriesInput, Status, Window};
 use crate::continuity::{div_round, Context, IntervalSource, SECOND};
 use crate::reading::Medium;
-use crate::store::format_micros;
+use crate::time::format_micros;
 
 /// Buckets per window at most (a year by the day fits).
 pub const MAX_BUCKETS: u32 = 1_000;

@@ -4,6 +4,8 @@
 //! series in time order, and applies the [`continuity`](crate::continuity)
 //! rules. Rendering (table, JSON, CSV, Parquet) lives here too.
 //!
+//! - `catalog`: which sealed files a scan reads, and what their footers
+//!   say ([`StoredReadings`], [`LoadCache`]).
 //! - [`scan`]: streams the sealed readings series by series.
 //! - [`coverage`]: per series and time bucket, readings received against
 //!   expected (the dashboard's meters × time picture).
@@ -11,14 +13,15 @@
 //!   window and registry group (`--format html`, `/api/v1/certificate`);
 //!   rendered by `certificate_html` with `certificate.css`.
 
+mod catalog;
 pub mod certificate;
 mod certificate_html;
 pub mod coverage;
 pub mod scan;
 
-pub use certificate_html::render as certificate_html;
+pub use certificate_html::{document as certificate_document, render as certificate_html};
 
-pub use scan::{LoadCache, StoredReadings};
+pub use catalog::{LoadCache, StoredReadings};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,12 +41,13 @@ use crate::continuity::estimate::{self, METHOD_LINEAR};
 use crate::continuity::series::{analyze, Gap};
 use crate::continuity::window::{self, MeterRow, OutageReport, Status, Window};
 use crate::continuity::{Context, SECOND};
+use crate::layout::REPORTS_DIR;
 use crate::reading::{format_fixed, Medium, VALUE_SCALE};
 use crate::store::ledger::{AuditKey, Ledger};
 use crate::store::tables::SCHEMA_VERSION;
-use crate::store::{commit, format_micros, write_parquet, StoreError};
+use crate::store::{commit, write_parquet, StoreError};
+use crate::time::format_micros;
 
-pub const REPORTS_DIR: &str = "reports";
 /// Anomalous meters listed in the table format (each needs a look)...
 const TABLE_ATTENTION_ROWS: usize = 40;
 /// ...and examples of each other status that needs attention.
@@ -606,14 +610,8 @@ pub fn write_report_parquet(
         path: dir.clone(),
         why: e.to_string(),
     })?;
-    let stamp = |t: i64| {
-        chrono::DateTime::from_timestamp_micros(t)
-            .map(|d| d.format("%Y%m%dT%H%M%SZ").to_string())
-            .unwrap_or_else(|| t.to_string())
-    };
-    let generated = chrono::DateTime::from_timestamp_micros(generated_at)
-        .map(|d| d.format("%Y%m%dT%H%M%S%6fZ").to_string())
-        .unwrap_or_else(|| generated_at.to_string());
+    let stamp = |t: i64| crate::time::format_basic(t, false);
+    let generated = crate::time::format_basic(generated_at, true);
     let base = format!(
         "report_{}_{}_{generated}",
         stamp(rep.window.from),
@@ -653,7 +651,7 @@ pub fn write_report_parquet(
         entries.push(facts.entry(index, table, &rel, None, &sealed_at));
         written.push(path);
     }
-    crate::journal::sync_dir(&dir).map_err(StoreError::from)?;
+    crate::layout::sync_dir(&dir).map_err(StoreError::from)?;
     for e in &entries {
         writer.append(e).map_err(StoreError::from)?;
     }

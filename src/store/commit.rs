@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use crate::ingest::rows::Counters;
-use crate::journal::sync_dir;
-
-pub const COMMITS_DIR: &str = "_commits";
+use crate::layout::{sync_dir, COMMITS_DIR};
 
 /// One sealed file of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +57,8 @@ pub enum CommitError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
     #[error("commit manifest {path} is unreadable: {why}")]
     Bad { path: PathBuf, why: String },
     #[error("commit {commit} already exists: another writer sealed it (is a second gapless using this data directory?)")]
@@ -177,10 +177,7 @@ pub fn write(data: &Path, m: &Manifest) -> Result<(), CommitError> {
         }
         Err(e) => return Err(io_err(&final_path)(e)),
     }
-    sync_dir(&dir).map_err(|e| CommitError::Bad {
-        path: dir.clone(),
-        why: e.to_string(),
-    })?;
+    sync_dir(&dir)?;
     Ok(())
 }
 

@@ -41,10 +41,11 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::statistics::Statistics;
 
 use super::commit;
-use super::ledger::{entry_name, AuditKey, Ledger, LedgerEntry, ENTRIES_DIR, LEDGER_DIR};
+use super::ledger::{entry_name, AuditKey, Ledger, LedgerEntry};
 use super::tables::{READINGS, SCHEMA_VERSION};
-use super::{format_micros, io_err, Layout, ParquetDraft, StoreError, DAY_MICROS, ROW_GROUP_ROWS};
-use crate::journal::sync_dir;
+use super::{io_err, Layout, ParquetDraft, StoreError, DAY_MICROS, ROW_GROUP_ROWS};
+use crate::layout::{sync_dir, ENTRIES_DIR, LEDGER_DIR, LOCK_FILE};
+use crate::time::format_micros;
 
 pub const READINGS_COMPACTED: &str = "readings_compacted";
 /// Footer key: the readings files a compacted file holds, as a JSON array
@@ -304,8 +305,7 @@ pub fn compact_with_progress(
 
 /// µs of 00:00 UTC of `YYYY-MM-DD`.
 fn day_start(date: &str) -> Option<i64> {
-    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+    crate::time::parse_date(date).ok()
 }
 
 /// Merges `sources` (readings files of `date`, in commit order) into one
@@ -356,7 +356,7 @@ pub fn compact_date(
     sync_dir(&dir)?;
     sync_dir(&data.join(READINGS_COMPACTED))?;
     let path = format!("{rel_dir}/{name}");
-    let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
+    let sealed_at = format_micros(crate::time::now_micros());
     writer.append(&facts.entry(index, READINGS_COMPACTED, &path, None, &sealed_at))?;
     writer.checkpoint(key)?;
     tracing::info!(
@@ -417,7 +417,7 @@ fn ensure_open_files(needed: usize) -> Result<(), String> {
 fn lock_compaction(data: &Path) -> Result<File, StoreError> {
     let root = data.join(READINGS_COMPACTED);
     fs::create_dir_all(&root).map_err(io_err(&root))?;
-    let path = root.join("lock");
+    let path = root.join(LOCK_FILE);
     super::lock_exclusive(&path).map_err(io_err(&path))
 }
 

@@ -29,11 +29,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::canonical::{leaf_hash, CompactTree, Hash};
+use crate::layout::{CHECKPOINTS_DIR, ENTRIES_DIR, HEAD_FILE, LEDGER_DIR, LOCK_FILE};
 
-pub const LEDGER_DIR: &str = "_ledger";
-pub const ENTRIES_DIR: &str = "entries";
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const KEY_FILE: &str = "audit.key";
 /// C2SP signed notes: the signature type byte of Ed25519 keys.
 const ED25519_TYPE: u8 = 0x01;
 
@@ -47,6 +44,19 @@ pub enum LedgerError {
     },
     #[error("ledger: {0}")]
     Bad(String),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+}
+
+/// The tiles are the ledger's: their failures are the ledger's, said as
+/// they were before the tiles had an error type of their own.
+impl From<super::tiles::TilesError> for LedgerError {
+    fn from(e: super::tiles::TilesError) -> LedgerError {
+        match e {
+            super::tiles::TilesError::Io { path, source } => LedgerError::Io { path, source },
+            super::tiles::TilesError::Bad(why) => LedgerError::Bad(why),
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LedgerError + '_ {
@@ -111,7 +121,7 @@ impl Ledger {
     /// head: the tree so far, in O(log n) (rebuilt from the entries when
     /// the head file is missing or does not fit them).
     pub fn writer(&self) -> Result<LedgerWriter<'_>, LedgerError> {
-        let path = self.dir.join("lock");
+        let path = self.dir.join(LOCK_FILE);
         let file = super::lock_exclusive(&path).map_err(io_err(&path))?;
         let tree = match self.read_head() {
             Some(t) if self.fits(&t) => t,
@@ -205,8 +215,6 @@ impl Ledger {
         Ok(out)
     }
 }
-
-const HEAD_FILE: &str = "head.json";
 
 /// `_ledger/head.json`: derived state, so that a writer need not read every
 /// entry. Never trusted by a verifier.
@@ -418,7 +426,7 @@ fn has_checkpoint(data: &Path) -> bool {
 pub fn key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
     configured
         .map(Path::to_owned)
-        .unwrap_or_else(|| data.join(crate::app::STATE_DIR).join(KEY_FILE))
+        .unwrap_or_else(|| crate::layout::default_audit_key(data))
 }
 
 /// `serve` refuses a signing key inside the data directory unless told
@@ -471,31 +479,9 @@ fn is_inside(dir: &Path, path: &Path) -> bool {
 
 /// Writes a secret that must not exist yet, with mode 0600 from the
 /// moment it exists (its bytes are never readable by others, not even for
-/// a moment): [`create_new_durably`].
+/// a moment): [`crate::layout::create_new_durably`].
 pub(crate) fn create_secret(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
-    create_new_durably(path, bytes, 0o600).map_err(io_err(path))
-}
-
-/// Creates `path` with `bytes`, never overwriting it: a temporary file
-/// created with `mode`, written and fsynced, then hard-linked to its name
-/// (AlreadyExists if it exists) and the directory synced. A crash leaves
-/// no file or the whole one.
-pub(crate) fn create_new_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
-    let _ = fs::remove_file(&tmp);
-    linked?;
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
+    Ok(crate::layout::create_new_durably(path, bytes, 0o600)?)
 }
 
 /// The 4-byte key ID of a C2SP note verifier key:
@@ -773,7 +759,10 @@ mod tests {
         assert_eq!(ledger.checkpoints().unwrap().len(), 1);
         // Signed now: with its key gone (kept elsewhere, say), no second
         // key is made beside the data.
-        let key_file = tmp.path().join("_state").join(KEY_FILE);
+        let key_file = tmp
+            .path()
+            .join("_state")
+            .join(crate::layout::AUDIT_KEY_FILE);
         fs::remove_file(&key_file).unwrap();
         let e = AuditKey::load_or_create(tmp.path(), None).err().unwrap();
         assert!(e.to_string().contains("--audit-key"), "{e}");

@@ -25,8 +25,8 @@ use parquet::file::statistics::Statistics;
 
 use super::compact::latest_of_date;
 use super::tables::READINGS;
-use super::utc_date;
 use crate::ingest::dedup::{LookupError, SealedValues, StoredValue};
+use crate::time::utc_date;
 
 /// Footers kept in memory at most (then the cache starts over).
 const FOOTERS_CACHED: usize = 4096;

@@ -11,12 +11,12 @@
 //! dispositions. It also answers the ingest stage's lookups of old values
 //! ([`lookup`]) and compacts ended dates ([`compact`]).
 
+pub mod alerts_table;
 pub mod canonical;
 pub mod commit;
 pub mod compact;
 pub mod ledger;
 pub mod lookup;
-pub(crate) mod state_file;
 pub mod tables;
 pub mod tiles;
 
@@ -34,9 +34,10 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::alerts::table::{alerts_batch, ALERTS};
 use crate::ingest::Sealable;
-use crate::journal::sync_dir;
+use crate::layout::sync_dir;
+use crate::time::{format_micros, utc_date};
+use alerts_table::{alerts_batch, ALERTS};
 use commit::{CommitError, Counters, Manifest, SealedFile};
 use tables::{GAPS, READINGS, RECEIPTS, REJECTS, SCHEMA_VERSION};
 
@@ -90,6 +91,8 @@ pub enum StoreError {
     Ledger(#[from] ledger::LedgerError),
     #[error(transparent)]
     Canonical(#[from] canonical::UnsupportedType),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -176,8 +179,8 @@ impl Store {
 
     /// The alerts sealed so far, in commit order (the alert engine and the
     /// sinks resume from them).
-    pub fn read_alerts(&self) -> Result<Vec<crate::alerts::table::Told>, StoreError> {
-        crate::alerts::table::read_files(&self.alert_files).map_err(|why| StoreError::Read {
+    pub fn read_alerts(&self) -> Result<Vec<alerts_table::Told>, StoreError> {
+        alerts_table::read_files(&self.alert_files).map_err(|why| StoreError::Read {
             path: self.cfg.data.join(ALERTS),
             why,
         })
@@ -210,7 +213,7 @@ impl Store {
         let commit = self.next_commit;
         // One ledger writer at a time (a report may be writing too).
         let mut ledger = self.ledger.writer()?;
-        let sealed_at = format_micros(chrono::Utc::now().timestamp_micros());
+        let sealed_at = format_micros(crate::time::now_micros());
         let mut w = SealWriter {
             data: &self.cfg.data,
             ledger: self.cfg.ledger,
@@ -742,20 +745,6 @@ fn partition<T>(
         out.entry(d).or_default().extend(v);
     }
     out
-}
-
-/// `YYYY-MM-DD` of a microsecond UTC timestamp.
-pub fn utc_date(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "invalid".to_string())
-}
-
-/// RFC 3339 UTC with microseconds trimmed when zero.
-pub fn format_micros(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| micros.to_string())
 }
 
 /// Deletes Parquet files that no commit names, and temporary files: what a

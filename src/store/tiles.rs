@@ -23,14 +23,27 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::canonical::{leaf_hash, merkle_root, Hash};
-use super::ledger::LedgerError;
 
-pub const TLOG_DIR: &str = "tlog";
+use crate::layout::TLOG_DIR;
+
 /// Hashes in a full tile (tile height 8).
 const WIDTH: u64 = 256;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
-    move |source| LedgerError::Io {
+/// Why the tiles could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum TilesError {
+    #[error("tlog tiles I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tlog tiles: {0}")]
+    Bad(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TilesError + '_ {
+    move |source| TilesError::Io {
         path: path.to_owned(),
         source,
     }
@@ -58,13 +71,7 @@ pub fn tile_path(level: &str, n: u64, width: u64) -> String {
 
 /// Writes a tile: temporary file, rename. Removes the partial tiles of the
 /// same index that it replaces.
-fn write_tile(
-    dir: &Path,
-    level: &str,
-    n: u64,
-    width: u64,
-    bytes: &[u8],
-) -> Result<(), LedgerError> {
+fn write_tile(dir: &Path, level: &str, n: u64, width: u64, bytes: &[u8]) -> Result<(), TilesError> {
     let path = dir.join(tile_path(level, n, width));
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io(parent))?;
@@ -97,18 +104,18 @@ fn published_size(dir: &Path) -> Option<u64> {
 
 /// Brings the tiles of `ledger_dir/tlog` up to a tree of `size` entries
 /// and publishes `checkpoint` (the signed note of that tree). `entry(i)`
-/// reads the bytes of entry i.
-pub fn publish(
+/// reads the bytes of entry i; its errors are passed on as they are.
+pub fn publish<E: From<TilesError>>(
     ledger_dir: &Path,
     size: u64,
     checkpoint: &str,
-    entry: &dyn Fn(u64) -> Result<Vec<u8>, LedgerError>,
-) -> Result<(), LedgerError> {
+    entry: &dyn Fn(u64) -> Result<Vec<u8>, E>,
+) -> Result<(), E> {
     let dir = ledger_dir.join(TLOG_DIR);
     fs::create_dir_all(&dir).map_err(io(&dir))?;
     let old = published_size(&dir).filter(|&o| o <= size).unwrap_or(0);
     if old == size && size > 0 {
-        return write_checkpoint(&dir, checkpoint);
+        return Ok(write_checkpoint(&dir, checkpoint)?);
     }
     // Level 0 and the entry bundles: the tiles from the one `old` ends in.
     let mut n = old / WIDTH;
@@ -119,7 +126,7 @@ pub fn publish(
         for i in lo..hi {
             let bytes = entry(i)?;
             let len = u16::try_from(bytes.len()).map_err(|_| {
-                LedgerError::Bad(format!(
+                TilesError::Bad(format!(
                     "entry {i} is {} bytes: an entry bundle holds at most 65535",
                     bytes.len()
                 ))
@@ -148,10 +155,9 @@ pub fn publish(
                     .map(|c| c.try_into().unwrap_or([0; 32]))
                     .collect();
                 if leaves.len() as u64 != WIDTH {
-                    return Err(LedgerError::Bad(format!(
-                        "{} is not a full tile",
-                        below.display()
-                    )));
+                    return Err(
+                        TilesError::Bad(format!("{} is not a full tile", below.display())).into(),
+                    );
                 }
                 hashes.extend_from_slice(&merkle_root(&leaves));
             }
@@ -160,10 +166,10 @@ pub fn publish(
         }
         level += 1;
     }
-    write_checkpoint(&dir, checkpoint)
+    Ok(write_checkpoint(&dir, checkpoint)?)
 }
 
-fn write_checkpoint(dir: &Path, checkpoint: &str) -> Result<(), LedgerError> {
+fn write_checkpoint(dir: &Path, checkpoint: &str) -> Result<(), TilesError> {
     let path: PathBuf = dir.join("checkpoint");
     let tmp = dir.join(".checkpoint.tmp");
     fs::write(&tmp, checkpoint).map_err(io(&tmp))?;

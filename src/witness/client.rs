@@ -19,8 +19,9 @@ use bytes::Bytes;
 
 use super::note::{split_note, Cosigned, CosignerKey};
 use crate::health::LiveStats;
+use crate::layout::{CHECKPOINTS_DIR, ENTRIES_DIR, HEAD_FILE, LEDGER_DIR};
 use crate::store::canonical::{consistency_path, leaf_hash, Hash};
-use crate::store::ledger::{entry_name, CHECKPOINTS_DIR, ENTRIES_DIR, LEDGER_DIR};
+use crate::store::ledger::entry_name;
 
 /// How often the task looks for a new checkpoint.
 const TICK: Duration = Duration::from_millis(250);
@@ -159,8 +160,7 @@ fn newest_checkpoint(data: &Path) -> Option<(u64, String)> {
         size: u64,
     }
     let head: Head =
-        serde_json::from_slice(&std::fs::read(data.join(LEDGER_DIR).join("head.json")).ok()?)
-            .ok()?;
+        serde_json::from_slice(&std::fs::read(data.join(LEDGER_DIR).join(HEAD_FILE)).ok()?).ok()?;
     let p = data
         .join(LEDGER_DIR)
         .join(CHECKPOINTS_DIR)
@@ -327,8 +327,8 @@ async fn submit(
 
 /// Creates `path` durably, never overwriting it: a cosignature already
 /// there is kept.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    match crate::store::ledger::create_new_durably(path, bytes, 0o644) {
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), crate::layout::LayoutError> {
+    match crate::layout::create_new_durably(path, bytes, 0o644) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         r => r,
     }

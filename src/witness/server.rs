@@ -109,7 +109,8 @@ fn load(state: &Path, origin: &str) -> Result<Option<Latest>, WitnessError> {
 fn persist(state: &Path, origin: &str, note: &str) -> std::io::Result<()> {
     let path = state_file(state, origin);
     fs::create_dir_all(path.parent().unwrap_or(state))?;
-    crate::store::state_file::write_atomic(&path, note.as_bytes())
+    crate::layout::write_atomic(&path, note.as_bytes())
+        .map_err(|e| std::io::Error::new(e.kind(), e))
 }
 
 /// The witness's router (tests drive it without a socket).

@@ -14,10 +14,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use super::{Alert, AlertGap, AlertKind};
-use crate::continuity::parse_time;
+use crate::ingest::alerts::{Alert, AlertGap, AlertKind};
 use crate::store::commit;
 use crate::store::tables::ts_type;
+use crate::time::parse_time;
 
 pub const ALERTS: &str = "alerts";
 
@@ -111,7 +111,8 @@ impl Alert {
     /// Reads back the JSON of [`Alert::to_json`].
     pub fn from_json(v: &Value) -> Result<Alert, String> {
         let s = |k: &str| v.get(k).and_then(Value::as_str);
-        let t = |k: &str| -> Result<Option<i64>, String> { s(k).map(parse_time).transpose() };
+        let parse = |t: &str| parse_time(t).map_err(|e| e.to_string());
+        let t = |k: &str| -> Result<Option<i64>, String> { s(k).map(parse).transpose() };
         let u = |k: &str| v.get(k).and_then(Value::as_u64);
         let kind = s("kind")
             .and_then(AlertKind::parse)
@@ -122,13 +123,13 @@ impl Alert {
                 from: g
                     .get("from")
                     .and_then(Value::as_str)
-                    .map(parse_time)
+                    .map(parse)
                     .transpose()?
                     .unwrap_or_default(),
                 to: g
                     .get("to")
                     .and_then(Value::as_str)
-                    .map(parse_time)
+                    .map(parse)
                     .transpose()?
                     .unwrap_or_default(),
                 missing: g.get("missing").and_then(Value::as_u64).unwrap_or_default(),

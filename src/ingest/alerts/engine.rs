@@ -42,7 +42,7 @@ use super::{Alert, AlertConfig, AlertGap, AlertKind, MEMBERS_LISTED};
 use crate::continuity::series::{missing_in, Gap};
 use crate::continuity::{builtin_interval_s, Context, SECOND};
 use crate::reading::Medium;
-use crate::store::format_micros;
+use crate::time::format_micros;
 
 const NONE: u32 = u32::MAX;
 
@@ -1098,7 +1098,7 @@ pub(crate) mod tests {
                 Medium::Heat,
                 false,
                 t,
-                crate::alerts::topic_group(topic),
+                crate::ingest::alerts::topic_group(topic),
                 t + SECOND,
             );
             t += 15 * MIN;
@@ -1137,7 +1137,7 @@ pub(crate) mod tests {
             Medium::Heat,
             false,
             back,
-            crate::alerts::topic_group("meters/HZ-1"),
+            crate::ingest::alerts::topic_group("meters/HZ-1"),
             back
         ));
         let cfg = ContinuityConfig::default();
@@ -1185,7 +1185,7 @@ pub(crate) mod tests {
             Medium::Heat,
             false,
             T0 + 15 * MIN,
-            crate::alerts::topic_group("t"),
+            crate::ingest::alerts::topic_group("t"),
             now
         ));
         e.finish_resumes([], now);
@@ -1218,7 +1218,7 @@ pub(crate) mod tests {
                         Medium::Heat,
                         false,
                         now,
-                        crate::alerts::topic_group(&format!("meters/gw-2/W-{m}")),
+                        crate::ingest::alerts::topic_group(&format!("meters/gw-2/W-{m}")),
                         now,
                     );
                 }
@@ -1241,7 +1241,7 @@ pub(crate) mod tests {
                 Medium::Heat,
                 false,
                 now,
-                crate::alerts::topic_group(&format!("meters/gw-1/HZ-{m:02}")),
+                crate::ingest::alerts::topic_group(&format!("meters/gw-1/HZ-{m:02}")),
                 now
             ));
             e.tick(now);
@@ -1274,7 +1274,7 @@ pub(crate) mod tests {
                     Medium::Heat,
                     false,
                     now,
-                    crate::alerts::topic_group(&topic),
+                    crate::ingest::alerts::topic_group(&topic),
                     now,
                 );
             }
@@ -1310,7 +1310,7 @@ pub(crate) mod tests {
                         Medium::Heat,
                         false,
                         t,
-                        crate::alerts::topic_group(&format!("site/b1/M{m}")),
+                        crate::ingest::alerts::topic_group(&format!("site/b1/M{m}")),
                         t,
                     );
                 }
@@ -1362,7 +1362,7 @@ pub(crate) mod tests {
             Medium::Water,
             false,
             now,
-            crate::alerts::topic_group("w/R-1"),
+            crate::ingest::alerts::topic_group("w/R-1"),
             now,
         );
         let a = e.take();
@@ -1391,7 +1391,7 @@ pub(crate) mod tests {
             Medium::Heat,
             false,
             now,
-            crate::alerts::topic_group("t/x/HZ-1"),
+            crate::ingest::alerts::topic_group("t/x/HZ-1"),
             now
         ));
         e2.finish_resumes([], now);
@@ -1450,7 +1450,7 @@ pub(crate) mod tests {
                 Medium::Heat,
                 false,
                 T0,
-                crate::alerts::topic_group("x"),
+                crate::ingest::alerts::topic_group("x"),
                 T0,
             );
         }
