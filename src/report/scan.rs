@@ -23,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType, UInt64Type};
-use arrow_array::{Array, BooleanArray, Decimal128Array, Int32Array, StringArray, UInt64Array};
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{UInt32Type, UInt64Type};
+use arrow_array::{Array, BooleanArray, Decimal128Array, Int32Array, Int64Array, StringArray};
 use arrow_array::{RecordBatch, TimestampMicrosecondArray};
+use arrow_array::{UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{
     ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
@@ -34,7 +36,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
 use super::ReportError;
-use crate::continuity::series::{inferred_or_builtin, Point, SeriesRules};
+use crate::continuity::series::{inferred_or_builtin, FirstReceived, Point, SeriesRules};
 use crate::continuity::window::SeriesInput;
 use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP};
 use crate::reading::{Medium, VALUE_SCALE};
@@ -69,7 +71,7 @@ const CHUNK_ROWS_PER_RUN: usize = 512;
 /// judge, and `value_decimals` says how to print a value as it was sent.
 /// (Files of schema version 1 lack `value_decimals`: there a series' values
 /// are printed with the most decimals any of them needs.)
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 14] = [
     "meter_id",
     "register",
     "ts",
@@ -82,6 +84,8 @@ const COLUMNS: [&str; 12] = [
     "conflict",
     "received_at",
     "format",
+    "receipt_seq",
+    "reading_index",
 ];
 
 /// Columns read as dictionaries (their Parquet encoding): no string is
@@ -550,6 +554,9 @@ struct SeriesBuf {
     /// Days of its set-date values (they explain resets in every register
     /// of the meter).
     set_days: Vec<i64>,
+    /// Its first received readings: what an unknown interval is inferred
+    /// from (the live engine's rule).
+    first: FirstReceived,
 }
 
 impl SeriesBuf {
@@ -564,6 +571,7 @@ impl SeriesBuf {
         self.set_date_only = true;
         self.decimals = 0;
         self.set_days.clear();
+        self.first = FirstReceived::default();
     }
 }
 
@@ -651,7 +659,7 @@ impl Chunk {
                 let setup = ctx.setup(id, medium, s.frame_counter);
                 let interval = setup
                     .interval
-                    .unwrap_or_else(|| inferred_or_builtin(setup.medium, &s.points));
+                    .unwrap_or_else(|| s.first.interval(setup.medium));
                 s.conflicts.sort_unstable();
                 out.push(f(&SeriesInput {
                     meter_id: id,
@@ -723,6 +731,8 @@ struct Cols {
     any_conflict: bool,
     received: TimestampMicrosecondArray,
     format: Dict,
+    receipt: Int64Array,
+    reading_index: UInt32Array,
 }
 
 impl Cols {
@@ -774,6 +784,14 @@ impl Cols {
                 .as_primitive::<TimestampMicrosecondType>()
                 .clone(),
             format: dict("format")?,
+            receipt: col("receipt_seq")?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| bad("column receipt_seq is not INT64".into()))?
+                .clone(),
+            reading_index: col("reading_index")?
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| bad("column reading_index is not UINT32".into()))?
+                .clone(),
         })
     }
 }
@@ -930,6 +948,7 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
     let (mkeys, rkeys) = (c.meter.keys.values(), c.register.keys.values());
     let (ts, value, received) = (c.ts.values(), c.value.values(), c.received.values());
     let kinds = c.kind.keys.values();
+    let (receipts, indexes) = (c.receipt.values(), c.reading_index.values());
     let mut row = row;
     while row < end && mkeys[row] == mk && rkeys[row] == rk {
         let t = ts[row];
@@ -958,6 +977,7 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
                     }
                 }
             }
+            s.first.offer((receipts[row] as u64, indexes[row]), t);
             s.points.push(Point {
                 ts: t,
                 value: v,

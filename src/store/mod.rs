@@ -244,7 +244,8 @@ impl Store {
         // The duplicate index and the live continuity state, from what is
         // sealed (the gaps these readings found are sealed too).
         let mut index = DedupIndex::default();
-        let mut live = LiveEngine::new(cfg.continuity.config.clone());
+        let mut live = LiveEngine::new(cfg.continuity.config.clone())
+            .with_registry(cfg.continuity.registry.clone());
         let mut alerts = AlertEngine::new(cfg.alerts.clone(), cfg.continuity.clone());
         for m in &manifests {
             for f in m.files.iter().filter(|f| f.table == READINGS) {
@@ -255,6 +256,10 @@ impl Store {
                     &mut alerts,
                     &cfg.continuity,
                 )?;
+            }
+            // A commit is the batch its seal settled (its rows were sealed).
+            for s in live.settle() {
+                alerts.interval_inferred(&s.meter, s.interval.micros);
             }
         }
         // Complete the ledger from the commit log (a crash between a
@@ -1091,7 +1096,10 @@ impl Drop for ParquetDraft {
 }
 
 /// Runs the live continuity engine over a batch of readings (sorted by
-/// series and time) and returns the `gaps` rows it produced.
+/// series and time) and returns the `gaps` rows it produced: first the set
+/// dates the batch reports (so that a reset sent with its set date is
+/// explained), then the measured readings, then the series whose interval
+/// the batch let the engine infer ([`LiveEngine::settle`]).
 fn find_gaps(
     live: &mut LiveEngine,
     alerts: &mut AlertEngine,
@@ -1100,6 +1108,32 @@ fn find_gaps(
     now: i64,
 ) -> Vec<GapRow> {
     let mut out = Vec::new();
+    for r in readings
+        .iter()
+        .filter(|r| r.reading.kind == ReadingKind::SetDate)
+    {
+        let rd = &r.reading;
+        let day = rd.ts_micros.div_euclid(DAY_MICROS);
+        for (register, change) in live.set_day(rd.meter_id.as_str(), day) {
+            let source = live
+                .interval(rd.meter_id.as_str(), &register)
+                .map_or(IntervalSource::Default, |i| i.source);
+            if let GapChange::Split { old, parts } = change {
+                let row = |event, gap| GapRow {
+                    meter_id: rd.meter_id.as_str().to_owned(),
+                    register: register.clone(),
+                    medium: rd.medium,
+                    event,
+                    gap,
+                    interval_source: source,
+                    receipt_seq: r.receipt_seq,
+                    detected_at: r.received_at,
+                };
+                out.push(row(GapEvent::Superseded, old));
+                out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
+            }
+        }
+    }
     for r in readings
         .iter()
         .filter(|r| is_series_reading(r.reading.kind, r.conflict))
@@ -1114,7 +1148,13 @@ fn find_gaps(
             seq: rd.seq,
             received_at: r.received_at,
         };
-        let changes = live.observe(meter, register, || ctx.setup(meter, rd.medium, lora), point);
+        let changes = live.observe(
+            meter,
+            register,
+            || ctx.setup(meter, rd.medium, lora),
+            point,
+            (r.receipt_seq, r.reading_index),
+        );
         if changes.is_empty() {
             continue;
         }
@@ -1138,25 +1178,39 @@ fn find_gaps(
                     out.push(row(GapEvent::Superseded, old));
                     out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
                 }
-                GapChange::Inferred(interval) => alerts.interval_inferred(meter, interval.micros),
                 GapChange::Decrease { before, after } => {
-                    // A registry replacement explains it (the live rules
-                    // do not carry the registry).
-                    let replaced = ctx
-                        .registry
-                        .replacements(meter)
-                        .iter()
-                        .any(|&t| before.ts < t && t <= after.ts);
-                    if !replaced {
-                        let (b, a) = (
-                            crate::reading::format_fixed(before.value, before.decimals),
-                            crate::reading::format_fixed(after.value, after.decimals),
-                        );
-                        alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
-                    }
+                    let (b, a) = (
+                        crate::reading::format_fixed(before.value, before.decimals),
+                        crate::reading::format_fixed(after.value, after.decimals),
+                    );
+                    alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
                 }
             }
         }
+    }
+    for s in live.settle() {
+        alerts.interval_inferred(&s.meter, s.interval.micros);
+        let row = |event, gap, source| GapRow {
+            meter_id: s.meter.clone(),
+            register: s.register.clone(),
+            medium: s.medium,
+            event,
+            gap,
+            interval_source: source,
+            receipt_seq: s.cause.0,
+            detected_at: s.cause_received_at,
+        };
+        // The gaps judged meanwhile were judged with the built-in interval.
+        out.extend(
+            s.old
+                .iter()
+                .map(|g| row(GapEvent::Superseded, g.clone(), IntervalSource::Default)),
+        );
+        out.extend(
+            s.new
+                .iter()
+                .map(|g| row(GapEvent::Found, g.clone(), s.interval.source)),
+        );
     }
     out
 }
@@ -1177,7 +1231,8 @@ fn load_sealed_readings(
     ctx: &Context,
 ) -> Result<(), StoreError> {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
+    use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
+    use arrow_array::types::{UInt32Type, UInt64Type};
     use arrow_array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
@@ -1203,6 +1258,8 @@ fn load_sealed_readings(
             "conflict",
             "received_at",
             "format",
+            "receipt_seq",
+            "reading_index",
         ],
     );
     let reader = builder
@@ -1232,10 +1289,14 @@ fn load_sealed_readings(
         let conflict = col("conflict")?.as_boolean();
         let received = col("received_at")?.as_primitive::<TimestampMicrosecondType>();
         let format = col("format")?.as_string::<i32>();
+        let receipt = col("receipt_seq")?.as_primitive::<Int64Type>();
+        let reading_index = col("reading_index")?.as_primitive::<UInt32Type>();
         for i in 0..batch.num_rows() {
             let (m, r) = (meter.value(i), register.value(i));
             index.check_parts(m, r, ts.value(i), value.value(i), unit.value(i));
             let k = if kind.value(i) == "set_date" {
+                // Its gaps were re-judged when it was sealed.
+                live.set_day(m, ts.value(i).div_euclid(DAY_MICROS));
                 ReadingKind::SetDate
             } else {
                 ReadingKind::Measured
@@ -1254,20 +1315,14 @@ fn load_sealed_readings(
                 seq: (!seq.is_null(i)).then(|| seq.value(i)),
                 received_at: received.value(i),
             };
-            let inferred = live
-                .observe(m, r, || ctx.setup(m, md, lora), point)
-                .into_iter()
-                .find_map(|c| match c {
-                    GapChange::Inferred(iv) => Some(iv.micros),
-                    _ => None,
-                });
+            let key = (receipt.value(i) as u64, reading_index.value(i));
+            live.observe(m, r, || ctx.setup(m, md, lora), point, key);
             // Rows are sorted by meter: the alert engine needs each
             // meter's latest time (and an interval inferred meanwhile)
             // once per run of its rows.
             match &mut latest {
                 Some(l) if l.meter == m => {
                     l.ts = l.ts.max(point.ts);
-                    l.inferred = l.inferred.or(inferred);
                 }
                 _ => {
                     if let Some(l) = latest.take() {
@@ -1278,7 +1333,6 @@ fn load_sealed_readings(
                         ts: point.ts,
                         medium: md,
                         lora,
-                        inferred,
                     });
                 }
             }
@@ -1296,15 +1350,11 @@ struct LatestOfMeter {
     ts: i64,
     medium: crate::reading::Medium,
     lora: bool,
-    inferred: Option<i64>,
 }
 
 impl LatestOfMeter {
     fn tell(self, alerts: &mut AlertEngine) {
         alerts.observe_sealed(&self.meter, self.medium, self.lora, self.ts);
-        if let Some(iv) = self.inferred {
-            alerts.interval_inferred(&self.meter, iv);
-        }
     }
 }
 
