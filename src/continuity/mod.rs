@@ -138,6 +138,18 @@ impl IntervalSource {
             IntervalSource::Default => "default",
         }
     }
+
+    /// The source an `interval_source` column names.
+    pub fn parse(s: &str) -> Option<IntervalSource> {
+        [
+            IntervalSource::Registry,
+            IntervalSource::Config,
+            IntervalSource::Inferred,
+            IntervalSource::Default,
+        ]
+        .into_iter()
+        .find(|i| i.as_str() == s)
+    }
 }
 
 impl fmt::Display for IntervalSource {

@@ -40,7 +40,7 @@ use crate::continuity::series::{inferred_or_builtin, FirstReceived, Point, Serie
 use crate::continuity::window::SeriesInput;
 use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP};
 use crate::reading::{Medium, VALUE_SCALE};
-use crate::store::tables::{readings_schema, READINGS};
+use crate::store::tables::{readings_schema, GAPS, READINGS};
 use crate::store::{commit, compact};
 
 /// Scans split the meters between two threads (the machine has 2 cores);
@@ -155,6 +155,8 @@ fn decimals_needed(value: i128) -> u8 {
 /// names, in commit order, and what their footers say.
 pub struct StoredReadings {
     files: Vec<SortedRun>,
+    /// The sealed `gaps` files, in commit order (what `gapless gaps` lists).
+    gap_files: Vec<PathBuf>,
     /// Rows each run adds to a chunk at most ([`CHUNK_ROWS_PER_RUN`]; tests
     /// vary it).
     chunk_rows: usize,
@@ -221,7 +223,11 @@ impl StoredReadings {
             .collect();
         let LoadCache { log, footers } = cache;
         let manifests = log.refresh(data)?;
+        let mut gap_files = Vec::new();
         for f in manifests.iter().flat_map(|m| &m.files) {
+            if f.table == GAPS {
+                gap_files.push(data.join(&f.path));
+            }
             if f.table == READINGS && !held.contains(f.path.as_str()) {
                 let date = compact::date_of(&f.path).unwrap_or_default();
                 paths.push((date.to_owned(), true, paths.len(), &f.path));
@@ -254,6 +260,7 @@ impl StoredReadings {
         footers.retain(|p, _| used.contains(p));
         Ok(StoredReadings {
             files,
+            gap_files,
             chunk_rows: std::env::var("GAPLESS_SCAN_CHUNK_ROWS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -274,6 +281,11 @@ impl StoredReadings {
 
     pub fn len(&self) -> usize {
         self.rows as usize
+    }
+
+    /// The sealed `gaps` files, in commit order.
+    pub fn gap_files(&self) -> &[PathBuf] {
+        &self.gap_files
     }
 
     pub fn is_empty(&self) -> bool {
