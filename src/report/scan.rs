@@ -181,6 +181,8 @@ pub struct LoadCache {
 struct SortedRun {
     path: PathBuf,
     row_groups: Vec<(String, String)>,
+    /// The one medium of all its rows, if one (from the statistics).
+    medium: Option<Medium>,
 }
 
 /// A range of meter ids `[lo, hi)`; None = unbounded.
@@ -249,12 +251,17 @@ impl StoredReadings {
             };
             used.insert(path.clone());
             let (n, r, row_groups) = (f.0, f.1, f.2.clone());
+            let medium = f.3.as_deref().and_then(Medium::parse);
             rows += n;
             range = match (range, r) {
                 (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
                 (x, y) => x.or(y),
             };
-            files.push(SortedRun { path, row_groups });
+            files.push(SortedRun {
+                path,
+                row_groups,
+                medium,
+            });
         }
         // Files no longer read (their date was compacted) leave the cache.
         footers.retain(|p, _| used.contains(p));
@@ -466,7 +473,10 @@ impl StoredReadings {
             if groups.is_empty() {
                 continue;
             }
-            if let Some(c) = Cursor::open(&run.path, groups, range, batch_rows)? {
+            // The receipt columns say which readings came first: needed
+            // only where an interval may have to be inferred.
+            let receipts = run.medium.is_none_or(|m| !interval_always_known(ctx, m));
+            if let Some(c) = Cursor::open(&run.path, groups, range, batch_rows, receipts)? {
                 cursors.push(c);
             }
         }
@@ -499,14 +509,32 @@ impl StoredReadings {
     }
 }
 
+/// Whether every series of readings of `medium` has a configured interval
+/// (none is inferred): the configuration gives one for the medium, and no
+/// registry entry turns a meter into one without.
+fn interval_always_known(ctx: &Context, medium: Medium) -> bool {
+    let configured = |m: &Medium| ctx.config.intervals_s.contains_key(m);
+    configured(&medium)
+        && ctx.registry.meters().all(|(_, entries)| {
+            entries
+                .last()
+                .is_none_or(|e| e.expected_interval_s.is_some() || configured(&e.medium))
+        })
+}
+
 /// The first row in `0..n` for which `below` is false.
 fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
     crate::continuity::first_not_below(0, n as u64, |i| below(i as usize)) as usize
 }
 
-/// Row count, `ts` range and per row group meter range of a readings file,
-/// from its footer.
-type Footer = (u64, Option<(i64, i64)>, Vec<(String, String)>);
+/// Row count, `ts` range, per row group meter range and the one medium of
+/// all its rows (if one) of a readings file, from its footer.
+type Footer = (
+    u64,
+    Option<(i64, i64)>,
+    Vec<(String, String)>,
+    Option<String>,
+);
 
 fn footer(path: &Path) -> Result<Footer, ReportError> {
     let bad = |why: String| ReportError::Read {
@@ -525,9 +553,26 @@ fn footer(path: &Path) -> Result<Footer, ReportError> {
             .ok_or_else(|| bad(format!("no {name} column")))
     };
     let (ts_col, meter_col) = (column("ts")?, column("meter_id")?);
+    let medium_col = column("medium")?;
     let mut range: Option<(i64, i64)> = None;
     let mut groups = Vec::new();
+    // Some(m) while every row group so far holds medium m only.
+    let mut medium: Option<Option<String>> = None;
     for rg in meta.row_groups() {
+        let one = match rg.column(medium_col).statistics() {
+            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(lo), Some(hi)) if lo == hi => {
+                    Some(String::from_utf8_lossy(lo.data()).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        medium = Some(match medium {
+            None => one,
+            Some(m) if m == one => m,
+            Some(_) => None,
+        });
         match rg.column(meter_col).statistics() {
             Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
                 (Some(lo), Some(hi)) => groups.push((
@@ -547,7 +592,12 @@ fn footer(path: &Path) -> Result<Footer, ReportError> {
             _ => return Err(bad("no statistics for ts".into())),
         }
     }
-    Ok((meta.file_metadata().num_rows().max(0) as u64, range, groups))
+    Ok((
+        meta.file_metadata().num_rows().max(0) as u64,
+        range,
+        groups,
+        medium.flatten(),
+    ))
 }
 
 /// One series of the meter being gathered.
@@ -743,8 +793,8 @@ struct Cols {
     any_conflict: bool,
     received: TimestampMicrosecondArray,
     format: Dict,
-    receipt: Int64Array,
-    reading_index: UInt32Array,
+    /// Receipt keys (read only where an interval may be inferred).
+    receipt: Option<(Int64Array, UInt32Array)>,
 }
 
 impl Cols {
@@ -796,14 +846,21 @@ impl Cols {
                 .as_primitive::<TimestampMicrosecondType>()
                 .clone(),
             format: dict("format")?,
-            receipt: col("receipt_seq")?
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| bad("column receipt_seq is not INT64".into()))?
-                .clone(),
-            reading_index: col("reading_index")?
-                .as_primitive_opt::<UInt32Type>()
-                .ok_or_else(|| bad("column reading_index is not UINT32".into()))?
-                .clone(),
+            receipt: match (
+                b.column_by_name("receipt_seq"),
+                b.column_by_name("reading_index"),
+            ) {
+                (Some(seq), Some(index)) => Some((
+                    seq.as_primitive_opt::<Int64Type>()
+                        .ok_or_else(|| bad("column receipt_seq is not INT64".into()))?
+                        .clone(),
+                    index
+                        .as_primitive_opt::<UInt32Type>()
+                        .ok_or_else(|| bad("column reading_index is not UINT32".into()))?
+                        .clone(),
+                )),
+                _ => None,
+            },
         })
     }
 }
@@ -826,6 +883,7 @@ impl Cursor {
         row_groups: Vec<usize>,
         range: MeterRange,
         batch_rows: usize,
+        receipts: bool,
     ) -> Result<Option<Cursor>, ReportError> {
         let bad = |why: String| ReportError::Read {
             path: path.to_owned(),
@@ -846,7 +904,11 @@ impl Cursor {
         let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options)
             .map_err(|e| bad(e.to_string()))?;
         let b = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
-        let mask = ProjectionMask::columns(b.parquet_schema(), COLUMNS);
+        let columns = COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| receipts || !matches!(*c, "receipt_seq" | "reading_index"));
+        let mask = ProjectionMask::columns(b.parquet_schema(), columns);
         let reader = b
             .with_projection(mask)
             .with_row_groups(row_groups)
@@ -960,7 +1022,7 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
     let (mkeys, rkeys) = (c.meter.keys.values(), c.register.keys.values());
     let (ts, value, received) = (c.ts.values(), c.value.values(), c.received.values());
     let kinds = c.kind.keys.values();
-    let (receipts, indexes) = (c.receipt.values(), c.reading_index.values());
+    let receipts = c.receipt.as_ref().map(|(s, i)| (s.values(), i.values()));
     let mut row = row;
     while row < end && mkeys[row] == mk && rkeys[row] == rk {
         let t = ts[row];
@@ -989,7 +1051,9 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
                     }
                 }
             }
-            s.first.offer((receipts[row] as u64, indexes[row]), t);
+            if let Some((seqs, indexes)) = receipts {
+                s.first.offer((seqs[row] as u64, indexes[row]), t);
+            }
             s.points.push(Point {
                 ts: t,
                 value: v,
