@@ -443,7 +443,20 @@ impl LiveEngine {
         );
         let setup = self.profiles.values[slot.profile as usize];
         let meter = meter_at(&self.arena, slot.meter);
-        let repl = self.replacements(meter);
+        // Replacements explain only a step down: looked up only when one
+        // may be judged (not for the common reading after the last, up).
+        let down = if p.ts > last.ts {
+            p.value < last.value
+        } else if p.ts < first.ts {
+            first.value < p.value
+        } else {
+            self.gaps.contains_key(&i)
+        };
+        let repl = if down {
+            self.replacements(meter)
+        } else {
+            Vec::new()
+        };
         let days = days_of(&self.set_days, setup.medium, meter);
         let rules = rules_for(&self.cfg, setup, days, &repl);
         if p.ts > last.ts {

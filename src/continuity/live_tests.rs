@@ -458,8 +458,8 @@ impl Table {
 /// Runs a case through the live engine, batch by batch as seals do
 /// (set dates first, then the readings sorted by time, then settle).
 /// Returns the engine and the table its changes make.
-fn run_live(c: &Case, cfg: &ContinuityConfig) -> (LiveEngine, Table) {
-    let mut live = LiveEngine::new(cfg.clone());
+fn run_live(c: &Case, cfg: &ContinuityConfig, registry: Arc<Registry>) -> (LiveEngine, Table) {
+    let mut live = LiveEngine::new(cfg.clone()).with_registry(registry);
     let mut table = Table::default();
     let (mut next_day, mut k) = (0, 0);
     for &size in &c.batches {
@@ -536,10 +536,30 @@ proptest! {
         spacing_min in prop::sample::select(vec![4i64, 15, 60, 1440]),
         n in 1usize..60,
         tolerance in prop::sample::select(vec![0.0, 0.5]),
+        replaced_at in prop::option::of(0.0f64..1.0),
     ) {
         let cfg = ContinuityConfig { tolerance, ..ContinuityConfig::default() };
         let c = case(seed, medium, configured, spacing_min, n);
-        let (live, table) = run_live(&c, &cfg);
+        // Sometimes the registry records the meter's replacement inside
+        // the series (the register restarts there: any decrease across it
+        // is explained).
+        let (t0, t1) = (c.readings[0].0, c.readings[c.readings.len() - 1].0);
+        let registry = match replaced_at {
+            Some(f) => {
+                let at = t0 + ((t1 - t0) as f64 * f) as i64;
+                let iso = chrono::DateTime::from_timestamp_micros(at)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                Registry::parse(&format!(
+                    "meter_id,medium,expected_interval_s,group,installed_at,removed_at\n\
+                     M,heat,,,,{iso}\nM,heat,,,{iso},\n"
+                ))
+                .unwrap()
+            }
+            None => Registry::default(),
+        };
+        let replacements = registry.replacements("M");
+        let (live, table) = run_live(&c, &cfg, Arc::new(registry));
         let (points, interval, days) = run_batch(&c);
         let rules = SeriesRules {
             cfg: &cfg,
@@ -547,7 +567,7 @@ proptest! {
             interval,
             seq_wrap: 256,
             set_days: &days,
-            replacements: &[],
+            replacements: &replacements,
         };
         let batch = analyze(&points, &rules, None).gaps;
         let mut live_gaps = live.gaps("M", "r").to_vec();
