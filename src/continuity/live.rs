@@ -139,6 +139,8 @@ pub struct LiveEngine {
     registers: Interner<String>,
     /// Distinct setups (medium, interval, wrap): a handful per deployment.
     profiles: Interner<SeriesSetup>,
+    /// Setups of series past the interner's capacity ([`OWN_PROFILE`]).
+    own: HashMap<u32, SeriesSetup>,
     slots: Vec<Slot>,
     /// Series index by (meter, register).
     index: HashTable<u32>,
@@ -192,7 +194,26 @@ impl<T: Clone + Eq + std::hash::Hash> Interner<T> {
         }
         id
     }
+
+    /// The id of `v`, or None when it is new and every id below
+    /// [`OWN_PROFILE`] is taken.
+    fn try_id(&mut self, v: &T) -> Option<u16> {
+        if let Some(&id) = self.ids.get(v) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.values.len())
+            .ok()
+            .filter(|&id| id < OWN_PROFILE)?;
+        self.values.push(v.clone());
+        self.ids.insert(v.clone(), id);
+        Some(id)
+    }
 }
+
+/// A slot's profile when its setup is its own (in `LiveEngine::own`): past
+/// 65,535 distinct setups (inferred intervals come from untrusted
+/// readings), a series keeps its own rather than share another's.
+const OWN_PROFILE: u16 = u16::MAX;
 
 fn rules_for<'a>(
     cfg: &'a ContinuityConfig,
@@ -250,6 +271,7 @@ impl LiveEngine {
             arena: Vec::new(),
             registers: Interner::new(),
             profiles: Interner::new(),
+            own: HashMap::new(),
             slots: Vec::new(),
             index: HashTable::new(),
             gaps: HashMap::new(),
@@ -294,8 +316,30 @@ impl LiveEngine {
             .copied()
     }
 
-    fn rules(&self, profile: u16) -> SeriesRules<'_> {
-        rules_for(&self.cfg, self.profiles.values[profile as usize], &[], &[])
+    fn setup_of(&self, i: u32, profile: u16) -> SeriesSetup {
+        match profile {
+            OWN_PROFILE => self.own[&i],
+            p => self.profiles.values[p as usize],
+        }
+    }
+
+    /// The profile of series `i` with `setup` (its own past the interner's
+    /// capacity).
+    fn profile_id(&mut self, i: u32, setup: SeriesSetup) -> u16 {
+        match self.profiles.try_id(&setup) {
+            Some(id) => {
+                self.own.remove(&i);
+                id
+            }
+            None => {
+                self.own.insert(i, setup);
+                OWN_PROFILE
+            }
+        }
+    }
+
+    fn rules(&self, i: u32, profile: u16) -> SeriesRules<'_> {
+        rules_for(&self.cfg, self.setup_of(i, profile), &[], &[])
     }
 
     /// Replacements of a meter (none without a registry: no lookup).
@@ -397,7 +441,7 @@ impl LiveEngine {
     ) {
         let i = self.slots.len() as u32;
         let reg = self.registers.id(&register.to_owned());
-        let profile = self.profiles.id(&setup);
+        let profile = self.profile_id(i, setup);
         let at = self.arena.len() as u32;
         // Meter ids are validated to 1-128 ASCII characters.
         let id = &meter.as_bytes()[..meter.len().min(u8::MAX as usize)];
@@ -441,7 +485,7 @@ impl LiveEngine {
             self.unpack(i, slot.first, true),
             self.unpack(i, slot.last, false),
         );
-        let setup = self.profiles.values[slot.profile as usize];
+        let setup = self.setup_of(i, slot.profile);
         let meter = meter_at(&self.arena, slot.meter);
         // Replacements explain only a step down: looked up only when one
         // may be judged (not for the common reading after the last, up).
@@ -511,10 +555,10 @@ impl LiveEngine {
                 continue;
             };
             let slot = self.slots[i as usize];
-            let mut setup = self.profiles.values[slot.profile as usize];
+            let mut setup = self.setup_of(i, slot.profile);
             let interval = w.first.interval(setup.medium);
             setup.interval = Some(interval);
-            let profile = self.profiles.id(&setup);
+            let profile = self.profile_id(i, setup);
             self.slots[i as usize].profile = profile;
             let meter = meter_at(&self.arena, slot.meter);
             let repl = self.replacements(meter);
@@ -563,7 +607,7 @@ impl LiveEngine {
             let Some(i) = self.find_id(meter, reg as u16) else {
                 continue;
             };
-            let setup = self.profiles.values[self.slots[i as usize].profile as usize];
+            let setup = self.setup_of(i, self.slots[i as usize].profile);
             let days = days_of(&self.set_days, setup.medium, meter);
             let Some(gaps) = self.gaps.get_mut(&i).filter(|_| !days.is_empty()) else {
                 continue;
@@ -605,14 +649,14 @@ impl LiveEngine {
         if self.warmup.contains_key(&i) {
             return None;
         }
-        self.profiles.values[self.slots[i as usize].profile as usize].interval
+        self.setup_of(i, self.slots[i as usize].profile).interval
     }
 
     /// Series silent past their threshold at `now`, with their open gap.
     pub fn open_gaps(&self, now: i64) -> impl Iterator<Item = (&str, &str, Gap)> + '_ {
         self.slots.iter().enumerate().filter_map(move |(i, s)| {
             let last = self.unpack(i as u32, s.last, false);
-            let g = open_gap(&last, now, &self.rules(s.profile))?;
+            let g = open_gap(&last, now, &self.rules(i as u32, s.profile))?;
             Some((
                 self.meter_of(s),
                 self.registers.values[s.register as usize].as_str(),
@@ -631,6 +675,7 @@ impl LiveEngine {
             + self.warmup.capacity() * 48
             + self.wide.capacity() * 48
             + self.set_days.capacity() * 48
+            + self.own.capacity() * 48
     }
 }
 

@@ -583,3 +583,42 @@ proptest! {
         prop_assert_eq!(live_interval, interval);
     }
 }
+
+/// Inferred intervals come from untrusted readings: past 65,535 distinct
+/// setups a series keeps its own interval rather than share another's.
+#[test]
+fn series_past_the_profile_capacity_keep_their_own_interval() {
+    let cfg = ContinuityConfig::default();
+    let mut live = LiveEngine::new(cfg);
+    let n = 70_000i64;
+    for k in 0..n {
+        let s = || {
+            setup(Interval {
+                micros: (60 + k) * SECOND,
+                source: IntervalSource::Registry,
+            })
+        };
+        let id = format!("M{k}");
+        live.observe(&id, "r", s, point(0, 0), (k as u64, 0));
+        // Three of its intervals later: a gap of 2.
+        let p = Point {
+            ts: 3 * (60 + k) * SECOND,
+            ..point(0, 0)
+        };
+        live.observe(&id, "r", s, p, (k as u64, 1));
+    }
+    for k in [0, 65_534, 65_535, 69_999] {
+        let id = format!("M{k}");
+        assert_eq!(
+            live.interval(&id, "r").unwrap().micros,
+            (60 + k) * SECOND,
+            "{k}"
+        );
+        let g = live.gaps(&id, "r");
+        assert_eq!(
+            (g.len(), g[0].missing, g[0].interval),
+            (1, 2, (60 + k) * SECOND),
+            "{k}"
+        );
+    }
+}
