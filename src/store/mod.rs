@@ -1295,7 +1295,8 @@ fn load_sealed_readings(
             let (m, r) = (meter.value(i), register.value(i));
             index.check_parts(m, r, ts.value(i), value.value(i), unit.value(i));
             let k = if kind.value(i) == "set_date" {
-                // Its gaps were re-judged when it was sealed.
+                // The gaps it re-judged were sealed with it: only the
+                // state is rebuilt here.
                 live.set_day(m, ts.value(i).div_euclid(DAY_MICROS));
                 ReadingKind::SetDate
             } else {
@@ -1318,8 +1319,8 @@ fn load_sealed_readings(
             let key = (receipt.value(i) as u64, reading_index.value(i));
             live.observe(m, r, || ctx.setup(m, md, lora), point, key);
             // Rows are sorted by meter: the alert engine needs each
-            // meter's latest time (and an interval inferred meanwhile)
-            // once per run of its rows.
+            // meter's latest time once per run of its rows (intervals
+            // inferred meanwhile: at the commit's settle).
             match &mut latest {
                 Some(l) if l.meter == m => {
                     l.ts = l.ts.max(point.ts);
