@@ -18,6 +18,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 use serde_json::{json, Value};
 
 use super::{human_duration, ReportError, StoredReadings};
@@ -98,8 +99,27 @@ fn read_rows(
         why,
     };
     let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| bad(e.to_string()))?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        [
+            "meter_id",
+            "register",
+            "event",
+            "gap_from",
+            "gap_to",
+            "missing",
+            "seq_missing",
+            "from_value",
+            "to_value",
+            "consumption",
+            "closed_late",
+            "interval_s",
+            "interval_source",
+        ],
+    );
+    let reader = builder
+        .with_projection(mask)
         .build()
         .map_err(|e| bad(e.to_string()))?;
     for batch in reader {
