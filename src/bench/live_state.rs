@@ -37,7 +37,9 @@ pub fn run(args: &crate::cli::BenchLiveStateArgs) -> anyhow::Result<()> {
                 seq: Some((k % 256) as u64),
                 received_at: ts + 5_000_000,
             };
-            gaps += live.observe(id, "energy", || setup, p).len();
+            gaps += live
+                .observe(id, "energy", || setup, p, ((k * args.meters + i) as u64, 0))
+                .len();
         }
     }
     let elapsed = start.elapsed();

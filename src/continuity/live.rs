@@ -7,7 +7,30 @@
 //! only shorten gaps) or inside a known gap, which it splits or closes. So
 //! the gaps after any arrival order are exactly the gaps the batch pass
 //! finds over the same readings sorted ([`super::series::analyze`]), with
-//! the same interval; the property test below checks it.
+//! the same interval, set dates and replacements; the property tests below
+//! check it.
+//!
+//! # One rule for an unknown interval
+//!
+//! A series without a registry or configured interval is judged with the
+//! built-in interval of its medium until it has [`INFER_READINGS`]
+//! readings, then with the interval inferred from its first
+//! [`INFER_READINGS`] readings in receipt order ([`FirstReceived`]: lowest
+//! `(receipt_seq, reading_index)`, both stored on every `readings` row).
+//! Until then the engine keeps the series' readings; at the end of the batch
+//! in which the series reaches them ([`LiveEngine::settle`]), it re-judges
+//! them with the inferred interval: the gaps found so far are superseded
+//! and the new ones found. Batches come in receipt order (a seal holds the
+//! receipts after the previous seal's), so the readings first received are
+//! all known by then, whatever the order inside the batch. The batch pass
+//! applies the same rule to the stored rows.
+//!
+//! # Set dates
+//!
+//! A heat cost allocator's reset is explained by the set dates its meter
+//! reported (`set_date` readings of any register), as in the batch pass.
+//! A set date that arrives after a gap across it was found re-judges that
+//! gap (its consumption is a reset's, not unknown).
 //!
 //! # Memory
 //!
@@ -15,33 +38,54 @@
 //! costs one packed [`Slot`] (50 bytes: both ends' time, value, counter
 //! and decimals, interned names and profile), its meter id once in an
 //! arena (length byte + id), and a `u32` in a hash table of series. What is
-//! rare lives in side maps keyed by series: recorded gaps, the readings of a
-//! series whose interval is still being inferred, and values too large for
-//! an `i64` at scale 10^9. `gapless bench live-state` measures it.
+//! rare lives in side maps: recorded gaps, the readings of a series whose
+//! interval is still being inferred, values too large for an `i64` at scale
+//! 10^9 (keyed by series) and reported set dates (keyed by meter).
+//! `gapless bench live-state` measures it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::series::{gap_between, infer_interval, open_gap, step, Gap, Point, SeriesRules, Step};
-use super::{builtin_interval_s, ContinuityConfig, Interval, IntervalSource, SECOND};
+use super::registry::Registry;
+use super::series::{gap_between, open_gap, step, FirstReceived, Gap, Point, ReceiptKey};
+use super::series::{SeriesRules, Step};
+use super::{builtin_interval_s, ContinuityConfig, Interval, IntervalSource, DAY};
+use super::{INFER_READINGS, SECOND};
 use crate::reading::Medium;
 
-/// What one reading changed.
+/// What one reading (or set date) changed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GapChange {
     /// A new gap between two readings (closed: a reading ends it).
     Found(Gap),
-    /// A late reading fell inside a known gap: `old` is replaced by `parts`
-    /// (none if the reading closed it, one or two otherwise).
+    /// A known gap no longer stands as recorded: a late reading fell inside
+    /// it, or a set date changed how its register step is explained. `old`
+    /// is replaced by `parts` (none if a reading closed it, one or two
+    /// otherwise).
     Split { old: Gap, parts: Vec<Gap> },
-    /// The series' interval was inferred from its first readings.
-    Inferred(Interval),
     /// The register went down from the series' last reading for no reason
-    /// the live rules know (not a rollover, not an HCA set date; registry
-    /// replacements are the caller's to check).
+    /// the rules know (not a rollover, a reported or configured HCA set
+    /// date, or a registry replacement).
     Decrease { before: Point, after: Point },
+}
+
+/// A series whose interval was inferred at [`LiveEngine::settle`]: its gaps
+/// judged with the built-in interval (`old`) are replaced by `new`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inferred {
+    pub meter: String,
+    pub register: String,
+    pub medium: Medium,
+    pub interval: Interval,
+    pub old: Vec<Gap>,
+    pub new: Vec<Gap>,
+    /// The reading that completed the first [`INFER_READINGS`] (the cause,
+    /// for lineage): its receipt key and its receive time.
+    pub cause: ReceiptKey,
+    pub cause_received_at: i64,
 }
 
 /// How a new series is judged: resolved by the caller (registry, then
@@ -49,14 +93,10 @@ pub enum GapChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeriesSetup {
     pub medium: Medium,
-    /// None: infer it from the series' first [`LIVE_INFER_READINGS`] readings.
+    /// None: infer it (see the module documentation).
     pub interval: Option<Interval>,
     pub seq_wrap: u64,
 }
-
-/// Readings a series without a configured interval collects before its
-/// interval is inferred (median of their spacing) and its gaps judged.
-pub const LIVE_INFER_READINGS: usize = 9;
 
 /// One end of a series, packed: what [`Point`] holds except the receive
 /// time, of which only "was it late" matters here.
@@ -92,20 +132,38 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct LiveEngine {
     cfg: ContinuityConfig,
+    /// Replacements explain register decreases, as in the batch pass.
+    registry: Arc<Registry>,
     /// Meter ids: `[len: u8][bytes]`, each once per series.
     arena: Vec<u8>,
     registers: Interner<String>,
     /// Distinct setups (medium, interval, wrap): a handful per deployment.
     profiles: Interner<SeriesSetup>,
+    /// Setups of series past the interner's capacity ([`OWN_PROFILE`]).
+    own: HashMap<u32, SeriesSetup>,
     slots: Vec<Slot>,
     /// Series index by (meter, register).
     index: HashTable<u32>,
     /// Recorded gaps, sorted by start, of the series that have any.
     gaps: HashMap<u32, Vec<Gap>>,
-    /// Readings of series whose interval is being inferred, sorted.
-    warmup: HashMap<u32, Vec<Point>>,
+    /// Series whose interval is being inferred.
+    warmup: HashMap<u32, Warmup>,
+    /// Warm-up series that reached [`INFER_READINGS`] in this batch.
+    ripe: Vec<u32>,
     /// Values that do not fit an i64 at scale 10^9: (first, last).
     wide: HashMap<u32, (i128, i128)>,
+    /// Set dates meters reported (UTC day numbers, sorted), by meter.
+    set_days: HashMap<Box<str>, Vec<i64>>,
+}
+
+/// A series whose interval is not known yet: its readings (sorted by
+/// time, judged meanwhile with the built-in interval) and the first
+/// received of them.
+#[derive(Debug, Clone, Default)]
+struct Warmup {
+    points: Vec<Point>,
+    first: FirstReceived,
+    ripe: bool,
 }
 
 /// Values interned to a small number.
@@ -136,9 +194,33 @@ impl<T: Clone + Eq + std::hash::Hash> Interner<T> {
         }
         id
     }
+
+    /// The id of `v`, or None when it is new and every id below
+    /// [`OWN_PROFILE`] is taken.
+    fn try_id(&mut self, v: &T) -> Option<u16> {
+        if let Some(&id) = self.ids.get(v) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.values.len())
+            .ok()
+            .filter(|&id| id < OWN_PROFILE)?;
+        self.values.push(v.clone());
+        self.ids.insert(v.clone(), id);
+        Some(id)
+    }
 }
 
-fn rules_for(cfg: &ContinuityConfig, setup: SeriesSetup) -> SeriesRules<'_> {
+/// A slot's profile when its setup is its own (in `LiveEngine::own`): past
+/// 65,535 distinct setups (inferred intervals come from untrusted
+/// readings), a series keeps its own rather than share another's.
+const OWN_PROFILE: u16 = u16::MAX;
+
+fn rules_for<'a>(
+    cfg: &'a ContinuityConfig,
+    setup: SeriesSetup,
+    set_days: &'a [i64],
+    replacements: &'a [i64],
+) -> SeriesRules<'a> {
     SeriesRules {
         cfg,
         medium: setup.medium,
@@ -147,8 +229,8 @@ fn rules_for(cfg: &ContinuityConfig, setup: SeriesSetup) -> SeriesRules<'_> {
             source: IntervalSource::Default,
         }),
         seq_wrap: setup.seq_wrap,
-        set_days: &[],
-        replacements: &[],
+        set_days,
+        replacements,
     }
 }
 
@@ -156,19 +238,54 @@ fn key_hash(meter: &str, register: u16) -> u64 {
     xxh3_64_with_seed(meter.as_bytes(), register as u64)
 }
 
+/// The meter id at `at` in the arena.
+fn meter_at(arena: &[u8], at: u32) -> &str {
+    let at = at as usize;
+    let len = arena[at] as usize;
+    // Only valid UTF-8 (meter ids are ASCII) is ever written there.
+    std::str::from_utf8(&arena[at + 1..at + 1 + len]).unwrap_or("")
+}
+
+/// The set days that count for a series: its meter's, for an HCA (the
+/// only medium a set date resets).
+fn days_of<'a>(days: &'a HashMap<Box<str>, Vec<i64>>, medium: Medium, meter: &str) -> &'a [i64] {
+    if medium != Medium::Hca || days.is_empty() {
+        return &[];
+    }
+    days.get(meter).map_or(&[], Vec::as_slice)
+}
+
+/// The gaps between neighbours of readings sorted by time.
+fn gaps_over(points: &[Point], rules: &SeriesRules) -> Vec<Gap> {
+    points
+        .windows(2)
+        .filter_map(|w| gap_between(&w[0], &w[1], rules))
+        .collect()
+}
+
 impl LiveEngine {
     pub fn new(cfg: ContinuityConfig) -> LiveEngine {
         LiveEngine {
             cfg,
+            registry: Arc::new(Registry::default()),
             arena: Vec::new(),
             registers: Interner::new(),
             profiles: Interner::new(),
+            own: HashMap::new(),
             slots: Vec::new(),
             index: HashTable::new(),
             gaps: HashMap::new(),
             warmup: HashMap::new(),
+            ripe: Vec::new(),
             wide: HashMap::new(),
+            set_days: HashMap::new(),
         }
+    }
+
+    /// Judges register decreases with the registry's replacements.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> LiveEngine {
+        self.registry = registry;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -180,28 +297,58 @@ impl LiveEngine {
     }
 
     fn meter_of(&self, slot: &Slot) -> &str {
-        let at = slot.meter as usize;
-        let len = self.arena[at] as usize;
-        // Only valid UTF-8 (meter ids are ASCII) is ever written there.
-        std::str::from_utf8(&self.arena[at + 1..at + 1 + len]).unwrap_or("")
+        meter_at(&self.arena, slot.meter)
     }
 
     fn find(&self, meter: &str, register: &str) -> Option<u32> {
         let reg = *self.registers.ids.get(register)?;
+        self.find_id(meter, reg)
+    }
+
+    fn find_id(&self, meter: &str, reg: u16) -> Option<u32> {
         let arena = &self.arena;
         let slots = &self.slots;
         self.index
             .find(key_hash(meter, reg), |&i| {
                 let s = slots[i as usize];
-                let at = s.meter as usize;
-                let len = arena[at] as usize;
-                s.register == reg && &arena[at + 1..at + 1 + len] == meter.as_bytes()
+                s.register == reg && meter_at(arena, s.meter) == meter
             })
             .copied()
     }
 
-    fn rules(&self, profile: u16) -> SeriesRules<'_> {
-        rules_for(&self.cfg, self.profiles.values[profile as usize])
+    fn setup_of(&self, i: u32, profile: u16) -> SeriesSetup {
+        match profile {
+            OWN_PROFILE => self.own[&i],
+            p => self.profiles.values[p as usize],
+        }
+    }
+
+    /// The profile of series `i` with `setup` (its own past the interner's
+    /// capacity).
+    fn profile_id(&mut self, i: u32, setup: SeriesSetup) -> u16 {
+        match self.profiles.try_id(&setup) {
+            Some(id) => {
+                self.own.remove(&i);
+                id
+            }
+            None => {
+                self.own.insert(i, setup);
+                OWN_PROFILE
+            }
+        }
+    }
+
+    fn rules(&self, i: u32, profile: u16) -> SeriesRules<'_> {
+        rules_for(&self.cfg, self.setup_of(i, profile), &[], &[])
+    }
+
+    /// Replacements of a meter (none without a registry: no lookup).
+    fn replacements(&self, meter: &str) -> Vec<i64> {
+        if self.registry.is_empty() {
+            Vec::new()
+        } else {
+            self.registry.replacements(meter)
+        }
     }
 
     fn pack(&mut self, i: u32, p: &Point, first: bool) -> End {
@@ -251,31 +398,50 @@ impl LiveEngine {
     }
 
     /// Takes one measured reading (conflicting values are not readings of
-    /// the series). `setup` is asked only for a series seen the first time.
+    /// the series). `setup` is asked only for a series seen the first time;
+    /// `key` says where the reading was received (what an unknown interval
+    /// is inferred from). A series that reaches [`INFER_READINGS`] is
+    /// re-judged at the next [`settle`](Self::settle).
     pub fn observe(
         &mut self,
         meter: &str,
         register: &str,
         setup: impl FnOnce() -> SeriesSetup,
         p: Point,
+        key: ReceiptKey,
     ) -> Vec<GapChange> {
         let mut changes = Vec::new();
         let Some(i) = self.find(meter, register) else {
-            self.insert(meter, register, setup(), p);
+            self.insert(meter, register, setup(), p, key);
             return changes;
         };
-        if self.warmup.contains_key(&i) {
-            self.warm_up(i, p, &mut changes);
-        } else {
-            self.apply(i, p, &mut changes);
+        if let Some(w) = self.warmup.get_mut(&i) {
+            let k = w.points.partition_point(|q| q.ts < p.ts);
+            if w.points.get(k).is_some_and(|q| q.ts == p.ts) {
+                return changes;
+            }
+            w.points.insert(k, p);
+            w.first.offer(key, p.ts);
+            if w.points.len() >= INFER_READINGS && !w.ripe {
+                w.ripe = true;
+                self.ripe.push(i);
+            }
         }
+        self.apply(i, p, &mut changes);
         changes
     }
 
-    fn insert(&mut self, meter: &str, register: &str, setup: SeriesSetup, p: Point) {
+    fn insert(
+        &mut self,
+        meter: &str,
+        register: &str,
+        setup: SeriesSetup,
+        p: Point,
+        key: ReceiptKey,
+    ) {
         let i = self.slots.len() as u32;
         let reg = self.registers.id(&register.to_owned());
-        let profile = self.profiles.id(&setup);
+        let profile = self.profile_id(i, setup);
         let at = self.arena.len() as u32;
         // Meter ids are validated to 1-128 ASCII characters.
         let id = &meter.as_bytes()[..meter.len().min(u8::MAX as usize)];
@@ -295,26 +461,48 @@ impl LiveEngine {
         let (arena, slots) = (&self.arena, &self.slots);
         self.index.insert_unique(key_hash(meter, reg), i, |&j| {
             let s = slots[j as usize];
-            let at = s.meter as usize;
-            let len = arena[at] as usize;
-            key_hash(
-                std::str::from_utf8(&arena[at + 1..at + 1 + len]).unwrap_or(""),
-                s.register,
-            )
+            key_hash(meter_at(arena, s.meter), s.register)
         });
         if setup.interval.is_none() {
-            self.warmup.insert(i, vec![p]);
+            let mut w = Warmup {
+                points: vec![p],
+                ..Warmup::default()
+            };
+            w.first.offer(key, p.ts);
+            if INFER_READINGS <= 1 {
+                w.ripe = true;
+                self.ripe.push(i);
+            }
+            self.warmup.insert(i, w);
         }
     }
 
-    /// Takes a reading once the interval is known.
+    /// Takes a reading with the series' interval (the built-in one while
+    /// it is being inferred).
     fn apply(&mut self, i: u32, p: Point, changes: &mut Vec<GapChange>) {
         let slot = self.slots[i as usize];
         let (first, last) = (
             self.unpack(i, slot.first, true),
             self.unpack(i, slot.last, false),
         );
-        let rules = rules_for(&self.cfg, self.profiles.values[slot.profile as usize]);
+        let setup = self.setup_of(i, slot.profile);
+        let meter = meter_at(&self.arena, slot.meter);
+        // Replacements explain only a step down: looked up only when one
+        // may be judged (not for the common reading after the last, up).
+        let down = if p.ts > last.ts {
+            p.value < last.value
+        } else if p.ts < first.ts {
+            first.value < p.value
+        } else {
+            self.gaps.contains_key(&i)
+        };
+        let repl = if down {
+            self.replacements(meter)
+        } else {
+            Vec::new()
+        };
+        let days = days_of(&self.set_days, setup.medium, meter);
+        let rules = rules_for(&self.cfg, setup, days, &repl);
         if p.ts > last.ts {
             if p.value < last.value && step(&last, &p, &rules) == Step::Decrease {
                 changes.push(GapChange::Decrease {
@@ -356,48 +544,95 @@ impl LiveEngine {
         }
     }
 
-    /// Takes a reading while the interval is unknown; once enough have
-    /// come, infers it and judges them all in time order.
-    fn warm_up(&mut self, i: u32, p: Point, changes: &mut Vec<GapChange>) {
-        let Some(pts) = self.warmup.get_mut(&i) else {
-            return;
-        };
-        let k = pts.partition_point(|q| q.ts < p.ts);
-        if pts.get(k).is_some_and(|q| q.ts == p.ts) {
-            return;
+    /// Ends a batch: every series that reached [`INFER_READINGS`] readings
+    /// in it gets the interval inferred from its first received ones and is
+    /// re-judged with it. Call it once the whole batch is observed (a seal;
+    /// at a start, each commit's readings).
+    pub fn settle(&mut self) -> Vec<Inferred> {
+        let mut out = Vec::new();
+        for i in std::mem::take(&mut self.ripe) {
+            let Some(w) = self.warmup.remove(&i) else {
+                continue;
+            };
+            let slot = self.slots[i as usize];
+            let mut setup = self.setup_of(i, slot.profile);
+            let interval = w.first.interval(setup.medium);
+            setup.interval = Some(interval);
+            let profile = self.profile_id(i, setup);
+            self.slots[i as usize].profile = profile;
+            let meter = meter_at(&self.arena, slot.meter);
+            let repl = self.replacements(meter);
+            let days = days_of(&self.set_days, setup.medium, meter);
+            let new = gaps_over(&w.points, &rules_for(&self.cfg, setup, days, &repl));
+            let old = match new.is_empty() {
+                true => self.gaps.remove(&i),
+                false => self.gaps.insert(i, new.clone()),
+            }
+            .unwrap_or_default();
+            let (cause, ts) = w.first.completed_by().unwrap_or_default();
+            let cause_received_at = w
+                .points
+                .binary_search_by_key(&ts, |q| q.ts)
+                .map_or(ts, |k| w.points[k].received_at);
+            out.push(Inferred {
+                meter: meter.to_owned(),
+                register: self.registers.values[slot.register as usize].clone(),
+                medium: setup.medium,
+                interval,
+                old,
+                new,
+                cause,
+                cause_received_at,
+            });
         }
-        pts.insert(k, p);
-        let (first, last, n) = (pts[0], pts[pts.len() - 1], pts.len());
-        let (f, l) = (self.pack(i, &first, true), self.pack(i, &last, false));
-        let slot = &mut self.slots[i as usize];
-        slot.first = f;
-        slot.last = l;
-        if n < LIVE_INFER_READINGS {
-            return;
-        }
-        let pts = self.warmup.remove(&i).unwrap_or_default();
-        let mut setup = self.profiles.values[self.slots[i as usize].profile as usize];
-        let interval = match infer_interval(&pts) {
-            Some(micros) => Interval {
-                micros,
-                source: IntervalSource::Inferred,
+        out
+    }
+
+    /// A set date the meter reported (its UTC day number). New to the
+    /// meter, it explains HCA resets from now on, and re-judges the
+    /// recorded gaps across it: (register, change) for each that changed.
+    pub fn set_day(&mut self, meter: &str, day: i64) -> Vec<(String, GapChange)> {
+        match self.set_days.get_mut(meter) {
+            Some(days) => match days.binary_search(&day) {
+                Ok(_) => return Vec::new(),
+                Err(k) => days.insert(k, day),
             },
-            None => self.rules(self.slots[i as usize].profile).interval,
-        };
-        setup.interval = Some(interval);
-        changes.push(GapChange::Inferred(interval));
-        let profile = self.profiles.id(&setup);
-        let start = self.pack(i, &pts[0], true);
-        let slot = &mut self.slots[i as usize];
-        slot.profile = profile;
-        slot.first = start;
-        slot.last = start;
-        if let Some(w) = self.wide.get_mut(&i) {
-            w.1 = w.0;
+            None => {
+                self.set_days.insert(meter.into(), vec![day]);
+            }
         }
-        for q in &pts[1..] {
-            self.apply(i, *q, changes);
+        let mut out = Vec::new();
+        let repl = self.replacements(meter);
+        for reg in 0..self.registers.values.len() {
+            let Some(i) = self.find_id(meter, reg as u16) else {
+                continue;
+            };
+            let setup = self.setup_of(i, self.slots[i as usize].profile);
+            let days = days_of(&self.set_days, setup.medium, meter);
+            let Some(gaps) = self.gaps.get_mut(&i).filter(|_| !days.is_empty()) else {
+                continue;
+            };
+            let rules = rules_for(&self.cfg, setup, days, &repl);
+            for g in gaps.iter_mut() {
+                let Some(after) = g.after else { continue };
+                if !(g.from < (day + 1) * DAY && g.to >= day * DAY) {
+                    continue;
+                }
+                if let Some(new) = gap_between(&g.before, &after, &rules) {
+                    if new != *g {
+                        let old = std::mem::replace(g, new.clone());
+                        out.push((
+                            self.registers.values[reg].clone(),
+                            GapChange::Split {
+                                old,
+                                parts: vec![new],
+                            },
+                        ));
+                    }
+                }
+            }
         }
+        out
     }
 
     /// The recorded gaps of a series, in time order.
@@ -415,20 +650,21 @@ impl LiveEngine {
         gaps.get(k).is_some_and(|g| g.from < ts && ts < g.to)
     }
 
-    /// The interval a series is judged with (None while it is inferred).
+    /// The interval a series is judged with (None while it is inferred:
+    /// the built-in one applies meanwhile).
     pub fn interval(&self, meter: &str, register: &str) -> Option<Interval> {
         let i = self.find(meter, register)?;
         if self.warmup.contains_key(&i) {
             return None;
         }
-        self.profiles.values[self.slots[i as usize].profile as usize].interval
+        self.setup_of(i, self.slots[i as usize].profile).interval
     }
 
     /// Series silent past their threshold at `now`, with their open gap.
     pub fn open_gaps(&self, now: i64) -> impl Iterator<Item = (&str, &str, Gap)> + '_ {
         self.slots.iter().enumerate().filter_map(move |(i, s)| {
             let last = self.unpack(i as u32, s.last, false);
-            let g = open_gap(&last, now, &self.rules(s.profile))?;
+            let g = open_gap(&last, now, &self.rules(i as u32, s.profile))?;
             Some((
                 self.meter_of(s),
                 self.registers.values[s.register as usize].as_str(),
@@ -446,206 +682,11 @@ impl LiveEngine {
             + self.gaps.capacity() * 48
             + self.warmup.capacity() * 48
             + self.wide.capacity() * 48
+            + self.set_days.capacity() * 48
+            + self.own.capacity() * 48
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::continuity::series::analyze;
-    use crate::continuity::series::tests::{rules, MIN};
-    use proptest::prelude::*;
-
-    fn point(ts_min: i64, seq: u64) -> Point {
-        Point {
-            ts: ts_min * MIN,
-            value: ts_min as i128 * 1_000_000_000,
-            decimals: 0,
-            seq: Some(seq),
-            received_at: 0,
-        }
-    }
-
-    fn setup(interval: Interval) -> SeriesSetup {
-        SeriesSetup {
-            medium: Medium::Heat,
-            interval: Some(interval),
-            seq_wrap: 256,
-        }
-    }
-
-    #[test]
-    fn an_unknown_interval_is_inferred_from_the_first_readings() {
-        let cfg = ContinuityConfig::default();
-        let mut live = LiveEngine::new(cfg);
-        let infer = || SeriesSetup {
-            medium: Medium::Water,
-            interval: None,
-            seq_wrap: 256,
-        };
-        // Every 4 minutes (not the water default of an hour), one 20-minute gap.
-        let mut times: Vec<i64> = (0..8).map(|k| k * 4).collect();
-        times.extend([52, 56]);
-        let mut changes = Vec::new();
-        for &t in times.iter().rev() {
-            changes.extend(live.observe("W", "volume", infer, point(t, 0)));
-        }
-        let i = live.interval("W", "volume").expect("inferred");
-        assert_eq!((i.micros, i.source), (4 * MIN, IntervalSource::Inferred));
-        let gaps = live.gaps("W", "volume");
-        assert_eq!(gaps.len(), 1);
-        assert_eq!(
-            (gaps[0].from / MIN, gaps[0].to / MIN, gaps[0].missing),
-            (28, 52, 5)
-        );
-        assert_eq!(changes.len(), 2, "{changes:?}");
-        assert!(changes.contains(&GapChange::Inferred(i)));
-    }
-
-    fn live_gaps(arrivals: &[i64], cfg: &ContinuityConfig) -> (Vec<Gap>, Vec<GapChange>) {
-        let r = rules(cfg, Medium::Heat, 15);
-        let mut live = LiveEngine::new(cfg.clone());
-        let mut changes = Vec::new();
-        for &t in arrivals {
-            changes.extend(live.observe(
-                "M-1",
-                "energy",
-                || setup(r.interval),
-                point(t, (t / 15) as u64 % 256),
-            ));
-        }
-        (live.gaps("M-1", "energy").to_vec(), changes)
-    }
-
-    /// The live state keeps of a reading's receive time only whether it was
-    /// late: compare gaps without it.
-    fn normalized(mut gaps: Vec<Gap>) -> Vec<Gap> {
-        for g in &mut gaps {
-            g.before.received_at = 0;
-            if let Some(a) = &mut g.after {
-                a.received_at = 0;
-            }
-        }
-        gaps
-    }
-
-    fn batch_gaps(times: &[i64], cfg: &ContinuityConfig) -> Vec<Gap> {
-        let mut sorted: Vec<i64> = times.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let pts: Vec<Point> = sorted
-            .iter()
-            .map(|&t| point(t, (t / 15) as u64 % 256))
-            .collect();
-        let mut gaps = analyze(&pts, &rules(cfg, Medium::Heat, 15), None).gaps;
-        for g in &mut gaps {
-            g.plausibility = None; // history-based: not part of the live state
-        }
-        gaps
-    }
-
-    #[test]
-    fn a_late_reading_splits_then_closes_a_gap() {
-        let cfg = ContinuityConfig::default();
-        // 0, 15, then nothing until 120: one gap of 6 missing.
-        let (gaps, changes) = live_gaps(&[0, 15, 120], &cfg);
-        assert_eq!(gaps.len(), 1);
-        assert_eq!(
-            (gaps[0].from, gaps[0].to, gaps[0].missing),
-            (15 * MIN, 120 * MIN, 6)
-        );
-        assert!(matches!(changes[0], GapChange::Found(_)));
-        // The gateway forwards 60 late: two gaps of 2 and 3.
-        let (gaps, changes) = live_gaps(&[0, 15, 120, 60], &cfg);
-        let summary: Vec<(i64, i64, u64)> = gaps
-            .iter()
-            .map(|g| (g.from / MIN, g.to / MIN, g.missing))
-            .collect();
-        assert_eq!(summary, vec![(15, 60, 2), (60, 120, 3)]);
-        assert!(matches!(&changes[1], GapChange::Split { parts, .. } if parts.len() == 2));
-        // Then the rest: no gap left.
-        let (gaps, _) = live_gaps(&[0, 15, 120, 60, 30, 45, 75, 90, 105], &cfg);
-        assert!(gaps.is_empty(), "{gaps:?}");
-        // A reading before the first opens a gap at the head.
-        let (gaps, _) = live_gaps(&[100, 115, 0], &cfg);
-        assert_eq!(
-            gaps.iter()
-                .map(|g| (g.from / MIN, g.to / MIN))
-                .collect::<Vec<_>>(),
-            vec![(0, 100)]
-        );
-    }
-
-    #[test]
-    fn values_beyond_i64_and_late_ends_survive_packing() {
-        let cfg = ContinuityConfig::default();
-        let r = rules(&cfg, Medium::Heat, 15);
-        let mut live = LiveEngine::new(cfg.clone());
-        let big = |ts_min: i64, units: i128, late: bool| Point {
-            ts: ts_min * MIN,
-            value: units * 1_000_000_000,
-            decimals: 3,
-            seq: Some(1 << 40), // beyond u32: kept as "no counter"
-            received_at: ts_min * MIN + if late { 2 * 3600 * SECOND } else { 0 },
-        };
-        let huge = 100_000_000_000_000i128; // 10^14 units: 10^23 scaled
-        live.observe("M", "e", || setup(r.interval), big(60, huge, true));
-        let ch = live.observe("M", "e", || setup(r.interval), big(0, huge - 5, false));
-        let GapChange::Found(g) = &ch[0] else {
-            panic!("{ch:?}")
-        };
-        assert_eq!(g.consumption, Some(5 * 1_000_000_000));
-        assert!(
-            g.closed_late,
-            "the first reading (closing the head gap) was late"
-        );
-        assert_eq!(g.after.unwrap().value, huge * 1_000_000_000);
-        assert_eq!(g.after.unwrap().decimals, 3);
-        let ch = live.observe("M", "e", || setup(r.interval), big(120, huge + 1, false));
-        let GapChange::Found(g) = &ch[0] else {
-            panic!("{ch:?}")
-        };
-        assert_eq!(g.before.value, huge * 1_000_000_000);
-    }
-
-    #[test]
-    fn open_gaps_at_now() {
-        let cfg = ContinuityConfig::default();
-        let r = rules(&cfg, Medium::Heat, 15);
-        let mut live = LiveEngine::new(cfg.clone());
-        live.observe("A", "energy", || setup(r.interval), point(0, 0));
-        live.observe("B", "energy", || setup(r.interval), point(50, 0));
-        let open: Vec<(&str, u64)> = {
-            let mut v: Vec<_> = live
-                .open_gaps(60 * MIN)
-                .map(|(m, _, g)| (m, g.missing))
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(open, vec![("A", 3)]);
-    }
-
-    proptest! {
-        /// For any arrival order (repeats included), the live engine ends
-        /// with exactly the gaps the batch pass finds over the sorted readings.
-        #[test]
-        fn live_gaps_equal_batch_gaps(
-            times in prop::collection::vec(0i64..2_000, 1..60),
-            tolerance in prop::sample::select(vec![0.0, 0.5, 1.0]),
-            seed in any::<u64>(),
-        ) {
-            let cfg = ContinuityConfig { tolerance, ..ContinuityConfig::default() };
-            // A deterministic shuffle from the seed (plus repeats of some readings).
-            let mut arrivals = times.clone();
-            arrivals.extend(times.iter().step_by(7).copied());
-            let mut x = seed | 1;
-            for i in (1..arrivals.len()).rev() {
-                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                arrivals.swap(i, (x % (i as u64 + 1)) as usize);
-            }
-            let (live, _) = live_gaps(&arrivals, &cfg);
-            prop_assert_eq!(normalized(live), normalized(batch_gaps(&times, &cfg)));
-        }
-    }
-}
+#[path = "live_tests.rs"]
+mod tests;

@@ -13,9 +13,11 @@
 //!   expected / received / late / missing, opening and closing values, and
 //!   whether consumption across the window is exactly provable.
 //! - [`estimate`]: linear interpolation of missing interval values.
+//! - [`interval`]: the one rule for an unknown interval (both passes).
 //! - [`live`]: per-series state as readings arrive, out of order included.
 
 pub mod estimate;
+pub mod interval;
 pub mod live;
 pub mod registry;
 pub mod series;
@@ -95,6 +97,10 @@ pub const DEFAULT_SEQ_WRAP: u64 = 256;
 pub const DEFAULT_HCA_SET_DATE: &str = "12-31";
 /// Fewest intervals between readings from which an interval is inferred.
 pub const MIN_INFER_INTERVALS: usize = 2;
+/// A series without a registry or configured interval is judged with the
+/// interval inferred from its first this many readings in receipt order
+/// ([`series::FirstReceived`]); until it has them, with the built-in one.
+pub const INFER_READINGS: usize = 9;
 /// Fewest regular intervals of history before consumption across a gap is
 /// judged for plausibility.
 pub const MIN_PLAUSIBILITY_INTERVALS: u64 = 8;
@@ -131,6 +137,18 @@ impl IntervalSource {
             IntervalSource::Inferred => "inferred",
             IntervalSource::Default => "default",
         }
+    }
+
+    /// The source an `interval_source` column names.
+    pub fn parse(s: &str) -> Option<IntervalSource> {
+        [
+            IntervalSource::Registry,
+            IntervalSource::Config,
+            IntervalSource::Inferred,
+            IntervalSource::Default,
+        ]
+        .into_iter()
+        .find(|i| i.as_str() == s)
     }
 }
 

@@ -3,9 +3,17 @@
 //! over two neighbouring readings, so the batch pass and the live engine
 //! apply the same ones.
 
+pub use super::interval::{infer_from_times, FirstReceived, ReceiptKey};
 use super::{builtin_interval_s, first_not_below, MIN_PLAUSIBILITY_INTERVALS, SECOND};
-use super::{div_round, ContinuityConfig, Interval, IntervalSource, DAY, MIN_INFER_INTERVALS};
+use super::{div_round, ContinuityConfig, Interval, IntervalSource, DAY};
 use crate::reading::{Medium, VALUE_SCALE};
+
+/// The median time between consecutive readings (a robust statistic: gaps
+/// and bursts do not move it while they are under half the intervals),
+/// rounded to the second. None with fewer than [`MIN_INFER_INTERVALS`].
+pub fn infer_interval(points: &[Point]) -> Option<i64> {
+    infer_from_times(points.iter().map(|p| p.ts))
+}
 
 /// One measured reading, as continuity needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,55 +198,6 @@ pub fn inferred_or_builtin(medium: Medium, points: &[Point]) -> Interval {
             source: IntervalSource::Default,
         },
     }
-}
-
-/// The median time between consecutive readings (a robust statistic: gaps
-/// and bursts do not move it while they are under half the intervals),
-/// rounded to the second. None with fewer than [`MIN_INFER_INTERVALS`].
-pub fn infer_interval(points: &[Point]) -> Option<i64> {
-    thread_local! {
-        // The differences of one series at a time (a report infers 100,000s).
-        static DIFFS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    DIFFS.with_borrow_mut(|diffs| {
-        diffs.clear();
-        diffs.extend(
-            points
-                .windows(2)
-                .map(|w| w[1].ts - w[0].ts)
-                .filter(|d| *d > 0),
-        );
-        let n = diffs.len();
-        if n < MIN_INFER_INTERVALS {
-            return None;
-        }
-        // The median, as statrs computes it (the mean of the two middle
-        // values when n is even), without sorting. Mostly one difference is
-        // the majority (a regular meter with a few gaps): a run of more
-        // than n/2 equal values covers both middle positions, so it is the
-        // median (Boyer-Moore vote, then a count). Else a selection.
-        let (mut candidate, mut votes) = (diffs[0], 0usize);
-        for &d in diffs.iter() {
-            if votes == 0 {
-                candidate = d;
-            }
-            votes = if d == candidate { votes + 1 } else { votes - 1 };
-        }
-        let count = diffs.iter().filter(|&&d| d == candidate).count();
-        let median = if count > n / 2 {
-            candidate as f64
-        } else {
-            let (lower, &mut upper, _) = diffs.select_nth_unstable(n / 2);
-            if n % 2 == 1 {
-                upper as f64
-            } else {
-                let below = lower.iter().copied().max().unwrap_or(upper);
-                (below as f64 + upper as f64) / 2.0
-            }
-        };
-        let secs = (median / SECOND as f64).round() as i64;
-        (secs > 0).then_some(secs * SECOND)
-    })
 }
 
 /// The gap between two neighbouring readings, if there is one (without
@@ -458,63 +417,48 @@ pub fn analyze(points: &[Point], rules: &SeriesRules, end: Option<i64>) -> Serie
     out
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    /// The median without sorting is statrs's median, for odd and even
-    /// counts, repeated values, and times that go backwards.
-    #[test]
-    fn inferred_interval_is_statrs_median() {
-        use statrs::statistics::{Data, OrderStatistics};
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
-        for case in 0..2_000 {
-            let n = 1 + next(40) as usize;
-            let mut ts = 0i64;
-            let points: Vec<Point> = (0..n)
-                .map(|_| {
-                    // Odd cases: mostly one interval (a majority, or
-                    // nearly one); even cases: a mix.
-                    let pick = if case % 2 == 1 && next(10) < 6 {
-                        0
-                    } else {
-                        next(4)
-                    };
-                    ts += match pick {
-                        0 => 900 * SECOND,
-                        1 => (next(7200) as i64 - 600) * SECOND,
-                        2 => next(5) as i64 * 450 * SECOND,
-                        _ => 901 * SECOND,
-                    };
-                    Point {
-                        ts,
-                        value: 0,
-                        decimals: 0,
-                        seq: None,
-                        received_at: ts,
-                    }
-                })
-                .collect();
-            let mut diffs: Vec<f64> = points
-                .windows(2)
-                .map(|w| (w[1].ts - w[0].ts) as f64)
-                .filter(|d| *d > 0.0)
-                .collect();
-            let expected = (diffs.len() >= MIN_INFER_INTERVALS)
-                .then(|| {
-                    let m = Data::new(diffs.as_mut_slice()).median();
-                    (m / SECOND as f64).round() as i64
-                })
-                .filter(|s| *s > 0)
-                .map(|s| s * SECOND);
-            assert_eq!(infer_interval(&points), expected, "case {case}");
+/// Judges the plausibility of known gaps (sorted, each between two
+/// neighbouring `points`, as the live engine records them) against the
+/// series' history, exactly as [`analyze`] does: the consumption across a
+/// gap against the mean rate of the regular intervals before it. Gaps whose
+/// ends are not neighbouring readings are left unjudged.
+pub fn judge_plausibility(points: &[Point], gaps: &mut [Gap], rules: &SeriesRules) {
+    let mut history = History::default();
+    let threshold = rules.cfg.gap_threshold(rules.interval.micros);
+    let mut next = 0;
+    for w in points.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        while next < gaps.len() && gaps[next].from < a.ts {
+            next += 1;
+        }
+        let gap = gaps
+            .get_mut(next)
+            .filter(|g| !g.open && g.from == a.ts && g.to == b.ts);
+        if b.value >= a.value && b.ts - a.ts <= threshold {
+            history.add(b.value - a.value, b.ts - a.ts);
+            continue;
+        }
+        let st = step(a, b, rules);
+        match gap {
+            Some(g) => {
+                g.plausibility = match (st.is_exact(), g.consumption) {
+                    (true, Some(c)) => history.judge(c, g.duration(), rules.cfg),
+                    _ => None,
+                };
+                next += 1;
+            }
+            None if b.ts - a.ts > threshold => {}
+            None => {
+                if let (true, Some(c)) = (st.is_exact(), st.consumption(a.value, b.value)) {
+                    history.add(c, b.ts - a.ts);
+                }
+            }
         }
     }
+}
 
+#[cfg(test)]
+pub(crate) mod tests {
     use super::*;
 
     pub const MIN: i64 = 60 * SECOND;

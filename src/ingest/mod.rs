@@ -167,7 +167,8 @@ impl Ingest {
     pub fn new(cfg: IngestConfig, state_dir: &Path, sealed: Box<dyn SealedValues>) -> Ingest {
         Ingest {
             series: SeriesIndex::default(),
-            live: LiveEngine::new(cfg.continuity.config.clone()),
+            live: LiveEngine::new(cfg.continuity.config.clone())
+                .with_registry(cfg.continuity.registry.clone()),
             alerts: AlertEngine::new(cfg.alerts.clone(), cfg.continuity.clone()),
             state_dir: state_dir.to_owned(),
             batch: Batch::default(),
@@ -178,16 +179,18 @@ impl Ingest {
         }
     }
 
-    /// The stage as of the sealed `readings` files (every committed one):
+    /// The stage as of the sealed `readings` files (every committed one,
+    /// with its commit, in commit order):
     /// their series, continuity and alert state.
     pub fn rebuild(
         cfg: IngestConfig,
         state_dir: &Path,
         sealed: Box<dyn SealedValues>,
-        readings_files: &[PathBuf],
+        readings_files: &[(u64, PathBuf)],
     ) -> Result<Ingest, IngestError> {
         let mut s = Ingest::new(cfg, state_dir, sealed);
-        for path in readings_files {
+        let mut files = readings_files.iter().peekable();
+        while let Some((commit, path)) = files.next() {
             rebuild::load_sealed_readings(
                 path,
                 &mut s.series,
@@ -195,6 +198,13 @@ impl Ingest {
                 &mut s.alerts,
                 &s.cfg.continuity,
             )?;
+            // A commit is the batch its seal settled (the gaps this found
+            // were sealed with it: only the state is rebuilt here).
+            if files.peek().is_none_or(|(next, _)| next != commit) {
+                for i in s.live.settle() {
+                    s.alerts.interval_inferred(&i.meter, i.interval.micros);
+                }
+            }
         }
         s.series.sealed();
         Ok(s)
@@ -549,7 +559,10 @@ impl Ingest {
 }
 
 /// Runs the live continuity engine over a batch of readings (sorted by
-/// series and time) and returns the `gaps` rows it produced.
+/// series and time) and returns the `gaps` rows it produced: first the set
+/// dates the batch reports (so that a reset sent with its set date is
+/// explained), then the measured readings, then the series whose interval
+/// the batch let the engine infer ([`LiveEngine::settle`]).
 fn find_gaps(
     live: &mut LiveEngine,
     alerts: &mut AlertEngine,
@@ -558,6 +571,32 @@ fn find_gaps(
     now: i64,
 ) -> Vec<GapRow> {
     let mut out = Vec::new();
+    for r in readings
+        .iter()
+        .filter(|r| r.reading.kind == ReadingKind::SetDate)
+    {
+        let rd = &r.reading;
+        let day = rd.ts_micros.div_euclid(crate::continuity::DAY);
+        for (register, change) in live.set_day(rd.meter_id.as_str(), day) {
+            let source = live
+                .interval(rd.meter_id.as_str(), &register)
+                .map_or(IntervalSource::Default, |i| i.source);
+            if let GapChange::Split { old, parts } = change {
+                let row = |event, gap| GapRow {
+                    meter_id: rd.meter_id.as_str().to_owned(),
+                    register: register.clone(),
+                    medium: rd.medium,
+                    event,
+                    gap,
+                    interval_source: source,
+                    receipt_seq: r.receipt_seq,
+                    detected_at: r.received_at,
+                };
+                out.push(row(GapEvent::Superseded, old));
+                out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
+            }
+        }
+    }
     for r in readings
         .iter()
         .filter(|r| is_series_reading(r.reading.kind, r.conflict))
@@ -572,7 +611,13 @@ fn find_gaps(
             seq: rd.seq,
             received_at: r.received_at,
         };
-        let changes = live.observe(meter, register, || ctx.setup(meter, rd.medium, lora), point);
+        let changes = live.observe(
+            meter,
+            register,
+            || ctx.setup(meter, rd.medium, lora),
+            point,
+            (r.receipt_seq, r.reading_index),
+        );
         if changes.is_empty() {
             continue;
         }
@@ -596,25 +641,39 @@ fn find_gaps(
                     out.push(row(GapEvent::Superseded, old));
                     out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
                 }
-                GapChange::Inferred(interval) => alerts.interval_inferred(meter, interval.micros),
                 GapChange::Decrease { before, after } => {
-                    // A registry replacement explains it (the live rules
-                    // do not carry the registry).
-                    let replaced = ctx
-                        .registry
-                        .replacements(meter)
-                        .iter()
-                        .any(|&t| before.ts < t && t <= after.ts);
-                    if !replaced {
-                        let (b, a) = (
-                            crate::reading::format_fixed(before.value, before.decimals),
-                            crate::reading::format_fixed(after.value, after.decimals),
-                        );
-                        alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
-                    }
+                    let (b, a) = (
+                        crate::reading::format_fixed(before.value, before.decimals),
+                        crate::reading::format_fixed(after.value, after.decimals),
+                    );
+                    alerts.regression(meter, register, (before.ts, &b), (after.ts, &a), now);
                 }
             }
         }
+    }
+    for s in live.settle() {
+        alerts.interval_inferred(&s.meter, s.interval.micros);
+        let row = |event, gap, source| GapRow {
+            meter_id: s.meter.clone(),
+            register: s.register.clone(),
+            medium: s.medium,
+            event,
+            gap,
+            interval_source: source,
+            receipt_seq: s.cause.0,
+            detected_at: s.cause_received_at,
+        };
+        // The gaps judged meanwhile were judged with the built-in interval.
+        out.extend(
+            s.old
+                .iter()
+                .map(|g| row(GapEvent::Superseded, g.clone(), IntervalSource::Default)),
+        );
+        out.extend(
+            s.new
+                .iter()
+                .map(|g| row(GapEvent::Found, g.clone(), s.interval.source)),
+        );
     }
     out
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::alerts::engine::AlertEngine;
 use super::dedup::SeriesIndex;
 use super::is_series_reading;
-use crate::continuity::live::{GapChange, LiveEngine};
+use crate::continuity::live::LiveEngine;
 use crate::continuity::series::Point;
 use crate::continuity::Context;
 use crate::reading::{fraction_digits, ReadingKind};
@@ -39,7 +39,8 @@ pub(super) fn load_sealed_readings(
     ctx: &Context,
 ) -> Result<(), RebuildError> {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{Decimal128Type, TimestampMicrosecondType, UInt64Type};
+    use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
+    use arrow_array::types::{UInt32Type, UInt64Type};
     use arrow_array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
@@ -68,6 +69,8 @@ pub(super) fn load_sealed_readings(
             "conflict",
             "received_at",
             "format",
+            "receipt_seq",
+            "reading_index",
         ],
     );
     let reader = builder
@@ -97,9 +100,14 @@ pub(super) fn load_sealed_readings(
         let conflict = col("conflict")?.as_boolean();
         let received = col("received_at")?.as_primitive::<TimestampMicrosecondType>();
         let format = col("format")?.as_string::<i32>();
+        let receipt = col("receipt_seq")?.as_primitive::<Int64Type>();
+        let reading_index = col("reading_index")?.as_primitive::<UInt32Type>();
         for i in 0..batch.num_rows() {
             let (m, r) = (meter.value(i), register.value(i));
             let k = if kind.value(i) == "set_date" {
+                // The gaps it re-judged were sealed with it: only the
+                // state is rebuilt here.
+                live.set_day(m, ts.value(i).div_euclid(crate::continuity::DAY));
                 ReadingKind::SetDate
             } else {
                 ReadingKind::Measured
@@ -126,20 +134,14 @@ pub(super) fn load_sealed_readings(
                 seq: (!seq.is_null(i)).then(|| seq.value(i)),
                 received_at: received.value(i),
             };
-            let inferred = live
-                .observe(m, r, || ctx.setup(m, md, lora), point)
-                .into_iter()
-                .find_map(|c| match c {
-                    GapChange::Inferred(iv) => Some(iv.micros),
-                    _ => None,
-                });
+            let key = (receipt.value(i) as u64, reading_index.value(i));
+            live.observe(m, r, || ctx.setup(m, md, lora), point, key);
             // Rows are sorted by meter: the alert engine needs each
-            // meter's latest time (and an interval inferred meanwhile)
-            // once per run of its rows.
+            // meter's latest time once per run of its rows (intervals
+            // inferred meanwhile: at the commit's settle).
             match &mut latest {
                 Some(l) if l.meter == m => {
                     l.ts = l.ts.max(point.ts);
-                    l.inferred = l.inferred.or(inferred);
                 }
                 _ => {
                     if let Some(l) = latest.take() {
@@ -150,7 +152,6 @@ pub(super) fn load_sealed_readings(
                         ts: point.ts,
                         medium: md,
                         lora,
-                        inferred,
                     });
                 }
             }
@@ -168,14 +169,10 @@ struct LatestOfMeter {
     ts: i64,
     medium: crate::reading::Medium,
     lora: bool,
-    inferred: Option<i64>,
 }
 
 impl LatestOfMeter {
     fn tell(self, alerts: &mut AlertEngine) {
         alerts.observe_sealed(&self.meter, self.medium, self.lora, self.ts);
-        if let Some(iv) = self.inferred {
-            alerts.interval_inferred(&self.meter, iv);
-        }
     }
 }

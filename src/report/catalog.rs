@@ -12,7 +12,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
 
 use super::ReportError;
-use crate::store::tables::READINGS;
+use crate::reading::Medium;
+use crate::store::tables::{GAPS, READINGS};
 use crate::store::{commit, compact};
 
 /// Rows each run adds to a chunk of meters at most (about: a chunk ends at
@@ -24,6 +25,8 @@ const CHUNK_ROWS_PER_RUN: usize = 512;
 /// names, in commit order, and what their footers say.
 pub struct StoredReadings {
     pub(super) files: Vec<SortedRun>,
+    /// The sealed `gaps` files, in commit order (what `gapless gaps` lists).
+    pub(super) gap_files: Vec<PathBuf>,
     /// Rows each run adds to a chunk at most ([`CHUNK_ROWS_PER_RUN`]; tests
     /// vary it).
     pub(super) chunk_rows: usize,
@@ -48,6 +51,8 @@ pub struct LoadCache {
 pub(super) struct SortedRun {
     pub(super) path: PathBuf,
     pub(super) row_groups: Vec<(String, String)>,
+    /// The one medium of all its rows, if one (from the statistics).
+    pub(super) medium: Option<Medium>,
 }
 
 impl StoredReadings {
@@ -77,7 +82,11 @@ impl StoredReadings {
             .collect();
         let LoadCache { log, footers } = cache;
         let manifests = log.refresh(data)?;
+        let mut gap_files = Vec::new();
         for f in manifests.iter().flat_map(|m| &m.files) {
+            if f.table == GAPS {
+                gap_files.push(data.join(&f.path));
+            }
             if f.table == READINGS && !held.contains(f.path.as_str()) {
                 let date = compact::date_of(&f.path).unwrap_or_default();
                 paths.push((date.to_owned(), true, paths.len(), &f.path));
@@ -99,17 +108,23 @@ impl StoredReadings {
             };
             used.insert(path.clone());
             let (n, r, row_groups) = (f.0, f.1, f.2.clone());
+            let medium = f.3.as_deref().and_then(Medium::parse);
             rows += n;
             range = match (range, r) {
                 (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
                 (x, y) => x.or(y),
             };
-            files.push(SortedRun { path, row_groups });
+            files.push(SortedRun {
+                path,
+                row_groups,
+                medium,
+            });
         }
         // Files no longer read (their date was compacted) leave the cache.
         footers.retain(|p, _| used.contains(p));
         Ok(StoredReadings {
             files,
+            gap_files,
             chunk_rows: std::env::var("GAPLESS_SCAN_CHUNK_ROWS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -130,6 +145,11 @@ impl StoredReadings {
 
     pub fn len(&self) -> usize {
         self.rows as usize
+    }
+
+    /// The sealed `gaps` files, in commit order.
+    pub fn gap_files(&self) -> &[PathBuf] {
+        &self.gap_files
     }
 
     pub fn is_empty(&self) -> bool {
@@ -157,9 +177,14 @@ impl StoredReadings {
     }
 }
 
-/// Row count, `ts` range and per row group meter range of a readings file,
-/// from its footer.
-type Footer = (u64, Option<(i64, i64)>, Vec<(String, String)>);
+/// Row count, `ts` range, per row group meter range and the one medium of
+/// all its rows (if one) of a readings file, from its footer.
+type Footer = (
+    u64,
+    Option<(i64, i64)>,
+    Vec<(String, String)>,
+    Option<String>,
+);
 
 fn footer(path: &Path) -> Result<Footer, ReportError> {
     let bad = |why: String| ReportError::Read {
@@ -178,9 +203,26 @@ fn footer(path: &Path) -> Result<Footer, ReportError> {
             .ok_or_else(|| bad(format!("no {name} column")))
     };
     let (ts_col, meter_col) = (column("ts")?, column("meter_id")?);
+    let medium_col = column("medium")?;
     let mut range: Option<(i64, i64)> = None;
     let mut groups = Vec::new();
+    // Some(m) while every row group so far holds medium m only.
+    let mut medium: Option<Option<String>> = None;
     for rg in meta.row_groups() {
+        let one = match rg.column(medium_col).statistics() {
+            Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(lo), Some(hi)) if lo == hi => {
+                    Some(String::from_utf8_lossy(lo.data()).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        medium = Some(match medium {
+            None => one,
+            Some(m) if m == one => m,
+            Some(_) => None,
+        });
         match rg.column(meter_col).statistics() {
             Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
                 (Some(lo), Some(hi)) => groups.push((
@@ -200,5 +242,10 @@ fn footer(path: &Path) -> Result<Footer, ReportError> {
             _ => return Err(bad("no statistics for ts".into())),
         }
     }
-    Ok((meta.file_metadata().num_rows().max(0) as u64, range, groups))
+    Ok((
+        meta.file_metadata().num_rows().max(0) as u64,
+        range,
+        groups,
+        medium.flatten(),
+    ))
 }

@@ -7,6 +7,7 @@
 //! - `catalog`: which sealed files a scan reads, and what their footers
 //!   say ([`StoredReadings`], [`LoadCache`]).
 //! - [`scan`]: streams the sealed readings series by series.
+//! - [`gap_list`]: `gapless gaps`: the gaps the live engine sealed.
 //! - [`coverage`]: per series and time bucket, readings received against
 //!   expected (the dashboard's meters × time picture).
 //! - [`certificate`]: the outage certificate, one printable page per
@@ -17,11 +18,13 @@ mod catalog;
 pub mod certificate;
 mod certificate_html;
 pub mod coverage;
+pub mod gap_list;
 pub mod scan;
 
 pub use certificate_html::{document as certificate_document, render as certificate_html};
 
 pub use catalog::{LoadCache, StoredReadings};
+pub use gap_list::{gaps, gaps_json, gaps_text, GapFilter, GapRow};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,12 +38,11 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::file::metadata::KeyValue;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::continuity::estimate::{self, METHOD_LINEAR};
-use crate::continuity::series::{analyze, Gap};
+use crate::continuity::series::analyze;
 use crate::continuity::window::{self, MeterRow, OutageReport, Status, Window};
-use crate::continuity::{Context, SECOND};
+use crate::continuity::Context;
 use crate::layout::REPORTS_DIR;
 use crate::reading::{format_fixed, Medium, VALUE_SCALE};
 use crate::store::ledger::{AuditKey, Ledger};
@@ -120,70 +122,6 @@ pub fn filtered_report(window: Window, rows: Vec<MeterRow>, filter: &ReportFilte
         report.meters.retain(|r| r.status == st);
     }
     report
-}
-
-/// A gap with the series it belongs to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GapRow {
-    pub meter_id: String,
-    pub register: String,
-    pub medium: Medium,
-    pub interval_s: u64,
-    pub interval_source: &'static str,
-    pub gap: Gap,
-}
-
-/// Which gaps `gapless gaps` lists.
-#[derive(Debug, Clone, Default)]
-pub struct GapFilter {
-    pub meter: Option<String>,
-    /// Gaps that end after this...
-    pub from: Option<i64>,
-    /// ...and start before this; also where open gaps end.
-    pub to: Option<i64>,
-    pub only_open: bool,
-    pub medium: Option<Medium>,
-}
-
-/// Every gap of the stored readings; open gaps run to `filter.to` or `now`.
-pub fn gaps(
-    stored: &StoredReadings,
-    ctx: &Context,
-    filter: &GapFilter,
-    now: i64,
-) -> Result<Vec<GapRow>, ReportError> {
-    let end = filter.to.unwrap_or(now);
-    let per_series = stored.map_series(ctx, |s| {
-        let mut out = Vec::new();
-        let Some(register) = s.register else {
-            return out;
-        };
-        if filter.meter.as_deref().is_some_and(|m| m != s.meter_id)
-            || filter.medium.is_some_and(|m| m != s.medium)
-        {
-            return out;
-        }
-        // Points are in time order: the ones before `end`.
-        let upto = &s.points[..s.points.partition_point(|p| p.ts < end)];
-        for gap in analyze(upto, &s.rules, Some(end)).gaps {
-            if filter.only_open && !gap.open {
-                continue;
-            }
-            if filter.from.is_some_and(|f| gap.to <= f) {
-                continue;
-            }
-            out.push(GapRow {
-                meter_id: s.meter_id.to_owned(),
-                register: register.to_owned(),
-                medium: s.medium,
-                interval_s: (s.rules.interval.micros / SECOND) as u64,
-                interval_source: s.rules.interval.source.as_str(),
-                gap,
-            });
-        }
-        out
-    })?;
-    Ok(per_series.into_iter().flatten().collect())
 }
 
 /// One estimated value (never mixed with measured rows).
@@ -494,93 +432,13 @@ pub fn report_table(rep: &OutageReport) -> String {
     out
 }
 
-fn human_duration(s: u64) -> String {
+pub(crate) fn human_duration(s: u64) -> String {
     match s {
         0 => "-".into(),
         s if s < 3600 => format!("{}m", s / 60),
         s if s < 86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         s => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
     }
-}
-
-/// Gaps as JSON objects.
-pub fn gaps_json(rows: &[GapRow]) -> Value {
-    Value::Array(
-        rows.iter()
-            .map(|r| {
-                let g = &r.gap;
-                json!({
-                    "meter_id": r.meter_id,
-                    "register": r.register,
-                    "medium": r.medium.as_str(),
-                    "from": format_micros(g.from),
-                    "to": format_micros(g.to),
-                    "open": g.open,
-                    "duration_s": g.duration() / SECOND,
-                    "missing": g.missing,
-                    "seq_missing": g.seq_missing,
-                    "consumption": g.consumption.map(|c| format_fixed(c, g.before.decimals.max(g.after.map_or(0, |a| a.decimals)))),
-                    "closed_late": g.closed_late,
-                    "plausibility_ratio": g.plausibility.map(|p| (p.ratio * 1000.0).round() / 1000.0),
-                    "implausible": g.is_implausible(),
-                    "interval_s": r.interval_s,
-                    "interval_source": r.interval_source,
-                })
-            })
-            .collect(),
-    )
-}
-
-/// Gaps as CSV or a table.
-pub fn gaps_text(rows: &[GapRow], csv: bool) -> String {
-    let mut out = String::new();
-    if csv {
-        out.push_str("meter_id,register,medium,from,to,open,duration_s,missing,seq_missing,closed_late,implausible,interval_s,interval_source\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "{:<16} {:<28} {:<20} {:<20} {:>5} {:>9} {:>8}",
-            "meter", "register", "from", "to", "open", "duration", "missing"
-        );
-    }
-    for r in rows {
-        let g = &r.gap;
-        if csv {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                r.meter_id,
-                r.register,
-                r.medium,
-                format_micros(g.from),
-                format_micros(g.to),
-                g.open,
-                g.duration() / SECOND,
-                g.missing,
-                g.seq_missing.map(|v| v.to_string()).unwrap_or_default(),
-                g.closed_late,
-                g.is_implausible(),
-                r.interval_s,
-                r.interval_source
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "{:<16} {:<28} {:<20} {:<20} {:>5} {:>9} {:>8}",
-                r.meter_id,
-                r.register,
-                format_micros(g.from),
-                format_micros(g.to),
-                if g.open { "open" } else { "" },
-                human_duration((g.duration() / SECOND) as u64),
-                g.missing
-            );
-        }
-    }
-    if !csv {
-        let _ = writeln!(out, "{} gaps", rows.len());
-    }
-    out
 }
 
 // ------------------------------------------------------------------ Parquet

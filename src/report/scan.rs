@@ -23,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType, UInt64Type};
-use arrow_array::{Array, BooleanArray, Decimal128Array, Int32Array, StringArray, UInt64Array};
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{UInt32Type, UInt64Type};
+use arrow_array::{Array, BooleanArray, Decimal128Array, Int32Array, Int64Array, StringArray};
 use arrow_array::{RecordBatch, TimestampMicrosecondArray};
+use arrow_array::{UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{
     ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
@@ -34,7 +36,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::catalog::StoredReadings;
 use super::ReportError;
-use crate::continuity::series::{inferred_or_builtin, Point, SeriesRules};
+use crate::continuity::series::{inferred_or_builtin, FirstReceived, Point, SeriesRules};
 use crate::continuity::window::SeriesInput;
 use crate::continuity::{Context, DAY, DEFAULT_SEQ_WRAP};
 use crate::reading::{Medium, VALUE_SCALE};
@@ -64,7 +66,7 @@ const MAX_BATCH_ROWS: usize = 64 * 1024;
 /// judge, and `value_decimals` says how to print a value as it was sent.
 /// (Files of schema version 1 lack `value_decimals`: there a series' values
 /// are printed with the most decimals any of them needs.)
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 14] = [
     "meter_id",
     "register",
     "ts",
@@ -77,6 +79,8 @@ const COLUMNS: [&str; 12] = [
     "conflict",
     "received_at",
     "format",
+    "receipt_seq",
+    "reading_index",
 ];
 
 /// Columns read as dictionaries (their Parquet encoding): no string is
@@ -310,7 +314,10 @@ impl StoredReadings {
             if groups.is_empty() {
                 continue;
             }
-            if let Some(c) = Cursor::open(&run.path, groups, range, batch_rows)? {
+            // The receipt columns say which readings came first: needed
+            // only where an interval may have to be inferred.
+            let receipts = run.medium.is_none_or(|m| !interval_always_known(ctx, m));
+            if let Some(c) = Cursor::open(&run.path, groups, range, batch_rows, receipts)? {
                 cursors.push(c);
             }
         }
@@ -343,6 +350,19 @@ impl StoredReadings {
     }
 }
 
+/// Whether every series of readings of `medium` has a configured interval
+/// (none is inferred): the configuration gives one for the medium, and no
+/// registry entry turns a meter into one without.
+fn interval_always_known(ctx: &Context, medium: Medium) -> bool {
+    let configured = |m: &Medium| ctx.config.intervals_s.contains_key(m);
+    configured(&medium)
+        && ctx.registry.meters().all(|(_, entries)| {
+            entries
+                .last()
+                .is_none_or(|e| e.expected_interval_s.is_some() || configured(&e.medium))
+        })
+}
+
 /// The first row in `0..n` for which `below` is false.
 fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
     crate::continuity::first_not_below(0, n as u64, |i| below(i as usize)) as usize
@@ -364,6 +384,9 @@ struct SeriesBuf {
     /// Days of its set-date values (they explain resets in every register
     /// of the meter).
     set_days: Vec<i64>,
+    /// Its first received readings: what an unknown interval is inferred
+    /// from (the live engine's rule).
+    first: FirstReceived,
 }
 
 impl SeriesBuf {
@@ -378,6 +401,7 @@ impl SeriesBuf {
         self.set_date_only = true;
         self.decimals = 0;
         self.set_days.clear();
+        self.first = FirstReceived::default();
     }
 }
 
@@ -465,7 +489,7 @@ impl Chunk {
                 let setup = ctx.setup(id, medium, s.frame_counter);
                 let interval = setup
                     .interval
-                    .unwrap_or_else(|| inferred_or_builtin(setup.medium, &s.points));
+                    .unwrap_or_else(|| s.first.interval(setup.medium));
                 s.conflicts.sort_unstable();
                 out.push(f(&SeriesInput {
                     meter_id: id,
@@ -537,6 +561,8 @@ struct Cols {
     any_conflict: bool,
     received: TimestampMicrosecondArray,
     format: Dict,
+    /// Receipt keys (read only where an interval may be inferred).
+    receipt: Option<(Int64Array, UInt32Array)>,
 }
 
 impl Cols {
@@ -588,6 +614,21 @@ impl Cols {
                 .as_primitive::<TimestampMicrosecondType>()
                 .clone(),
             format: dict("format")?,
+            receipt: match (
+                b.column_by_name("receipt_seq"),
+                b.column_by_name("reading_index"),
+            ) {
+                (Some(seq), Some(index)) => Some((
+                    seq.as_primitive_opt::<Int64Type>()
+                        .ok_or_else(|| bad("column receipt_seq is not INT64".into()))?
+                        .clone(),
+                    index
+                        .as_primitive_opt::<UInt32Type>()
+                        .ok_or_else(|| bad("column reading_index is not UINT32".into()))?
+                        .clone(),
+                )),
+                _ => None,
+            },
         })
     }
 }
@@ -610,6 +651,7 @@ impl Cursor {
         row_groups: Vec<usize>,
         range: MeterRange,
         batch_rows: usize,
+        receipts: bool,
     ) -> Result<Option<Cursor>, ReportError> {
         let bad = |why: String| ReportError::Read {
             path: path.to_owned(),
@@ -630,7 +672,11 @@ impl Cursor {
         let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options)
             .map_err(|e| bad(e.to_string()))?;
         let b = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
-        let mask = ProjectionMask::columns(b.parquet_schema(), COLUMNS);
+        let columns = COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| receipts || !matches!(*c, "receipt_seq" | "reading_index"));
+        let mask = ProjectionMask::columns(b.parquet_schema(), columns);
         let reader = b
             .with_projection(mask)
             .with_row_groups(row_groups)
@@ -744,6 +790,7 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
     let (mkeys, rkeys) = (c.meter.keys.values(), c.register.keys.values());
     let (ts, value, received) = (c.ts.values(), c.value.values(), c.received.values());
     let kinds = c.kind.keys.values();
+    let receipts = c.receipt.as_ref().map(|(s, i)| (s.values(), i.values()));
     let mut row = row;
     while row < end && mkeys[row] == mk && rkeys[row] == rk {
         let t = ts[row];
@@ -771,6 +818,9 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
                         s.decimals = s.decimals.max(decimals_needed(v));
                     }
                 }
+            }
+            if let Some((seqs, indexes)) = receipts {
+                s.first.offer((seqs[row] as u64, indexes[row]), t);
             }
             s.points.push(Point {
                 ts: t,

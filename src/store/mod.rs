@@ -111,8 +111,9 @@ pub struct Store {
     /// Every sealed file is entered here, and each commit signed.
     ledger: ledger::Ledger,
     key: ledger::AuditKey,
-    /// The committed files of the `readings` and `alerts` tables.
-    readings_files: Vec<PathBuf>,
+    /// The committed files of the `readings` table, with their commit,
+    /// and of the `alerts` table.
+    readings_files: Vec<(u64, PathBuf)>,
     alert_files: Vec<PathBuf>,
 }
 
@@ -162,7 +163,12 @@ impl Store {
             sealed_totals: last.map_or_else(Counters::default, |m| m.totals),
             ledger,
             key,
-            readings_files: files_of(READINGS),
+            readings_files: manifests
+                .iter()
+                .flat_map(|m| m.files.iter().map(move |f| (m.commit, f)))
+                .filter(|(_, f)| f.table == READINGS)
+                .map(|(c, f)| (c, cfg.data.join(&f.path)))
+                .collect(),
             alert_files: files_of(ALERTS),
             cfg,
         })
@@ -172,8 +178,8 @@ impl Store {
         &self.cfg.data
     }
 
-    /// The committed `readings` files, in commit order.
-    pub fn readings_files(&self) -> &[PathBuf] {
+    /// The committed `readings` files with their commit, in commit order.
+    pub fn readings_files(&self) -> &[(u64, PathBuf)] {
         &self.readings_files
     }
 
@@ -270,7 +276,9 @@ impl Store {
         drop(ledger);
         for f in &manifest.files {
             match f.table.as_str() {
-                READINGS => self.readings_files.push(self.cfg.data.join(&f.path)),
+                READINGS => self
+                    .readings_files
+                    .push((commit, self.cfg.data.join(&f.path))),
                 ALERTS => self.alert_files.push(self.cfg.data.join(&f.path)),
                 _ => {}
             }

@@ -390,3 +390,268 @@ fn demo_runs_end_to_end_and_shows_every_status() {
     assert_eq!(stats["balanced"], true, "{stats}");
     assert_eq!(stats["readings"]["duplicate"], 0, "{stats}");
 }
+
+fn native(meter: &str, medium: &str, unit: &str, t: i64, value: f64, kind: &str) -> String {
+    format!(
+        r#"{{"meter_id":"{meter}","medium":"{medium}","register":"r","unit":"{unit}","value":"{value:.1}","ts":"{}","kind":"{kind}"}}"#,
+        iso(t)
+    )
+}
+
+/// `gapless gaps` lists what the live engine sealed; the report judges the
+/// stored readings in batch. Over the real service, with intervals that
+/// must be inferred (no registry, no configured intervals) and HCA resets
+/// explained by set dates the meters report, both say the same: the same
+/// interval, the same closed gaps and missing readings, the same longest
+/// gap and the same plausibility.
+#[test]
+fn gaps_equal_the_report_with_inferred_intervals_and_reported_set_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start(&broker.url(), &data, &[]);
+
+    let now = chrono::Utc::now().timestamp();
+    let day0 = now - now.rem_euclid(86_400) - 40 * 86_400;
+    let mut msgs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut later: Vec<(String, Vec<u8>)> = Vec::new();
+    let msg = |meter: &str, body: String| (format!("meters/{meter}"), body.into_bytes());
+    // Three heat cost allocators read daily at 06:00, reset after day 15
+    // (not the configured 12-31), nothing read on days 14 and 15: a gap
+    // across the reset. HCA-SD reports its set date with the reset,
+    // HCA-LATE only at the end, HCA-NONE never (a register_regression).
+    let set_day = day0 + 15 * 86_400;
+    for meter in ["HCA-SD", "HCA-LATE", "HCA-NONE"] {
+        for d in (0..30).filter(|d| !(14..=15).contains(d)) {
+            let t = day0 + d * 86_400 + 6 * 3600;
+            let v = if d < 16 {
+                100.0 + 5.0 * d as f64
+            } else {
+                2.0 + 5.0 * (d - 16) as f64
+            };
+            let m = native(meter, "hca", "units", t, v, "measured");
+            let body = match (meter, d) {
+                ("HCA-SD", 16) => format!(
+                    "[{},{m}]",
+                    native(meter, "hca", "units", set_day, 0.0, "set_date")
+                ),
+                _ => m,
+            };
+            msgs.push(msg(meter, body));
+        }
+    }
+    later.push(msg(
+        "HCA-LATE",
+        native("HCA-LATE", "hca", "units", set_day, 0.0, "set_date"),
+    ));
+    // A water meter read every 4 minutes (built in: hourly) for 4 hours:
+    // readings 30..=35 lost, 33 forwarded late; after the gap the register
+    // jumps (implausible consumption across 33 → 36).
+    let w0 = now - now.rem_euclid(240) - 6 * 3600;
+    let mut v = 500.0;
+    for k in 0..60 {
+        v += if k == 36 { 60.0 } else { 1.5 };
+        let m = msg(
+            "W-INF",
+            native("W-INF", "water", "m3", w0 + k * 240, v, "measured"),
+        );
+        match k {
+            33 => later.push(m),
+            30..=35 => {}
+            _ => msgs.push(m),
+        }
+    }
+    // The issue's case: a commissioning burst (9 readings 4 minutes apart)
+    // then hourly readings. The interval is the first readings' (the live
+    // pass used it; the batch pass once took the whole series' hour).
+    let b0 = now - now.rem_euclid(3600) - 30 * 3600;
+    for k in 0..9 {
+        let t = b0 + k * 240;
+        msgs.push(msg(
+            "W-BURST",
+            native("W-BURST", "water", "m3", t, 10.0 + k as f64, "measured"),
+        ));
+    }
+    for h in 1..24 {
+        let t = b0 + h * 3600;
+        msgs.push(msg(
+            "W-BURST",
+            native("W-BURST", "water", "m3", t, 20.0 + h as f64, "measured"),
+        ));
+    }
+    publish_all(broker.port, &msgs);
+    // Each message holds one measured reading, HCA-SD's reset message a set
+    // date too.
+    g.wait_readings(msgs.len() as u64 + 1, Duration::from_secs(60));
+    publish_all(broker.port, &later);
+    g.wait_readings(
+        (msgs.len() + later.len()) as u64 + 1,
+        Duration::from_secs(60),
+    );
+
+    let d = data.display().to_string();
+    let (from, to) = (iso(day0), iso(now + 60));
+    let run = |args: &[&str]| {
+        let (code, out, err) = run_gapless(args, Duration::from_secs(60));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let rep = run(&[
+        "report", "--data", &d, "--from", &from, "--to", &to, "--format", "json",
+    ]);
+    let gaps = run(&[
+        "gaps", "--data", &d, "--from", &from, "--to", &to, "--format", "json",
+    ]);
+    let gaps = gaps.as_array().unwrap();
+    let meters = rep["meters"].as_array().unwrap();
+    assert_eq!(meters.len(), 5, "{rep}");
+    for row in meters {
+        let meter = row["meter_id"].as_str().unwrap();
+        let listed: Vec<&Value> = gaps.iter().filter(|g| g["meter_id"] == meter).collect();
+        let closed = listed.iter().filter(|g| g["open"] == false).count();
+        let missing: u64 = listed.iter().map(|g| g["missing"].as_u64().unwrap()).sum();
+        let longest = listed
+            .iter()
+            .map(|g| g["duration_s"].as_u64().unwrap())
+            .max()
+            .unwrap_or(0);
+        let implausible = listed.iter().any(|g| g["implausible"] == true);
+        let noted = row["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("implausible"));
+        assert_eq!(row["gaps"], closed, "{meter}: {row} vs {listed:?}");
+        assert_eq!(row["missing"], missing, "{meter}: {row} vs {listed:?}");
+        assert_eq!(
+            row["longest_gap_s"], longest,
+            "{meter}: {row} vs {listed:?}"
+        );
+        assert_eq!(implausible, noted, "{meter}: {row} vs {listed:?}");
+        for g in &listed {
+            assert_eq!(g["interval_s"], row["interval_s"], "{meter}: {g}");
+            assert_eq!(g["interval_source"], row["interval_source"], "{meter}: {g}");
+        }
+    }
+    let of = |m: &str| -> Vec<&Value> {
+        gaps.iter()
+            .filter(|g| g["meter_id"] == m && g["open"] == false)
+            .collect()
+    };
+    // The water meter's interval was inferred (4 minutes, not the built-in
+    // hour); the late reading split its gap in two.
+    let w = of("W-INF");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(
+        (
+            w[0]["interval_s"].as_u64(),
+            w[0]["interval_source"].as_str()
+        ),
+        (Some(240), Some("inferred"))
+    );
+    assert_eq!(
+        (w[0]["missing"].as_u64(), w[1]["missing"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        (w[0]["implausible"].as_bool(), w[1]["implausible"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let b = of("W-BURST");
+    assert_eq!(b.len(), 23, "every hour is a gap at 4 minutes: {b:?}");
+    let missing: Vec<u64> = b.iter().map(|g| g["missing"].as_u64().unwrap()).collect();
+    assert_eq!(
+        (b[0]["interval_s"].as_u64(), &missing[..2]),
+        (Some(240), &[6, 14][..])
+    );
+    // Across a reported set date the reset is explained: consumption counts
+    // from zero (whether the set date came with the reset or later);
+    // without one, the register went down for no known reason.
+    for m in ["HCA-SD", "HCA-LATE"] {
+        let h = of(m);
+        assert_eq!(h.len(), 1, "{m}: {h:?}");
+        assert_eq!(
+            (h[0]["missing"].as_u64(), h[0]["consumption"].as_str()),
+            (Some(2), Some("2.0")),
+            "{m}"
+        );
+        assert_eq!(h[0]["interval_source"], "inferred");
+    }
+    assert_eq!(of("HCA-NONE")[0]["consumption"], Value::Null);
+    // The documented DuckDB query over the `gaps` table (schemas/tables.md)
+    // gives the closed gaps `gapless gaps` lists: HCA-LATE's gap was found,
+    // superseded and found again with the same ends.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/tables.md"),
+    )
+    .unwrap();
+    let sql = doc
+        .split("```sql\n-- Gaps that stand (DuckDB)")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the query in schemas/tables.md")
+        .replace("DIR", &d);
+    let script = "import duckdb, sys\n\
+        q = sys.stdin.read().strip().rstrip(';')\n\
+        for m, f, t, c in duckdb.sql(f'SELECT meter_id, epoch(gap_from)::BIGINT, \
+        epoch(gap_to)::BIGINT, consumption FROM ({q}) ORDER BY ALL').fetchall():\n    \
+        print(m, f, t, c)\n";
+    let mut child = std::process::Command::new(python_with(&["duckdb"]))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("-- Gaps that stand{sql}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut listed: Vec<String> = gaps
+        .iter()
+        .filter(|g| g["open"] == false)
+        .map(|g| {
+            let secs = |k: &str| {
+                chrono::DateTime::parse_from_rfc3339(g[k].as_str().unwrap())
+                    .unwrap()
+                    .timestamp()
+            };
+            format!(
+                "{} {} {} {}",
+                g["meter_id"].as_str().unwrap(),
+                secs("from"),
+                secs("to"),
+                g["consumption"].as_str().unwrap_or("None")
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut queried: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    queried.sort();
+    assert_eq!(queried, listed);
+    assert!(listed.iter().any(|l| l.starts_with("HCA-LATE")));
+
+    // The live pass raised a register_regression for HCA-NONE only (its
+    // set date came with HCA-SD's reset).
+    let alerts = rows(&read_table(&data, "alerts"));
+    let regressions: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "register_regression")
+        .map(|a| a["meter_id"].as_str())
+        .collect();
+    assert!(regressions.contains(&"HCA-NONE"), "{alerts:?}");
+    assert!(!regressions.contains(&"HCA-SD"), "{alerts:?}");
+}
