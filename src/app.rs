@@ -274,6 +274,18 @@ pub async fn serve_with_state(
     // Recover: sealed files first, then the journal after them (the store
     // thread's first reads are the replay).
     let mut store = Pipeline::open(settings.store.clone(), settings.ingest.clone())?;
+    match &store.start {
+        crate::ingest::Start::Snapshot { commit, files_after } => tracing::info!(
+            commit,
+            files_after,
+            "ingest: state from the snapshot of commit {commit} and {files_after} files sealed after it"
+        ),
+        crate::ingest::Start::Rebuilt { skipped } => tracing::info!(
+            skipped = skipped.len(),
+            "ingest: state rebuilt from every sealed readings file{}",
+            if skipped.is_empty() { "" } else { " (no usable snapshot)" }
+        ),
+    }
     let told = store.start_alerts(clock.now_micros())?;
     let (journal, recovery) = Journal::open(
         &journal_dir,
@@ -891,7 +903,12 @@ fn run_store(
             side.live.set_alerts(&store.ingest.alert_stats());
         }
     }
-    seal(store, journal_dir, side, progress)
+    seal(store, journal_dir, side, progress)?;
+    // A clean stop: the next start reads this snapshot and nothing after.
+    if !store.ingest.has_pending() {
+        store.snapshot()?;
+    }
+    Ok(())
 }
 
 /// Whether the store, having read through `read` and last been caught up

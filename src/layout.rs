@@ -42,6 +42,9 @@ pub const AUDIT_KEY_FILE: &str = "audit.key";
 pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
 /// In [`STATE_DIR`]: when the alert engine first started (µs).
 pub const ALERTS_SINCE_FILE: &str = "alerts_since";
+/// In [`STATE_DIR`]: the ingest stage's snapshots (derived state, named
+/// by the commit they reflect; `audit verify` ignores them).
+pub const SNAPSHOTS_DIR: &str = "snapshots";
 /// The commit log: one manifest per seal.
 pub const COMMITS_DIR: &str = "_commits";
 /// The audit ledger.

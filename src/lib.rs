@@ -81,6 +81,7 @@ pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod codec;
 pub mod commands;
 pub mod config;
 pub mod continuity;
@@ -128,7 +129,7 @@ mod layering;
 /// 12. [`demo`], [`bench`]: commands that drive the whole service.
 pub const LAYERS: &[&[&str]] = &[
     &[
-        "layout", "time", "reading", "fault", "health", "progress", "layering",
+        "layout", "time", "codec", "reading", "fault", "health", "progress", "layering",
     ],
     &["mqtt"],
     &["journal"],

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use crate::alerts::table::Told;
 use crate::alerts::Alert;
-use crate::ingest::{Ingest, IngestConfig, IngestError};
+use std::time::Instant;
+
+use crate::ingest::snapshot::SNAPSHOT_EVERY;
+use crate::ingest::{Ingest, IngestConfig, IngestError, Start};
 use crate::journal::JournalRecord;
 use crate::store::commit::{Counters, Manifest};
 use crate::store::lookup::SealedLookup;
@@ -23,6 +26,9 @@ pub enum PipelineError {
 pub struct Pipeline {
     pub ingest: Ingest,
     pub store: Store,
+    /// How the ingest stage's state was made at open.
+    pub start: Start,
+    last_snapshot: Option<Instant>,
 }
 
 /// What one seal wrote, and the alerts it sealed (for the sinks).
@@ -42,8 +48,19 @@ impl Pipeline {
             source,
         })?;
         let lookup = Box::new(SealedLookup::new(store.data()));
-        let ingest = Ingest::rebuild(ingest, &state, lookup, store.readings_files())?;
-        Ok(Pipeline { ingest, store })
+        let (ingest, start) = Ingest::open(
+            ingest,
+            &state,
+            lookup,
+            store.readings_files(),
+            store.last_commit(),
+        )?;
+        Ok(Pipeline {
+            ingest,
+            store,
+            start,
+            last_snapshot: None,
+        })
     }
 
     /// A pipeline for unit tests: the ledger on, historic readings
@@ -80,7 +97,40 @@ impl Pipeline {
         let alerts = std::mem::take(&mut batch.alerts);
         let learned = std::mem::take(&mut batch.learned);
         self.ingest.sealed(&learned)?;
+        if self
+            .last_snapshot
+            .is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY)
+        {
+            self.snapshot()?;
+        }
         Ok(manifest.map(|manifest| Sealed { manifest, alerts }))
+    }
+
+    /// Writes the ingest stage's snapshot as of the last commit (nothing
+    /// may be waiting: call it right after a seal). A failure is logged
+    /// and the service goes on: a snapshot is derived state, and the next
+    /// start rebuilds without it.
+    pub fn snapshot(&mut self) -> Result<(), PipelineError> {
+        debug_assert!(!self.ingest.has_pending());
+        self.last_snapshot = Some(Instant::now());
+        let commit = self.store.last_commit();
+        if commit == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        match self.ingest.snapshot(commit, self.store.sealed_through()) {
+            Ok((path, bytes)) => tracing::debug!(
+                commit,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                file = %path.display(),
+                "ingest: snapshot written"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "ingest: snapshot not written (the next start rebuilds from the sealed files)")
+            }
+        }
+        Ok(())
     }
 
     /// The last receipt held in sealed files (0 if none).
@@ -266,5 +316,162 @@ mod tests {
         let told = s.seal().unwrap().unwrap().alerts;
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!((told[0].subject.as_str(), told[0].seq), ("W-2", 2));
+    }
+
+    /// Every row of the sealed `readings` files, as text.
+    fn readings_rows(data: &Path) -> Vec<String> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+        let mut out = Vec::new();
+        for (_, path) in Store::open(StoreConfig::new(data))
+            .unwrap()
+            .readings_files()
+        {
+            let f = fs::File::open(path).unwrap();
+            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .build()
+                .unwrap();
+            for b in r {
+                let b = b.unwrap();
+                let s = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
+                let (m, reg, v) = (s("meter_id"), s("register"), s("value"));
+                let ts = b
+                    .column_by_name("ts")
+                    .unwrap()
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone();
+                let seq = b
+                    .column_by_name("receipt_seq")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone();
+                let conflict = b.column_by_name("conflict").unwrap().as_boolean().clone();
+                for i in 0..b.num_rows() {
+                    out.push(format!(
+                        "{} {} {} {} {} {}",
+                        m.value(i),
+                        reg.value(i),
+                        ts.value(i),
+                        v.value(i),
+                        seq.value(i),
+                        conflict.value(i)
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Random messages: heat meters hourly and an HCA with set dates, some
+    /// readings late, some repeated, some conflicting.
+    fn messages(seed: u64, n: usize) -> Vec<JournalRecord> {
+        let mut x = seed | 1;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let t0 = 1_658_707_200i64; // 2022-07-25
+        (0..n)
+            .map(|i| {
+                let m = next(4);
+                let h = (i as i64 / 4) - next(3) as i64 * (next(5) == 0) as i64 * 6;
+                let ts = crate::time::format_micros((t0 + h.max(0) * 3600) * 1_000_000);
+                let v = if next(40) == 0 { 7 } else { h.max(0) * 3 + 100 };
+                let payload = if m == 3 && next(10) == 0 {
+                    format!(
+                        r#"{{"meter_id":"A-3","medium":"hca","register":"units","unit":"units","value":"{v}","ts":"{ts}","kind":"set_date"}}"#
+                    )
+                } else {
+                    let medium = if m == 3 { "hca" } else { "heat" };
+                    let unit = if m == 3 { "units" } else { "kWh" };
+                    format!(
+                        r#"{{"meter_id":"A-{m}","medium":"{medium}","register":"e","unit":"{unit}","value":"{v}","ts":"{ts}"}}"#
+                    )
+                };
+                JournalRecord {
+                    seq: i as u64 + 1,
+                    received_at: (t0 + i as i64 * 900) * 1_000_000,
+                    topic: format!("meters/gw/A-{m}"),
+                    payload: payload.into_bytes().into(),
+                }
+            })
+            .collect()
+    }
+
+    fn run(
+        data: &Path,
+        msgs: &[JournalRecord],
+        cut: Option<usize>,
+        corrupt: bool,
+    ) -> (Pipeline, u64) {
+        let mut p = store(data, 1_000_000);
+        for (i, rec) in msgs.iter().enumerate() {
+            p.ingest(rec).unwrap();
+            if i % 7 == 6 {
+                p.seal().unwrap();
+            }
+            if Some(i) == cut {
+                p.seal().unwrap();
+                p.snapshot().unwrap();
+                drop(p);
+                if corrupt {
+                    // Every snapshot kept (an older one would serve).
+                    let snaps = crate::ingest::snapshot::list(&data.join("_state"));
+                    assert!(!snaps.is_empty());
+                    for (_, path) in snaps {
+                        let mut b = fs::read(&path).unwrap();
+                        let k = b.len() / 2;
+                        b[k] ^= 0x40;
+                        fs::write(&path, b).unwrap();
+                    }
+                }
+                p = store(data, 1_000_000);
+                if corrupt {
+                    let Start::Rebuilt { skipped } = &p.start else {
+                        panic!("a corrupt snapshot was used: {:?}", p.start)
+                    };
+                    assert!(skipped[0].contains("checksum"), "{skipped:?}");
+                } else {
+                    assert!(matches!(p.start, Start::Snapshot { .. }), "{:?}", p.start);
+                }
+            }
+        }
+        p.seal().unwrap();
+        let sealed = p.totals().readings_stored;
+        (p, sealed)
+    }
+
+    /// Issue 16: for random cut points, a restart from the snapshot (or, if
+    /// the snapshot is corrupt, from the sealed files) ends in exactly the
+    /// state of an uninterrupted run, with the same rows sealed.
+    #[test]
+    fn a_restart_from_a_snapshot_is_the_uninterrupted_run() {
+        for seed in 1..=6u64 {
+            let msgs = messages(seed, 240);
+            let whole = tempfile::tempdir().unwrap();
+            let (a, stored) = run(whole.path(), &msgs, None, false);
+            let table = |d: &Path| {
+                let mut rows = readings_rows(d);
+                rows.sort();
+                rows
+            };
+            for (cut, corrupt) in [(37 * seed as usize % 200, false), (101, true)] {
+                let tmp = tempfile::tempdir().unwrap();
+                let (b, stored_b) = run(tmp.path(), &msgs, Some(cut), corrupt);
+                assert_eq!(stored_b, stored, "seed {seed} cut {cut}");
+                assert!(
+                    a.ingest.state_bytes() == b.ingest.state_bytes(),
+                    "seed {seed}, cut {cut}, corrupt {corrupt}: the states differ"
+                );
+                assert_eq!(
+                    table(whole.path()),
+                    table(tmp.path()),
+                    "seed {seed} cut {cut}"
+                );
+            }
+        }
     }
 }

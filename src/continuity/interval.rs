@@ -80,6 +80,16 @@ pub struct FirstReceived {
 }
 
 impl FirstReceived {
+    /// What it holds (for a snapshot).
+    pub fn parts(&self) -> (&[(ReceiptKey, i64)], ReceiptKey) {
+        (&self.entries, self.max)
+    }
+
+    /// Back from [`parts`](Self::parts).
+    pub fn from_parts(entries: Vec<(ReceiptKey, i64)>, max: ReceiptKey) -> FirstReceived {
+        FirstReceived { entries, max }
+    }
+
     /// Takes a reading; kept if it is among the first received so far.
     pub fn offer(&mut self, key: ReceiptKey, ts: i64) {
         if self.entries.len() < INFER_READINGS {

@@ -282,6 +282,24 @@ impl LiveEngine {
         }
     }
 
+    /// Rebuilds the series index from the slots (after a decode).
+    fn reindex(&mut self) {
+        let (arena, slots) = (&self.arena, &self.slots);
+        let mut index = HashTable::with_capacity(slots.len());
+        for (i, s) in slots.iter().enumerate() {
+            let s = *s;
+            index.insert_unique(
+                key_hash(meter_at(arena, s.meter), s.register),
+                i as u32,
+                |&j| {
+                    let t = slots[j as usize];
+                    key_hash(meter_at(arena, t.meter), t.register)
+                },
+            );
+        }
+        self.index = index;
+    }
+
     /// Judges register decreases with the registry's replacements.
     pub fn with_registry(mut self, registry: Arc<Registry>) -> LiveEngine {
         self.registry = registry;
@@ -686,6 +704,9 @@ impl LiveEngine {
             + self.own.capacity() * 48
     }
 }
+
+#[path = "live_state.rs"]
+mod state;
 
 #[cfg(test)]
 #[path = "live_tests.rs"]

@@ -356,6 +356,59 @@ impl SeriesIndex {
     }
 }
 
+impl SeriesIndex {
+    /// Appends the state to `e` (the batch must be empty: snapshots are
+    /// taken right after a seal). Sorted by key: equal states, equal bytes.
+    pub fn encode(&self, e: &mut crate::codec::Enc) {
+        debug_assert!(self.batch.is_empty());
+        let mut series: Vec<(&u128, &SeriesEnd)> = self.series.iter().collect();
+        series.sort_unstable_by_key(|s| *s.0);
+        e.len(series.len());
+        for (k, s) in series {
+            e.u128(*k);
+            e.i64(s.first);
+            e.i64(s.newest);
+            e.u64(s.newest_hash);
+            e.u8(s.flags);
+        }
+        let mut regs: Vec<(&u128, &u16)> = self.registers.iter().collect();
+        regs.sort_unstable_by_key(|r| *r.0);
+        e.len(regs.len());
+        for (k, n) in regs {
+            e.u128(*k);
+            e.u16(*n);
+        }
+    }
+
+    /// The state `encode` wrote.
+    pub fn decode(d: &mut crate::codec::Dec) -> Result<SeriesIndex, crate::codec::CodecError> {
+        let mut ix = SeriesIndex::default();
+        let n = d.len(41)?;
+        ix.series.reserve(n);
+        for _ in 0..n {
+            let k = d.u128()?;
+            let (first, newest, newest_hash, flags) = (d.i64()?, d.i64()?, d.u64()?, d.u8()?);
+            ix.series.insert(
+                k,
+                SeriesEnd {
+                    first,
+                    newest,
+                    newest_hash,
+                    // Everything is sealed at a snapshot.
+                    sealed_newest: newest,
+                    epoch: 0,
+                    flags,
+                },
+            );
+        }
+        for _ in 0..d.len(18)? {
+            let k = d.u128()?;
+            ix.registers.insert(k, d.u16()?);
+        }
+        Ok(ix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod alerts;
 pub mod dedup;
 mod rebuild;
 pub mod rows;
+pub mod snapshot;
 mod state_file;
 
 use std::collections::HashMap;
@@ -99,6 +100,8 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("state file {path}: {why}")]
     State { path: PathBuf, why: String },
     #[error(transparent)]
@@ -129,6 +132,17 @@ impl Batch {
         self.since = None;
         self.soon = false;
     }
+}
+
+/// How the stage's state was made at a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// From the snapshot of `commit`, then the readings files of
+    /// `files_after` later commits.
+    Snapshot { commit: u64, files_after: usize },
+    /// From every sealed readings file; `skipped`: the snapshots there were
+    /// and why each was not used (none: there were none).
+    Rebuilt { skipped: Vec<String> },
 }
 
 /// A batch ready to be sealed: what the store writes.
@@ -189,25 +203,109 @@ impl Ingest {
         readings_files: &[(u64, PathBuf)],
     ) -> Result<Ingest, IngestError> {
         let mut s = Ingest::new(cfg, state_dir, sealed);
+        s.load(readings_files)?;
+        Ok(s)
+    }
+
+    /// Adds the rows of sealed readings files (with their commits, in
+    /// commit order) to the state.
+    fn load(&mut self, readings_files: &[(u64, PathBuf)]) -> Result<(), IngestError> {
         let mut files = readings_files.iter().peekable();
         while let Some((commit, path)) = files.next() {
             rebuild::load_sealed_readings(
                 path,
-                &mut s.series,
-                &mut s.live,
-                &mut s.alerts,
-                &s.cfg.continuity,
+                &mut self.series,
+                &mut self.live,
+                &mut self.alerts,
+                &self.cfg.continuity,
             )?;
             // A commit is the batch its seal settled (the gaps this found
             // were sealed with it: only the state is rebuilt here).
             if files.peek().is_none_or(|(next, _)| next != commit) {
-                for i in s.live.settle() {
-                    s.alerts.interval_inferred(&i.meter, i.interval.micros);
+                for i in self.live.settle() {
+                    self.alerts.interval_inferred(&i.meter, i.interval.micros);
                 }
             }
         }
-        s.series.sealed();
-        Ok(s)
+        self.series.sealed();
+        Ok(())
+    }
+
+    /// The stage as of the sealed files, from the newest valid snapshot
+    /// (at or before `last_commit`) and the readings files of the commits
+    /// after it; without one, [rebuilt](Self::rebuild) from all of them.
+    pub fn open(
+        cfg: IngestConfig,
+        state_dir: &Path,
+        sealed: Box<dyn SealedValues>,
+        readings_files: &[(u64, PathBuf)],
+        last_commit: u64,
+    ) -> Result<(Ingest, Start), IngestError> {
+        let fp = snapshot::fingerprint(&cfg.continuity, &cfg.alerts);
+        let mut skipped = Vec::new();
+        for (commit, path) in snapshot::list(state_dir).into_iter().rev() {
+            if commit > last_commit {
+                // Of a commit the log does not have (a restored backup):
+                // not this data's state.
+                skipped.push(format!(
+                    "{} is past the last commit {last_commit}",
+                    path.display()
+                ));
+                continue;
+            }
+            let state = match snapshot::read(&path, fp, &cfg.continuity) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest: snapshot not used");
+                    skipped.push(e.to_string());
+                    continue;
+                }
+            };
+            let mut s = Ingest::new(cfg, state_dir, sealed);
+            s.series = state.series;
+            s.live = state.live;
+            for (m, last, after, fixed) in &state.seeds {
+                s.alerts.seed(m, *last, *after, *fixed);
+            }
+            let after: Vec<(u64, PathBuf)> = readings_files
+                .iter()
+                .filter(|(c, _)| *c > commit)
+                .cloned()
+                .collect();
+            s.load(&after)?;
+            return Ok((
+                s,
+                Start::Snapshot {
+                    commit,
+                    files_after: after.len(),
+                },
+            ));
+        }
+        let s = Ingest::rebuild(cfg, state_dir, sealed, readings_files)?;
+        Ok((s, Start::Rebuilt { skipped }))
+    }
+
+    /// Writes the snapshot of the state as of `commit` (call right after
+    /// that commit's seal). Returns the file and its size.
+    pub fn snapshot(
+        &self,
+        commit: u64,
+        sealed_through: u64,
+    ) -> Result<(PathBuf, u64), IngestError> {
+        let body = snapshot::encode_body(&self.series, &self.live, &self.alerts);
+        let fp = snapshot::fingerprint(&self.cfg.continuity, &self.cfg.alerts);
+        Ok(snapshot::write(
+            &self.state_dir,
+            fp,
+            commit,
+            sealed_through,
+            &body,
+        )?)
+    }
+
+    /// The snapshot body of the current state (tests compare states by it).
+    pub fn state_bytes(&self) -> Vec<u8> {
+        snapshot::encode_body(&self.series, &self.live, &self.alerts)
     }
 
     pub fn config(&self) -> &IngestConfig {

@@ -192,6 +192,11 @@ impl Store {
         })
     }
 
+    /// The last commit (0 if none).
+    pub fn last_commit(&self) -> u64 {
+        self.next_commit - 1
+    }
+
     /// The last receipt sequence number held in sealed files (0 if none).
     pub fn sealed_through(&self) -> u64 {
         self.sealed_through

@@ -233,8 +233,13 @@ impl AlertEngine {
         if let Some(i) = self.find(meter) {
             return i;
         }
-        let i = self.at.len() as u32;
         let (after, fixed) = self.alert_after(meter, medium, lora);
+        self.insert_meter(meter, after, fixed, since)
+    }
+
+    /// Adds a meter judged after `after` seconds of silence.
+    fn insert_meter(&mut self, meter: &str, after: u32, fixed: bool, since: i64) -> u32 {
+        let i = self.at.len() as u32;
         let at = self.arena.len() as u32;
         let id = &meter.as_bytes()[..meter.len().min(u8::MAX as usize)];
         self.arena.push(id.len() as u8);
@@ -340,6 +345,41 @@ impl AlertEngine {
             self.last[k] = ts;
         }
         self.flags[k] |= SEEN;
+        self.schedule(i);
+    }
+
+    /// The meters seen, in the engine's order, with what their deadlines
+    /// follow from: (meter, latest reading time, silence that makes it
+    /// due in s, whether that was inferred or configured). What a snapshot
+    /// keeps; [`seed`](Self::seed) takes it back.
+    pub fn seeds(&self) -> Vec<(&str, i64, u32, bool)> {
+        (0..self.at.len())
+            .filter(|&k| self.flags[k] & SEEN != 0)
+            .map(|k| {
+                (
+                    self.meter(k as u32),
+                    self.last[k],
+                    self.after[k],
+                    self.flags[k] & FIXED != 0,
+                )
+            })
+            .collect()
+    }
+
+    /// A meter of a snapshot's [`seeds`](Self::seeds): as if its sealed
+    /// readings had been observed.
+    pub fn seed(&mut self, meter: &str, last: i64, after: u32, fixed: bool) {
+        let i = match self.find(meter) {
+            Some(i) => i,
+            None => self.insert_meter(meter, after, fixed, last),
+        };
+        let k = i as usize;
+        self.last[k] = last;
+        self.after[k] = after;
+        self.flags[k] |= SEEN;
+        if fixed {
+            self.flags[k] |= FIXED;
+        }
         self.schedule(i);
     }
 
