@@ -356,6 +356,7 @@ pub async fn serve_with_state(
         live: live.clone(),
         replay_through: durable,
         health: health.clone(),
+        conn: state.clone(),
     };
     std::thread::Builder::new()
         .name("gapless-store".into())
@@ -795,6 +796,9 @@ struct StoreSide {
     replay_through: u64,
     /// Heartbeats (store, decode) and the sealed counters for `/metrics`.
     health: Arc<Health>,
+    /// Where the MQTT task says the broker's backlog has drained: the
+    /// alerts' startup grace ends once the store has read that far.
+    conn: Arc<ConnectionState>,
 }
 
 /// Deadlines are checked at least this often (µs of receive time) while
@@ -820,6 +824,7 @@ fn run_store(
     // older). Not yet while a replay waits: that is read first, unyielding.
     let mut caught_up = (side.replay_through <= store.sealed_through()).then(Instant::now);
     let health = &side.health;
+    let mut grace_ended = false;
     loop {
         // Waiting at most STORE_TICK for the journal, so it beats at least
         // that often while alive.
@@ -890,6 +895,21 @@ fn run_store(
             break;
         } else if tail.next_seq() > side.replay_through {
             store.ingest.tick_alerts(side.clock.now_micros());
+        }
+        if !grace_ended {
+            // The grace follows the evidence: it ends once everything the
+            // broker had queued for us (none when it had no session) and
+            // the journal's replay have been read.
+            let drained = side
+                .conn
+                .drained_at
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if drained != mqtt::NOT_DRAINED
+                && tail.next_seq() - 1 >= side.replay_through.saturating_add(drained)
+            {
+                grace_ended = true;
+                store.ingest.end_grace(side.clock.now_micros());
+            }
         }
         if store.ingest.is_seal_due(Instant::now()) {
             seal(store, journal_dir, side, progress)?;

@@ -92,13 +92,37 @@ pub enum MqttError {
 }
 
 /// Shared view of the connection, for readiness and stats.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnectionState {
     pub connected: AtomicBool,
+    /// Messages delivered when the first connection's backlog had drained
+    /// ([`NOT_DRAINED`] until then): 0 when the broker had no session for
+    /// us (nothing can have been queued); else the count once, after the
+    /// subscription was in place, no message came for [`DRAIN_QUIET`].
+    /// What ends the alerts' startup grace.
+    pub drained_at: AtomicU64,
     /// Incremented on every successful connect.
     pub epoch: AtomicU64,
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
+}
+
+/// [`ConnectionState::drained_at`] before the backlog has drained.
+pub const NOT_DRAINED: u64 = u64::MAX;
+/// A pause this long in the redeliveries after a connect means the broker
+/// has handed over what it queued for us.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
+
+impl Default for ConnectionState {
+    fn default() -> Self {
+        ConnectionState {
+            connected: AtomicBool::new(false),
+            drained_at: AtomicU64::new(NOT_DRAINED),
+            epoch: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+        }
+    }
 }
 
 /// What tells the MQTT task to stop, and where it reports.
@@ -190,6 +214,10 @@ pub async fn run(
     // SUBSCRIBE (a cancelled poll could drop it).
     let mut ready = false;
     let mut journal_open = true;
+    // Until the first connection's backlog has drained: when the last
+    // message came (or the subscription was confirmed).
+    let mut draining: Option<tokio::time::Instant> = None;
+    let mut drain_known = false;
 
     loop {
         if *dead.borrow() {
@@ -226,6 +254,13 @@ pub async fn run(
                 }
                 continue;
             }
+            _ = tokio::time::sleep_until(draining.map_or_else(tokio::time::Instant::now, |t| t + DRAIN_QUIET)), if ready && draining.is_some() => {
+                let n = state.delivered.load(Ordering::SeqCst);
+                state.drained_at.store(n, Ordering::SeqCst);
+                tracing::info!(messages = n, "mqtt: the broker's backlog for this session has drained");
+                draining = None;
+                continue;
+            }
             ev = eventloop.poll() => ev,
         };
         health.busy(Stage::Mqtt);
@@ -242,6 +277,14 @@ pub async fn run(
                     epoch,
                     "mqtt: connected"
                 );
+                if !drain_known {
+                    drain_known = true;
+                    if ack.session_present {
+                        draining = Some(tokio::time::Instant::now());
+                    } else {
+                        state.drained_at.store(0, Ordering::SeqCst);
+                    }
+                }
                 if ack.session_present {
                     ready = true;
                 } else {
@@ -271,7 +314,10 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                state.delivered.fetch_add(1, Ordering::Relaxed);
+                state.delivered.fetch_add(1, Ordering::SeqCst);
+                if draining.is_some() {
+                    draining = Some(tokio::time::Instant::now());
+                }
                 let Some(tx) = &to_journal else {
                     // Shutting down: not journaled, so not acked; the broker
                     // delivers it again next time.

@@ -442,3 +442,53 @@ fn fifty_silent_meters_of_a_gateway_make_one_alert_and_one_recovery() {
     hook.wait_len(2, "group_resumed on the webhook");
     g.terminate();
 }
+
+/// Issue 16: the startup grace follows the evidence. On a fresh deployment
+/// the broker has no session for us, so nothing can be queued: a meter
+/// that stops soon after the first start is announced at its deadline,
+/// not after `startup_grace_s` (here 2 h, longer than the deadline).
+#[test]
+fn no_startup_grace_when_the_broker_had_no_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let mqtt = subscribe_alerts(broker.port);
+    let clock = TestClock::new(tmp.path());
+    let cfg = tmp.path().join("gapless.toml");
+    std::fs::write(
+        &cfg,
+        "[continuity]\nintervals_s = { heat = 900 }\n\n[alerts]\nstartup_grace_s = 7200\n",
+    )
+    .unwrap();
+    let (cfg, clock_file) = (cfg.display().to_string(), clock.0.display().to_string());
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start(
+        &broker.url(),
+        &data,
+        &["--config", &cfg, "--clock-file", &clock_file],
+    );
+    // Readings at 0 and 15 minutes, then the meter stops: due at 15 + 45.
+    for k in 0..2 {
+        clock.set(15 * k);
+        publish_all(
+            broker.port,
+            &[(
+                "meters/gw-f/HZ-9".to_string(),
+                reading("HZ-9", 15 * k, 10 + k as u64),
+            )],
+        );
+    }
+    g.wait_readings(2, Duration::from_secs(30));
+    clock.set(59);
+    settle(&mqtt, 0, "before the deadline");
+    let t = Instant::now();
+    clock.set(60);
+    let got = mqtt.wait_len(1, "meter_silent within its deadline, not after the grace");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(got[0].1["kind"], "meter_silent");
+    assert_eq!(got[0].1["deadline"], at(60));
+    assert!(
+        g.log_text().contains("session_present=false"),
+        "the broker had no session"
+    );
+    g.terminate();
+}
