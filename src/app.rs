@@ -905,7 +905,7 @@ fn run_store(
                 .drained_at
                 .load(std::sync::atomic::Ordering::SeqCst);
             if drained != mqtt::NOT_DRAINED
-                && tail.next_seq() - 1 >= side.replay_through.saturating_add(drained)
+                && tail.next_seq() > side.replay_through.saturating_add(drained)
             {
                 grace_ended = true;
                 store.ingest.end_grace(side.clock.now_micros());
