@@ -282,6 +282,25 @@ impl LiveEngine {
         }
     }
 
+    /// Whether the register-name table is known to hold `register`.
+    pub fn knows_register(&self, register: &str) -> bool {
+        self.registers.ids.contains_key(register)
+    }
+
+    /// Whether `n` more register names fit (65,535 names in all: a fleet
+    /// has a few dozen; the ingest stage rejects a message past it rather
+    /// than let two registers share a slot).
+    pub fn has_room_for(&self, n: usize) -> bool {
+        self.registers.values.len() + n <= u16::MAX as usize
+    }
+
+    /// Enters a register name (the ingest stage, as it accepts a message).
+    pub fn intern_register(&mut self, register: &str) {
+        if !self.knows_register(register) && self.has_room_for(1) {
+            self.registers.id(&register.to_owned());
+        }
+    }
+
     /// Rebuilds the series index from the slots (after a decode).
     fn reindex(&mut self) {
         let (arena, slots) = (&self.arena, &self.slots);

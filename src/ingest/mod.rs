@@ -425,6 +425,14 @@ impl Ingest {
             });
         match decoded {
             Ok(decoded) => {
+                // Names are taken now, so that the bound holds within a batch.
+                for r in decoded
+                    .readings
+                    .iter()
+                    .filter(|r| r.kind == ReadingKind::Measured)
+                {
+                    self.live.intern_register(r.register.as_str());
+                }
                 receipt.format = Some(decoded.format);
                 let lora = matches!(decoded.format, Format::Chirpstack | Format::Tts);
                 let mut notes = decoded.notes;
@@ -540,12 +548,19 @@ impl Ingest {
         let max = self.cfg.max_registers_per_meter;
         let mut new: HashMap<(&str, &str), ()> = HashMap::new();
         let mut per_meter: HashMap<&str, usize> = HashMap::new();
+        let mut new_names = 0;
         for r in readings {
             let (m, reg) = (r.meter_id.as_str(), r.register.as_str());
             if new.contains_key(&(m, reg)) || self.series.knows(m, reg) {
                 continue;
             }
             new.insert((m, reg), ());
+            new_names += !self.live.knows_register(reg) as usize;
+            if !self.live.has_room_for(new_names) {
+                return Some(format!(
+                    "meter {m}: register {reg:?} is new, and the fleet already has 65,535 distinct register names"
+                ));
+            }
             let n = per_meter
                 .entry(m)
                 .or_insert_with(|| self.series.registers_of(m));
@@ -780,4 +795,79 @@ fn find_gaps(
 /// values, not set-date values and not conflicting values.
 fn is_series_reading(kind: ReadingKind, conflict: bool) -> bool {
     kind == ReadingKind::Measured && !conflict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalRecord;
+
+    fn message(seq: u64, meter: &str, registers: impl Iterator<Item = String>) -> JournalRecord {
+        let items: Vec<String> = registers
+            .map(|r| {
+                format!(
+                    r#"{{"meter_id":"{meter}","medium":"heat","register":"{r}","unit":"kWh","value":"1","ts":"2022-07-25T00:00:00Z"}}"#
+                )
+            })
+            .collect();
+        JournalRecord {
+            seq,
+            received_at: 1_700_000_000_000_000,
+            topic: "meters/t".into(),
+            payload: format!("[{}]", items.join(",")).into_bytes().into(),
+        }
+    }
+
+    /// Past 65,535 distinct register names in the fleet (each meter within
+    /// its own bound), a message with a new name is rejected with its
+    /// reason, not given a shared slot; known names go on.
+    #[test]
+    fn the_fleet_s_register_names_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Ingest::new(
+            IngestConfig::historic(usize::MAX),
+            dir.path(),
+            Box::new(dedup::NoSealedValues),
+        );
+        let mut seq = 0;
+        let mut name = 0u32;
+        for m in 0..1024 {
+            let n = (u16::MAX as u32 - name).min(64);
+            seq += 1;
+            let regs = (name..name + n).map(|k| format!("r{k}"));
+            s.ingest(&message(seq, &format!("M-{m}"), regs)).unwrap();
+            name += n;
+        }
+        assert_eq!(name, u16::MAX as u32);
+        let rejected = |s: &Ingest| {
+            s.batch()
+                .receipts
+                .iter()
+                .filter(|r| r.disposition == Disposition::Rejected)
+                .count()
+        };
+        assert_eq!(rejected(&s), 0, "65,535 names fit");
+        seq += 1;
+        s.ingest(&message(seq, "N-1", std::iter::once("another".to_string())))
+            .unwrap();
+        seq += 1;
+        s.ingest(&message(seq, "N-2", std::iter::once("r7".to_string())))
+            .unwrap();
+        let r = &s.batch().receipts;
+        assert_eq!(r[r.len() - 2].disposition, Disposition::Rejected);
+        assert!(
+            r[r.len() - 2]
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("65,535"),
+            "{:?}",
+            r[r.len() - 2].reason
+        );
+        assert_eq!(
+            r[r.len() - 1].disposition,
+            Disposition::Stored,
+            "a known name"
+        );
+    }
 }
