@@ -490,7 +490,7 @@ fn latest_checkpoint(
         Some(p) => crate::store::ledger::AuditKey::load_or_create(data, Some(p))
             .map(|k| k.verifier())
             .map_err(|e| e.to_string()),
-        None => crate::audit::trusted_key(data, None),
+        None => crate::audit::trusted_key(data, None).map_err(|e| e.to_string()),
     };
     let (public_key, signature) = match key {
         Ok(k) => {
