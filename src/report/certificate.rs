@@ -52,7 +52,7 @@ pub enum CertificateError {
     Ledger(String),
     /// The window is too short to draw (under a second).
     #[error("the window is too short for the coverage picture: {0}")]
-    Window(String),
+    Window(super::coverage::BucketsError),
 }
 
 /// What consumption across the window is, for billing.
