@@ -519,6 +519,35 @@ pub fn parse_broker(url: &str) -> Result<BrokerUrl, BrokerUrlError> {
     })
 }
 
+/// A topic filter that MQTT does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("empty topic filter")]
+    Empty,
+    #[error("{0:?}: '#' must be a whole level and the last one")]
+    Hash(String),
+    #[error("{0:?}: '+' must be a whole level")]
+    Plus(String),
+}
+
+/// Checks an MQTT topic filter: `#` only as the whole last level, `+`
+/// only as a whole level.
+pub fn validate_filter(f: &str) -> Result<(), FilterError> {
+    if f.is_empty() {
+        return Err(FilterError::Empty);
+    }
+    let levels: Vec<&str> = f.split('/').collect();
+    for (i, l) in levels.iter().enumerate() {
+        if l.contains('#') && (*l != "#" || i + 1 != levels.len()) {
+            return Err(FilterError::Hash(f.to_string()));
+        }
+        if l.contains('+') && *l != "+" {
+            return Err(FilterError::Plus(f.to_string()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +572,16 @@ mod tests {
             "h:1883",
         ] {
             assert!(parse_broker(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters() {
+        for ok in ["meters/#", "#", "a/+/c", "wmbusmeters/+"] {
+            assert!(validate_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a#", "a/b+"] {
+            assert!(validate_filter(bad).is_err(), "{bad}");
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::store::canonical::{self, leaf_hash, merkle_root, Hash};
 use crate::store::compact::{self, READINGS_COMPACTED};
 use crate::store::ledger::{entry_name, AuditKey, Checkpoint, LedgerEntry, NoteVerifier};
 use crate::store::tables::{READINGS, RECEIPTS, REJECTS};
+use proof::ProofError;
 
 /// Files are verified in ledger order, but within each run of this many
 /// entries the largest first, so that the cores finish together rather than
@@ -865,15 +866,21 @@ pub fn summary(v: &Verification) -> String {
 
 /// The key to check with: the one given (a file with a verifier key line),
 /// else the data directory's own.
-pub fn trusted_key(data: &Path, pubkey: Option<&Path>) -> Result<NoteVerifier, String> {
+pub fn trusted_key(data: &Path, pubkey: Option<&Path>) -> Result<NoteVerifier, ProofError> {
     match pubkey {
         Some(p) => {
-            let text = fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            NoteVerifier::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
+            let text = fs::read_to_string(p).map_err(|source| ProofError::Read {
+                path: p.to_owned(),
+                source,
+            })?;
+            NoteVerifier::parse(&text).map_err(|why| ProofError::Malformed {
+                path: p.display().to_string(),
+                why,
+            })
         }
         None => AuditKey::load_or_create(data, Some(&crate::layout::default_audit_key(data)))
             .map(|k| k.verifier())
-            .map_err(|e| e.to_string()),
+            .map_err(ProofError::Key),
     }
 }
 

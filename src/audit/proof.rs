@@ -3,7 +3,8 @@
 //! today extends an earlier checkpoint (`audit consistency`).
 
 use std::fs;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
@@ -19,6 +20,49 @@ use crate::store::ledger::{entry_name, Checkpoint, LedgerEntry, NoteVerifier};
 use crate::store::tables::READINGS;
 
 pub const PROOF_FORMAT: &str = "gapless-inclusion-proof/1";
+
+/// Why a proof could not be made, or does not hold.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// A file of the ledger could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A file is not what the ledger says it is: an entry that is not
+    /// JSON, a Parquet file that does not decode or hash.
+    #[error("{path}: {why}")]
+    Malformed { path: String, why: String },
+    /// What was to be shown does not hold (or the proof is not one), and
+    /// why: a changed row, entry or tree, a reading not in the ledger, a
+    /// checkpoint no key signed.
+    #[error("{0}")]
+    DoesNotHold(String),
+    /// The data directory's own key could not be loaded or made.
+    #[error(transparent)]
+    Key(crate::store::ledger::LedgerError),
+}
+
+impl From<String> for ProofError {
+    fn from(why: String) -> ProofError {
+        ProofError::DoesNotHold(why)
+    }
+}
+
+impl From<&str> for ProofError {
+    fn from(why: &str) -> ProofError {
+        ProofError::DoesNotHold(why.to_string())
+    }
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> ProofError + '_ {
+    move |source| ProofError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
 
 /// An inclusion proof of one row (`schemas/AUDIT.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,36 +91,34 @@ fn hx(h: &Hash) -> String {
     hex::encode(h)
 }
 
-fn unhex(s: &str) -> Result<Hash, String> {
+fn unhex(s: &str) -> Result<Hash, ProofError> {
     hex::decode(s)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("{s:?} is not a 32-byte hex hash"))
+        .ok_or_else(|| format!("{s:?} is not a 32-byte hex hash").into())
 }
 
-fn ledger_leaves(data: &Path, n: u64) -> Result<Vec<Hash>, String> {
+fn ledger_leaves(data: &Path, n: u64) -> Result<Vec<Hash>, ProofError> {
     (0..n)
         .map(|i| {
             let p = data.join(LEDGER_DIR).join(ENTRIES_DIR).join(entry_name(i));
-            fs::read(&p)
-                .map(|b| leaf_hash(&b))
-                .map_err(|e| format!("{}: {e}", p.display()))
+            fs::read(&p).map(|b| leaf_hash(&b)).map_err(read_err(&p))
         })
         .collect()
 }
 
 /// The newest checkpoint that verifies with `key`, and its text.
-fn newest_checkpoint(data: &Path, key: &NoteVerifier) -> Result<(Checkpoint, String), String> {
+fn newest_checkpoint(data: &Path, key: &NoteVerifier) -> Result<(Checkpoint, String), ProofError> {
     let dir = data.join(LEDGER_DIR).join(CHECKPOINTS_DIR);
     let mut names: Vec<_> = fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(read_err(&dir))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .collect();
     names.sort();
     for p in names.iter().rev() {
-        let text = fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let text = fs::read_to_string(p).map_err(read_err(p))?;
         if let Ok(cp) = key.verify(&text) {
             return Ok((cp, text));
         }
@@ -106,12 +148,16 @@ pub fn prove(
     meter: &str,
     ts: i64,
     key: &NoteVerifier,
-) -> Result<InclusionProof, String> {
+) -> Result<InclusionProof, ProofError> {
     let (cp, text) = newest_checkpoint(data, key)?;
     for i in 0..cp.size {
         let path = data.join(LEDGER_DIR).join(ENTRIES_DIR).join(entry_name(i));
-        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let e: LedgerEntry = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let bytes = fs::read(&path).map_err(read_err(&path))?;
+        let e: LedgerEntry =
+            serde_json::from_slice(&bytes).map_err(|err| ProofError::Malformed {
+                path: path.display().to_string(),
+                why: err.to_string(),
+            })?;
         if e.table != READINGS {
             continue;
         }
@@ -120,13 +166,17 @@ pub fn prove(
         {
             continue;
         }
-        let file =
-            fs::File::open(data.join(&e.path)).map_err(|err| format!("{}: {err}", e.path))?;
+        let file_path = data.join(&e.path);
+        let file = fs::File::open(&file_path).map_err(read_err(&file_path))?;
+        let malformed = |why: String| ProofError::Malformed {
+            path: e.path.clone(),
+            why,
+        };
         let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
-            .map_err(|err| format!("{}: {err}", e.path))?
+            .map_err(|err| malformed(err.to_string()))?
             .collect::<Result<_, _>>()
-            .map_err(|err| format!("{}: {err}", e.path))?;
+            .map_err(|err| malformed(err.to_string()))?;
         let mut hashes = Vec::new();
         let mut found = None;
         for b in &batches {
@@ -145,7 +195,7 @@ pub fn prove(
                     found = Some((hashes.len() + r, row, b.schema()));
                 }
             }
-            row_hashes(b, &mut hashes).map_err(|e| e.to_string())?;
+            row_hashes(b, &mut hashes).map_err(|err| malformed(err.to_string()))?;
         }
         let Some((r, row, schema)) = found else {
             continue;
@@ -173,7 +223,8 @@ pub fn prove(
     Err(format!(
         "no reading of meter {meter} at {} in the signed ledger",
         crate::time::format_micros(ts)
-    ))
+    )
+    .into())
 }
 
 fn ts_lt(ts: i64, bound: &str) -> bool {
@@ -194,16 +245,17 @@ pub struct Proven {
 }
 
 /// Checks a proof against a trusted key, without the data.
-pub fn check(proof: &InclusionProof, key: &NoteVerifier) -> Result<Proven, String> {
+pub fn check(proof: &InclusionProof, key: &NoteVerifier) -> Result<Proven, ProofError> {
     if proof.format != PROOF_FORMAT {
-        return Err(format!("unknown proof format {:?}", proof.format));
+        return Err(format!("unknown proof format {:?}", proof.format).into());
     }
     let cp = key.verify(&proof.checkpoint)?;
     if cp.size != proof.tree_size {
         return Err(format!(
             "checkpoint signs {} entries, the proof says {}",
             cp.size, proof.tree_size
-        ));
+        )
+        .into());
     }
     let entry: LedgerEntry =
         serde_json::from_str(&proof.entry).map_err(|e| format!("entry: {e}"))?;
@@ -244,7 +296,10 @@ pub fn check(proof: &InclusionProof, key: &NoteVerifier) -> Result<Proven, Strin
 }
 
 /// Decodes a canonical row back to text, by its column types.
-fn decode_row(row: &[u8], columns: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+fn decode_row(
+    row: &[u8],
+    columns: &[(String, String)],
+) -> Result<Vec<(String, String)>, ProofError> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8], String> {
         let s = row
@@ -280,7 +335,7 @@ fn decode_row(row: &[u8], columns: &[(String, String)]) -> Result<Vec<(String, S
                     hex::encode(b)
                 }
             }
-            other => return Err(format!("column {name}: unknown type {other}")),
+            other => return Err(format!("column {name}: unknown type {other}").into()),
         };
         out.push((name.clone(), v));
     }
@@ -302,7 +357,7 @@ pub struct Consistency {
 
 /// Proves that the ledger today extends the checkpoint `old` (nothing
 /// removed or rewritten since), and checks the proof.
-pub fn consistency(data: &Path, old: &str, key: &NoteVerifier) -> Result<Consistency, String> {
+pub fn consistency(data: &Path, old: &str, key: &NoteVerifier) -> Result<Consistency, ProofError> {
     let old_cp = key
         .verify(old)
         .map_err(|e| format!("old checkpoint: {e}"))?;
@@ -311,7 +366,7 @@ pub fn consistency(data: &Path, old: &str, key: &NoteVerifier) -> Result<Consist
         return Err(format!(
             "the ledger's newest checkpoint signs {} entries, fewer than the old one's {}: the log was truncated",
             new_cp.size, old_cp.size
-        ));
+        ).into());
     }
     let leaves = ledger_leaves(data, new_cp.size)?;
     if merkle_root(&leaves) != new_cp.root {
@@ -322,7 +377,8 @@ pub fn consistency(data: &Path, old: &str, key: &NoteVerifier) -> Result<Consist
         return Err(format!(
             "the ledger does not extend the old checkpoint: entries 0..{} were rewritten",
             old_cp.size
-        ));
+        )
+        .into());
     }
     Ok(Consistency {
         old_size: old_cp.size,
@@ -331,4 +387,39 @@ pub fn consistency(data: &Path, old: &str, key: &NoteVerifier) -> Result<Consist
         new_root: hx(&new_cp.root),
         proof: proof.iter().map(hx).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_ledger_is_a_read_error_and_a_bad_proof_does_not_hold() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = crate::store::ledger::AuditKey::from_hex(&"07".repeat(32))
+            .unwrap()
+            .verifier();
+        let e = prove(tmp.path(), "m", 0, &key).unwrap_err();
+        assert!(
+            matches!(&e, ProofError::Read { path, .. } if path.ends_with("_ledger/checkpoints")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("_ledger/checkpoints"), "{e}");
+        let mut proof: InclusionProof = serde_json::from_value(serde_json::json!({
+            "format": "x", "table": "readings", "columns": [], "row": "", "row_index": 0,
+            "rows": 0, "row_path": [], "entry": "", "entry_index": 0, "tree_size": 0,
+            "entry_path": [], "checkpoint": ""
+        }))
+        .unwrap();
+        let e = check(&proof, &key).unwrap_err();
+        assert!(
+            matches!(&e, ProofError::DoesNotHold(why) if why.contains("unknown proof format")),
+            "{e}"
+        );
+        proof.format = PROOF_FORMAT.into();
+        assert!(matches!(
+            check(&proof, &key),
+            Err(ProofError::DoesNotHold(_))
+        ));
+    }
 }

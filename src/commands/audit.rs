@@ -28,10 +28,8 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
             let Ok(ts) = crate::time::parse_time(&ts) else {
                 return Err(Usage(format!("--ts {ts:?} is not an RFC 3339 time")).into());
             };
-            let key =
-                crate::audit::trusted_key(&data, pubkey.as_deref()).map_err(anyhow::Error::msg)?;
-            let proof =
-                crate::audit::proof::prove(&data, &meter, ts, &key).map_err(anyhow::Error::msg)?;
+            let key = crate::audit::trusted_key(&data, pubkey.as_deref())?;
+            let proof = crate::audit::proof::prove(&data, &meter, ts, &key)?;
             let json = serde_json::to_string_pretty(&proof)?;
             match out {
                 Some(p) => std::fs::write(&p, json + "\n")?,
@@ -41,8 +39,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
         }
 
         AuditCommand::CheckProof { file, pubkey } => {
-            let key = crate::audit::trusted_key(Path::new("."), Some(&pubkey))
-                .map_err(anyhow::Error::msg)?;
+            let key = crate::audit::trusted_key(Path::new("."), Some(&pubkey))?;
             let text = std::fs::read_to_string(&file)?;
             let proof: crate::audit::proof::InclusionProof = match serde_json::from_str(&text) {
                 Ok(p) => p,
@@ -73,8 +70,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
         }
 
         AuditCommand::Consistency { data, old, pubkey } => {
-            let key =
-                crate::audit::trusted_key(&data, pubkey.as_deref()).map_err(anyhow::Error::msg)?;
+            let key = crate::audit::trusted_key(&data, pubkey.as_deref())?;
             let old_text = std::fs::read_to_string(&old)?;
             match crate::audit::proof::consistency(&data, &old_text, &key) {
                 Ok(c) => {

@@ -217,13 +217,28 @@ impl Default for ContinuityConfig {
     }
 }
 
+/// A `[continuity]` setting that cannot be taken: its key and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct SettingError {
+    pub key: String,
+    pub why: String,
+}
+
+fn bad(key: impl Into<String>, why: impl Into<String>) -> SettingError {
+    SettingError {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
 impl ContinuityConfig {
     /// Validates the file's `[continuity]` table; errors name the key.
-    pub fn from_file(f: &ContinuityFileConfig) -> Result<ContinuityConfig, String> {
+    pub fn from_file(f: &ContinuityFileConfig) -> Result<ContinuityConfig, SettingError> {
         let mut c = ContinuityConfig::default();
         if let Some(t) = f.tolerance {
             if !(t.is_finite() && t >= 0.0) {
-                return Err(format!("continuity.tolerance: {t} must be ≥ 0"));
+                return Err(bad("continuity.tolerance", format!("{t} must be ≥ 0")));
             }
             c.tolerance = t;
         }
@@ -239,22 +254,25 @@ impl ContinuityConfig {
         ] {
             if let Some(v) = v {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(format!("continuity.{key}: {v} must be ≥ 0"));
+                    return Err(bad(format!("continuity.{key}"), format!("{v} must be ≥ 0")));
                 }
                 *slot = v;
             }
         }
         if c.plausible_below > 1.0 {
-            return Err("continuity.plausible_below: must be at most 1 (100 %)".into());
+            return Err(bad(
+                "continuity.plausible_below",
+                "must be at most 1 (100 %)",
+            ));
         }
         if let Some(d) = &f.hca_set_date {
             c.hca_set_date = parse_month_day(d)
-                .ok_or_else(|| format!("continuity.hca_set_date: {d:?} is not MM-DD"))?;
+                .ok_or_else(|| bad("continuity.hca_set_date", format!("{d:?} is not MM-DD")))?;
         }
         for (m, v) in &f.intervals_s {
             let medium = parse_medium(m, "continuity.intervals_s")?;
             if *v == 0 {
-                return Err(format!("continuity.intervals_s.{m}: must be > 0"));
+                return Err(bad(format!("continuity.intervals_s.{m}"), "must be > 0"));
             }
             secs(*v, "continuity.intervals_s")?;
             c.intervals_s.insert(medium, *v);
@@ -262,7 +280,7 @@ impl ContinuityConfig {
         for (m, v) in &f.seq_wrap {
             let medium = parse_medium(m, "continuity.seq_wrap")?;
             if *v < 2 {
-                return Err(format!("continuity.seq_wrap.{m}: must be ≥ 2"));
+                return Err(bad(format!("continuity.seq_wrap.{m}"), "must be ≥ 2"));
             }
             c.seq_wrap.insert(medium, *v);
         }
@@ -275,16 +293,19 @@ impl ContinuityConfig {
     }
 }
 
-fn secs(s: u64, key: &str) -> Result<i64, String> {
+fn secs(s: u64, key: &str) -> Result<i64, SettingError> {
     i64::try_from(s)
         .ok()
         .and_then(|s| s.checked_mul(SECOND))
-        .ok_or_else(|| format!("{key}: {s} s is too large"))
+        .ok_or_else(|| bad(key, format!("{s} s is too large")))
 }
 
-fn parse_medium(m: &str, key: &str) -> Result<Medium, String> {
+fn parse_medium(m: &str, key: &str) -> Result<Medium, SettingError> {
     Medium::parse(m).ok_or_else(|| {
-        format!("{key}: unknown medium {m:?} (heat, cooling, water, warm_water, hca)")
+        bad(
+            key,
+            format!("unknown medium {m:?} (heat, cooling, water, warm_water, hca)"),
+        )
     })
 }
 
@@ -345,7 +366,7 @@ mod tests {
             ("plausible_below = 1.5", "plausible_below"),
         ] {
             let f: ContinuityFileConfig = toml::from_str(toml).unwrap();
-            let e = ContinuityConfig::from_file(&f).unwrap_err();
+            let e = ContinuityConfig::from_file(&f).unwrap_err().to_string();
             assert!(e.contains(needle), "{toml}: {e}");
         }
     }

@@ -52,7 +52,7 @@ pub enum CertificateError {
     Ledger(String),
     /// The window is too short to draw (under a second).
     #[error("the window is too short for the coverage picture: {0}")]
-    Window(String),
+    Window(super::coverage::BucketsError),
 }
 
 /// What consumption across the window is, for billing.
@@ -490,7 +490,7 @@ fn latest_checkpoint(
         Some(p) => crate::store::ledger::AuditKey::load_or_create(data, Some(p))
             .map(|k| k.verifier())
             .map_err(|e| e.to_string()),
-        None => crate::audit::trusted_key(data, None),
+        None => crate::audit::trusted_key(data, None).map_err(|e| e.to_string()),
     };
     let (public_key, signature) = match key {
         Ok(k) => {

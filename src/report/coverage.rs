@@ -30,19 +30,28 @@ pub struct Buckets {
     n: u32,
 }
 
+/// Why a window cannot be cut into the buckets asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BucketsError {
+    #[error("the window is empty (to must be after from)")]
+    EmptyWindow,
+    #[error("must be 1..={MAX_BUCKETS}")]
+    Count,
+    #[error("{0} buckets would be shorter than a second in this window")]
+    TooShort(u32),
+}
+
 impl Buckets {
     /// `n` buckets over `window`: 1..=[`MAX_BUCKETS`], each at least a second.
-    pub fn try_new(window: Window, n: u32) -> Result<Buckets, String> {
+    pub fn try_new(window: Window, n: u32) -> Result<Buckets, BucketsError> {
         if window.to <= window.from {
-            return Err("the window is empty (to must be after from)".into());
+            return Err(BucketsError::EmptyWindow);
         }
         if n == 0 || n > MAX_BUCKETS {
-            return Err(format!("must be 1..={MAX_BUCKETS}"));
+            return Err(BucketsError::Count);
         }
         if (window.to - window.from) / i64::from(n) < MIN_BUCKET {
-            return Err(format!(
-                "{n} buckets would be shorter than a second in this window"
-            ));
+            return Err(BucketsError::TooShort(n));
         }
         Ok(Buckets { window, n })
     }
@@ -285,7 +294,10 @@ mod tests {
     #[test]
     fn bad_bucketings_are_refused_with_a_reason() {
         let w = window(0, 1);
-        assert!(Buckets::try_new(w, 0).unwrap_err().contains("1..="));
+        assert!(Buckets::try_new(w, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("1..="));
         assert!(Buckets::try_new(w, MAX_BUCKETS + 1).is_err());
         let short = Window {
             from: 0,
@@ -293,6 +305,7 @@ mod tests {
         };
         assert!(Buckets::try_new(short, 11)
             .unwrap_err()
+            .to_string()
             .contains("shorter than a second"));
         assert!(Buckets::try_new(short, 10).is_ok());
         let empty = Window { from: 5, to: 5 };

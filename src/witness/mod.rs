@@ -23,6 +23,24 @@ use std::path::PathBuf;
 
 use crate::store::ledger::NoteVerifier;
 
+/// A `gapless witness` flag that cannot be taken: the flag, the value
+/// given (when there is one) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag}{}: {why}", value.as_ref().map(|v| format!(" {v:?}")).unwrap_or_default())]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub value: Option<String>,
+    pub why: String,
+}
+
+fn flag_err(flag: &'static str, value: Option<&str>, why: impl Into<String>) -> FlagError {
+    FlagError {
+        flag,
+        value: value.map(str::to_owned),
+        why: why.into(),
+    }
+}
+
 /// `gapless witness`'s flags, checked.
 pub fn config(
     listen: &str,
@@ -30,12 +48,16 @@ pub fn config(
     key: &std::path::Path,
     name: Option<&str>,
     logs: &[String],
-) -> Result<server::WitnessConfig, String> {
+) -> Result<server::WitnessConfig, FlagError> {
     let listen = listen
         .parse()
-        .map_err(|e| format!("--listen {listen:?}: {e} (HOST:PORT)"))?;
+        .map_err(|e| flag_err("--listen", Some(listen), format!("{e} (HOST:PORT)")))?;
     if logs.is_empty() {
-        return Err("--origin ORIGIN=VKEY: at least one log to witness".into());
+        return Err(flag_err(
+            "--origin ORIGIN=VKEY",
+            None,
+            "at least one log to witness",
+        ));
     }
     let mut parsed = Vec::new();
     for l in logs {
@@ -46,17 +68,22 @@ pub fn config(
         }
         let (origin, vkey) = l
             .split_once('=')
-            .ok_or_else(|| format!("--origin {l:?}: expected ORIGIN=VKEY or VKEY"))?;
-        let key = NoteVerifier::parse(vkey).map_err(|e| format!("--origin {l:?}: {e}"))?;
+            .ok_or_else(|| flag_err("--origin", Some(l), "expected ORIGIN=VKEY or VKEY"))?;
+        let key = NoteVerifier::parse(vkey).map_err(|e| flag_err("--origin", Some(l), e))?;
         if key.name != origin {
-            return Err(format!(
-                "--origin {l:?}: the key is named {:?}, not the origin {origin:?} (gapless logs sign as their origin)",
-                key.name
+            return Err(flag_err(
+                "--origin",
+                Some(l),
+                format!(
+                    "the key is named {:?}, not the origin {origin:?} (gapless logs sign as their origin)",
+                    key.name
+                ),
             ));
         }
         parsed.push((origin.to_owned(), key));
     }
-    let cosigner = note::Cosigner::load_or_create(key, name).map_err(|e| format!("--key: {e}"))?;
+    let cosigner = note::Cosigner::load_or_create(key, name)
+        .map_err(|e| flag_err("--key", None, e.to_string()))?;
     Ok(server::WitnessConfig {
         listen,
         state,
@@ -88,7 +115,23 @@ mod tests {
             assert_eq!(c.logs[0].0, origin, "{arg:?}");
         }
         let e = cfg(format!("other/log={vkey}")).err().unwrap();
-        assert!(e.contains("not the origin"), "{e}");
+        assert!(e.to_string().contains("not the origin"), "{e}");
+        assert_eq!(e.flag, "--origin");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--origin {:?}: the key is named {origin:?}, not the origin \"other/log\" \
+                 (gapless logs sign as their origin)",
+                format!("other/log={vkey}")
+            )
+        );
+        assert_eq!(
+            super::config("127.0.0.1:0", tmp.path().into(), &wkey, None, &[])
+                .err()
+                .unwrap()
+                .to_string(),
+            "--origin ORIGIN=VKEY: at least one log to witness"
+        );
         assert!(cfg("no key".into()).is_err());
     }
 
