@@ -934,4 +934,63 @@ mod tests {
         let bi = RecordBatch::try_from_iter(vec![("i", Arc::new(di) as _)]).unwrap();
         assert!(row_hashes(&bi, &mut Vec::new()).is_err());
     }
+
+    /// Dictionary columns between other columns, with nulls after them,
+    /// long values, and a hasher whose buffers held other rows, hash as
+    /// the plain columns do.
+    #[test]
+    fn dictionary_columns_among_others_hash_as_plain_columns() {
+        use arrow_array::types::Int32Type;
+        use arrow_array::{DictionaryArray, Int32Array, Int64Array, StringArray};
+        use std::sync::Arc;
+        let long = "a value longer than the thirty-two bytes copied at once";
+        let strings = |v: &[Option<&str>]| StringArray::from(v.to_vec());
+        let dict = |v: &[Option<&str>]| {
+            let values = strings(v);
+            let keys = Int32Array::from(
+                (0..v.len())
+                    .map(|k| v[k].map(|_| k as i32))
+                    .collect::<Vec<_>>(),
+            );
+            Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap())
+                as arrow_array::ArrayRef
+        };
+        let a = [Some("x"), Some("meters/y"), None, Some("zz")];
+        let b = [Some(long), Some("s"), Some(long), None];
+        let c = [Some("q"), None, Some("r"), Some("tail")];
+        let n = Int64Array::from(vec![None, Some(-1), None, Some(5)]);
+        let batch = |a, b, c| {
+            RecordBatch::try_from_iter(vec![
+                ("a", a),
+                ("n", Arc::new(n.clone()) as _),
+                ("b", b),
+                ("c", c),
+            ])
+            .unwrap()
+        };
+        let plain = batch(
+            Arc::new(strings(&a)) as _,
+            Arc::new(strings(&b)) as _,
+            Arc::new(strings(&c)) as _,
+        );
+        let dicts = batch(dict(&a), dict(&b), dict(&c));
+        let mut want = Vec::new();
+        row_hashes(&plain, &mut want).unwrap();
+        // First a batch of long values, so the buffer reused is full of
+        // other bytes.
+        let l = [Some(long); 4];
+        let junk = batch(dict(&l), dict(&l), dict(&l));
+        let mut hasher = RowHasher::default();
+        hasher.hash_batch(&junk, &mut Vec::new()).unwrap();
+        let mut got = Vec::new();
+        hasher.hash_batch(&dicts, &mut got).unwrap();
+        assert_eq!(got, want);
+        for i in 0..plain.num_rows() {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            encode_row(&plain, i, &mut x);
+            encode_row(&dicts, i, &mut y);
+            assert_eq!(x, y, "row {i}");
+            assert_eq!(want[i], leaf_hash(&x));
+        }
+    }
 }
