@@ -7,7 +7,10 @@
 //! shape the service writes (152 canonical bytes):
 //! - `leaf_hash`: the leaf hash of one already encoded row;
 //! - `node_hash`: one interior node;
-//! - `row_hashes`: canonical encoding and leaf hash, from an Arrow batch;
+//! - `row_hashes`: canonical encoding and leaf hash, from an Arrow batch
+//!   (one `RowHasher` kept across batches, as `audit verify` does);
+//! - `row_hashes_dictionary`: the same from string columns read as
+//!   dictionaries, as `audit verify` reads dictionary-encoded Parquet;
 //! - `merkle_root`: the tree over a file's row hashes.
 //!
 //! Elements are rows, so the reported rate is rows/s on one core.
@@ -18,10 +21,18 @@ use support::RECEIVED_AT;
 
 use std::hint::black_box;
 
+use arrow_array::builder::StringDictionaryBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gapless::decode::{decode, DecodeConfig, Format};
-use gapless::store::canonical::{encode_row, leaf_hash, merkle_root, node_hash, row_hashes};
+use gapless::store::canonical::{
+    encode_row, leaf_hash, merkle_root, node_hash, row_hashes, RowHasher,
+};
 use gapless::store::tables::{readings_batch, ReadingRow};
+use std::sync::Arc;
 
 const ROWS: usize = 64 * 1024;
 
@@ -48,6 +59,32 @@ fn readings() -> Vec<ReadingRow> {
     rows
 }
 
+/// `batch` with its string columns as dictionaries.
+fn with_dictionaries(batch: &RecordBatch) -> RecordBatch {
+    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| match c.data_type() {
+            DataType::Utf8 => {
+                let mut b = StringDictionaryBuilder::<Int32Type>::new();
+                for v in c.as_string::<i32>() {
+                    b.append_option(v);
+                }
+                let dict =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                (
+                    f.as_ref().clone().with_data_type(dict),
+                    Arc::new(b.finish()) as ArrayRef,
+                )
+            }
+            _ => (f.as_ref().clone(), c.clone()),
+        })
+        .unzip();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("same columns")
+}
+
 fn benches(c: &mut Criterion) {
     let rows = readings();
     let batch = readings_batch(&rows.iter().collect::<Vec<_>>());
@@ -65,13 +102,25 @@ fn benches(c: &mut Criterion) {
         b.iter(|| node_hash(black_box(&hashes[0]), black_box(&hashes[1])))
     });
     group.throughput(Throughput::Elements(ROWS as u64));
-    group.bench_function("row_hashes", |b| {
-        let mut out = Vec::with_capacity(ROWS);
-        b.iter(|| {
-            out.clear();
-            row_hashes(black_box(&batch), &mut out)
-        })
-    });
+    let dictionaries = with_dictionaries(&batch);
+    let mut check = Vec::with_capacity(ROWS);
+    RowHasher::default()
+        .hash_batch(&dictionaries, &mut check)
+        .expect("dictionaries of strings are canonical");
+    assert_eq!(check, hashes, "dictionaries hash as their values");
+    for (name, batch) in [
+        ("row_hashes", &batch),
+        ("row_hashes_dictionary", &dictionaries),
+    ] {
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(ROWS);
+            let mut hasher = RowHasher::default();
+            b.iter(|| {
+                out.clear();
+                hasher.hash_batch(black_box(batch), &mut out)
+            })
+        });
+    }
     group.bench_function("merkle_root", |b| {
         b.iter(|| merkle_root(black_box(&hashes)))
     });

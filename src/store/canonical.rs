@@ -12,29 +12,88 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Decimal128Type, Int64Type, TimestampMicrosecondType, UInt32Type, UInt64Type, UInt8Type,
+    Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt32Type, UInt64Type,
+    UInt8Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
+use sha2::digest::generic_array::GenericArray;
+use sha2::digest::typenum::U64;
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
 
 /// RFC 6962 leaf hash: `SHA-256(0x00 ‖ data)`.
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(data);
-    h.finalize().into()
+    let mut state = IV;
+    let mut block = [0u8; 64];
+    // The prefix shifts the data by one byte against the blocks: each
+    // block is copied together once (no buffering per update).
+    let first = data.len().min(63);
+    block[1..1 + first].copy_from_slice(&data[..first]);
+    let mut filled = 1 + first;
+    let mut rest = &data[first..];
+    while filled == 64 {
+        compress(&mut state, &block);
+        let n = rest.len().min(64);
+        block[..n].copy_from_slice(&rest[..n]);
+        filled = n;
+        rest = &rest[n..];
+    }
+    finish(state, block, filled, data.len() as u64 + 1)
 }
 
-/// RFC 6962 interior node: `SHA-256(0x01 ‖ left ‖ right)`.
+/// RFC 6962 interior node: `SHA-256(0x01 ‖ left ‖ right)`: two blocks,
+/// built in place.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update([1u8]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
+    let mut b = [[0u8; 64]; 2];
+    b[0][0] = 1;
+    b[0][1..33].copy_from_slice(left);
+    b[0][33..].copy_from_slice(&right[..31]);
+    b[1][0] = right[31];
+    b[1][1] = 0x80;
+    b[1][56..].copy_from_slice(&(65u64 * 8).to_be_bytes());
+    let mut state = IV;
+    compress(&mut state, &b[0]);
+    compress(&mut state, &b[1]);
+    digest_of(state)
+}
+
+/// SHA-256's initial state (FIPS 180-4 §5.3.3).
+const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// One SHA-256 block, through `sha2`'s compression function (SHA-NI where
+/// the CPU has it).
+#[inline]
+fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    sha2::compress256(
+        state,
+        std::slice::from_ref(GenericArray::<u8, U64>::from_slice(block)),
+    );
+}
+
+fn digest_of(state: [u32; 8]) -> Hash {
+    let mut h = [0u8; 32];
+    for (o, w) in h.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    h
+}
+
+/// Pads the last block (`filled` bytes of a message of `len` bytes) and
+/// returns the digest.
+fn finish(mut state: [u32; 8], mut block: [u8; 64], filled: usize, len: u64) -> Hash {
+    block[filled] = 0x80;
+    block[filled + 1..].fill(0);
+    if filled >= 56 {
+        compress(&mut state, &block);
+        block = [0; 64];
+    }
+    block[56..].copy_from_slice(&(len * 8).to_be_bytes());
+    compress(&mut state, &block);
+    digest_of(state)
 }
 
 /// RFC 6962 Merkle tree hash of `leaves` (already leaf-hashed): the empty
@@ -234,22 +293,148 @@ enum Col<'a> {
     U32(&'a [u32]),
     U64(&'a [u64]),
     Dec(&'a [i128]),
-    Str(&'a arrow_array::StringArray),
-    Bin(&'a arrow_array::BinaryArray),
+    /// Strings and binaries: their offsets and bytes.
+    Bytes(&'a [i32], &'a [u8]),
+    /// A dictionary of strings or binaries: per row its key into values
+    /// already encoded (tag, length and bytes), so each value is encoded
+    /// once per dictionary, not once per row.
+    Dict(Keys<'a>, &'a Encoded),
+}
+
+enum Keys<'a> {
+    I32(&'a [i32]),
+    Other(Vec<usize>),
+}
+
+impl Keys<'_> {
+    fn get(&self, i: usize) -> usize {
+        match self {
+            // A valid slot's key is in range (arrow checks it); a negative
+            // one cannot be valid, and indexes out of range (a panic, not
+            // a wrong hash).
+            Keys::I32(k) => usize::try_from(k[i]).unwrap_or(usize::MAX),
+            Keys::Other(k) => k[i],
+        }
+    }
+}
+
+/// A dictionary's values, canonically encoded with their `0x01` tag.
+#[derive(Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    /// Value k is `bytes[starts[k]..starts[k + 1]]`.
+    starts: Vec<usize>,
+}
+
+impl Encoded {
+    fn value(&self, k: usize) -> &[u8] {
+        &self.bytes[self.starts[k]..self.starts[k + 1]]
+    }
 }
 
 struct Typed<'a> {
     col: Col<'a>,
-    nulls: Option<&'a arrow_buffer::NullBuffer>,
+    nulls: Option<arrow_buffer::NullBuffer>,
 }
 
-fn typed(batch: &RecordBatch) -> Result<Vec<Typed<'_>>, UnsupportedType> {
+/// Hashes the rows of batches, keeping its buffers and the encoded values
+/// of the dictionaries it has seen (a Parquet reader hands out one
+/// dictionary for all batches of a column chunk), so that a file's batches
+/// cost no allocation after the first and each dictionary value is encoded
+/// once.
+#[derive(Default)]
+pub struct RowHasher {
+    slots: Slots,
+    /// Per column: the dictionary values last encoded, and their encoding.
+    dicts: Vec<Option<(arrow_array::ArrayRef, Encoded)>>,
+}
+
+impl RowHasher {
+    /// Appends every row's hash of `batch` to `out`.
+    pub fn hash_batch(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), UnsupportedType> {
+        self.prepare(batch)?;
+        let cols = typed(batch, &self.dicts)?;
+        let n = batch.num_rows();
+        out.reserve(n);
+        for r0 in (0..n).step_by(CHUNK_ROWS) {
+            let rows = r0..(r0 + CHUNK_ROWS).min(n);
+            self.slots.encode(&cols, rows.clone());
+            out.extend((0..rows.len()).map(|r| self.slots.hash(r)));
+        }
+        Ok(())
+    }
+
+    /// Encodes the values of `batch`'s dictionaries not encoded yet.
+    fn prepare(&mut self, batch: &RecordBatch) -> Result<(), UnsupportedType> {
+        self.dicts.resize_with(batch.num_columns(), || None);
+        for ((f, c), slot) in batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .zip(&mut self.dicts)
+        {
+            let Some(d) = c.as_any_dictionary_opt() else {
+                *slot = None;
+                continue;
+            };
+            let values = d.values();
+            if slot
+                .as_ref()
+                .is_some_and(|(v, _)| std::sync::Arc::ptr_eq(v, values))
+            {
+                continue;
+            }
+            let (offsets, bytes) = match values.data_type() {
+                DataType::Utf8 => {
+                    let s = values.as_string::<i32>();
+                    (s.value_offsets(), s.values().as_slice())
+                }
+                DataType::Binary => {
+                    let b = values.as_binary::<i32>();
+                    (b.value_offsets(), b.values().as_slice())
+                }
+                _ => {
+                    return Err(UnsupportedType {
+                        column: f.name().clone(),
+                        data_type: c.data_type().clone(),
+                    })
+                }
+            };
+            let mut e = slot.take().map(|(_, e)| e).unwrap_or_default();
+            e.bytes.clear();
+            e.starts.clear();
+            e.starts.push(0);
+            for w in offsets.windows(2) {
+                e.bytes.push(1);
+                bytes_at(bytes, w[0], w[1], &mut e.bytes);
+                e.starts.push(e.bytes.len());
+            }
+            *slot = Some((values.clone(), e));
+        }
+        Ok(())
+    }
+}
+
+fn typed<'a>(
+    batch: &'a RecordBatch,
+    dicts: &'a [Option<(arrow_array::ArrayRef, Encoded)>],
+) -> Result<Vec<Typed<'a>>, UnsupportedType> {
     let schema = batch.schema_ref();
     schema
         .fields()
         .iter()
         .zip(batch.columns())
-        .map(|(f, c)| {
+        .enumerate()
+        .map(|(k, (f, c))| {
+            let unsupported = || UnsupportedType {
+                column: f.name().clone(),
+                data_type: c.data_type().clone(),
+            };
             let col = match c.data_type() {
                 DataType::Boolean => Col::Bool(c.as_boolean()),
                 DataType::Int64 => Col::I64(c.as_primitive::<Int64Type>().values()),
@@ -260,62 +445,216 @@ fn typed(batch: &RecordBatch) -> Result<Vec<Typed<'_>>, UnsupportedType> {
                 DataType::UInt32 => Col::U32(c.as_primitive::<UInt32Type>().values()),
                 DataType::UInt64 => Col::U64(c.as_primitive::<UInt64Type>().values()),
                 DataType::Decimal128(_, _) => Col::Dec(c.as_primitive::<Decimal128Type>().values()),
-                DataType::Utf8 => Col::Str(c.as_string::<i32>()),
-                DataType::Binary => Col::Bin(c.as_binary::<i32>()),
-                other => {
-                    return Err(UnsupportedType {
-                        column: f.name().clone(),
-                        data_type: other.clone(),
-                    })
+                DataType::Utf8 => {
+                    let s = c.as_string::<i32>();
+                    Col::Bytes(s.value_offsets(), s.values().as_slice())
                 }
+                DataType::Binary => {
+                    let b = c.as_binary::<i32>();
+                    Col::Bytes(b.value_offsets(), b.values().as_slice())
+                }
+                DataType::Dictionary(_, _) => {
+                    let (Some(d), Some(Some((_, e)))) = (c.as_any_dictionary_opt(), dicts.get(k))
+                    else {
+                        return Err(unsupported());
+                    };
+                    let keys = match d.keys().as_primitive_opt::<Int32Type>() {
+                        Some(k) => Keys::I32(k.values()),
+                        None => Keys::Other(d.normalized_keys()),
+                    };
+                    Col::Dict(keys, e)
+                }
+                _ => return Err(unsupported()),
             };
             Ok(Typed {
                 col,
-                nulls: c.logical_nulls().is_some().then(|| c.nulls()).flatten(),
+                nulls: c.logical_nulls().filter(|n| n.null_count() > 0),
             })
         })
         .collect()
 }
 
-fn encode_typed(cols: &[Typed], i: usize, out: &mut Vec<u8>) {
-    for t in cols {
-        if t.nulls.is_some_and(|n| n.is_null(i)) {
-            out.push(0);
-            continue;
+/// Rows encoded together: their padded messages (about 192 bytes each for
+/// a reading) stay in the core's cache until they are hashed.
+const CHUNK_ROWS: usize = 256;
+
+/// A chunk of rows, each encoded column by column into its own slot as the
+/// complete SHA-256 message of its leaf hash: the `0x00` prefix, the
+/// canonical row, and the padding, so the hash reads whole blocks where
+/// they lie.
+#[derive(Default)]
+struct Slots {
+    buf: Vec<u8>,
+    /// Per row: where its slot starts in `buf`.
+    start: Vec<usize>,
+    /// Per row: the length of its message (prefix and row).
+    len: Vec<usize>,
+    /// Per row: where its next column goes.
+    at: Vec<usize>,
+}
+
+/// The size of the padded SHA-256 message of `len` bytes.
+fn padded(len: usize) -> usize {
+    (len + 9).div_ceil(64) * 64
+}
+
+impl Slots {
+    fn encode(&mut self, cols: &[Typed], rows: std::ops::Range<usize>) {
+        self.len.clear();
+        self.len.resize(rows.len(), 1);
+        for t in cols {
+            t.add_lengths(rows.clone(), &mut self.len);
         }
-        out.push(1);
-        match &t.col {
-            Col::Bool(a) => out.push(u8::from(a.value(i))),
-            Col::I64(v) => out.extend_from_slice(&v[i].to_be_bytes()),
-            Col::U8(v) => out.extend_from_slice(&(v[i] as u64).to_be_bytes()),
-            Col::U32(v) => out.extend_from_slice(&(v[i] as u64).to_be_bytes()),
-            Col::U64(v) => out.extend_from_slice(&v[i].to_be_bytes()),
-            Col::Dec(v) => out.extend_from_slice(&v[i].to_be_bytes()),
-            Col::Str(a) => bytes(a.value(i).as_bytes(), out),
-            Col::Bin(a) => bytes(a.value(i), out),
+        self.start.clear();
+        let mut total = 0;
+        for &l in &self.len {
+            self.start.push(total);
+            total += padded(l);
+        }
+        // Zeroed: the prefix, the null tags and the padding's zeros are
+        // already in place.
+        self.buf.clear();
+        self.buf.resize(total, 0);
+        self.at.clear();
+        self.at.extend(self.start.iter().map(|s| s + 1));
+        for t in cols {
+            t.write(rows.clone(), &mut self.buf, &mut self.at);
+        }
+        for ((&s, &l), &at) in self.start.iter().zip(&self.len).zip(&self.at) {
+            debug_assert_eq!(at, s + l);
+            let end = s + padded(l);
+            self.buf[at] = 0x80;
+            self.buf[end - 8..end].copy_from_slice(&(l as u64 * 8).to_be_bytes());
+        }
+    }
+
+    /// The canonical encoding of row `r` of the chunk.
+    fn row(&self, r: usize) -> &[u8] {
+        &self.buf[self.start[r] + 1..self.start[r] + self.len[r]]
+    }
+
+    /// The leaf hash of row `r` of the chunk.
+    fn hash(&self, r: usize) -> Hash {
+        let s = self.start[r];
+        let mut state = IV;
+        for b in self.buf[s..s + padded(self.len[r])].chunks_exact(64) {
+            sha2::compress256(
+                &mut state,
+                std::slice::from_ref(GenericArray::<u8, U64>::from_slice(b)),
+            );
+        }
+        digest_of(state)
+    }
+}
+
+/// Writes `0x01` and the fixed-size value `v` at `p`; returns the size.
+#[inline(always)]
+fn put<const N: usize>(buf: &mut [u8], p: usize, v: [u8; N]) -> usize {
+    buf[p] = 1;
+    buf[p + 1..p + 1 + N].copy_from_slice(&v);
+    1 + N
+}
+
+/// Calls `f(row, position)` for each valid row of `rows`, which writes the
+/// value at the row's position and returns its size; a null row takes the
+/// one `0x00` byte already there.
+#[inline(always)]
+fn each(
+    nulls: Option<&arrow_buffer::NullBuffer>,
+    rows: std::ops::Range<usize>,
+    at: &mut [usize],
+    mut f: impl FnMut(usize, usize) -> usize,
+) {
+    match nulls {
+        None => {
+            for (a, i) in at.iter_mut().zip(rows) {
+                *a += f(i, *a);
+            }
+        }
+        Some(n) => {
+            for (a, i) in at.iter_mut().zip(rows) {
+                *a += if n.is_null(i) { 1 } else { f(i, *a) };
+            }
         }
     }
 }
 
-/// Appends every row's hash of `batch` to `out`.
-pub fn row_hashes(batch: &RecordBatch, out: &mut Vec<Hash>) -> Result<(), UnsupportedType> {
-    let cols = typed(batch)?;
-    let mut row = Vec::with_capacity(256);
-    out.reserve(batch.num_rows());
-    for i in 0..batch.num_rows() {
-        row.clear();
-        encode_typed(&cols, i, &mut row);
-        out.push(leaf_hash(&row));
+impl Typed<'_> {
+    /// Adds each row's encoded size of this column to `len`.
+    fn add_lengths(&self, rows: std::ops::Range<usize>, len: &mut [usize]) {
+        let fixed = match &self.col {
+            Col::Bool(_) => 2,
+            Col::I64(_) | Col::U8(_) | Col::U32(_) | Col::U64(_) => 9,
+            Col::Dec(_) => 17,
+            Col::Bytes(offsets, _) => {
+                return each(self.nulls.as_ref(), rows, len, |i, _| {
+                    5 + (offsets[i + 1] - offsets[i]) as usize
+                })
+            }
+            Col::Dict(keys, e) => {
+                return each(self.nulls.as_ref(), rows, len, |i, _| {
+                    let k = keys.get(i);
+                    e.starts[k + 1] - e.starts[k]
+                })
+            }
+        };
+        each(self.nulls.as_ref(), rows, len, |_, _| fixed);
     }
-    Ok(())
+
+    /// Writes this column of each row at its position in `buf`.
+    fn write(&self, rows: std::ops::Range<usize>, buf: &mut [u8], at: &mut [usize]) {
+        let nulls = self.nulls.as_ref();
+        match &self.col {
+            Col::Bool(a) => each(nulls, rows, at, |i, p| put(buf, p, [u8::from(a.value(i))])),
+            Col::I64(v) => each(nulls, rows, at, |i, p| put(buf, p, v[i].to_be_bytes())),
+            Col::U8(v) => each(nulls, rows, at, |i, p| {
+                put(buf, p, u64::from(v[i]).to_be_bytes())
+            }),
+            Col::U32(v) => each(nulls, rows, at, |i, p| {
+                put(buf, p, u64::from(v[i]).to_be_bytes())
+            }),
+            Col::U64(v) => each(nulls, rows, at, |i, p| put(buf, p, v[i].to_be_bytes())),
+            Col::Dec(v) => each(nulls, rows, at, |i, p| put(buf, p, v[i].to_be_bytes())),
+            Col::Bytes(offsets, values) => each(nulls, rows, at, |i, p| {
+                let b = &values[offsets[i] as usize..offsets[i + 1] as usize];
+                buf[p] = 1;
+                buf[p + 1..p + 5].copy_from_slice(&(b.len() as u32).to_be_bytes());
+                buf[p + 5..p + 5 + b.len()].copy_from_slice(b);
+                5 + b.len()
+            }),
+            Col::Dict(keys, e) => each(nulls, rows, at, |i, p| {
+                let v = e.value(keys.get(i));
+                buf[p..p + v.len()].copy_from_slice(v);
+                v.len()
+            }),
+        }
+    }
+}
+
+/// Appends every row's hash of `batch` to `out` (a [`RowHasher`] used
+/// once: to hash several batches, keep one).
+pub fn row_hashes(batch: &RecordBatch, out: &mut Vec<Hash>) -> Result<(), UnsupportedType> {
+    RowHasher::default().hash_batch(batch, out)
 }
 
 /// Appends the canonical encoding of one row of `batch` (columns of the
 /// documented types; others are left out, and `row_hashes` refuses them).
 pub fn encode_row(batch: &RecordBatch, i: usize, out: &mut Vec<u8>) {
-    if let Ok(cols) = typed(batch) {
-        encode_typed(&cols, i, out);
+    let mut h = RowHasher::default();
+    if i >= batch.num_rows() || h.prepare(batch).is_err() {
+        return;
     }
+    if let Ok(cols) = typed(batch, &h.dicts) {
+        h.slots.encode(&cols, i..i + 1);
+        out.extend_from_slice(h.slots.row(0));
+    }
+}
+
+/// The string or binary `values[start..end]` with its 4-byte length.
+#[inline]
+fn bytes_at(values: &[u8], start: i32, end: i32, out: &mut Vec<u8>) {
+    let b = &values[start as usize..end as usize];
+    bytes(b, out);
 }
 
 fn bytes(b: &[u8], out: &mut Vec<u8>) {
@@ -329,6 +668,40 @@ mod tests {
 
     fn h(b: u8) -> Hash {
         leaf_hash(&[b])
+    }
+
+    /// The block-level hashing equals `sha2`'s own at every length around
+    /// the block and padding boundaries.
+    #[test]
+    fn leaf_and_node_hashes_equal_sha256_of_their_input() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        for n in 0..data.len() {
+            let mut want = Sha256::new();
+            want.update([0u8]);
+            want.update(&data[..n]);
+            let want: Hash = want.finalize().into();
+            assert_eq!(leaf_hash(&data[..n]), want, "{n} bytes");
+        }
+        // Rows hashed in their slots: one binary column of every length.
+        let column =
+            arrow_array::BinaryArray::from_iter_values((0..data.len()).map(|n| &data[..n]));
+        let batch =
+            RecordBatch::try_from_iter(vec![("b", std::sync::Arc::new(column) as _)]).unwrap();
+        let mut hashes = Vec::new();
+        row_hashes(&batch, &mut hashes).unwrap();
+        for (n, h) in hashes.iter().enumerate() {
+            let mut want = Sha256::new();
+            want.update([0u8, 1]);
+            want.update((n as u32).to_be_bytes());
+            want.update(&data[..n]);
+            assert_eq!(*h, Hash::from(want.finalize()), "row of {n} bytes");
+        }
+        let (l, r) = (leaf_hash(b"l"), leaf_hash(b"r"));
+        let mut want = Sha256::new();
+        want.update([1u8]);
+        want.update(l);
+        want.update(r);
+        assert_eq!(node_hash(&l, &r), Hash::from(want.finalize()));
     }
 
     #[test]
@@ -489,5 +862,135 @@ mod tests {
         row_hashes(&batch, &mut hashes).unwrap();
         assert_eq!(hashes.len(), 2);
         assert_eq!(hashes[1], leaf_hash(&row));
+    }
+
+    /// A dictionary-encoded column hashes as the plain column it stands
+    /// for (nulls in its keys and in its values alike), with a hasher kept
+    /// across batches that share a dictionary and batches that do not.
+    #[test]
+    fn dictionary_columns_hash_as_their_values() {
+        use arrow_array::types::{Int32Type, Int8Type};
+        use arrow_array::{DictionaryArray, Int32Array, Int8Array, StringArray};
+        use std::sync::Arc;
+        let plain = |v: Vec<Option<&str>>| {
+            RecordBatch::try_from_iter(vec![("s", Arc::new(StringArray::from(v)) as _)]).unwrap()
+        };
+        let dict = |keys: Vec<Option<i32>>, values: &Arc<StringArray>| {
+            let d = DictionaryArray::<Int32Type>::try_new(
+                Int32Array::from(keys),
+                values.clone() as arrow_array::ArrayRef,
+            )
+            .unwrap();
+            RecordBatch::try_from_iter(vec![("s", Arc::new(d) as _)]).unwrap()
+        };
+        let values = Arc::new(StringArray::from(vec![Some("meters/a"), None, Some("é")]));
+        let other = Arc::new(StringArray::from(vec!["x", "meters/a"]));
+        let batches = [
+            dict(vec![Some(0), Some(2), None, Some(1), Some(0)], &values),
+            dict(vec![Some(2), Some(2)], &values),
+            dict(vec![Some(1), Some(0)], &other),
+        ];
+        let expected = [
+            plain(vec![
+                Some("meters/a"),
+                Some("é"),
+                None,
+                None,
+                Some("meters/a"),
+            ]),
+            plain(vec![Some("é"), Some("é")]),
+            plain(vec![Some("meters/a"), Some("x")]),
+        ];
+        let mut hasher = RowHasher::default();
+        for (d, p) in batches.into_iter().zip(expected) {
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            hasher.hash_batch(&d, &mut got).unwrap();
+            row_hashes(&p, &mut want).unwrap();
+            assert_eq!(got, want);
+            for i in 0..d.num_rows() {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                encode_row(&d, i, &mut a);
+                encode_row(&p, i, &mut b);
+                assert_eq!(a, b, "row {i}");
+            }
+        }
+        // Other key types too.
+        let d8 = DictionaryArray::<Int8Type>::try_new(
+            Int8Array::from(vec![2, 0]),
+            values.clone() as arrow_array::ArrayRef,
+        )
+        .unwrap();
+        let b8 = RecordBatch::try_from_iter(vec![("s", Arc::new(d8) as _)]).unwrap();
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        row_hashes(&b8, &mut got).unwrap();
+        row_hashes(&plain(vec![Some("é"), Some("meters/a")]), &mut want).unwrap();
+        assert_eq!(got, want);
+        // A dictionary of integers has no canonical encoding.
+        let di = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(vec![0]),
+            Arc::new(Int32Array::from(vec![5])) as arrow_array::ArrayRef,
+        )
+        .unwrap();
+        let bi = RecordBatch::try_from_iter(vec![("i", Arc::new(di) as _)]).unwrap();
+        assert!(row_hashes(&bi, &mut Vec::new()).is_err());
+    }
+
+    /// Dictionary columns between other columns, with nulls after them,
+    /// long values, and a hasher whose buffers held other rows, hash as
+    /// the plain columns do.
+    #[test]
+    fn dictionary_columns_among_others_hash_as_plain_columns() {
+        use arrow_array::types::Int32Type;
+        use arrow_array::{DictionaryArray, Int32Array, Int64Array, StringArray};
+        use std::sync::Arc;
+        let long = "a value longer than the thirty-two bytes copied at once";
+        let strings = |v: &[Option<&str>]| StringArray::from(v.to_vec());
+        let dict = |v: &[Option<&str>]| {
+            let values = strings(v);
+            let keys = Int32Array::from(
+                (0..v.len())
+                    .map(|k| v[k].map(|_| k as i32))
+                    .collect::<Vec<_>>(),
+            );
+            Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap())
+                as arrow_array::ArrayRef
+        };
+        let a = [Some("x"), Some("meters/y"), None, Some("zz")];
+        let b = [Some(long), Some("s"), Some(long), None];
+        let c = [Some("q"), None, Some("r"), Some("tail")];
+        let n = Int64Array::from(vec![None, Some(-1), None, Some(5)]);
+        let batch = |a, b, c| {
+            RecordBatch::try_from_iter(vec![
+                ("a", a),
+                ("n", Arc::new(n.clone()) as _),
+                ("b", b),
+                ("c", c),
+            ])
+            .unwrap()
+        };
+        let plain = batch(
+            Arc::new(strings(&a)) as _,
+            Arc::new(strings(&b)) as _,
+            Arc::new(strings(&c)) as _,
+        );
+        let dicts = batch(dict(&a), dict(&b), dict(&c));
+        let mut want = Vec::new();
+        row_hashes(&plain, &mut want).unwrap();
+        // First a batch of long values, so the buffer reused is full of
+        // other bytes.
+        let l = [Some(long); 4];
+        let junk = batch(dict(&l), dict(&l), dict(&l));
+        let mut hasher = RowHasher::default();
+        hasher.hash_batch(&junk, &mut Vec::new()).unwrap();
+        let mut got = Vec::new();
+        hasher.hash_batch(&dicts, &mut got).unwrap();
+        assert_eq!(got, want);
+        for (i, h) in want.iter().enumerate() {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            encode_row(&plain, i, &mut x);
+            encode_row(&dicts, i, &mut y);
+            assert_eq!(x, y, "row {i}");
+            assert_eq!(*h, leaf_hash(&x));
+        }
     }
 }
