@@ -9,15 +9,15 @@
 //! once, in [`LAYERS`], and the `layering` unit test holds the code to it:
 //! a module refers only to modules in earlier layers or in its own, no
 //! modules refer to each other in a circle (sibling submodules included),
-//! and the known exceptions are listed, with why, in [`ALLOWED_BACKWARD`]
-//! (today: the store still runs the alert engine, which the ingest stage
-//! is to take over).
+//! and the known exceptions would be listed, with why, in
+//! [`ALLOWED_BACKWARD`] (today: none).
 //!
 //! ```text
-//!   broker ──▶ mqtt ──▶ journal ──▶ store ──▶ Parquet + commit log + ledger ──▶ report, api
-//!               ▲          │          │ (decode, dedup, live gaps, alert deadlines)
-//!               └── acks ──┘          ├── truncates the journal behind each seal
-//!                                     └── sealed alerts ──▶ alert sinks (MQTT, webhook)
+//!   broker ──▶ mqtt ──▶ journal ──▶ ingest ──finished rows──▶ store ──▶ Parquet + commits + ledger ──▶ report, api
+//!               ▲          │          (decode, duplicates,      │ ▲
+//!               └── acks ──┘           live gaps, deadlines)    │ └── lookups of old values (sealed files)
+//!                                                               ├── truncates the journal behind each seal
+//!                                                               └── sealed alerts ──▶ alert sinks (MQTT, webhook)
 //! ```
 //!
 //! The journal comes before decode: raw bytes are durable before any
@@ -32,20 +32,28 @@
 //! - [`journal`]: durable append (block-padded commits written with
 //!   `O_DIRECT`, one fdatasync each), torn-tail repair, and the tail the
 //!   store reads from; assigns receipt numbers.
-//! - [`store`]: receipts, readings, rejects and gaps → sealed Parquet files,
-//!   commit manifests and the audit ledger (canonical row hashes, RFC 6962
-//!   tree, Ed25519-signed checkpoints, the same tree as a C2SP tlog-tiles
-//!   log); the duplicate index; recovery;
-//!   compaction (each ended date's readings files merged into one sorted
-//!   run for scans, checked against them by `audit verify`).
 //! - [`continuity`]: pure: the rules (gaps, sequence counters, register
 //!   continuity, plausibility, estimation), the meter registry, the
-//!   outage-window report, and the live per-series engine.
-//! - [`alerts`]: the alert engine the store runs (per-meter deadlines in one
-//!   heap, group storms, events; pure), the `alerts` table, and the sinks
-//!   that deliver what was sealed (MQTT, webhook) from their cursors.
-//! - [`report`]: queries over the sealed `readings` (outage report, gaps,
-//!   estimates, coverage per time bucket) and their rendering (table, JSON,
+//!   outage-window report, the live per-series engine (and its state as
+//!   bytes), and the one rule for an unknown interval both passes apply
+//!   (`continuity::interval`: the first 9 readings in receipt order).
+//! - [`ingest`]: the stage between the journal and the store: decode,
+//!   duplicates in bounded memory (lookups in the sealed files through a
+//!   trait the store implements), the register bounds, the live
+//!   continuity engine and the alert engine (`ingest::alerts`: deadlines in
+//!   one heap, group storms, events; pure); finished rows to the store;
+//!   snapshots of its state.
+//! - [`store`]: finished rows → sealed Parquet files, commit manifests and
+//!   the audit ledger (canonical row hashes, RFC 6962 tree, Ed25519-signed
+//!   checkpoints, the same tree as a C2SP tlog-tiles log); the `alerts`
+//!   table; recovery; the lookups of old values; compaction (each ended
+//!   date's readings files merged into one sorted run for scans, checked
+//!   against them by `audit verify`).
+//! - [`alerts`]: the sinks that deliver what was sealed (MQTT, webhook)
+//!   from their cursors.
+//! - [`report`]: queries over the sealed `readings` (outage report,
+//!   estimates, coverage per time bucket), the gap listing over the sealed
+//!   `gaps` table (`report::gap_list`), and their rendering (table, JSON,
 //!   CSV, Parquet, and the outage certificate: printable HTML per group).
 //! - [`audit`]: `gapless audit verify`: recomputes what the ledger claims
 //!   (the ledger itself, canonical rows and checkpoints are in [`store`]).
@@ -55,7 +63,8 @@
 //!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`app`]: the one place that makes channels, starts the stages and owns
-//!   shutdown; `gapless stats`, `report`, `gaps` and `alerts`.
+//!   shutdown (`app::Pipeline`: the ingest stage feeding the store);
+//!   `gapless stats`, `report`, `gaps` and `alerts`.
 //! - [`health`]: every stage's heartbeat, the first fatal failure (which
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
@@ -64,6 +73,7 @@
 //! - [`time`]: the clock (system or manual) that stamps receive times, and
 //!   timestamps parsed from and formatted as RFC 3339 and dates: the one
 //!   copy of each.
+//! - [`codec`]: the little binary codec of snapshots.
 //! - [`layout`]: the data directory: every path in it, and the writers
 //!   that change it durably (replace atomically, create without
 //!   overwriting, fsync a directory), with errors naming path and action.
@@ -109,24 +119,26 @@ mod layering;
 ///
 /// 1. Leaves, which know no stage: the data directory's paths and writers
 ///    ([`layout`]), time ([`time`]), the domain types ([`reading`]), the
-///    fault seams, the health every stage reports to, progress bars (and
-///    `layering`, the check itself, test-only).
+///    fault seams, the health every stage reports to, progress bars, the
+///    snapshot codec (and `layering`, the check itself, test-only).
 /// 2. [`mqtt`]: what the broker delivers, and its URL.
 /// 3. [`journal`]: the raw bytes, durable before anything parses them.
 /// 4. [`decode`]: bytes → readings, pure.
 /// 5. [`continuity`]: the rules over readings, pure.
-/// 6. [`store`]: sealed Parquet, the commit log and the ledger (the
-///    ingest stage, which takes decode, duplicates, live continuity and
-///    the alert deadlines out of the store, goes between 5 and 6).
-/// 7. What reads what the store sealed: alert delivery ([`alerts`]),
+/// 6. [`ingest`]: decode, duplicates, live continuity and the alert
+///    deadlines, over the journal's records; finished rows out. What it
+///    must ask of the sealed files it asks through a trait of its own
+///    (`ingest::dedup::SealedValues`), which the store implements.
+/// 7. [`store`]: sealed Parquet, the commit log and the ledger.
+/// 8. What reads what the store sealed: alert delivery ([`alerts`]),
 ///    [`report`], [`audit`], [`witness`].
-/// 8. [`api`]: HTTP over all of them.
-/// 9. [`config`], [`cli`]: settings for the stages above.
-/// 10. [`app`]: the wiring (channels, stages, shutdown) and the commands
+/// 9. [`api`]: HTTP over all of them.
+/// 10. [`config`], [`cli`]: settings for the stages above.
+/// 11. [`app`]: the wiring (channels, stages, shutdown) and the commands
 ///     `stats`, `report`, `gaps`, `alerts`, `compact`.
-/// 11. [`commands`]: the other commands (`audit`), which print their
+/// 12. [`commands`]: the other commands (`audit`), which print their
 ///     result; `main.rs` maps it to an exit code.
-/// 12. [`demo`], [`bench`]: commands that drive the whole service.
+/// 13. [`demo`], [`bench`]: commands that drive the whole service.
 pub const LAYERS: &[&[&str]] = &[
     &[
         "layout", "time", "codec", "reading", "fault", "health", "progress", "layering",
