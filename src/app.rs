@@ -286,6 +286,11 @@ pub async fn serve_with_state(
             if skipped.is_empty() { "" } else { " (no usable snapshot)" }
         ),
     }
+    tracing::info!(
+        series = store.ingest.series(),
+        state_bytes = store.ingest.heap_bytes(),
+        "ingest: state held"
+    );
     let told = store.start_alerts(clock.now_micros())?;
     let (journal, recovery) = Journal::open(
         &journal_dir,

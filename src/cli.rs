@@ -445,6 +445,9 @@ pub enum BenchCommand {
     /// The batch report over stored readings against DuckDB's LAG() gap
     /// query on the same files, same run, same gap counts.
     Report(BenchReportArgs),
+    /// Lookups of old readings in the sealed files (what the ingest stage
+    /// does for a late reading memory cannot classify): time per lookup.
+    Lookup(BenchLookupArgs),
     /// The alert engine with a million meters: memory, the cost of checking
     /// deadlines, and how soon after its deadline a silent meter is raised.
     Alerts(BenchAlertsArgs),
@@ -497,6 +500,16 @@ pub struct BenchLiveStateArgs {
     /// Readings per meter (every 15 minutes, in order).
     #[arg(long, default_value_t = 4)]
     pub readings: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLookupArgs {
+    /// A data directory with sealed readings (e.g. `gapless bench report`'s).
+    #[arg(long, default_value = "./gapless-bench-report")]
+    pub data: PathBuf,
+    /// Lookups, of readings sampled across the sealed files.
+    #[arg(long, default_value_t = 1000)]
+    pub lookups: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -122,6 +122,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gapless::bench::live_state::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(gapless::cli::BenchCommand::Lookup(args)) => {
+            gapless::bench::lookup::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(gapless::cli::BenchCommand::Alerts(args)) => {
             gapless::bench::alerts::run(&args)?;
             Ok(ExitCode::SUCCESS)

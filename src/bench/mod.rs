@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod ingest;
 pub mod live_state;
+pub mod lookup;
 pub mod report;
 
 /// Resident set size of this process, bytes (Linux `/proc/self/statm`).

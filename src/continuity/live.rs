@@ -717,6 +717,11 @@ impl LiveEngine {
             + self.arena.capacity()
             + self.index.allocation_size()
             + self.gaps.capacity() * 48
+            + self
+                .gaps
+                .values()
+                .map(|g| g.capacity() * std::mem::size_of::<Gap>())
+                .sum::<usize>()
             + self.warmup.capacity() * 48
             + self.wide.capacity() * 48
             + self.set_days.capacity() * 48

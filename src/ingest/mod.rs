@@ -385,9 +385,10 @@ impl Ingest {
         self.series.lookups
     }
 
-    /// Bytes held by the duplicate state and the live continuity state.
+    /// Bytes held by the stage's state: duplicates, live continuity,
+    /// alert deadlines (hash tables by their slots; approximate).
     pub fn heap_bytes(&self) -> usize {
-        self.series.heap_bytes() + self.live.heap_bytes()
+        self.series.heap_bytes() + self.live.heap_bytes() + self.alerts.heap_bytes()
     }
 
     /// The batch waiting for the next seal.

@@ -535,9 +535,10 @@ mod tests {
             prop_assert_eq!(a, b);
             // The data set has what the rules are about.
             prop_assert!(listed.iter().any(|r| r.meter_id == "W-1" && r.interval_source == "inferred"));
-            // (Closed gaps depend on the order: the first received readings
-            // of a shuffled series can be far apart, and so its interval.)
-            prop_assert!(listed.iter().any(|r| r.meter_id == "HCA-1"));
+            // (Whether HCA-1 has a gap depends on the order: the first
+            // received readings of a shuffled series can be far apart, and
+            // so its interval; a seed found a run with none. Both passes
+            // agree on that too, which is what the equality above checks.)
         }
     }
 }
