@@ -696,16 +696,13 @@ fn find_gaps(
                 .interval(rd.meter_id.as_str(), &register)
                 .map_or(IntervalSource::Default, |i| i.source);
             if let GapChange::Split { old, parts } = change {
-                let row = |event, gap| GapRow {
-                    meter_id: rd.meter_id.as_str().to_owned(),
-                    register: register.clone(),
-                    medium: rd.medium,
-                    event,
-                    gap,
-                    interval_source: source,
-                    receipt_seq: r.receipt_seq,
-                    detected_at: r.received_at,
-                };
+                let row = gap_row(
+                    rd.meter_id.as_str(),
+                    &register,
+                    rd.medium,
+                    source,
+                    (r.receipt_seq, r.received_at),
+                );
                 out.push(row(GapEvent::Superseded, old));
                 out.extend(parts.into_iter().map(|g| row(GapEvent::Found, g)));
             }
@@ -738,16 +735,13 @@ fn find_gaps(
         let source = live
             .interval(meter, register)
             .map_or(IntervalSource::Default, |i| i.source);
-        let row = |event, gap| GapRow {
-            meter_id: meter.to_owned(),
-            register: register.to_owned(),
-            medium: rd.medium,
-            event,
-            gap,
-            interval_source: source,
-            receipt_seq: r.receipt_seq,
-            detected_at: r.received_at,
-        };
+        let row = gap_row(
+            meter,
+            register,
+            rd.medium,
+            source,
+            (r.receipt_seq, r.received_at),
+        );
         for c in changes {
             match c {
                 GapChange::Found(g) => out.push(row(GapEvent::Found, g)),
@@ -767,29 +761,40 @@ fn find_gaps(
     }
     for s in live.settle() {
         alerts.interval_inferred(&s.meter, s.interval.micros);
-        let row = |event, gap, source| GapRow {
-            meter_id: s.meter.clone(),
-            register: s.register.clone(),
-            medium: s.medium,
-            event,
-            gap,
-            interval_source: source,
-            receipt_seq: s.cause.0,
-            detected_at: s.cause_received_at,
-        };
+        let cause = (s.cause.0, s.cause_received_at);
         // The gaps judged meanwhile were judged with the built-in interval.
-        out.extend(
-            s.old
-                .iter()
-                .map(|g| row(GapEvent::Superseded, g.clone(), IntervalSource::Default)),
+        let old = gap_row(
+            &s.meter,
+            &s.register,
+            s.medium,
+            IntervalSource::Default,
+            cause,
         );
-        out.extend(
-            s.new
-                .iter()
-                .map(|g| row(GapEvent::Found, g.clone(), s.interval.source)),
-        );
+        out.extend(s.old.iter().map(|g| old(GapEvent::Superseded, g.clone())));
+        let new = gap_row(&s.meter, &s.register, s.medium, s.interval.source, cause);
+        out.extend(s.new.iter().map(|g| new(GapEvent::Found, g.clone())));
     }
     out
+}
+
+/// The `gaps` rows of one series' change, all with the same cause.
+fn gap_row<'a>(
+    meter: &'a str,
+    register: &'a str,
+    medium: crate::reading::Medium,
+    source: IntervalSource,
+    (receipt_seq, detected_at): (u64, i64),
+) -> impl Fn(GapEvent, crate::continuity::series::Gap) -> GapRow + 'a {
+    move |event, gap| GapRow {
+        meter_id: meter.to_owned(),
+        register: register.to_owned(),
+        medium,
+        event,
+        gap,
+        interval_source: source,
+        receipt_seq,
+        detected_at,
+    }
 }
 
 /// Whether a stored reading belongs to its series' telegram stream: measured

@@ -108,6 +108,31 @@ pub fn footer_sources(path: &Path) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(&text).map_err(|e| bad(format!("{SOURCES_KEY}: {e}")))
 }
 
+/// The ledger index in a compacted file's name (`compact-<index>.parquet`).
+fn index_of(file_name: &str) -> Option<u64> {
+    file_name
+        .strip_prefix(PREFIX)
+        .and_then(|n| n.strip_suffix(".parquet"))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The compacted file of `date` with ledger index `index`, with its
+/// sources, if the ledger holds it.
+fn entered_file(data: &Path, date: &str, index: u64) -> Result<Option<CompactedFile>, StoreError> {
+    let entries = data.join(LEDGER_DIR).join(ENTRIES_DIR);
+    if !entered(&entries, date, index) {
+        return Ok(None);
+    }
+    let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
+    let sources = footer_sources(&data.join(&rel))?;
+    Ok(Some(CompactedFile {
+        index,
+        path: rel,
+        date: date.to_owned(),
+        sources,
+    }))
+}
+
 /// Compacted files on disk, by date, each with its ledger index from its
 /// name (none checked against the ledger yet).
 fn on_disk(data: &Path) -> Result<Vec<(String, u64, PathBuf)>, StoreError> {
@@ -125,12 +150,7 @@ fn on_disk(data: &Path) -> Result<Vec<(String, u64, PathBuf)>, StoreError> {
         let dir = d.path();
         for f in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let f = f.map_err(io_err(&dir))?;
-            let fname = f.file_name().to_string_lossy().into_owned();
-            if let Some(index) = fname
-                .strip_prefix(PREFIX)
-                .and_then(|n| n.strip_suffix(".parquet"))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
+            if let Some(index) = index_of(&f.file_name().to_string_lossy()) {
                 out.push((date.to_owned(), index, f.path()));
             }
         }
@@ -143,26 +163,14 @@ fn on_disk(data: &Path) -> Result<Vec<(String, u64, PathBuf)>, StoreError> {
 /// exists and names it), with its sources. What a scan reads instead of
 /// those sources.
 pub fn latest(data: &Path) -> Result<BTreeMap<String, CompactedFile>, StoreError> {
-    let entries = data.join(LEDGER_DIR).join(ENTRIES_DIR);
     let mut out: BTreeMap<String, CompactedFile> = BTreeMap::new();
-    for (date, index, path) in on_disk(data)?.into_iter().rev() {
+    for (date, index, _) in on_disk(data)?.into_iter().rev() {
         if out.contains_key(&date) {
             continue;
         }
-        if !entered(&entries, &date, index) {
-            continue;
+        if let Some(f) = entered_file(data, &date, index)? {
+            out.insert(date, f);
         }
-        let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
-        let sources = footer_sources(&path)?;
-        out.insert(
-            date.clone(),
-            CompactedFile {
-                index,
-                path: rel,
-                date,
-                sources,
-            },
-        );
     }
     Ok(out)
 }
@@ -176,33 +184,17 @@ pub fn latest_of_date(data: &Path, date: &str) -> Result<Option<CompactedFile>, 
         Ok(rd) => {
             for f in rd {
                 let f = f.map_err(io_err(&dir))?;
-                let fname = f.file_name().to_string_lossy().into_owned();
-                if let Some(index) = fname
-                    .strip_prefix(PREFIX)
-                    .and_then(|n| n.strip_suffix(".parquet"))
-                    .and_then(|n| n.parse::<u64>().ok())
-                {
-                    indices.push(index);
-                }
+                indices.extend(index_of(&f.file_name().to_string_lossy()));
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(&dir)(e)),
     }
     indices.sort_unstable();
-    let entries = data.join(LEDGER_DIR).join(ENTRIES_DIR);
     for index in indices.into_iter().rev() {
-        if !entered(&entries, date, index) {
-            continue;
+        if let Some(f) = entered_file(data, date, index)? {
+            return Ok(Some(f));
         }
-        let rel = format!("{READINGS_COMPACTED}/date={date}/{PREFIX}{index:012}.parquet");
-        let sources = footer_sources(&data.join(&rel))?;
-        return Ok(Some(CompactedFile {
-            index,
-            path: rel,
-            date: date.to_owned(),
-            sources,
-        }));
     }
     Ok(None)
 }
