@@ -263,6 +263,11 @@ pub async fn serve_with_state(
     .map_err(StoreError::from)?;
     if !settings.client_id_given {
         settings.mqtt.client_id = data.client_id()?;
+        // The session is the data directory's: so is what it subscribed.
+        settings.mqtt.subscriptions_file = Some(crate::layout::state_file(
+            &data.path,
+            crate::layout::SUBSCRIPTIONS_FILE,
+        ));
     }
     let journal_dir = data.path.join(JOURNAL_DIR);
     if let Some(path) = &settings.clock_file {

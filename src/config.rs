@@ -371,6 +371,7 @@ impl ServeSettings {
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(10),
                 clock: crate::time::Clock::System,
+                subscriptions_file: None,
             },
             store: StoreConfig {
                 data,

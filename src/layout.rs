@@ -37,6 +37,9 @@ pub const CLIENT_ID_FILE: &str = "client_id";
 /// In [`STATE_DIR`]: the ledger's signing key, unless `--audit-key` names
 /// another.
 pub const AUDIT_KEY_FILE: &str = "audit.key";
+/// In [`STATE_DIR`]: the topic filters the broker's session was last
+/// subscribed with (one per line, sorted).
+pub const SUBSCRIPTIONS_FILE: &str = "subscriptions";
 /// In [`STATE_DIR`]: groups learned from topics, one `meter\tgroup` line
 /// each.
 pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";

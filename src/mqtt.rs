@@ -51,6 +51,22 @@ pub struct MqttSettings {
     pub backoff_max: Duration,
     /// Stamps each delivery's receive time.
     pub clock: crate::time::Clock,
+    /// Where the topic filters the broker's session holds are remembered
+    /// (`DATA/_state/subscriptions`): a session present with other filters
+    /// than these is subscribed again, so that a filter added to the
+    /// configuration is never silently missing from a kept session.
+    pub subscriptions_file: Option<std::path::PathBuf>,
+}
+
+/// The filters the kept session was last subscribed with, as remembered.
+fn remembered_filters(file: Option<&std::path::Path>) -> Option<String> {
+    std::fs::read_to_string(file?).ok()
+}
+
+fn filters_text(topics: &[String]) -> String {
+    let mut t: Vec<&str> = topics.iter().map(String::as_str).collect();
+    t.sort_unstable();
+    t.join("\n") + "\n"
 }
 
 /// One message as it arrived, on its way to the journal.
@@ -285,12 +301,16 @@ pub async fn run(
                         state.drained_at.store(0, Ordering::SeqCst);
                     }
                 }
-                if ack.session_present {
+                let same_filters = remembered_filters(settings.subscriptions_file.as_deref())
+                    .is_some_and(|f| f == filters_text(&settings.topics));
+                if ack.session_present && same_filters {
                     ready = true;
                 } else {
-                    // A new session: (re)create our subscriptions. With a
-                    // session present the broker kept them, and subscribing
-                    // again would replay retained messages for nothing.
+                    // A new session, or one kept with other filters than
+                    // ours: (re)create our subscriptions. With a session
+                    // present and the same filters the broker kept them, and
+                    // subscribing again would replay retained messages for
+                    // nothing.
                     let filters = settings
                         .topics
                         .iter()
@@ -302,6 +322,17 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 ready = true;
+                let all = !ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                if let (true, Some(file)) = (all, &settings.subscriptions_file) {
+                    if let Err(e) =
+                        crate::layout::write_atomic(file, filters_text(&settings.topics).as_bytes())
+                    {
+                        tracing::warn!(error = %e, "mqtt: cannot remember the subscribed filters (the next start subscribes again)");
+                    }
+                }
                 for (topic, code) in settings.topics.iter().zip(ack.return_codes.iter()) {
                     match code {
                         rumqttc::SubscribeReasonCode::Failure => {

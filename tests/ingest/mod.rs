@@ -882,3 +882,47 @@ fn a_meter_past_its_register_bound_is_rejected_with_reason_and_bytes() {
         "energy, volume at 00:00; volume at 01:00"
     );
 }
+
+/// A topic filter added to the configuration is subscribed even though the
+/// broker kept the session (it holds only the old filters): readings on it
+/// are not silently never delivered. Restarting with the same filters does
+/// not subscribe again (no replay of retained messages).
+#[test]
+fn a_filter_added_while_the_session_is_kept_is_subscribed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let data = tmp.path().join("data");
+    let mut g = Gapless::start(&broker.url(), &data, &["--topic", "site-a/#"]);
+    g.terminate();
+    let both = ["--topic", "site-a/#", "--topic", "site-b/#"];
+    let mut g = Gapless::start(&broker.url(), &data, &both);
+    wait_for("the new filter subscribed", MIN, || {
+        g.log_text().contains("topic=site-b/#").then_some(())
+    });
+    publish_all(
+        broker.port,
+        &[
+            (
+                "site-a/M-1".to_string(),
+                native("M-1", "1", "2022-07-25T00:00:00Z", 1),
+            ),
+            (
+                "site-b/M-2".to_string(),
+                native("M-2", "2", "2022-07-25T00:00:00Z", 1),
+            ),
+        ],
+    );
+    let s = g.wait_readings(2, MIN);
+    assert_balanced(&s);
+    g.terminate();
+    let subscribed = |g: &Gapless| g.log_text().matches("mqtt: subscribed").count();
+    let before = subscribed(&g);
+    let mut g = Gapless::start(&broker.url(), &data, &both);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        subscribed(&g),
+        before,
+        "same filters, kept session: no new SUBSCRIBE"
+    );
+    g.terminate();
+}
