@@ -931,6 +931,10 @@ fn run_store(
                 .open_gaps
                 .store(n, std::sync::atomic::Ordering::Relaxed);
             side.live.set_alerts(&store.ingest.alert_stats());
+            let (i, r) = (&store.ingest, std::sync::atomic::Ordering::Relaxed);
+            side.live.series.store(i.series() as u64, r);
+            side.live.state_bytes.store(i.heap_bytes() as u64, r);
+            side.live.lookups.store(i.lookups(), r);
         }
     }
     seal(store, journal_dir, side, progress)?;

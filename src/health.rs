@@ -426,6 +426,11 @@ pub struct LiveStats {
     pub meters_known: std::sync::atomic::AtomicU64,
     /// Series silent past their gap threshold (refreshed every few seconds).
     pub open_gaps: std::sync::atomic::AtomicU64,
+    /// The ingest stage: series held, the state's bytes, lookups in the
+    /// sealed files since start (refreshed with `open_gaps`).
+    pub series: std::sync::atomic::AtomicU64,
+    pub state_bytes: std::sync::atomic::AtomicU64,
+    pub lookups: std::sync::atomic::AtomicU64,
     pub open_meter_silent: std::sync::atomic::AtomicU64,
     pub open_meter_never_seen: std::sync::atomic::AtomicU64,
     pub open_group_silent: std::sync::atomic::AtomicU64,

@@ -200,6 +200,24 @@ pub(super) async fn get_metrics(State(s): State<ApiState>) -> Response {
         &[("", g(&live.open_gaps))],
     );
     metric(
+        "gapless_ingest_series",
+        "Series (meter, register) the ingest stage holds state for.",
+        "gauge",
+        &[("", g(&live.series))],
+    );
+    metric(
+        "gapless_ingest_state_bytes",
+        "Memory of the ingest stage's state (duplicates, continuity, deadlines), approximate.",
+        "gauge",
+        &[("", g(&live.state_bytes))],
+    );
+    metric(
+        "gapless_ingest_lookups_total",
+        "Late readings classified by a lookup in the sealed files since start.",
+        "counter",
+        &[("", g(&live.lookups))],
+    );
+    metric(
         "gapless_open_alerts",
         "Alert conditions open, by kind.",
         "gauge",
