@@ -62,9 +62,9 @@
 //! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts,
 //!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
-//! - [`app`]: the one place that makes channels, starts the stages and owns
-//!   shutdown (`app::Pipeline`: the ingest stage feeding the store);
-//!   `gapless stats`, `report`, `gaps` and `alerts`.
+//! - [`app`]: the service: the one place that makes channels, starts the
+//!   stages and owns shutdown (`app::Pipeline`: the ingest stage feeding
+//!   the store), and `serve`'s compactor.
 //! - [`health`]: every stage's heartbeat, the first fatal failure (which
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
@@ -77,8 +77,10 @@
 //! - [`layout`]: the data directory: every path in it, and the writers
 //!   that change it durably (replace atomically, create without
 //!   overwriting, fsync a directory), with errors naming path and action.
-//! - [`commands`]: `gapless audit` (verify, prove, check-proof,
-//!   consistency, pubkey, keygen); a [`commands::Usage`] error is exit 2.
+//! - [`commands`]: the commands other than `serve`: `gapless stats`,
+//!   `report`, `gaps`, `alerts`, `compact` and `audit` (verify, prove,
+//!   check-proof, consistency, pubkey, keygen); a [`commands::Usage`] error
+//!   (or [`commands::CommandError::Usage`]) is exit 2.
 //! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
 //!   fleet with an outage, through the real pipeline; `--serve` then
 //!   serves the API and dashboard on its data.
@@ -134,10 +136,10 @@ mod layering;
 ///    [`report`], [`audit`], [`witness`].
 /// 9. [`api`]: HTTP over all of them.
 /// 10. [`config`], [`cli`]: settings for the stages above.
-/// 11. [`app`]: the wiring (channels, stages, shutdown) and the commands
-///     `stats`, `report`, `gaps`, `alerts`, `compact`.
-/// 12. [`commands`]: the other commands (`audit`), which print their
-///     result; `main.rs` maps it to an exit code.
+/// 11. [`app`]: the service: the wiring (channels, stages, shutdown).
+/// 12. [`commands`]: the other commands (`stats`, `report`, `gaps`,
+///     `alerts`, `compact`, `audit`), which return or print their result;
+///     `main.rs` maps it to an exit code.
 /// 13. [`demo`], [`bench`]: commands that drive the whole service.
 pub const LAYERS: &[&[&str]] = &[
     &[

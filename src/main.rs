@@ -57,12 +57,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Stats { data } => {
-            let stats = gapless::app::stats(&data)?;
+            let stats = gapless::commands::stats(&data)?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact(args) => {
-            let round = gapless::app::compact_command(&args, now())?;
+            let round = gapless::commands::compact_command(&args, now())?;
             for c in &round.done {
                 println!(
                     "{}: {} readings files, {} rows -> {} ({:.1} MB)",
@@ -83,9 +83,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Report(args) => query(gapless::app::report_command(&args, now())),
-        Command::Gaps(args) => query(gapless::app::gaps_command(&args, now())),
-        Command::Alerts(args) => query(gapless::app::alerts_command(&args)),
+        Command::Report(args) => query(gapless::commands::report_command(&args, now())),
+        Command::Gaps(args) => query(gapless::commands::gaps_command(&args, now())),
+        Command::Alerts(args) => query(gapless::commands::alerts_command(&args)),
         Command::Demo(args) => {
             let ok = gapless::demo::run(args)?;
             Ok(if ok {
@@ -164,7 +164,7 @@ fn now() -> i64 {
 }
 
 /// Prints a query's output; bad usage exits 2, a failure 1.
-fn query(r: Result<String, gapless::app::CommandError>) -> anyhow::Result<ExitCode> {
+fn query(r: Result<String, gapless::commands::CommandError>) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     match r {
         Ok(out) => match std::io::stdout().write_all(out.as_bytes()) {
@@ -173,7 +173,7 @@ fn query(r: Result<String, gapless::app::CommandError>) -> anyhow::Result<ExitCo
             }
             r => r.map(|()| ExitCode::SUCCESS).map_err(Into::into),
         },
-        Err(gapless::app::CommandError::Usage(m)) => {
+        Err(gapless::commands::CommandError::Usage(m)) => {
             eprintln!("gapless: {m}");
             Ok(ExitCode::from(2))
         }

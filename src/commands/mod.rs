@@ -1,11 +1,62 @@
-//! The commands other than the service: each prints what it found and
-//! says whether it holds; `main.rs` maps that, and a [`Usage`] error, to an
-//! exit code. Here anyhow carries the errors, as at every edge.
+//! The commands other than the service (`serve` is [`crate::app`]): each
+//! returns or prints what it found and says whether it holds; `main.rs`
+//! maps that, and a [`Usage`] error (or [`CommandError::Usage`]), to an
+//! exit code. Here anyhow carries the errors of `audit`, as at every edge.
+//!
+//! - [`stats`]: the commit log's counters and the journal's pending records.
+//! - [`report_command`], [`gaps_command`], [`alerts_command`]: the queries
+//!   over the sealed tables; what to print, or a [`CommandError`].
+//! - [`compact_command`]: merges each ended date's readings files now.
+//! - [`audit`]: verify, prove, check-proof, consistency, pubkey, keygen.
 
+mod alerts;
 pub mod audit;
+mod compact;
+mod gaps;
+mod report;
+mod stats;
+
+pub use alerts::alerts_command;
+pub use compact::compact_command;
+pub use gaps::gaps_command;
+pub use report::report_command;
+pub use stats::stats;
 
 /// Bad usage (exit 2): a flag's value that cannot be taken, printed as
 /// `gapless: MESSAGE`. Any other error is a failure (exit 1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Usage(pub String);
+
+/// Why a query command (`report`, `gaps`, `alerts`) failed: the user's input (exit 2)
+/// or the data (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    #[error("reading alerts: {0}")]
+    Alerts(String),
+    #[error(transparent)]
+    Certificate(#[from] crate::report::certificate::CertificateError),
+}
+
+fn usage(e: impl std::fmt::Display) -> CommandError {
+    CommandError::Usage(e.to_string())
+}
+
+fn parse_medium_flag(m: Option<&str>) -> Result<Option<crate::reading::Medium>, CommandError> {
+    m.map(|m| {
+        crate::reading::Medium::parse(m).ok_or_else(|| {
+            usage(format!(
+                "--medium {m:?}: not one of heat, cooling, water, warm_water, hca"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn parse_time_flag(flag: &str, s: &str) -> Result<i64, CommandError> {
+    crate::time::parse_time(s).map_err(|e| usage(format!("{flag}: {e}")))
+}
