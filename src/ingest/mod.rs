@@ -22,7 +22,7 @@ pub mod rows;
 pub mod snapshot;
 mod state_file;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -417,23 +417,15 @@ impl Ingest {
         self.batch.counts.delivered += 1;
         self.now = self.now.max(rec.received_at);
         let decoded = decode::decode(&rec.topic, &rec.payload, rec.received_at, &self.cfg.decode)
-            .and_then(|d| match self.too_many_registers(&d.readings) {
-                Some(reason) => Err(decode::Rejection {
+            .and_then(|d| match self.admit(&d.readings) {
+                Err(reason) => Err(decode::Rejection {
                     format: Some(d.format),
                     reason,
                 }),
-                None => Ok(d),
+                Ok(()) => Ok(d),
             });
         match decoded {
             Ok(decoded) => {
-                // Names are taken now, so that the bound holds within a batch.
-                for r in decoded
-                    .readings
-                    .iter()
-                    .filter(|r| r.kind == ReadingKind::Measured)
-                {
-                    self.live.intern_register(r.register.as_str());
-                }
                 receipt.format = Some(decoded.format);
                 let lora = matches!(decoded.format, Format::Chirpstack | Format::Tts);
                 let mut notes = decoded.notes;
@@ -542,37 +534,51 @@ impl Ingest {
         Ok(())
     }
 
-    /// Why a decoded message would give a meter more registers than the
-    /// bound, if it would: the whole message is rejected (its bytes kept),
-    /// like any other bad input, rather than share or drop a series.
-    fn too_many_registers(&self, readings: &[crate::reading::Reading]) -> Option<String> {
+    /// Admits a decoded message's new series, or says why it would give a
+    /// meter more registers (or the fleet more register names) than the
+    /// bounds: the whole message is then rejected (its bytes kept), like
+    /// any other bad input, rather than share or drop a series. The names
+    /// of admitted series are entered at once, so that the bound holds
+    /// within a batch too. Known series and names (the common case) cost
+    /// a lookup each and no allocation.
+    fn admit(&mut self, readings: &[crate::reading::Reading]) -> Result<(), String> {
         let max = self.cfg.max_registers_per_meter;
-        let mut new: HashMap<(&str, &str), ()> = HashMap::new();
+        let mut new: HashSet<(&str, &str)> = HashSet::new();
+        let mut names: HashSet<&str> = HashSet::new();
         let mut per_meter: HashMap<&str, usize> = HashMap::new();
-        let mut new_names = 0;
         for r in readings {
             let (m, reg) = (r.meter_id.as_str(), r.register.as_str());
-            if new.contains_key(&(m, reg)) || self.series.knows(m, reg) {
+            // The live engine names the series of measured readings (a
+            // series first seen by its set dates gets its name later).
+            if r.kind == ReadingKind::Measured
+                && !names.contains(reg)
+                && !self.live.knows_register(reg)
+            {
+                names.insert(reg);
+                if !self.live.has_room_for(names.len()) {
+                    return Err(format!(
+                        "meter {m}: register {reg:?} is new, and the fleet already has 65,535 distinct register names"
+                    ));
+                }
+            }
+            if new.contains(&(m, reg)) || self.series.knows(m, reg) {
                 continue;
             }
-            new.insert((m, reg), ());
-            new_names += !self.live.knows_register(reg) as usize;
-            if !self.live.has_room_for(new_names) {
-                return Some(format!(
-                    "meter {m}: register {reg:?} is new, and the fleet already has 65,535 distinct register names"
-                ));
-            }
+            new.insert((m, reg));
             let n = per_meter
                 .entry(m)
                 .or_insert_with(|| self.series.registers_of(m));
             *n += 1;
             if *n > max {
-                return Some(format!(
+                return Err(format!(
                     "meter {m}: register {reg:?} would be its register number {n}, over the limit of {max} distinct registers per meter (--max-registers-per-meter)"
                 ));
             }
         }
-        None
+        for name in names {
+            self.live.intern_register(name);
+        }
+        Ok(())
     }
 
     /// Whether the batch is due for sealing: by rows (receipts or
