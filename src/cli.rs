@@ -355,6 +355,10 @@ pub struct ServeArgs {
     /// Reject a message that would give a meter more distinct registers than this [default: 64].
     #[arg(long)]
     pub max_registers_per_meter: Option<usize>,
+    /// Keep a gap in memory this many days after it ends; a late reading
+    /// in an older gap is looked up in the sealed files [default: 3].
+    #[arg(long)]
+    pub gap_memory_days: Option<u32>,
     /// Look for ended UTC dates to compact (one sorted readings file per
     /// date, for reports) this often, in seconds; 0 = never [default: 600].
     #[arg(long)]
@@ -418,6 +422,7 @@ impl From<ServeArgs> for ServeFlags {
             seal_max_rows: a.seal_max_rows,
             seal_max_age_s: a.seal_max_age,
             max_registers_per_meter: a.max_registers_per_meter,
+            gap_memory_days: a.gap_memory_days,
             compact_every_s: a.compact_every,
             compact_grace_s: a.compact_grace,
             connect_attempts: a.connect_attempts,

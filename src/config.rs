@@ -44,6 +44,7 @@ pub struct FileConfig {
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
     pub max_registers_per_meter: Option<usize>,
+    pub gap_memory_days: Option<u32>,
     pub compact_every_s: Option<f64>,
     pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
@@ -91,6 +92,7 @@ pub struct ServeFlags {
     pub seal_max_rows: Option<usize>,
     pub seal_max_age_s: Option<f64>,
     pub max_registers_per_meter: Option<usize>,
+    pub gap_memory_days: Option<u32>,
     pub compact_every_s: Option<f64>,
     pub compact_grace_s: Option<u64>,
     pub connect_attempts: Option<u32>,
@@ -248,6 +250,13 @@ impl ServeSettings {
                 "must be between 1 and 65535",
             ));
         }
+        let gap_memory_days = flags
+            .gap_memory_days
+            .or(file.gap_memory_days)
+            .unwrap_or(crate::ingest::DEFAULT_GAP_MEMORY_DAYS);
+        if gap_memory_days == 0 || gap_memory_days > 3_650 {
+            return Err(invalid("--gap-memory-days", "must be between 1 and 3650"));
+        }
         let seal_max_age = flags
             .seal_max_age_s
             .or(file.seal_max_age_s)
@@ -389,6 +398,7 @@ impl ServeSettings {
                 continuity,
                 alerts,
                 max_registers_per_meter,
+                gap_memory: Duration::from_secs(gap_memory_days as u64 * 86_400),
             },
         })
     }

@@ -92,7 +92,7 @@ impl Pipeline {
         if !self.ingest.has_pending() {
             return Ok(None);
         }
-        let mut batch = self.ingest.finish();
+        let mut batch = self.ingest.finish()?;
         let manifest = self.store.seal(&batch)?;
         let alerts = std::mem::take(&mut batch.alerts);
         let learned = std::mem::take(&mut batch.learned);
@@ -152,6 +152,7 @@ mod tests {
     use crate::alerts::AlertKind;
     use sha2::Digest;
     use std::fs;
+    use std::time::Duration;
 
     fn store(data: &Path, max_rows: usize) -> Pipeline {
         Pipeline::for_test(data, max_rows)
@@ -401,13 +402,23 @@ mod tests {
             .collect()
     }
 
+    /// A pipeline that keeps gaps in memory for `memory`.
+    fn store_with(data: &Path, memory: Duration) -> Pipeline {
+        let cfg = IngestConfig {
+            gap_memory: memory,
+            ..IngestConfig::historic(1_000_000)
+        };
+        Pipeline::open(StoreConfig::new(data), cfg).unwrap()
+    }
+
     fn run(
         data: &Path,
         msgs: &[JournalRecord],
         cut: Option<usize>,
         corrupt: bool,
+        memory: Duration,
     ) -> (Pipeline, u64) {
-        let mut p = store(data, 1_000_000);
+        let mut p = store_with(data, memory);
         for (i, rec) in msgs.iter().enumerate() {
             p.ingest(rec).unwrap();
             if i % 7 == 6 {
@@ -428,7 +439,7 @@ mod tests {
                         fs::write(&path, b).unwrap();
                     }
                 }
-                p = store(data, 1_000_000);
+                p = store_with(data, memory);
                 if corrupt {
                     let Start::Rebuilt { skipped } = &p.start else {
                         panic!("a corrupt snapshot was used: {:?}", p.start)
@@ -451,8 +462,11 @@ mod tests {
     fn a_restart_from_a_snapshot_is_the_uninterrupted_run() {
         for seed in 1..=6u64 {
             let msgs = messages(seed, 240);
+            // Odd seeds forget gaps an hour after they end: late readings
+            // (6-12 h) then ask the sealed files.
+            let memory = Duration::from_secs(if seed % 2 == 1 { 3_600 } else { 30 * 86_400 });
             let whole = tempfile::tempdir().unwrap();
-            let (a, stored) = run(whole.path(), &msgs, None, false);
+            let (a, stored) = run(whole.path(), &msgs, None, false, memory);
             let table = |d: &Path| {
                 let mut rows = readings_rows(d);
                 rows.sort();
@@ -460,7 +474,7 @@ mod tests {
             };
             for (cut, corrupt) in [(37 * seed as usize % 200, false), (101, true)] {
                 let tmp = tempfile::tempdir().unwrap();
-                let (b, stored_b) = run(tmp.path(), &msgs, Some(cut), corrupt);
+                let (b, stored_b) = run(tmp.path(), &msgs, Some(cut), corrupt, memory);
                 assert_eq!(stored_b, stored, "seed {seed} cut {cut}");
                 assert!(
                     a.ingest.state_bytes() == b.ingest.state_bytes(),
@@ -473,5 +487,74 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The gap memory changes the memory, not the answers: forgetting gaps
+    /// an hour after they end (late readings then ask the sealed Parquet
+    /// files) seals the same standing gaps and readings as keeping them.
+    #[test]
+    fn forgetting_gaps_changes_nothing_but_memory() {
+        let standing = |d: &Path| {
+            let stored = crate::report::StoredReadings::load(d).unwrap();
+            let by_meter = crate::report::gap_list::standing(stored.gap_files(), None).unwrap();
+            let mut out: Vec<String> = by_meter
+                .into_iter()
+                .flat_map(|(m, regs)| {
+                    regs.into_iter().flat_map(move |(r, gaps)| {
+                        let m = m.clone();
+                        gaps.into_iter().map(move |s| {
+                            let g = s.gap;
+                            format!(
+                                "{m} {r} {}-{} {} {:?} {:?} {:?}",
+                                g.from,
+                                g.to,
+                                g.missing,
+                                g.consumption,
+                                g.interval,
+                                s.interval_source
+                            )
+                        })
+                    })
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let mut lookups = 0;
+        for seed in 1..=6u64 {
+            let msgs = messages(seed, 240);
+            let (keep, forget) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (a, _) = run(
+                keep.path(),
+                &msgs,
+                None,
+                false,
+                Duration::from_secs(30 * 86_400),
+            );
+            let (b, _) = run(
+                forget.path(),
+                &msgs,
+                None,
+                false,
+                Duration::from_secs(3_600),
+            );
+            assert_eq!(a.ingest.live_lookups(), 0, "seed {seed}: kept for 30 days");
+            lookups += b.ingest.live_lookups();
+            assert!(
+                !standing(keep.path()).is_empty(),
+                "seed {seed}: no gap at all"
+            );
+            assert_eq!(
+                standing(keep.path()),
+                standing(forget.path()),
+                "seed {seed}"
+            );
+            assert_eq!(readings_rows(keep.path()), readings_rows(forget.path()));
+            assert!(
+                b.ingest.heap_bytes() <= a.ingest.heap_bytes(),
+                "seed {seed}"
+            );
+        }
+        assert!(lookups > 0, "no late reading fell in a forgotten gap");
     }
 }

@@ -38,7 +38,15 @@ pub fn run(args: &crate::cli::BenchLiveStateArgs) -> anyhow::Result<()> {
                 received_at: ts + 5_000_000,
             };
             gaps += live
-                .observe(id, "energy", || setup, p, ((k * args.meters + i) as u64, 0))
+                .observe(
+                    id,
+                    "energy",
+                    || setup,
+                    p,
+                    ((k * args.meters + i) as u64, 0),
+                    &mut crate::continuity::sealed::NoSealed,
+                )
+                .expect("no lookup: the gap memory is for ever")
                 .len();
         }
     }

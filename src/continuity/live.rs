@@ -50,6 +50,7 @@ use hashbrown::HashTable;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::registry::Registry;
+use super::sealed::{LookupError, SealedSeries};
 use super::series::{gap_between, open_gap, step, FirstReceived, Gap, Point, ReceiptKey};
 use super::series::{SeriesRules, Step};
 use super::{builtin_interval_s, ContinuityConfig, Interval, IntervalSource, DAY};
@@ -154,6 +155,26 @@ pub struct LiveEngine {
     wide: HashMap<u32, (i128, i128)>,
     /// Set dates meters reported (UTC day numbers, sorted), by meter.
     set_days: HashMap<Box<str>, Vec<i64>>,
+    /// Gaps that end before this time (µs) are not kept (see "Memory"):
+    /// the sealed files answer for them. Only moves forward.
+    horizon: i64,
+    /// The newest receive time observed (what the horizon follows).
+    newest_received: i64,
+    /// No kept gap (of a series past its warm-up) ends before this: the
+    /// next [`evict`](Self::evict) has nothing to do until the horizon
+    /// passes it.
+    oldest_to: i64,
+    /// How long a gap is kept after it ends, µs (`i64::MAX`: for ever).
+    /// Configuration, not state.
+    gap_memory: i64,
+    /// Readings before the horizon observed since the last seal, by
+    /// series: the sealed files do not hold them yet.
+    unsealed: HashMap<u32, Vec<Point>>,
+    /// Lookups see only receipts before this one (while the sealed files
+    /// of the commits after a snapshot are loaded: none of them).
+    lookup_bound: Option<u64>,
+    /// Lookups in the sealed files so far.
+    lookups: u64,
 }
 
 /// A series whose interval is not known yet: its readings (sorted by
@@ -279,6 +300,13 @@ impl LiveEngine {
             ripe: Vec::new(),
             wide: HashMap::new(),
             set_days: HashMap::new(),
+            horizon: i64::MIN,
+            newest_received: i64::MIN,
+            oldest_to: i64::MAX,
+            gap_memory: i64::MAX,
+            unsealed: HashMap::new(),
+            lookup_bound: None,
+            lookups: 0,
         }
     }
 
@@ -438,7 +466,9 @@ impl LiveEngine {
     /// the series). `setup` is asked only for a series seen the first time;
     /// `key` says where the reading was received (what an unknown interval
     /// is inferred from). A series that reaches [`INFER_READINGS`] is
-    /// re-judged at the next [`settle`](Self::settle).
+    /// re-judged at the next [`settle`](Self::settle). `sealed` is asked
+    /// only for a reading older than the gap memory that falls inside the
+    /// series' span but in no gap kept (see "Memory").
     pub fn observe(
         &mut self,
         meter: &str,
@@ -446,16 +476,20 @@ impl LiveEngine {
         setup: impl FnOnce() -> SeriesSetup,
         p: Point,
         key: ReceiptKey,
-    ) -> Vec<GapChange> {
+        sealed: &mut dyn SealedSeries,
+    ) -> Result<Vec<GapChange>, LookupError> {
         let mut changes = Vec::new();
+        self.newest_received = self.newest_received.max(p.received_at);
         let Some(i) = self.find(meter, register) else {
+            let i = self.slots.len() as u32;
             self.insert(meter, register, setup(), p, key);
-            return changes;
+            self.remember_unsealed(i, p);
+            return Ok(changes);
         };
         if let Some(w) = self.warmup.get_mut(&i) {
             let k = w.points.partition_point(|q| q.ts < p.ts);
             if w.points.get(k).is_some_and(|q| q.ts == p.ts) {
-                return changes;
+                return Ok(changes);
             }
             w.points.insert(k, p);
             w.first.offer(key, p.ts);
@@ -464,8 +498,10 @@ impl LiveEngine {
                 self.ripe.push(i);
             }
         }
-        self.apply(i, p, &mut changes);
-        changes
+        let evicted = self.evicted_gap_around(i, p, sealed)?;
+        self.apply(i, p, evicted, &mut changes);
+        self.remember_unsealed(i, p);
+        Ok(changes)
     }
 
     fn insert(
@@ -516,7 +552,15 @@ impl LiveEngine {
 
     /// Takes a reading with the series' interval (the built-in one while
     /// it is being inferred).
-    fn apply(&mut self, i: u32, p: Point, changes: &mut Vec<GapChange>) {
+    /// `evicted`: the neighbours around `p` (inside the span) whose gap is
+    /// no longer kept, as the sealed files told.
+    fn apply(
+        &mut self,
+        i: u32,
+        p: Point,
+        evicted: Option<(Point, Point)>,
+        changes: &mut Vec<GapChange>,
+    ) {
         let slot = self.slots[i as usize];
         let (first, last) = (
             self.unpack(i, slot.first, true),
@@ -531,7 +575,7 @@ impl LiveEngine {
         } else if p.ts < first.ts {
             first.value < p.value
         } else {
-            self.gaps.contains_key(&i)
+            evicted.is_some() || self.gaps.contains_key(&i)
         };
         let repl = if down {
             self.replacements(meter)
@@ -551,6 +595,7 @@ impl LiveEngine {
             let end = self.pack(i, &p, false);
             self.slots[i as usize].last = end;
             if let Some(g) = found {
+                self.oldest_to = self.oldest_to.min(g.to);
                 self.gaps.entry(i).or_default().push(g.clone());
                 changes.push(GapChange::Found(g));
             }
@@ -559,8 +604,27 @@ impl LiveEngine {
             let end = self.pack(i, &p, true);
             self.slots[i as usize].first = end;
             if let Some(g) = found {
+                self.oldest_to = self.oldest_to.min(g.to);
                 self.gaps.entry(i).or_default().insert(0, g.clone());
                 changes.push(GapChange::Found(g));
+            }
+        } else if let Some((before, after)) = evicted {
+            // A gap no longer kept: judged again from its ends.
+            if let Some(old) = gap_between(&before, &after, &rules) {
+                let parts: Vec<Gap> = gap_between(&before, &p, &rules)
+                    .into_iter()
+                    .chain(gap_between(&p, &after, &rules))
+                    .collect();
+                let gaps = self.gaps.entry(i).or_default();
+                let k = gaps.partition_point(|g| g.to <= p.ts);
+                gaps.splice(k..k, parts.iter().cloned());
+                if gaps.is_empty() {
+                    self.gaps.remove(&i);
+                }
+                if let Some(g) = parts.first() {
+                    self.oldest_to = self.oldest_to.min(g.to);
+                }
+                changes.push(GapChange::Split { old, parts });
             }
         } else if let Some(gaps) = self.gaps.get_mut(&i) {
             // Inside the known span: only a gap around it changes.
@@ -575,6 +639,9 @@ impl LiveEngine {
                 gaps.splice(k..=k, parts.iter().cloned());
                 if gaps.is_empty() {
                     self.gaps.remove(&i);
+                }
+                if let Some(g) = parts.first() {
+                    self.oldest_to = self.oldest_to.min(g.to);
                 }
                 changes.push(GapChange::Split { old, parts });
             }
@@ -601,6 +668,9 @@ impl LiveEngine {
             let repl = self.replacements(meter);
             let days = days_of(&self.set_days, setup.medium, meter);
             let new = gaps_over(&w.points, &rules_for(&self.cfg, setup, days, &repl));
+            if let Some(g) = new.first() {
+                self.oldest_to = self.oldest_to.min(g.to);
+            }
             let old = match new.is_empty() {
                 true => self.gaps.remove(&i),
                 false => self.gaps.insert(i, new.clone()),
@@ -626,12 +696,18 @@ impl LiveEngine {
     }
 
     /// A set date the meter reported (its UTC day number). New to the
-    /// meter, it explains HCA resets from now on, and re-judges the
-    /// recorded gaps across it: (register, change) for each that changed.
-    pub fn set_day(&mut self, meter: &str, day: i64) -> Vec<(String, GapChange)> {
+    /// meter, it explains HCA resets from now on, and re-judges the gaps
+    /// across it (those no longer kept from the sealed files): (register,
+    /// change) for each that changed.
+    pub fn set_day(
+        &mut self,
+        meter: &str,
+        day: i64,
+        sealed: &mut dyn SealedSeries,
+    ) -> Result<Vec<(String, GapChange)>, LookupError> {
         match self.set_days.get_mut(meter) {
             Some(days) => match days.binary_search(&day) {
-                Ok(_) => return Vec::new(),
+                Ok(_) => return Ok(Vec::new()),
                 Err(k) => days.insert(k, day),
             },
             None => {
@@ -645,11 +721,14 @@ impl LiveEngine {
                 continue;
             };
             let setup = self.setup_of(i, self.slots[i as usize].profile);
-            let days = days_of(&self.set_days, setup.medium, meter);
-            let Some(gaps) = self.gaps.get_mut(&i).filter(|_| !days.is_empty()) else {
+            if days_of(&self.set_days, setup.medium, meter).is_empty() {
                 continue;
-            };
+            }
+            let pairs = self.evicted_pairs_across(i, day, sealed)?;
+            let days = days_of(&self.set_days, setup.medium, meter);
             let rules = rules_for(&self.cfg, setup, days, &repl);
+            let name = &self.registers.values[reg];
+            let gaps = self.gaps.entry(i).or_default();
             for g in gaps.iter_mut() {
                 let Some(after) = g.after else { continue };
                 if !(g.from < (day + 1) * DAY && g.to >= day * DAY) {
@@ -658,18 +737,34 @@ impl LiveEngine {
                 if let Some(new) = gap_between(&g.before, &after, &rules) {
                     if new != *g {
                         let old = std::mem::replace(g, new.clone());
-                        out.push((
-                            self.registers.values[reg].clone(),
-                            GapChange::Split {
-                                old,
-                                parts: vec![new],
-                            },
-                        ));
+                        let parts = vec![new];
+                        out.push((name.clone(), GapChange::Split { old, parts }));
                     }
                 }
             }
+            if !pairs.is_empty() {
+                let without: Vec<i64> = days.iter().copied().filter(|&d| d != day).collect();
+                let before = rules_for(&self.cfg, setup, &without, &repl);
+                for (a, b) in pairs {
+                    let (Some(old), Some(new)) =
+                        (gap_between(&a, &b, &before), gap_between(&a, &b, &rules))
+                    else {
+                        continue;
+                    };
+                    if new != old {
+                        let k = gaps.partition_point(|g| g.to <= a.ts);
+                        gaps.insert(k, new.clone());
+                        self.oldest_to = self.oldest_to.min(new.to);
+                        let parts = vec![new];
+                        out.push((name.clone(), GapChange::Split { old, parts }));
+                    }
+                }
+            }
+            if gaps.is_empty() {
+                self.gaps.remove(&i);
+            }
         }
-        out
+        Ok(out)
     }
 
     /// The recorded gaps of a series, in time order.
@@ -728,6 +823,9 @@ impl LiveEngine {
             + self.own.capacity() * 48
     }
 }
+
+#[path = "live_memory.rs"]
+mod memory;
 
 #[path = "live_state.rs"]
 mod state;

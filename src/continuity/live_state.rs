@@ -211,6 +211,10 @@ impl LiveEngine {
                 e.i64(d);
             }
         }
+        // Taken after a seal: nothing is unsealed.
+        debug_assert!(self.unsealed.is_empty());
+        e.i64(self.horizon);
+        e.i64(self.newest_received);
     }
 
     /// The state `encode` wrote, judged with `cfg` and `registry`.
@@ -312,6 +316,13 @@ impl LiveEngine {
             }
             set_days.insert(m, v);
         }
+        let (horizon, newest_received) = (d.i64()?, d.i64()?);
+        let oldest_to = gaps
+            .iter()
+            .filter(|(i, _)| !warmup.contains_key(*i))
+            .filter_map(|(_, v): (_, &Vec<Gap>)| v.first().map(|g| g.to))
+            .min()
+            .unwrap_or(i64::MAX);
         let mut live = LiveEngine {
             cfg,
             registry,
@@ -326,6 +337,13 @@ impl LiveEngine {
             ripe,
             wide,
             set_days,
+            horizon,
+            newest_received,
+            oldest_to,
+            gap_memory: i64::MAX,
+            unsealed: HashMap::new(),
+            lookup_bound: None,
+            lookups: 0,
         };
         live.reindex();
         Ok(live)

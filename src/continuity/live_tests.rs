@@ -1,8 +1,27 @@
 //! The live engine's tests: each rule, and live = batch (property tests).
 use super::*;
+use crate::continuity::sealed::{LookupError, NoSealed, SealedSeries};
 use crate::continuity::series::tests::{rules, MIN};
 use crate::continuity::series::{analyze, judge_plausibility};
 use proptest::prelude::*;
+
+/// Observes with no sealed files (the engine keeps every gap).
+fn observe(
+    live: &mut LiveEngine,
+    meter: &str,
+    register: &str,
+    setup: impl FnOnce() -> SeriesSetup,
+    p: Point,
+    key: ReceiptKey,
+) -> Vec<GapChange> {
+    live.observe(meter, register, setup, p, key, &mut NoSealed)
+        .expect("no lookup without a gap memory")
+}
+
+fn set_day(live: &mut LiveEngine, meter: &str, day: i64) -> Vec<(String, GapChange)> {
+    live.set_day(meter, day, &mut NoSealed)
+        .expect("no lookup without a gap memory")
+}
 
 fn point(ts_min: i64, seq: u64) -> Point {
     Point {
@@ -37,7 +56,14 @@ fn an_unknown_interval_is_inferred_from_the_first_received_readings() {
     times.extend([52, 56]);
     let mut changes = Vec::new();
     for (k, &t) in times.iter().rev().enumerate() {
-        changes.extend(live.observe("W", "volume", infer, point(t, 0), (k as u64, 0)));
+        changes.extend(observe(
+            &mut live,
+            "W",
+            "volume",
+            infer,
+            point(t, 0),
+            (k as u64, 0),
+        ));
         if k == 4 {
             assert!(live.settle().is_empty(), "5 readings: not yet");
         }
@@ -76,13 +102,13 @@ fn gaps_judged_with_the_builtin_interval_are_superseded_once_inferred() {
     // a gap until the interval is inferred.
     let mut found = 0;
     for k in 0..5 {
-        let ch = live.observe("H", "e", infer, point(k * 60, 0), (k as u64, 0));
+        let ch = observe(&mut live, "H", "e", infer, point(k * 60, 0), (k as u64, 0));
         found += ch.len();
     }
     assert!(live.settle().is_empty());
     assert_eq!((found, live.gaps("H", "e").len()), (4, 4));
     for k in 5..12 {
-        live.observe("H", "e", infer, point(k * 60, 0), (k as u64, 0));
+        observe(&mut live, "H", "e", infer, point(k * 60, 0), (k as u64, 0));
     }
     let s = live.settle();
     assert_eq!((s[0].old.len(), s[0].new.len()), (11, 0));
@@ -110,23 +136,23 @@ fn a_reported_set_date_explains_an_hca_reset_found_before_it() {
         received_at: day * DAY,
     };
     // Day 100 = 1970-04-11: not the configured 12-31.
-    live.observe("A", "units", hca, d(97, 300), (1, 0));
-    let ch = live.observe("A", "units", hca, d(103, 2), (2, 0));
+    observe(&mut live, "A", "units", hca, d(97, 300), (1, 0));
+    let ch = observe(&mut live, "A", "units", hca, d(103, 2), (2, 0));
     assert!(
         ch.iter().any(|c| matches!(c, GapChange::Decrease { .. })),
         "{ch:?}"
     );
     assert_eq!(live.gaps("A", "units")[0].consumption, None);
-    let ch = live.set_day("A", 100);
+    let ch = set_day(&mut live, "A", 100);
     assert_eq!(ch.len(), 1);
     assert!(matches!(&ch[0], (r, GapChange::Split { parts, .. })
         if r == "units" && parts[0].consumption == Some(2_000_000_000)));
-    assert!(live.set_day("A", 100).is_empty(), "known already");
+    assert!(set_day(&mut live, "A", 100).is_empty(), "known already");
     // Known before the reset: no decrease.
-    let ch = live.observe("A", "units", hca, d(99, 320), (3, 0));
+    let ch = observe(&mut live, "A", "units", hca, d(99, 320), (3, 0));
     assert!(!ch.iter().any(|c| matches!(c, GapChange::Decrease { .. })));
-    live.set_day("A", 130);
-    let ch = live.observe("A", "units", hca, d(131, 1), (4, 0));
+    set_day(&mut live, "A", 130);
+    let ch = observe(&mut live, "A", "units", hca, d(131, 1), (4, 0));
     assert!(
         !ch.iter().any(|c| matches!(c, GapChange::Decrease { .. })),
         "{ch:?}"
@@ -138,7 +164,8 @@ fn live_gaps(arrivals: &[i64], cfg: &ContinuityConfig) -> (Vec<Gap>, Vec<GapChan
     let mut live = LiveEngine::new(cfg.clone());
     let mut changes = Vec::new();
     for (k, &t) in arrivals.iter().enumerate() {
-        changes.extend(live.observe(
+        changes.extend(observe(
+            &mut live,
             "M-1",
             "energy",
             || setup(r.interval),
@@ -221,8 +248,16 @@ fn values_beyond_i64_and_late_ends_survive_packing() {
         received_at: ts_min * MIN + if late { 2 * 3600 * SECOND } else { 0 },
     };
     let huge = 100_000_000_000_000i128; // 10^14 units: 10^23 scaled
-    live.observe("M", "e", || setup(r.interval), big(60, huge, true), (1, 0));
-    let ch = live.observe(
+    observe(
+        &mut live,
+        "M",
+        "e",
+        || setup(r.interval),
+        big(60, huge, true),
+        (1, 0),
+    );
+    let ch = observe(
+        &mut live,
         "M",
         "e",
         || setup(r.interval),
@@ -239,7 +274,8 @@ fn values_beyond_i64_and_late_ends_survive_packing() {
     );
     assert_eq!(g.after.unwrap().value, huge * 1_000_000_000);
     assert_eq!(g.after.unwrap().decimals, 3);
-    let ch = live.observe(
+    let ch = observe(
+        &mut live,
         "M",
         "e",
         || setup(r.interval),
@@ -257,8 +293,22 @@ fn open_gaps_at_now() {
     let cfg = ContinuityConfig::default();
     let r = rules(&cfg, Medium::Heat, 15);
     let mut live = LiveEngine::new(cfg.clone());
-    live.observe("A", "energy", || setup(r.interval), point(0, 0), (1, 0));
-    live.observe("B", "energy", || setup(r.interval), point(50, 0), (2, 0));
+    observe(
+        &mut live,
+        "A",
+        "energy",
+        || setup(r.interval),
+        point(0, 0),
+        (1, 0),
+    );
+    observe(
+        &mut live,
+        "B",
+        "energy",
+        || setup(r.interval),
+        point(50, 0),
+        (2, 0),
+    );
     let open: Vec<(&str, u64)> = {
         let mut v: Vec<_> = live
             .open_gaps(60 * MIN)
@@ -438,10 +488,14 @@ impl Table {
         );
         self.0.push(g);
     }
+    /// The `gaps` table matches a superseded gap by its ends; the rest
+    /// must be what was found (receive times aside: the engine keeps only
+    /// their lateness).
     fn superseded(&mut self, g: &Gap) {
-        let k = self.0.iter().position(|s| s == g);
+        let k = self.0.iter().position(|s| (s.from, s.to) == (g.from, g.to));
         let k = k.unwrap_or_else(|| panic!("superseded but not standing: {g:?}"));
-        self.0.remove(k);
+        let was = self.0.remove(k);
+        assert_eq!(normalized(vec![was]), normalized(vec![g.clone()]));
     }
     fn apply(&mut self, c: GapChange) {
         match c {
@@ -455,11 +509,60 @@ impl Table {
     }
 }
 
+/// Sealed files for the engine's gap memory: the readings of the batches
+/// sealed so far (each time once, the first value).
+#[derive(Default)]
+struct Files {
+    points: Vec<Point>,
+    asked: usize,
+}
+
+impl SealedSeries for Files {
+    fn points_in(
+        &mut self,
+        _: &str,
+        _: &str,
+        from: i64,
+        to: i64,
+        _: Option<u64>,
+    ) -> Result<Vec<Point>, LookupError> {
+        self.asked += 1;
+        let mut v: Vec<Point> = self
+            .points
+            .iter()
+            .filter(|p| (from..=to).contains(&p.ts))
+            .copied()
+            .collect();
+        v.sort_by_key(|p| p.ts);
+        Ok(v)
+    }
+}
+
+impl Files {
+    fn seal(&mut self, batch: &[Point]) {
+        for p in batch {
+            if !self.points.iter().any(|q| q.ts == p.ts) {
+                self.points.push(*p);
+            }
+        }
+    }
+}
+
 /// Runs a case through the live engine, batch by batch as seals do
-/// (set dates first, then the readings sorted by time, then settle).
+/// (set dates first, then the readings sorted by time, then settle; then
+/// the batch is sealed and the gaps older than `memory` are dropped).
 /// Returns the engine and the table its changes make.
-fn run_live(c: &Case, cfg: &ContinuityConfig, registry: Arc<Registry>) -> (LiveEngine, Table) {
+fn run_live(
+    c: &Case,
+    cfg: &ContinuityConfig,
+    registry: Arc<Registry>,
+    memory: Option<i64>,
+) -> (LiveEngine, Table, Files) {
     let mut live = LiveEngine::new(cfg.clone()).with_registry(registry);
+    if let Some(m) = memory {
+        live.set_gap_memory(m);
+    }
+    let mut files = Files::default();
     let mut table = Table::default();
     let (mut next_day, mut k) = (0, 0);
     for &size in &c.batches {
@@ -467,11 +570,12 @@ fn run_live(c: &Case, cfg: &ContinuityConfig, registry: Arc<Registry>) -> (LiveE
             (k..k + size).map(|j| (j, c.arrivals[j])).collect();
         k += size;
         for _ in batch.iter().filter(|(_, a)| a.is_none()) {
-            for (_, ch) in live.set_day("M", c.set_days[next_day]) {
+            for (_, ch) in live.set_day("M", c.set_days[next_day], &mut files).unwrap() {
                 table.apply(ch);
             }
             next_day += 1;
         }
+        let mut sealing = Vec::new();
         let mut readings: Vec<(usize, usize)> = batch
             .iter()
             .filter_map(|&(j, a)| a.map(|i| (j, i)))
@@ -481,16 +585,22 @@ fn run_live(c: &Case, cfg: &ContinuityConfig, registry: Arc<Registry>) -> (LiveE
             let (ts, v) = c.readings[i];
             let p = reading_point(ts, v, ts + j as i64 * MIN);
             let key = (j as u64 / 3, (j % 3) as u32);
-            for ch in live.observe("M", "r", || c.setup, p, key) {
+            for ch in live
+                .observe("M", "r", || c.setup, p, key, &mut files)
+                .unwrap()
+            {
                 table.apply(ch);
             }
+            sealing.push(p);
         }
         for s in live.settle() {
             s.old.iter().for_each(|g| table.superseded(g));
             s.new.into_iter().for_each(|g| table.found(g));
         }
+        files.seal(&sealing);
+        live.evict();
     }
-    (live, table)
+    (live, table, files)
 }
 
 /// The batch pass over the case's stored rows: each reading once, with
@@ -537,6 +647,7 @@ proptest! {
         n in 1usize..60,
         tolerance in prop::sample::select(vec![0.0, 0.5]),
         replaced_at in prop::option::of(0.0f64..1.0),
+        forget in any::<bool>(),
     ) {
         let cfg = ContinuityConfig { tolerance, ..ContinuityConfig::default() };
         let c = case(seed, medium, configured, spacing_min, n);
@@ -559,7 +670,10 @@ proptest! {
             None => Registry::default(),
         };
         let replacements = registry.replacements("M");
-        let (live, table) = run_live(&c, &cfg, Arc::new(registry));
+        // Forgetting every gap at each seal: the sealed files answer for
+        // all of them, with the same table and the same state in the end.
+        let memory = forget.then_some(0);
+        let (live, table, files) = run_live(&c, &cfg, Arc::new(registry), memory);
         let (points, interval, days) = run_batch(&c);
         let rules = SeriesRules {
             cfg: &cfg,
@@ -573,6 +687,16 @@ proptest! {
         let mut live_gaps = live.gaps("M", "r").to_vec();
         let mut table_gaps = table.0;
         table_gaps.sort_by_key(|g| g.from);
+        if forget && live.interval("M", "r").is_some() {
+            // Only the gaps that end after the horizon are kept (a series
+            // still inferring its interval keeps all).
+            let horizon = live.horizon();
+            prop_assert!(horizon > i64::MIN);
+            prop_assert_eq!(files.asked > 0, live.lookups() > 0);
+            let kept: Vec<Gap> = table_gaps.iter().filter(|g| g.to >= horizon).cloned().collect();
+            prop_assert_eq!(normalized(kept), normalized(live_gaps.clone()));
+            live_gaps = table_gaps.clone();
+        }
         prop_assert_eq!(normalized(table_gaps), normalized(live_gaps.clone()));
         judge_plausibility(&points, &mut live_gaps, &rules);
         prop_assert_eq!(normalized(live_gaps), normalized(batch));
@@ -599,13 +723,13 @@ fn series_past_the_profile_capacity_keep_their_own_interval() {
             })
         };
         let id = format!("M{k}");
-        live.observe(&id, "r", s, point(0, 0), (k as u64, 0));
+        observe(&mut live, &id, "r", s, point(0, 0), (k as u64, 0));
         // Three of its intervals later: a gap of 2.
         let p = Point {
             ts: 3 * (60 + k) * SECOND,
             ..point(0, 0)
         };
-        live.observe(&id, "r", s, p, (k as u64, 1));
+        observe(&mut live, &id, "r", s, p, (k as u64, 1));
     }
     for k in [0, 65_534, 65_535, 69_999] {
         let id = format!("M{k}");

@@ -20,6 +20,7 @@ pub mod estimate;
 pub mod interval;
 pub mod live;
 pub mod registry;
+pub mod sealed;
 pub mod series;
 pub mod window;
 

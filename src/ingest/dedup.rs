@@ -48,18 +48,12 @@ pub struct StoredValue {
     pub unit: String,
 }
 
-/// Why the sealed files could not be asked.
-#[derive(Debug, thiserror::Error)]
-#[error("looking up {meter} {register} at {ts} in the sealed readings: {why}")]
-pub struct LookupError {
-    pub meter: String,
-    pub register: String,
-    pub ts: i64,
-    pub why: String,
-}
+pub use crate::continuity::sealed::LookupError;
+use crate::continuity::sealed::SealedSeries;
 
-/// The sealed `readings` files, asked for what memory cannot decide.
-pub trait SealedValues: Send {
+/// The sealed files, as the stage asks them: values at a time (duplicates)
+/// and a series' readings in a time range (the live engine's gap memory).
+pub trait SealedValues: SealedSeries + Send {
     /// Every value stored for `meter`/`register` at `ts` (µs) in a sealed
     /// file (conflicting values included).
     fn values_at(
@@ -76,6 +70,19 @@ pub struct NoSealedValues;
 
 impl SealedValues for NoSealedValues {
     fn values_at(&mut self, _: &str, _: &str, _: i64) -> Result<Vec<StoredValue>, LookupError> {
+        Ok(Vec::new())
+    }
+}
+
+impl SealedSeries for NoSealedValues {
+    fn points_in(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+        _: Option<u64>,
+    ) -> Result<Vec<crate::continuity::series::Point>, LookupError> {
         Ok(Vec::new())
     }
 }
@@ -416,6 +423,19 @@ mod tests {
     /// The sealed files of a test: a plain list.
     #[derive(Default)]
     struct Files(Vec<(String, String, i64, i128, String)>, usize);
+
+    impl SealedSeries for Files {
+        fn points_in(
+            &mut self,
+            _: &str,
+            _: &str,
+            _: i64,
+            _: i64,
+            _: Option<u64>,
+        ) -> Result<Vec<crate::continuity::series::Point>, LookupError> {
+            unreachable!("the duplicate index asks for values only")
+        }
+    }
 
     impl SealedValues for Files {
         fn values_at(

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::continuity::live::{GapChange, LiveEngine};
+use crate::continuity::sealed::SealedSeries;
 use crate::continuity::series::Point;
 use crate::continuity::{Context, IntervalSource};
 use crate::decode::{self, DecodeConfig, Format};
@@ -52,6 +53,10 @@ const MIN_PROMPT_SEAL_GAP: Duration = Duration::from_millis(250);
 /// more is rejected.
 pub const DEFAULT_MAX_REGISTERS_PER_METER: usize = 64;
 
+/// Days a gap is kept in memory after it ends (older ones are asked of
+/// the sealed files when a late reading falls in them).
+pub const DEFAULT_GAP_MEMORY_DAYS: u32 = 3;
+
 /// What the stage decides by.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -67,6 +72,8 @@ pub struct IngestConfig {
     /// A message that would give a meter more distinct registers than
     /// this is rejected.
     pub max_registers_per_meter: usize,
+    /// How long the live engine keeps a gap after it ends.
+    pub gap_memory: Duration,
 }
 
 impl IngestConfig {
@@ -83,6 +90,7 @@ impl IngestConfig {
             continuity: Context::default(),
             alerts: AlertConfig::default(),
             max_registers_per_meter: DEFAULT_MAX_REGISTERS_PER_METER,
+            gap_memory: Duration::from_secs(DEFAULT_GAP_MEMORY_DAYS as u64 * 86_400),
         }
     }
 }
@@ -182,7 +190,8 @@ impl Ingest {
         Ingest {
             series: SeriesIndex::default(),
             live: LiveEngine::new(cfg.continuity.config.clone())
-                .with_registry(cfg.continuity.registry.clone()),
+                .with_registry(cfg.continuity.registry.clone())
+                .with_gap_memory(micros(cfg.gap_memory)),
             alerts: AlertEngine::new(cfg.alerts.clone(), cfg.continuity.clone()),
             state_dir: state_dir.to_owned(),
             batch: Batch::default(),
@@ -203,13 +212,22 @@ impl Ingest {
         readings_files: &[(u64, PathBuf)],
     ) -> Result<Ingest, IngestError> {
         let mut s = Ingest::new(cfg, state_dir, sealed);
-        s.load(readings_files)?;
+        // Nothing is dropped from memory until the end (the horizon starts
+        // at the beginning of time): no lookup is made.
+        s.load(readings_files, None)?;
         Ok(s)
     }
 
     /// Adds the rows of sealed readings files (with their commits, in
     /// commit order) to the state.
-    fn load(&mut self, readings_files: &[(u64, PathBuf)]) -> Result<(), IngestError> {
+    /// A lookup in the sealed files (the gap memory's) sees only receipts
+    /// before `bound`: the readings loaded here are observed as unsealed.
+    fn load(
+        &mut self,
+        readings_files: &[(u64, PathBuf)],
+        bound: Option<u64>,
+    ) -> Result<(), IngestError> {
+        self.live.set_lookup_bound(bound);
         let mut files = readings_files.iter().peekable();
         while let Some((commit, path)) = files.next() {
             rebuild::load_sealed_readings(
@@ -218,6 +236,7 @@ impl Ingest {
                 &mut self.live,
                 &mut self.alerts,
                 &self.cfg.continuity,
+                &mut *self.sealed,
             )?;
             // A commit is the batch its seal settled (the gaps this found
             // were sealed with it: only the state is rebuilt here).
@@ -228,6 +247,8 @@ impl Ingest {
             }
         }
         self.series.sealed();
+        self.live.set_lookup_bound(None);
+        self.live.evict();
         Ok(())
     }
 
@@ -264,6 +285,7 @@ impl Ingest {
             let mut s = Ingest::new(cfg, state_dir, sealed);
             s.series = state.series;
             s.live = state.live;
+            s.live.set_gap_memory(micros(s.cfg.gap_memory));
             for (m, last, after, fixed) in &state.seeds {
                 s.alerts.seed(m, *last, *after, *fixed);
             }
@@ -272,7 +294,7 @@ impl Ingest {
                 .filter(|(c, _)| *c > commit)
                 .cloned()
                 .collect();
-            s.load(&after)?;
+            s.load(&after, Some(state.sealed_through + 1))?;
             return Ok((
                 s,
                 Start::Snapshot {
@@ -382,7 +404,13 @@ impl Ingest {
 
     /// Lookups in the sealed files since start.
     pub fn lookups(&self) -> u64 {
-        self.series.lookups
+        self.series.lookups + self.live.lookups()
+    }
+
+    /// Of those, the live engine's (late readings in gaps it no longer
+    /// keeps).
+    pub fn live_lookups(&self) -> u64 {
+        self.live.lookups()
     }
 
     /// Bytes held by the stage's state: duplicates, live continuity,
@@ -604,7 +632,7 @@ impl Ingest {
     /// continuity engine over them (the gaps they found or split), and
     /// takes the alerts raised. Call [`sealed`](Self::sealed) once the
     /// store has committed it.
-    pub fn finish(&mut self) -> Sealable<'_> {
+    pub fn finish(&mut self) -> Result<Sealable<'_>, IngestError> {
         let mut readings: Vec<&ReadingRow> = self.batch.readings.iter().collect();
         // Sorted by meter, register and time within each file, so that the
         // continuity pass can stream files without re-sorting them.
@@ -628,14 +656,15 @@ impl Ingest {
             &self.cfg.continuity,
             &readings,
             self.now,
-        );
+            &mut *self.sealed,
+        )?;
         self.alerts.finish_resumes(
             gaps.iter()
                 .filter(|g| g.event == GapEvent::Found)
                 .map(|g| (g.meter_id.as_str(), g.register.as_str(), &g.gap)),
             self.now,
         );
-        Sealable {
+        Ok(Sealable {
             receipts: &self.batch.receipts,
             readings,
             rejects: &self.batch.rejects,
@@ -643,7 +672,7 @@ impl Ingest {
             alerts: self.alerts.take(),
             counts: self.batch.counts,
             learned: self.alerts.take_learned(),
-        }
+        })
     }
 
     /// The finished batch is committed: clears it, and remembers the
@@ -652,6 +681,7 @@ impl Ingest {
     pub fn sealed(&mut self, learned: &[(String, String)]) -> Result<(), IngestError> {
         self.batch.clear();
         self.series.sealed();
+        self.live.evict();
         self.last_seal = Some(Instant::now());
         if learned.is_empty() {
             return Ok(());
@@ -689,7 +719,8 @@ fn find_gaps(
     ctx: &Context,
     readings: &[&ReadingRow],
     now: i64,
-) -> Vec<GapRow> {
+    sealed: &mut dyn SealedSeries,
+) -> Result<Vec<GapRow>, LookupError> {
     let mut out = Vec::new();
     for r in readings
         .iter()
@@ -697,7 +728,7 @@ fn find_gaps(
     {
         let rd = &r.reading;
         let day = rd.ts_micros.div_euclid(crate::continuity::DAY);
-        for (register, change) in live.set_day(rd.meter_id.as_str(), day) {
+        for (register, change) in live.set_day(rd.meter_id.as_str(), day, sealed)? {
             let source = live
                 .interval(rd.meter_id.as_str(), &register)
                 .map_or(IntervalSource::Default, |i| i.source);
@@ -734,7 +765,8 @@ fn find_gaps(
             || ctx.setup(meter, rd.medium, lora),
             point,
             (r.receipt_seq, r.reading_index),
-        );
+            sealed,
+        )?;
         if changes.is_empty() {
             continue;
         }
@@ -780,7 +812,12 @@ fn find_gaps(
         let new = gap_row(&s.meter, &s.register, s.medium, s.interval.source, cause);
         out.extend(s.new.iter().map(|g| new(GapEvent::Found, g.clone())));
     }
-    out
+    Ok(out)
+}
+
+/// A duration in µs (saturating: "for ever" stays for ever).
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The `gaps` rows of one series' change, all with the same cause.

@@ -8,6 +8,7 @@ use super::alerts::engine::AlertEngine;
 use super::dedup::SeriesIndex;
 use super::is_series_reading;
 use crate::continuity::live::LiveEngine;
+use crate::continuity::sealed::{LookupError, SealedSeries};
 use crate::continuity::series::Point;
 use crate::continuity::Context;
 use crate::reading::{fraction_digits, ReadingKind};
@@ -27,6 +28,8 @@ pub enum RebuildError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
 }
 
 /// Adds every reading of a sealed `readings` file to the duplicate index and
@@ -37,6 +40,7 @@ pub(super) fn load_sealed_readings(
     live: &mut LiveEngine,
     alerts: &mut AlertEngine,
     ctx: &Context,
+    sealed: &mut dyn SealedSeries,
 ) -> Result<(), RebuildError> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
@@ -107,7 +111,7 @@ pub(super) fn load_sealed_readings(
             let k = if kind.value(i) == "set_date" {
                 // The gaps it re-judged were sealed with it: only the
                 // state is rebuilt here.
-                live.set_day(m, ts.value(i).div_euclid(crate::continuity::DAY));
+                live.set_day(m, ts.value(i).div_euclid(crate::continuity::DAY), sealed)?;
                 ReadingKind::SetDate
             } else {
                 ReadingKind::Measured
@@ -135,7 +139,7 @@ pub(super) fn load_sealed_readings(
                 received_at: received.value(i),
             };
             let key = (receipt.value(i) as u64, reading_index.value(i));
-            live.observe(m, r, || ctx.setup(m, md, lora), point, key);
+            live.observe(m, r, || ctx.setup(m, md, lora), point, key, sealed)?;
             // Rows are sorted by meter: the alert engine needs each
             // meter's latest time once per run of its rows (intervals
             // inferred meanwhile: at the commit's settle).

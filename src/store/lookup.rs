@@ -9,14 +9,19 @@
 //! a row filter on meter, register and time decodes the value columns of
 //! the matching rows alone. Files are sorted by meter, so a lookup reads
 //! about one row group per file. Footers are cached (a bounded number).
+//!
+//! The live engine asks for a series' readings in a time range the same
+//! way (a late reading older than its gap memory: the neighbours of a gap
+//! it no longer keeps), one date at a time.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
-use arrow_array::{Array, BooleanArray};
+use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{UInt64Type, UInt8Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowFilter,
 };
@@ -25,6 +30,9 @@ use parquet::file::statistics::Statistics;
 
 use super::compact::latest_of_date;
 use super::tables::READINGS;
+use crate::continuity::sealed::SealedSeries;
+use crate::continuity::series::Point;
+use crate::continuity::DAY;
 use crate::ingest::dedup::{LookupError, SealedValues, StoredValue};
 use crate::time::utc_date;
 
@@ -90,13 +98,17 @@ impl SealedLookup {
         Ok(meta)
     }
 
-    fn values_in(
+    /// Calls `each` with the batches of the rows of `meter`/`register`
+    /// with `from <= ts <= to` in one file, projected on `columns`: only
+    /// the row groups whose statistics admit them are read, and in them
+    /// a row filter decodes `columns` of the matching rows alone.
+    fn scan(
         &mut self,
         path: &Path,
-        meter: &str,
-        register: &str,
-        ts: i64,
-        out: &mut Vec<StoredValue>,
+        (meter, register): (&str, &str),
+        (from, to): (i64, i64),
+        columns: &[&str],
+        mut each: impl FnMut(&RecordBatch) -> Result<(), String>,
     ) -> Result<(), String> {
         let meta = self.footer(path)?;
         let bad = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
@@ -126,7 +138,7 @@ impl SealedLookup {
                 };
                 let ts_in = match rg.column(ts_col).statistics() {
                     Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
-                        (Some(&lo), Some(&hi)) => lo <= ts && ts <= hi,
+                        (Some(&lo), Some(&hi)) => lo <= to && from <= hi,
                         _ => true,
                     },
                     _ => true,
@@ -139,7 +151,7 @@ impl SealedLookup {
             return Ok(());
         }
         let keys = ProjectionMask::columns(descr, ["meter_id", "register", "ts"]);
-        let values = ProjectionMask::columns(descr, ["value_decimal", "unit"]);
+        let values = ProjectionMask::columns(descr, columns.iter().copied());
         let (m, r) = (meter.to_owned(), register.to_owned());
         let predicate = ArrowPredicateFn::new(keys, move |batch| {
             let missing = || arrow_schema::ArrowError::SchemaError("key column missing".into());
@@ -150,7 +162,7 @@ impl SealedLookup {
             let t = t.as_primitive::<TimestampMicrosecondType>();
             Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|i| {
                 Some(
-                    t.value(i) == ts
+                    (from..=to).contains(&t.value(i))
                         && !meter.is_null(i)
                         && meter.value(i) == m
                         && register.value(i) == r,
@@ -165,23 +177,117 @@ impl SealedLookup {
             .build()
             .map_err(|e| bad(&e))?;
         for batch in reader {
-            let batch = batch.map_err(|e| bad(&e))?;
-            let value = batch
-                .column_by_name("value_decimal")
-                .ok_or_else(|| bad(&"no value_decimal column"))?
-                .as_primitive::<Decimal128Type>();
-            let unit = batch
-                .column_by_name("unit")
-                .ok_or_else(|| bad(&"no unit column"))?
-                .as_string::<i32>();
+            each(&batch.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+        Ok(())
+    }
+
+    fn values_in(
+        &mut self,
+        path: &Path,
+        meter: &str,
+        register: &str,
+        ts: i64,
+        out: &mut Vec<StoredValue>,
+    ) -> Result<(), String> {
+        let columns = ["value_decimal", "unit"];
+        self.scan(path, (meter, register), (ts, ts), &columns, |batch| {
+            let value = column(batch, "value_decimal")?.as_primitive::<Decimal128Type>();
+            let unit = column(batch, "unit")?.as_string::<i32>();
             for i in 0..batch.num_rows() {
                 out.push(StoredValue {
                     scaled: value.value(i),
                     unit: unit.value(i).to_owned(),
                 });
             }
+            Ok(())
+        })
+    }
+
+    /// The series' measured, non-conflicting readings in one file, in
+    /// `from..=to`, of receipts before `bound`.
+    fn points_in_file(
+        &mut self,
+        path: &Path,
+        series: (&str, &str),
+        span: (i64, i64),
+        bound: Option<u64>,
+        out: &mut Vec<Point>,
+    ) -> Result<(), String> {
+        let columns = [
+            "ts",
+            "value_decimal",
+            "value_decimals",
+            "seq",
+            "kind",
+            "conflict",
+            "receipt_seq",
+            "received_at",
+        ];
+        self.scan(path, series, span, &columns, |batch| {
+            let ts = column(batch, "ts")?.as_primitive::<TimestampMicrosecondType>();
+            let value = column(batch, "value_decimal")?.as_primitive::<Decimal128Type>();
+            let decimals = column(batch, "value_decimals")?.as_primitive::<UInt8Type>();
+            let seq = column(batch, "seq")?.as_primitive::<UInt64Type>();
+            let kind = column(batch, "kind")?.as_string::<i32>();
+            let conflict = column(batch, "conflict")?.as_boolean();
+            let receipt = column(batch, "receipt_seq")?.as_primitive::<Int64Type>();
+            let received = column(batch, "received_at")?.as_primitive::<TimestampMicrosecondType>();
+            for i in 0..batch.num_rows() {
+                let early = bound.is_none_or(|b| (receipt.value(i) as u64) < b);
+                if kind.value(i) != "measured" || conflict.value(i) || !early {
+                    continue;
+                }
+                out.push(Point {
+                    ts: ts.value(i),
+                    value: value.value(i),
+                    decimals: decimals.value(i),
+                    seq: (!seq.is_null(i)).then(|| seq.value(i)),
+                    received_at: received.value(i),
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A column of a batch read with a projection that names it.
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("no {name} column"))
+}
+
+impl SealedSeries for SealedLookup {
+    fn points_in(
+        &mut self,
+        meter: &str,
+        register: &str,
+        from: i64,
+        to: i64,
+        before_receipt: Option<u64>,
+    ) -> Result<Vec<Point>, LookupError> {
+        let fail = |why: String| LookupError {
+            meter: meter.to_owned(),
+            register: register.to_owned(),
+            ts: from,
+            why,
+        };
+        let mut out = Vec::new();
+        for day in from.div_euclid(DAY)..=to.div_euclid(DAY) {
+            for path in self.files_of(&utc_date(day * DAY)).map_err(fail)? {
+                self.points_in_file(
+                    &path,
+                    (meter, register),
+                    (from, to),
+                    before_receipt,
+                    &mut out,
+                )
+                .map_err(fail)?;
+            }
         }
-        Ok(())
+        out.sort_by_key(|p| p.ts);
+        Ok(out)
     }
 }
 
