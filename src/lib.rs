@@ -34,9 +34,11 @@
 //!   store reads from; assigns receipt numbers.
 //! - [`continuity`]: pure: the rules (gaps, sequence counters, register
 //!   continuity, plausibility, estimation), the meter registry, the
-//!   outage-window report, the live per-series engine (and its state as
-//!   bytes), and the one rule for an unknown interval both passes apply
-//!   (`continuity::interval`: the first 9 readings in receipt order).
+//!   outage-window report, the live per-series engine (its state as
+//!   bytes; its gap memory, which asks the sealed files through
+//!   `continuity::sealed` for gaps older than it keeps), and the one rule
+//!   for an unknown interval both passes apply (`continuity::interval`:
+//!   the first 9 readings in receipt order).
 //! - [`ingest`]: the stage between the journal and the store: decode,
 //!   duplicates in bounded memory (lookups in the sealed files through a
 //!   trait the store implements), the register bounds, the live
@@ -46,7 +48,8 @@
 //! - [`store`]: finished rows → sealed Parquet files, commit manifests and
 //!   the audit ledger (canonical row hashes, RFC 6962 tree, Ed25519-signed
 //!   checkpoints, the same tree as a C2SP tlog-tiles log); the `alerts`
-//!   table; recovery; the lookups of old values; compaction (each ended
+//!   table; recovery; the lookups of old values and of a series'
+//!   readings in a time range (`store::lookup`); compaction (each ended
 //!   date's readings files merged into one sorted run for scans, checked
 //!   against them by `audit verify`).
 //! - [`alerts`]: the sinks that deliver what was sealed (MQTT, webhook)

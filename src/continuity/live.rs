@@ -41,7 +41,10 @@
 //! rare lives in side maps: recorded gaps, the readings of a series whose
 //! interval is still being inferred, values too large for an `i64` at scale
 //! 10^9 (keyed by series) and reported set dates (keyed by meter).
-//! `gapless bench live-state` measures it.
+//! Recorded gaps are kept only for the gap memory (days) after they end;
+//! older ones are found again in the sealed files when a late reading
+//! falls in them (`live_memory.rs`). `gapless bench live-state` measures
+//! it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

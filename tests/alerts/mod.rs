@@ -492,3 +492,70 @@ fn no_startup_grace_when_the_broker_had_no_session() {
     );
     g.terminate();
 }
+
+/// Issue 16: with a session kept, the grace lasts until the broker's
+/// backlog has drained and been read, not `startup_grace_s` (2 h here). A
+/// meter silent past its deadline while the service was down is announced
+/// right after; one whose readings waited in the backlog is not.
+#[test]
+fn the_startup_grace_ends_once_the_backlog_has_drained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(tmp.path());
+    let mqtt = subscribe_alerts(broker.port);
+    let clock = TestClock::new(tmp.path());
+    let cfg = tmp.path().join("gapless.toml");
+    std::fs::write(
+        &cfg,
+        "[continuity]\nintervals_s = { heat = 900 }\n\n[alerts]\nstartup_grace_s = 7200\n",
+    )
+    .unwrap();
+    let (cfg, clock_file) = (cfg.display().to_string(), clock.0.display().to_string());
+    let data = tmp.path().join("data");
+    let flags = [
+        "--config",
+        cfg.as_str(),
+        "--clock-file",
+        clock_file.as_str(),
+    ];
+    let mut g = Gapless::start(&broker.url(), &data, &flags);
+    let send = |meter: &str, minute: i64| {
+        publish_all(
+            broker.port,
+            &[(
+                format!("meters/gw-d/{meter}"),
+                reading(meter, minute, 10 + minute as u64),
+            )],
+        );
+    };
+    for m in [0, 15] {
+        clock.set(m);
+        send("HD-1", m);
+        send("HD-2", m);
+    }
+    g.wait_readings(4, Duration::from_secs(30));
+    assert_eq!(g.terminate(), Some(0));
+    // While it is down: HD-2 goes on (queued for the session), HD-1 is
+    // silent past its deadline (15 + 45 = 60).
+    for m in [30, 45, 60, 75, 90] {
+        send("HD-2", m);
+    }
+    clock.set(100);
+    let t = Instant::now();
+    g.restart();
+    g.wait_readings(9, Duration::from_secs(30));
+    let got = mqtt.wait_len(
+        1,
+        "meter_silent once the backlog is read, not after the grace",
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(got[0].1["kind"], "meter_silent", "{got:?}");
+    assert_eq!(got[0].1["meter_id"], "HD-1", "{got:?}");
+    assert_eq!(got[0].1["deadline"], at(60));
+    settle(&mqtt, 1, "HD-2's readings were in the backlog: not silent");
+    let log = g.log_text();
+    assert!(
+        log.contains("session_present=true"),
+        "the broker kept the session"
+    );
+    g.terminate();
+}

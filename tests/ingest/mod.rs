@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
+mod restart;
+
 const MIN: Duration = Duration::from_secs(60);
 
 fn native(meter: &str, value: &str, ts: &str, seq: u64) -> Vec<u8> {
