@@ -495,6 +495,15 @@ pub struct BenchReportArgs {
     /// both rates.
     #[arg(long)]
     pub ledger_cost: bool,
+    /// Instead of the ledger, compare runs where this share (in %) of the
+    /// messages comes again two days late (their readings then older than
+    /// the duplicate index's memory: each looked up in the sealed files)
+    /// with runs where none does.
+    #[arg(long)]
+    pub late_cost: Option<f64>,
+    /// Messages that come again late, in % (see --late-cost).
+    #[arg(skip)]
+    pub late_percent: f64,
 }
 
 #[derive(Debug, Args)]
@@ -555,4 +564,9 @@ pub struct BenchIngestArgs {
     /// JSON, huge numbers, in turn. What bad input costs the good.
     #[arg(long, default_value_t = 0.0)]
     pub hostile_percent: f64,
+    /// Pin the private broker to CPU 0 and this process (both subscribers,
+    /// the publisher and gapless) to CPU 1 (`taskset`), so that the broker
+    /// does not take the CPU a subscriber needs. Needs 2 CPUs.
+    #[arg(long)]
+    pub pin: bool,
 }

@@ -50,7 +50,21 @@ impl Drop for PrivateBroker {
     }
 }
 
-fn start_broker() -> anyhow::Result<PrivateBroker> {
+/// Runs `taskset` (util-linux) with `args`; a missing or failing one is an
+/// error that says so.
+fn taskset(args: &[&str]) -> anyhow::Result<()> {
+    let st = Command::new("taskset")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (apt-get install util-linux)")?;
+    if !st.success() {
+        bail!("taskset {} failed: {st}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn start_broker(pin: bool) -> anyhow::Result<PrivateBroker> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -67,7 +81,14 @@ fn start_broker() -> anyhow::Result<PrivateBroker> {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("mosquitto");
-    let child = Command::new(bin)
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", bin]);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let child = cmd
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
@@ -104,16 +125,26 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             (None, b.host, b.port)
         }
         None => {
-            let b = start_broker()?;
+            let b = start_broker(args.pin)?;
             let port = b.port;
             (Some(b), "127.0.0.1".to_string(), port)
         }
     };
     let broker_pid = broker.as_ref().map(|b| b.child.id());
+    if args.pin && args.broker.is_some() {
+        bail!("--pin pins the private broker: it cannot be given with --broker");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if args.pin {
+        // Every thread of this process, and those it starts later.
+        taskset(&["-a", "-p", "-c", "1", &std::process::id().to_string()])?;
+        println!(
+            "pinned: the broker to CPU 0, this process (subscribers, publisher, gapless) to CPU 1"
+        );
+    }
     println!(
         "bench ingest: broker {host}:{port}, {} messages per run",
         args.messages

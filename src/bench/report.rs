@@ -30,7 +30,7 @@ const T0: i64 = 1_656_633_600_000_000; // 2022-07-01T00:00:00Z
 const PER_MESSAGE: usize = 50;
 
 pub fn run(args: &BenchReportArgs) -> anyhow::Result<()> {
-    if args.ledger_cost {
+    if args.ledger_cost || args.late_cost.is_some() {
         return ledger_cost(args);
     }
     let has_data = crate::store::commit::read_all(&args.data)
@@ -161,14 +161,26 @@ fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
     // CPU time (all threads, user + system) per reading: the work done,
     // which the machine's run-to-run noise in wall time does not hide.
     let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let late = args.late_cost.unwrap_or(0.0);
+    let (what, a_name, b_name) = match args.late_cost {
+        Some(p) => (
+            "late duplicates",
+            format!("{p} % late"),
+            "none late  ".to_string(),
+        ),
+        None => ("ledger", "with    ledger".into(), "without ledger".into()),
+    };
     for run in 0..args.repeat.max(1) * 2 {
-        let with_ledger = run % 2 == 0;
+        let first = run % 2 == 0;
+        let with_ledger = first || args.late_cost.is_some();
         let dir = tempfile::tempdir_in(std::env::temp_dir())?;
         let one = BenchReportArgs {
             data: dir.path().join("data"),
             python: None,
             repeat: 1,
             ledger_cost: false,
+            late_cost: None,
+            late_percent: if first { late } else { 0.0 },
             readings: args.readings,
             meters: args.meters,
             interval_minutes: args.interval_minutes,
@@ -177,11 +189,11 @@ fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
         let readings = ingest_all(&one, with_ledger, false)?;
         let rate = readings as f64 / t.elapsed().as_secs_f64();
         let us = (cpu_seconds() - c) * 1e6 / readings.max(1) as f64;
-        rates[usize::from(!with_ledger)].push(rate);
-        cpu[usize::from(!with_ledger)].push(us);
+        rates[usize::from(!first)].push(rate);
+        cpu[usize::from(!first)].push(us);
         println!(
-            "  {} ledger: {readings} readings decoded, deduplicated, judged and sealed at {:.0} readings/s, {us:.2} µs of CPU each",
-            if with_ledger { "with   " } else { "without" },
+            "  {}: {readings} readings decoded, deduplicated, judged and sealed at {:.0} readings/s, {us:.2} µs of CPU each",
+            if first { &a_name } else { &b_name },
             rate
         );
     }
@@ -192,7 +204,7 @@ fn ledger_cost(args: &BenchReportArgs) -> anyhow::Result<()> {
     let (a, b) = (med(&mut rates[0]), med(&mut rates[1]));
     let (ca, cb) = (med(&mut cpu[0]), med(&mut cpu[1]));
     println!(
-        "bench report --ledger-cost: the ledger costs {:.1} % of the store's throughput (medians {:.0} vs {:.0} readings/s) and {:.1} % more CPU per reading (medians {ca:.2} vs {cb:.2} µs)",
+        "bench report: the {what} cost {:.1} % of the store's throughput (medians {:.0} vs {:.0} readings/s) and {:.1} % more CPU per reading (medians {ca:.2} vs {cb:.2} µs)",
         (1.0 - a / b) * 100.0,
         a,
         b,
@@ -220,7 +232,7 @@ fn generate(args: &BenchReportArgs) -> anyhow::Result<()> {
 }
 
 /// Ingests the synthetic fleet through the real store; returns the readings
-/// stored.
+/// taken in (stored, or counted as duplicates).
 fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Result<u64> {
     let meters = args.meters.max(PER_MESSAGE);
     let ticks = args.readings.div_ceil(meters);
@@ -293,6 +305,11 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
                 topic: format!("meters/gw-{g}"),
                 payload: payload.into_bytes().into(),
             };
+            if args.late_percent > 0.0 && rng.unit() * 100.0 < args.late_percent {
+                // Sent again two days later (a gateway replaying its
+                // buffer): readings the duplicate index no longer holds.
+                held.push((tick + 2 * per_day, rec.clone()));
+            }
             if rng.unit() < 0.001 {
                 held.push((tick + per_day, rec)); // a gateway forwarding a day late
             } else {
@@ -323,7 +340,8 @@ fn ingest_all(args: &BenchReportArgs, ledger: bool, verbose: bool) -> anyhow::Re
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(t.readings_stored)
+    // Readings taken in: stored or counted as duplicates.
+    Ok(t.readings_stored + t.readings_duplicate)
 }
 
 /// A Python with duckdb: `--python`, GAPLESS_PYTHON, or a virtualenv the

@@ -133,9 +133,14 @@ fn sigkills_at_random_moments_end_in_the_uninterrupted_state() {
         seed ^= seed << 17;
         lo + seed % (hi - lo)
     };
+    // The first seal writes a snapshot: from then on a start has one.
+    let snapshots = data.join("_state").join("snapshots");
+    wait_for("a first snapshot", MIN, || {
+        std::fs::read_dir(&snapshots).ok()?.next().map(|_| ())
+    });
     let mut kills = 0;
     while kills < 4 || !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(rand(100, 700)));
+        std::thread::sleep(Duration::from_millis(rand(200, 900)));
         g.kill();
         kills += 1;
         std::thread::sleep(Duration::from_millis(rand(0, 200)));
@@ -147,9 +152,13 @@ fn sigkills_at_random_moments_end_in_the_uninterrupted_state() {
     assert_balanced(&s);
     assert_eq!(g.terminate(), Some(0));
     let log = g.log_text();
+    let starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ingest: state") || l.contains("snapshot"))
+        .collect();
     assert!(
         log.contains("ingest: state from the snapshot"),
-        "restarts used the snapshots"
+        "restarts used the snapshots: {starts:#?}"
     );
 
     let keys = reading_keys(&data);
@@ -169,7 +178,7 @@ fn a_lookup_in_a_damaged_file_stops_the_service_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(tmp.path());
     let data = tmp.path().join("data");
-    let flags = ["--compact-every", "0"];
+    let flags = ["--compact-every", "0", "--seal-max-age", "0.5"];
     let mut g = Gapless::start(&broker.url(), &data, &flags);
     let msgs: Vec<_> = (0..40usize)
         .map(|k| {
