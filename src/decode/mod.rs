@@ -266,7 +266,7 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 /// array → native; `media` + `meter` + `id` (wmbusmeters output without the
 /// `"_"` key, as older versions print it) → wmbusmeters.
 ///
-/// Keep `native::DETECTION_KEYS` in step: the native fast path hands any
+/// Keep `native::fast::DETECTION_KEYS` in step: the native fast path hands any
 /// object with a key checked before `meter_id` to this function.
 fn detect(value: &Value) -> Option<Format> {
     match value {
