@@ -622,8 +622,8 @@ async fn get_readings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Pipeline;
     use crate::journal::JournalRecord;
+    use crate::service::Pipeline;
     use axum::body::Body;
     use axum::http::Request as HttpRequest;
     use http_body_util::BodyExt;
@@ -879,7 +879,7 @@ mod tests {
             assert_eq!(got["meters"], want["meters"], "{q}");
         }
         // A third meter is sealed (a new commit): the next report has it.
-        let mut store = crate::app::Pipeline::for_test(tmp.path(), 1_000);
+        let mut store = crate::service::Pipeline::for_test(tmp.path(), 1_000);
         store.ingest(&JournalRecord {
             seq: store.sealed_through() + 1,
             received_at: 1_658_707_200_000_000,

@@ -62,9 +62,9 @@
 //! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts,
 //!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
-//! - [`app`]: the service: the one place that makes channels, starts the
-//!   stages and owns shutdown (`app::Pipeline`: the ingest stage feeding
-//!   the store), and `serve`'s compactor.
+//! - [`service`]: the service: the one place that makes channels, starts
+//!   the stages and owns shutdown (`service::Pipeline`: the ingest stage
+//!   feeding the store), and `serve`'s compactor.
 //! - [`health`]: every stage's heartbeat, the first fatal failure (which
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
@@ -89,7 +89,6 @@
 
 pub mod alerts;
 pub mod api;
-pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
@@ -108,6 +107,7 @@ pub mod mqtt;
 pub mod progress;
 pub mod reading;
 pub mod report;
+pub mod service;
 pub mod store;
 pub mod time;
 pub mod witness;
@@ -136,7 +136,7 @@ mod layering;
 ///    [`report`], [`audit`], [`witness`].
 /// 9. [`api`]: HTTP over all of them.
 /// 10. [`config`], [`cli`]: settings for the stages above.
-/// 11. [`app`]: the service: the wiring (channels, stages, shutdown).
+/// 11. [`service`]: the wiring (channels, stages, shutdown, metrics).
 /// 12. [`commands`]: the other commands (`stats`, `report`, `gaps`,
 ///     `alerts`, `compact`, `audit`), which return or print their result;
 ///     `main.rs` maps it to an exit code.
@@ -154,7 +154,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["alerts", "report", "audit", "witness"],
     &["api"],
     &["config", "cli"],
-    &["app"],
+    &["service"],
     &["commands"],
     &["demo", "bench"],
 ];

@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 };
             until_signal(|shutdown| async move {
-                gapless::app::serve(settings, shutdown).await?;
+                gapless::service::serve(settings, shutdown).await?;
                 Ok(())
             })
         }
@@ -153,7 +153,7 @@ where
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let shutdown = gapless::app::shutdown_on_signals()?;
+        let shutdown = gapless::service::shutdown_on_signals()?;
         server(shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })

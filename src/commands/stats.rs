@@ -4,9 +4,9 @@
 use std::io;
 use std::path::Path;
 
-use crate::app::AppError;
 use crate::journal;
 use crate::layout::JOURNAL_DIR;
+use crate::service::AppError;
 use crate::store::StoreError;
 
 /// `gapless stats`: counters from the commit log, plus what the journal

@@ -838,9 +838,9 @@ fn take_run(c: &Cols, row: usize, end: usize, s: &mut SeriesBuf) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Pipeline;
     use crate::journal::JournalRecord;
     use crate::report::LoadCache;
+    use crate::service::Pipeline;
     use crate::store::tables::READINGS;
     use crate::store::{commit, compact};
 
