@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::cli::BenchReportArgs;
+use crate::commands::demo::fleet::Rng;
 use crate::continuity::window::Window;
 use crate::continuity::{Context, ContinuityConfig};
-use crate::demo::fleet::Rng;
 use crate::ingest::IngestConfig;
 use crate::journal::JournalRecord;
 use crate::reading::Medium;
