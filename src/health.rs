@@ -66,16 +66,16 @@ impl Stage {
 /// A bound that, when hit, holds the stage before it back (never a drop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
-    /// Deliveries waiting for the journal (`app::JOURNAL_QUEUE`): the MQTT
+    /// Deliveries waiting for the journal (`service::JOURNAL_QUEUE`): the MQTT
     /// task stops polling and the broker holds the messages.
     JournalQueue,
-    /// Ack batches waiting for the MQTT task (`app::ACK_QUEUE`): the
+    /// Ack batches waiting for the MQTT task (`service::ACK_QUEUE`): the
     /// journal waits before its next commit.
     AckQueue,
-    /// How far the store may trail the journal (`app::MAX_STORE_LAG`): the
+    /// How far the store may trail the journal (`service::MAX_STORE_LAG`): the
     /// journal waits for it.
     StoreLag,
-    /// Committed records held in memory for the store (`app::HANDOFF_BYTES`):
+    /// Committed records held in memory for the store (`service::HANDOFF_BYTES`):
     /// the store reads them from the disk instead.
     Handoff,
     /// Concurrent lake scans in the API (`serve --max-scans`): the extra

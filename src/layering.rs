@@ -5,7 +5,8 @@
 //! (save for [`crate::ALLOWED_BACKWARD`]), or when modules refer to each
 //! other in a circle: top-level modules, or sibling submodules
 //! (`decode::lorawan` ↔ `decode::native`). Test-only code (`#[cfg(test)]`
-//! modules and items) is not held to the order: a unit test may drive a
+//! modules and items, and the file of a `#[cfg(test)] mod tests;`) is not
+//! held to the order: a unit test may drive a
 //! stage with later ones, and the compiled library does not depend on it.
 //!
 //! A test-only module: it reads the source, not the compiled crate. The
@@ -92,6 +93,7 @@ pub(crate) fn check(
     allowed: &[(&str, &str, &str)],
 ) -> Vec<Violation> {
     let mut refs = Vec::new();
+    let mut test_files: Vec<Vec<String>> = Vec::new();
     let mut modules: BTreeSet<Vec<String>> = BTreeSet::new();
     for (file, text) in files {
         let Some(module) = module_of(file) else {
@@ -103,6 +105,14 @@ pub(crate) fn check(
         }
         modules.insert(module);
         refs.append(&mut found.refs);
+        test_files.append(&mut found.test_files);
+    }
+    // A file whose module is declared test-only (`#[cfg(test)] mod tests;`
+    // in its parent), or is inside such a module, is test-only code.
+    for r in &mut refs {
+        if test_files.iter().any(|t| r.from.starts_with(t)) {
+            r.test = true;
+        }
     }
     let mut out = Vec::new();
 
@@ -270,6 +280,9 @@ fn module_of(file: &str) -> Option<Vec<String>> {
 struct Scanned {
     modules: Vec<Vec<String>>,
     refs: Vec<Reference>,
+    /// Modules it declares test-only whose code is in a file of its own
+    /// (`#[cfg(test)] mod tests;`).
+    test_files: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,6 +473,7 @@ fn scan(file: &str, module: &[String], text: &str) -> Scanned {
     let mut out = Scanned {
         modules: Vec::new(),
         refs: Vec::new(),
+        test_files: Vec::new(),
     };
     // The inline modules open around the cursor, with the brace depth at
     // which each closes and whether it is test-only.
@@ -506,6 +520,15 @@ fn scan(file: &str, module: &[String], text: &str) -> Scanned {
                     depth += 1;
                     i += 3;
                     continue;
+                }
+                if let (Some((Tok::Ident(name), _)), Some((Tok::Semi, _))) =
+                    (toks.get(i + 1), toks.get(i + 2))
+                {
+                    if cfg_test || in_test(&stack) {
+                        let mut m = here(&stack);
+                        m.push(name.clone());
+                        out.test_files.push(m);
+                    }
                 }
             }
             Tok::Ident(w) if w == "use" => {
@@ -800,6 +823,35 @@ mod tests {
         let found = check(&planted, LAYERS, &[]);
         assert!(
             matches!(&found[0], Violation::Backward { line: 10, .. }),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_test_module_in_a_file_of_its_own_may_use_any_stage() {
+        // `#[cfg(test)] mod tests;` puts the tests in `store/tests.rs`: that
+        // file is test-only code too, and so is a module inside it.
+        let files = src(&[
+            ("src/time.rs", ""),
+            ("src/journal.rs", "use crate::time;\n"),
+            (
+                "src/store/mod.rs",
+                "fn f() {}\n\n#[cfg(test)]\nmod tests;\nmod plain;\n",
+            ),
+            (
+                "src/store/tests.rs",
+                "use crate::api;\nmod deeper {\n    fn t() { crate::api::x(); }\n}\n",
+            ),
+            ("src/store/plain.rs", ""),
+            ("src/api.rs", "use crate::store;\n"),
+        ]);
+        assert_eq!(check(&files, LAYERS, &[]), vec![]);
+        // A module declared without `#[cfg(test)]` is held to the order.
+        let mut planted = files.clone();
+        planted[4].1.push_str("use crate::api;\n");
+        let found = check(&planted, LAYERS, &[]);
+        assert!(
+            matches!(&found[0], Violation::Backward { line: 1, .. }),
             "{found:?}"
         );
     }

@@ -65,9 +65,9 @@
 //! - [`api`]: the HTTP API (axum): report, gaps, meters, coverage, alerts,
 //!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
-//! - [`app`]: the service: the one place that makes channels, starts the
-//!   stages and owns shutdown (`app::Pipeline`: the ingest stage feeding
-//!   the store), and `serve`'s compactor.
+//! - [`service`]: the service: the one place that makes channels, starts
+//!   the stages and owns shutdown (`service::Pipeline`: the ingest stage
+//!   feeding the store), and `serve`'s compactor.
 //! - [`health`]: every stage's heartbeat, the first fatal failure (which
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed
@@ -83,25 +83,25 @@
 //! - [`commands`]: the commands other than `serve`: `gapless stats`,
 //!   `report`, `gaps`, `alerts`, `compact` and `audit` (verify, prove,
 //!   check-proof, consistency, pubkey, keygen); a [`commands::Usage`] error
-//!   (or [`commands::CommandError::Usage`]) is exit 2.
-//! - [`demo`]: `gapless demo`: an in-process MQTT broker and a simulated
-//!   fleet with an outage, through the real pipeline; `--serve` then
-//!   serves the API and dashboard on its data.
-//! - [`bench`]: `gapless bench ingest`, `report`, `live-state`, `alerts`.
+//!   (or [`commands::CommandError::Usage`]) is exit 2. Also `gapless demo`
+//!   (an in-process MQTT broker and a simulated fleet with an outage,
+//!   through the real pipeline; `--serve` then serves the API and
+//!   dashboard on its data) and `gapless bench` (ingest, report,
+//!   live-state, lookup, alerts): private modules of `commands`, each
+//!   reached through one function ([`commands::demo`], [`commands::bench`]),
+//!   so that their brokers, fleets and measurements are no part of the
+//!   library's API.
 //! - [`progress`]: progress bars of long commands, on a terminal only.
 
 pub mod alerts;
 pub mod api;
-pub mod app;
 pub mod audit;
-pub mod bench;
 pub mod cli;
 pub mod codec;
 pub mod commands;
 pub mod config;
 pub mod continuity;
 pub mod decode;
-pub mod demo;
 pub mod fault;
 pub mod health;
 pub mod ingest;
@@ -111,6 +111,7 @@ pub mod mqtt;
 pub mod progress;
 pub mod reading;
 pub mod report;
+pub mod service;
 pub mod store;
 pub mod time;
 pub mod witness;
@@ -139,11 +140,12 @@ mod layering;
 ///    [`report`], [`audit`], [`witness`].
 /// 9. [`api`]: HTTP over all of them.
 /// 10. [`config`], [`cli`]: settings for the stages above.
-/// 11. [`app`]: the service: the wiring (channels, stages, shutdown).
+/// 11. [`service`]: the wiring (channels, stages, shutdown, metrics).
 /// 12. [`commands`]: the other commands (`stats`, `report`, `gaps`,
 ///     `alerts`, `compact`, `audit`), which return or print their result;
-///     `main.rs` maps it to an exit code.
-/// 13. [`demo`], [`bench`]: commands that drive the whole service.
+///     `main.rs` maps it to an exit code. `demo` and `bench`, which drive
+///     the whole service, are commands too (`commands::demo`,
+///     `commands::bench`).
 pub const LAYERS: &[&[&str]] = &[
     &[
         "layout", "time", "codec", "reading", "fault", "health", "progress", "layering",
@@ -157,9 +159,8 @@ pub const LAYERS: &[&[&str]] = &[
     &["alerts", "report", "audit", "witness"],
     &["api"],
     &["config", "cli"],
-    &["app"],
+    &["service"],
     &["commands"],
-    &["demo", "bench"],
 ];
 
 /// References to a later layer that are known and on their way out, as

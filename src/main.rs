@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 };
             until_signal(|shutdown| async move {
-                gapless::app::serve(settings, shutdown).await?;
+                gapless::service::serve(settings, shutdown).await?;
                 Ok(())
             })
         }
@@ -87,7 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gaps(args) => query(gapless::commands::gaps_command(&args, now())),
         Command::Alerts(args) => query(gapless::commands::alerts_command(&args)),
         Command::Demo(args) => {
-            let ok = gapless::demo::run(args)?;
+            let ok = gapless::commands::demo(args)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -118,24 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(())
             })
         }
-        Command::Bench(gapless::cli::BenchCommand::LiveState(args)) => {
-            gapless::bench::live_state::run(&args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(gapless::cli::BenchCommand::Lookup(args)) => {
-            gapless::bench::lookup::run(&args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(gapless::cli::BenchCommand::Alerts(args)) => {
-            gapless::bench::alerts::run(&args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(gapless::cli::BenchCommand::Report(args)) => {
-            gapless::bench::report::run(&args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(gapless::cli::BenchCommand::Ingest(args)) => {
-            gapless::bench::ingest::ingest(args)?;
+        Command::Bench(cmd) => {
+            gapless::commands::bench(cmd)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -153,7 +137,7 @@ where
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let shutdown = gapless::app::shutdown_on_signals()?;
+        let shutdown = gapless::service::shutdown_on_signals()?;
         server(shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })

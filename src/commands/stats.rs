@@ -4,16 +4,16 @@
 use std::io;
 use std::path::Path;
 
-use crate::app::AppError;
 use crate::journal;
 use crate::layout::JOURNAL_DIR;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 /// `gapless stats`: counters from the commit log, plus what the journal
 /// holds beyond the last commit.
-pub fn stats(data: &Path) -> Result<serde_json::Value, AppError> {
+pub fn stats(data: &Path) -> Result<serde_json::Value, ServiceError> {
     if !data.exists() {
-        return Err(AppError::DataDir {
+        return Err(ServiceError::DataDir {
             path: data.to_owned(),
             source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
         });

@@ -355,10 +355,10 @@ pub fn gaps_text(rows: &[GapRow], csv: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Pipeline;
     use crate::continuity::series::analyze;
     use crate::ingest::IngestConfig;
     use crate::journal::JournalRecord;
+    use crate::service::Pipeline;
     use crate::store::StoreConfig;
     use proptest::prelude::*;
 

@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use crate::app::Pipeline;
 use crate::cli::BenchReportArgs;
+use crate::commands::demo::fleet::Rng;
 use crate::continuity::window::Window;
 use crate::continuity::{Context, ContinuityConfig};
-use crate::demo::fleet::Rng;
 use crate::ingest::IngestConfig;
 use crate::journal::JournalRecord;
 use crate::reading::Medium;
 use crate::report::{self, ReportFilter, StoredReadings};
+use crate::service::Pipeline;
 use crate::store::StoreConfig;
 
 const T0: i64 = 1_656_633_600_000_000; // 2022-07-01T00:00:00Z

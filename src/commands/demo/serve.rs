@@ -62,7 +62,7 @@ pub async fn serve(
         scans: crate::api::ScanLimit::new(crate::config::DEFAULT_MAX_SCANS),
     };
     let addr = listener.local_addr()?;
-    let mut stop = crate::app::shutdown_on_signals()?;
+    let mut stop = crate::service::shutdown_on_signals()?;
     let (from, to) = (format_micros(outage.from), format_micros(outage.to));
     let base = format!("http://{addr}");
     println!(

@@ -22,7 +22,7 @@ use crate::alerts::{AlertConfig, AlertKind};
 use crate::continuity::{Context, SECOND};
 use crate::reading::Medium;
 
-/// The store checks deadlines this often (`app::STORE_TICK`).
+/// The store checks deadlines this often (`service::STORE_TICK`).
 const CHECK_EVERY: i64 = 100_000; // µs
 const INTERVAL: i64 = 900 * SECOND;
 

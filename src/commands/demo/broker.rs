@@ -56,6 +56,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running broker; dropping it stops the listener and every connection.
 pub struct Broker {
     addr: SocketAddr,
+    /// Tells the accept loop to stop ([`Broker::shutdown`]).
     stop: Arc<Notify>,
     task: JoinHandle<()>,
 }
@@ -77,6 +78,13 @@ impl Broker {
     }
 
     /// Stops accepting, closes every connection and waits until all are gone.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "only the tests stop it gracefully; the demo drops it"
+        )
+    )]
     pub async fn shutdown(mut self) {
         self.stop.notify_one();
         let _ = (&mut self.task).await;

@@ -3,7 +3,7 @@
 //!
 //! An in-process MQTT broker ([`broker`]; `--broker` uses an external one),
 //! a simulated fleet of about 10,000 meters over four days with an outage
-//! on the third ([`fleet`]), the real service ([`crate::app::serve`]) on a
+//! on the third ([`fleet`]), the real service ([`crate::service::serve`]) on a
 //! manual clock that follows the simulation (so forwarded buffers are
 //! really late), then the outage-window report over the sealed Parquet;
 //! with `--serve`, the API and dashboard on that data ([`serve`]).
@@ -131,7 +131,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<bool> {
     settings.witnesses = vec![witness.target.clone()];
     let state = Arc::new(ConnectionState::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(crate::app::serve_with_state(
+    let service = tokio::spawn(crate::service::serve_with_state(
         settings,
         stop_rx,
         state.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::AppError;
+use super::ServiceError;
 use crate::health::{Health, Stage};
 use crate::journal::{Journal, JournalError};
 use crate::mqtt::Delivery;
@@ -17,19 +17,19 @@ use crate::store::StoreError;
 /// of it is acked meanwhile; the broker holds what follows).
 const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
 
-impl AppError {
+impl ServiceError {
     /// Why a stage died, without the "stage died" wrapping.
     pub(super) fn cause(&self) -> String {
         match self {
-            AppError::StageDied { why, .. } => why.clone(),
+            ServiceError::StageDied { why, .. } => why.clone(),
             e => e.to_string(),
         }
     }
 }
 
 /// A stage's thread panicked: the error that ends the service.
-pub(super) fn died(stage: Stage, panic: &(dyn std::any::Any + Send)) -> AppError {
-    AppError::StageDied {
+pub(super) fn died(stage: Stage, panic: &(dyn std::any::Any + Send)) -> ServiceError {
+    ServiceError::StageDied {
         stage: stage.as_str(),
         why: format!("panicked: {}", crate::health::panic_message(panic)),
     }
@@ -40,7 +40,7 @@ pub(super) fn publish_sealed_at_start(
     health: &Health,
     data: &Path,
     sealed_through: u64,
-) -> Result<(), AppError> {
+) -> Result<(), ServiceError> {
     let manifests = crate::store::commit::read_all(data).map_err(StoreError::from)?;
     for m in &manifests {
         health.sealed.add_commit(m.files.len());

@@ -30,11 +30,11 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
-use crate::app;
 use crate::cli::{BenchIngestArgs, BenchIngestMode as Mode};
 use crate::config::{ServeFlags, ServeSettings};
 use crate::mqtt::parse_broker;
 use crate::mqtt::ConnectionState;
+use crate::service;
 
 /// A private Mosquitto configured as the README requires.
 struct PrivateBroker {
@@ -629,7 +629,7 @@ async fn gapless_run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
     let cpu = cpu_window(case.broker_pid);
-    let service = tokio::spawn(app::serve_with_state(settings, stop_rx, state.clone()));
+    let service = tokio::spawn(service::serve_with_state(settings, stop_rx, state.clone()));
     let publisher = (mode == Mode::Live)
         .then(|| publish_in_background(host, port, topic, &payloads))
         .transpose()?;
