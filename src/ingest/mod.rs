@@ -633,23 +633,7 @@ impl Ingest {
     /// takes the alerts raised. Call [`sealed`](Self::sealed) once the
     /// store has committed it.
     pub fn finish(&mut self) -> Result<Sealable<'_>, IngestError> {
-        let mut readings: Vec<&ReadingRow> = self.batch.readings.iter().collect();
-        // Sorted by meter, register and time within each file, so that the
-        // continuity pass can stream files without re-sorting them.
-        readings.sort_by(|a, b| {
-            (
-                a.reading.meter_id.as_str(),
-                &a.reading.register,
-                a.reading.ts_micros,
-                a.receipt_seq,
-            )
-                .cmp(&(
-                    b.reading.meter_id.as_str(),
-                    &b.reading.register,
-                    b.reading.ts_micros,
-                    b.receipt_seq,
-                ))
-        });
+        let readings = sorted_by_series(&self.batch.readings);
         let gaps = find_gaps(
             &mut self.live,
             &mut self.alerts,
@@ -706,6 +690,70 @@ impl Ingest {
             .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)
     }
+}
+
+/// The 16 first bytes of `s`, big-endian, zero-padded: ordered as `s` is,
+/// except that strings equal in them but longer tie.
+fn prefix_key(s: &str) -> u128 {
+    let mut b = [0u8; 16];
+    let n = s.len().min(16);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u128::from_be_bytes(b)
+}
+
+/// A batch's readings sorted by meter, register, time and receipt (how
+/// each file is written, so that the continuity pass and the lookups can
+/// stream files without re-sorting them). Sorted by integer keys (the
+/// first 16 bytes of meter and register, padded with zeros, which no
+/// meter id or register contains); the rare runs that tie on a prefix
+/// while one of them is longer are sorted again by the whole strings.
+fn sorted_by_series(rows: &[ReadingRow]) -> Vec<&ReadingRow> {
+    let key = |r: &ReadingRow| {
+        (
+            prefix_key(r.reading.meter_id.as_str()),
+            prefix_key(&r.reading.register),
+            r.reading.ts_micros,
+            r.receipt_seq,
+            r.reading_index,
+        )
+    };
+    let mut keyed: Vec<_> = rows.iter().map(|r| (key(r), r)).collect();
+    keyed.sort_unstable_by_key(|(k, _)| *k);
+    let mut out: Vec<&ReadingRow> = keyed.into_iter().map(|(_, r)| r).collect();
+    let full = |a: &&ReadingRow, b: &&ReadingRow| {
+        (
+            a.reading.meter_id.as_str(),
+            &a.reading.register,
+            a.reading.ts_micros,
+            a.receipt_seq,
+            a.reading_index,
+        )
+            .cmp(&(
+                b.reading.meter_id.as_str(),
+                &b.reading.register,
+                b.reading.ts_micros,
+                b.receipt_seq,
+                b.reading_index,
+            ))
+    };
+    let long =
+        |r: &ReadingRow| r.reading.meter_id.as_str().len() > 16 || r.reading.register.len() > 16;
+    if out.iter().any(|r| long(r)) {
+        // Runs of one meter prefix that hold a long name: by the whole key.
+        let mut i = 0;
+        while i < out.len() {
+            let p = prefix_key(out[i].reading.meter_id.as_str());
+            let mut j = i + 1;
+            while j < out.len() && prefix_key(out[j].reading.meter_id.as_str()) == p {
+                j += 1;
+            }
+            if out[i..j].iter().any(|r| long(r)) {
+                out[i..j].sort_unstable_by(full);
+            }
+            i = j;
+        }
+    }
+    out
 }
 
 /// Runs the live continuity engine over a batch of readings (sorted by
@@ -865,6 +913,61 @@ mod tests {
             topic: "meters/t".into(),
             payload: format!("[{}]", items.join(",")).into_bytes().into(),
         }
+    }
+
+    /// The batch is sealed sorted by meter, register, time and receipt,
+    /// whole strings compared, with names longer than the 16 bytes the
+    /// integer keys hold.
+    #[test]
+    fn a_batch_is_sorted_by_the_whole_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Ingest::new(
+            IngestConfig::historic(usize::MAX),
+            dir.path(),
+            Box::new(dedup::NoSealedValues),
+        );
+        let meters = [
+            "M-2",
+            "M-10",
+            "AAAAAAAAAAAAAAAAB",
+            "AAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAB",
+        ];
+        let regs = [
+            "r",
+            "q",
+            "register_name_over_16_b",
+            "register_name_over_16_a",
+            "register_name_over_16",
+        ];
+        let mut seq = 0;
+        for k in 0..3 {
+            for m in meters.iter().rev() {
+                seq += 1;
+                let rs = regs.iter().skip(k).map(|r| r.to_string());
+                s.ingest(&message(seq, m, rs)).unwrap();
+            }
+        }
+        let got: Vec<(String, String, u64)> = s
+            .finish()
+            .unwrap()
+            .readings
+            .iter()
+            .map(|r| {
+                let rd = &r.reading;
+                (
+                    rd.meter_id.as_str().to_owned(),
+                    rd.register.clone(),
+                    r.receipt_seq,
+                )
+            })
+            .collect();
+        let mut want = got.clone();
+        want.sort();
+        assert_eq!(got.len(), 7 * 5, "each (meter, register) once: {got:?}");
+        assert_eq!(got, want);
     }
 
     /// Past 65,535 distinct register names in the fleet (each meter within
