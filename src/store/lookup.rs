@@ -47,6 +47,9 @@ const FOOTERS_CACHED: usize = 4096;
 /// groups. About 2.6 MB each (64 Ki rows of 41 bytes).
 const GROUPS_CACHED: usize = 8;
 
+/// Row groups remembered as asked once (a second ask decodes and keeps).
+const ASKED_REMEMBERED: usize = 64;
+
 /// One row group's keys and values, sorted by (series, time): what a
 /// duplicate lookup needs, found by binary search.
 struct GroupKeys {
@@ -64,6 +67,12 @@ pub struct SealedLookup {
     footers: HashMap<PathBuf, ArrowReaderMetadata>,
     /// Decoded row groups, most recently used last.
     groups: Vec<((PathBuf, usize), GroupKeys)>,
+    /// Row groups asked for lately and not decoded, oldest first.
+    asked: Vec<(PathBuf, usize)>,
+    /// Row groups decoded, and lookups answered from decoded ones (lately):
+    /// whether decoding pays.
+    decodes: u64,
+    hits: u64,
 }
 
 /// The key of a series in [`GroupKeys`].
@@ -81,6 +90,9 @@ impl SealedLookup {
             data: data.to_owned(),
             footers: HashMap::new(),
             groups: Vec::new(),
+            asked: Vec::new(),
+            decodes: 0,
+            hits: 0,
         }
     }
 
@@ -139,9 +151,22 @@ impl SealedLookup {
         (meter, register): (&str, &str),
         (from, to): (i64, i64),
         columns: &[&str],
-        mut each: impl FnMut(&RecordBatch) -> Result<(), String>,
+        each: impl FnMut(&RecordBatch) -> Result<(), String>,
     ) -> Result<(), String> {
         let groups = self.groups_for(path, meter, (from, to))?;
+        self.scan_groups(path, groups, (meter, register), (from, to), columns, each)
+    }
+
+    /// [`scan`](Self::scan) of the given row groups only.
+    fn scan_groups(
+        &mut self,
+        path: &Path,
+        groups: Vec<usize>,
+        (meter, register): (&str, &str),
+        (from, to): (i64, i64),
+        columns: &[&str],
+        mut each: impl FnMut(&RecordBatch) -> Result<(), String>,
+    ) -> Result<(), String> {
         let meta = self.footer(path)?;
         let bad = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
         let descr = meta.metadata().file_metadata().schema_descr_ptr();
@@ -299,6 +324,42 @@ impl SealedLookup {
     ) -> Result<(), String> {
         let series = series_key(meter, register);
         for rg in self.groups_for(path, meter, (ts, ts))? {
+            let key = (path.to_owned(), rg);
+            let cached = self.groups.iter().any(|(g, _)| *g == key);
+            // Decoding a row group costs about four matching-row reads: it
+            // is worth it when the row group is asked again (a replay), not
+            // when lookups wander over more row groups than are kept.
+            let worth = self.hits >= 2 * self.decodes || self.decodes < 4;
+            if cached {
+                self.hits += 1;
+            } else if !(worth && self.asked.contains(&key)) {
+                if !self.asked.contains(&key) {
+                    if self.asked.len() >= ASKED_REMEMBERED {
+                        self.asked.remove(0);
+                    }
+                    self.asked.push(key);
+                }
+                let columns = ["value_decimal", "unit"];
+                self.scan_groups(path, vec![rg], (meter, register), (ts, ts), &columns, |b| {
+                    let value = column(b, "value_decimal")?.as_primitive::<Decimal128Type>();
+                    let unit = column(b, "unit")?.as_string::<i32>();
+                    for i in 0..b.num_rows() {
+                        out.push(StoredValue {
+                            scaled: value.value(i),
+                            unit: unit.value(i).to_owned(),
+                        });
+                    }
+                    Ok(())
+                })?;
+                continue;
+            }
+            if !cached {
+                self.decodes += 1;
+                if self.decodes + self.hits > 4096 {
+                    // Forget slowly: the pattern of lookups changes.
+                    (self.decodes, self.hits) = (self.decodes / 2, self.hits / 2);
+                }
+            }
             let g = self.group_keys(path, rg)?;
             let lo = g.series.partition_point(|&s| s < series);
             let n = g.series[lo..].partition_point(|&s| s == series);
