@@ -50,6 +50,11 @@ impl LiveEngine {
         self.lookup_bound = bound;
     }
 
+    /// Gaps kept in memory.
+    pub fn kept_gaps(&self) -> usize {
+        self.gaps.values().map(Vec::len).sum()
+    }
+
     /// Lookups in the sealed files so far.
     pub fn lookups(&self) -> u64 {
         self.lookups

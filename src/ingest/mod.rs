@@ -416,7 +416,23 @@ impl Ingest {
     /// Bytes held by the stage's state: duplicates, live continuity,
     /// alert deadlines (hash tables by their slots; approximate).
     pub fn heap_bytes(&self) -> usize {
-        self.series.heap_bytes() + self.live.heap_bytes() + self.alerts.heap_bytes()
+        let (series, live, alerts) = self.heap_bytes_by_part();
+        series + live + alerts
+    }
+
+    /// [`heap_bytes`](Self::heap_bytes) by part: duplicates, live
+    /// continuity (its kept gaps included), alert deadlines.
+    pub fn heap_bytes_by_part(&self) -> (usize, usize, usize) {
+        (
+            self.series.heap_bytes(),
+            self.live.heap_bytes(),
+            self.alerts.heap_bytes(),
+        )
+    }
+
+    /// Gaps the live engine keeps in memory.
+    pub fn kept_gaps(&self) -> usize {
+        self.live.kept_gaps()
     }
 
     /// The batch waiting for the next seal.

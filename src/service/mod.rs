@@ -206,9 +206,14 @@ pub async fn serve_with_state(
             if skipped.is_empty() { "" } else { " (no usable snapshot)" }
         ),
     }
+    let (dup_bytes, live_bytes, alert_bytes) = store.ingest.heap_bytes_by_part();
     tracing::info!(
         series = store.ingest.series(),
         state_bytes = store.ingest.heap_bytes(),
+        dup_bytes,
+        live_bytes,
+        alert_bytes,
+        kept_gaps = store.ingest.kept_gaps(),
         "ingest: state held"
     );
     let told = store.start_alerts(clock.now_micros())?;
