@@ -334,7 +334,7 @@ fn the_certificate_prints_a_page_per_group_with_the_reports_numbers() {
 
     let window = format!("from={FROM}&to={TO}");
     let (st, body) = get(port, &format!("/api/v1/report?{window}&limit=10000"), TOKEN);
-    assert_eq!(st, 200, "{body}");
+    assert_eq!(st, 200, "{body}\n{}", g.log_text());
     let report: Value = serde_json::from_str(&body).unwrap();
     let rows = report["meters"].as_array().unwrap().clone();
     let verdicts: BTreeMap<&str, &str> = rows
