@@ -391,7 +391,7 @@ enum ValueError {
     /// Not a number and not a string.
     WrongType,
     /// A number or string that is not an exact decimal (message from [`Decimal::parse`]).
-    Invalid(String),
+    Invalid(crate::reading::InvalidField),
 }
 
 /// A JSON number (its literal, digit for digit) or a decimal string → [`Decimal`].

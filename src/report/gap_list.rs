@@ -198,7 +198,11 @@ fn read_rows(
                 consumption: if consumption.is_null(i) {
                     None
                 } else {
-                    Some(Decimal::parse(consumption.value(i)).map_err(bad)?.scaled())
+                    Some(
+                        Decimal::parse(consumption.value(i))
+                            .map_err(|e| bad(e.to_string()))?
+                            .scaled(),
+                    )
                 },
                 plausibility: None,
                 closed_late: late.value(i),
