@@ -141,8 +141,20 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error("starting the {thread} thread: {source}")]
+    Spawn {
+        thread: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl ServiceError {
+    fn spawn(thread: &'static str, source: io::Error) -> ServiceError {
+        ServiceError::Spawn { thread, source }
+    }
 }
 
 /// What a finished run reports.
@@ -260,7 +272,7 @@ pub async fn serve_with_state(
             p.close();
             let _ = journal_done_tx.send(r);
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("journal", e))?;
 
     let live = Arc::new(LiveStats::default());
     let sink_stats = Arc::new(SinkStats::default());
@@ -314,7 +326,7 @@ pub async fn serve_with_state(
             }
             let _ = store_done_tx.send(r);
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("store", e))?;
 
     let compactor = start_compactor(&settings, clock.clone(), live.clone())?;
     // Its own task: a witness that is down never holds up ingest.
@@ -397,12 +409,12 @@ pub async fn serve_with_state(
     if let Some(w) = witnessing {
         w.abort();
     }
-    let journal_result = journal_done
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let store_result = store_done
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let journal_result = journal_done.await.map_err(|e| {
+        ServiceError::Internal(format!("the journal thread ended without a result: {e}"))
+    })?;
+    let store_result = store_done.await.map_err(|e| {
+        ServiceError::Internal(format!("the store thread ended without a result: {e}"))
+    })?;
     if let Some(c) = compactor {
         // It stops before its next date (a date in progress is finished).
         drop(c.stop);
@@ -456,7 +468,7 @@ fn file_clock(path: &Path) -> Result<Clock, ServiceError> {
                 handle.store(t, std::sync::atomic::Ordering::Relaxed);
             }
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("test clock", e))?;
     Ok(clock)
 }
 
