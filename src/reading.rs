@@ -7,7 +7,7 @@ use std::fmt;
 
 /// Largest number of decimal places we keep in the numeric column
 /// (`value_decimal`, Parquet DECIMAL(38, 9)). The exact text is kept beside it.
-pub const VALUE_SCALE: u32 = 9;
+pub(crate) const VALUE_SCALE: u32 = 9;
 /// Largest absolute value the DECIMAL(38, 9) column can hold: 10^29 - 1 units.
 const MAX_SCALED_ABS: i128 = 10i128.pow(38) - 1;
 
@@ -48,7 +48,7 @@ pub enum ValueProblem {
 pub struct MeterId(String);
 
 impl MeterId {
-    pub const MAX_LEN: usize = 128;
+    pub(crate) const MAX_LEN: usize = 128;
 
     pub fn try_new(s: &str) -> Result<Self, InvalidField> {
         if s.is_empty() || s.len() > Self::MAX_LEN {
@@ -307,10 +307,10 @@ pub fn fraction_digits(text: &str) -> u8 {
 /// `5e-100`). Every value DECIMAL(38, 9) holds is written with a far smaller
 /// one; the bound is checked on the exponent's digits before any arithmetic,
 /// so a value costs O(its length) whatever it claims (`0e200000000`).
-pub const MAX_EXPONENT: u32 = 100;
+pub(crate) const MAX_EXPONENT: u32 = 100;
 
 /// Part of the rejection reason for an exponent beyond [`MAX_EXPONENT`].
-pub const EXPONENT_OUT_OF_RANGE: &str = "exponent out of range";
+pub(crate) const EXPONENT_OUT_OF_RANGE: &str = "exponent out of range";
 
 /// Reads an exponent (`[+-]digits`) bounded by [`MAX_EXPONENT`]: `Ok(None)`
 /// when it is not a decimal integer, `Err(())` when it is out of range. The
@@ -437,7 +437,7 @@ pub struct Reading {
 }
 
 /// Validates a register name: 1–64 characters of `a-z0-9_`.
-pub fn validate_register(s: &str) -> Result<(), InvalidField> {
+pub(crate) fn validate_register(s: &str) -> Result<(), InvalidField> {
     if s.is_empty()
         || s.len() > 64
         || !s

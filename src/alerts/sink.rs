@@ -34,9 +34,9 @@ use super::AlertsFileConfig;
 use crate::mqtt::MqttSettings;
 use crate::mqtt::{parse_broker, BrokerUrl};
 
-pub const DEFAULT_PREFIX: &str = "gapless/alerts";
-pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
-pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
+pub(crate) const DEFAULT_PREFIX: &str = "gapless/alerts";
+pub(crate) const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
+pub(crate) const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
 /// One webhook request may take this long.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Alerts waiting in the channel from the store to one sink. Alerts are
@@ -160,7 +160,7 @@ pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String>
 
 /// Delivery counters, for metrics.
 #[derive(Debug, Default)]
-pub struct SinkStats {
+pub(crate) struct SinkStats {
     pub mqtt_delivered: AtomicU64,
     pub webhook_delivered: AtomicU64,
     pub webhook_failed_attempts: AtomicU64,
@@ -199,7 +199,7 @@ fn write_cursor(path: &Path, seq: u64) {
 }
 
 /// The sinks, running: `send` hands them what the store sealed.
-pub struct Sinks {
+pub(crate) struct Sinks {
     senders: Vec<mpsc::Sender<Arc<Told>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Where a full channel is counted.
@@ -315,7 +315,7 @@ impl Sinks {
 
 /// Hands sealed alerts to every sink (from any thread).
 #[derive(Clone, Default)]
-pub struct AlertSender {
+pub(crate) struct AlertSender {
     /// Each sink's channel, and whether this run stopped handing it alerts
     /// (see `send`).
     sinks: Vec<(mpsc::Sender<Arc<Told>>, Arc<AtomicBool>)>,
@@ -366,7 +366,7 @@ impl AlertSender {
 
 /// A topic level from a subject: `+`, `#` and NUL are not allowed in
 /// topic names.
-pub fn topic_for(prefix: &str, t: &Told) -> String {
+pub(crate) fn topic_for(prefix: &str, t: &Told) -> String {
     let subject: String = t
         .alert
         .subject

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use crate::reading::{Medium, MeterId};
 
-pub const HEADER: [&str; 6] = [
+pub(crate) const HEADER: [&str; 6] = [
     "meter_id",
     "medium",
     "expected_interval_s",

@@ -56,7 +56,7 @@ mod journal_stage;
 mod pipeline;
 mod store_stage;
 use compactor::start_compactor;
-pub use data_dir::DataDir;
+pub(crate) use data_dir::DataDir;
 use failure::{died, publish_sealed_at_start};
 use handoff::Progress;
 use journal_stage::run_journal;
@@ -91,7 +91,7 @@ const RUNTIME_TICK: Duration = Duration::from_secs(1);
 /// How far (in records) the store may trail the journal. The records it has
 /// not read are on disk, not in memory; the bound limits the replay after a
 /// crash and the journal's disk use.
-pub const MAX_STORE_LAG: u64 = 1_000_000;
+pub(crate) const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
 /// A burst: less than this long ago, the journal made a group of at least
@@ -175,7 +175,7 @@ pub async fn serve(
 
 /// [`serve`], sharing the connection state (connected, delivered, acked)
 /// with the caller: the benchmark watches it.
-pub async fn serve_with_state(
+pub(crate) async fn serve_with_state(
     mut settings: ServeSettings,
     shutdown: watch::Receiver<bool>,
     state: Arc<ConnectionState>,

@@ -125,7 +125,7 @@ pub async fn add_checkpoint(
 }
 
 /// The cosignature file of checkpoint `size` by the witness with key id `id`.
-pub fn cosignature_path(data: &Path, size: u64, id: &str) -> PathBuf {
+pub(crate) fn cosignature_path(data: &Path, size: u64, id: &str) -> PathBuf {
     data.join(LEDGER_DIR)
         .join(CHECKPOINTS_DIR)
         .join(format!("{size:012}.{id}.cosig"))
@@ -243,7 +243,7 @@ pub fn spawn(
 
 /// Has the newest checkpoint of `data` cosigned by `target` now (one
 /// exchange, for `gapless demo` once its service stopped). Its size.
-pub async fn cosign_newest(data: &Path, target: &WitnessTarget) -> Result<u64, String> {
+pub(crate) async fn cosign_newest(data: &Path, target: &WitnessTarget) -> Result<u64, String> {
     let (size, note) = newest_checkpoint(data).ok_or("no checkpoint yet")?;
     let mut peer = Peer {
         target: target.clone(),
