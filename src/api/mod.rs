@@ -9,13 +9,13 @@
 //! 400 with a message naming the parameter; internal ones are 500 and
 //! logged. Queries read Parquet on the blocking pool, never on the
 //! runtime's threads, at most `--max-scans` at once (429 beyond).
-//! Readiness and metrics are in [`ops`].
+//! Readiness and metrics are in `ops`.
 //!
 //! Here: the state the handlers share, the router, the token check, and
 //! how a query runs (on the blocking pool, under the scan limit). The
-//! handlers are per resource: [`reports`] (report, gaps, coverage),
-//! [`meters`], [`alerts`], [`certificate`], [`dashboard`]; their query
-//! parameters in [`params`], the error a client sees in [`error`].
+//! handlers are per resource: `reports` (report, gaps, coverage),
+//! `meters`, `alerts`, `certificate`, `dashboard`; their query
+//! parameters in `params`, the error a client sees in `error`.
 
 mod alerts;
 mod certificate;

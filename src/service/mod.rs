@@ -9,10 +9,10 @@
 //! ```
 //!
 //! Acks wait only for the journal; the store follows the journal files at
-//! its own pace, at most [`MAX_STORE_LAG`] records behind (beyond that the
+//! its own pace, at most `MAX_STORE_LAG` records behind (beyond that the
 //! journal waits, the mqtt task stops polling, and the broker holds the
 //! messages). During a burst (the broker streaming at full speed) the store
-//! steps aside for a bounded while ([`YIELD_MAX`], [`YIELD_MAX_LAG`]) so
+//! steps aside for a bounded while (`YIELD_MAX`, `YIELD_MAX_LAG`) so
 //! that the broker and the ack path have the cores; the burst waits, durable,
 //! in the journal. On start the store's first reads are the replay.
 //!
@@ -21,11 +21,11 @@
 //! over its last acks and closes; the mqtt task sends them and disconnects;
 //! the store reads to the end of the journal, seals, and stops.
 //!
-//! The files: [`data_dir`] (the data directory's lock and client id),
-//! [`handoff`] (where the journal and the store are, and the commits the
-//! store takes from memory), the two threads ([`journal_stage`],
-//! [`store_stage`]), what a stage's failure does ([`failure`]), `serve`'s
-//! compactor ([`compactor`]), and [`Pipeline`] (the ingest stage feeding
+//! The files: `data_dir` (the data directory's lock and client id),
+//! `handoff` (where the journal and the store are, and the commits the
+//! store takes from memory), the two threads (`journal_stage`,
+//! `store_stage`), what a stage's failure does (`failure`), `serve`'s
+//! compactor (`compactor`), and [`Pipeline`] (the ingest stage feeding
 //! the store, as the store thread runs it).
 
 use std::fs;

@@ -11,7 +11,7 @@
 //! dispositions. It also answers the ingest stage's lookups of old values
 //! ([`lookup`]) and compacts ended dates ([`compact`]). How one sealed
 //! Parquet file is written (hashed as it goes, then footer, fsync,
-//! rename) is in [`parquet_file`].
+//! rename) is in `parquet_file`.
 
 pub mod alerts_table;
 pub mod canonical;

@@ -16,7 +16,7 @@
 //! meter's series are gathered in one chunk and judged together, so that
 //! the set dates one register reports explain a reset in another.
 //!
-//! [`cursor`] reads one run; here the runs are merged into series and
+//! `cursor` reads one run; here the runs are merged into series and
 //! judged.
 
 mod cursor;
