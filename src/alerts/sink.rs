@@ -110,7 +110,7 @@ impl SinkSettings {
             None => None,
             Some(url) => {
                 let (host, port, path) =
-                    parse_http_url(&url).map_err(|m| ("--alert-webhook", m))?;
+                    parse_http_url(&url).map_err(|e| ("--alert-webhook", e.to_string()))?;
                 let queue = f.webhook_queue.unwrap_or(DEFAULT_WEBHOOK_QUEUE);
                 if queue == 0 {
                     return Err(("alerts.webhook_queue", "must be at least 1".into()));
@@ -133,11 +133,22 @@ impl SinkSettings {
     }
 }
 
+/// Why a webhook's or a witness's URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UrlError {
+    #[error("{url:?}: only http:// URLs are supported (put a TLS proxy in front for https)")]
+    NotHttp { url: String },
+    #[error("{url:?}: bad port {port:?}")]
+    BadPort { url: String, port: String },
+    #[error("{url:?}: no host")]
+    NoHost { url: String },
+}
+
 /// `http://HOST[:PORT][/PATH]` → (host, port, path).
-pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("{url:?}: only http:// URLs are supported (put a TLS proxy in front for https)")
-    })?;
+pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), UrlError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| UrlError::NotHttp { url: url.into() })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -148,12 +159,15 @@ pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String>
             p.parse::<u16>()
                 .ok()
                 .filter(|&p| p > 0)
-                .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
+                .ok_or_else(|| UrlError::BadPort {
+                    url: url.into(),
+                    port: p.into(),
+                })?,
         ),
         None => (authority, 80),
     };
     if host.is_empty() {
-        return Err(format!("{url:?}: no host"));
+        return Err(UrlError::NoHost { url: url.into() });
     }
     Ok((host.to_owned(), port, path.to_owned()))
 }
@@ -670,6 +684,7 @@ mod tests {
         );
         assert!(parse_http_url("https://x")
             .unwrap_err()
+            .to_string()
             .contains("only http://"));
         assert!(parse_http_url("http://x:0/").is_err());
     }

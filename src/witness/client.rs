@@ -51,7 +51,8 @@ impl WitnessTarget {
             .rsplit_once('=')
             .ok_or_else(|| format!("{flag:?}: expected URL=VKEY"))?;
         let key = CosignerKey::parse(vkey)?;
-        let (host, port, path) = crate::alerts::sink::parse_http_url(url)?;
+        let (host, port, path) =
+            crate::alerts::sink::parse_http_url(url).map_err(|e| e.to_string())?;
         Ok(WitnessTarget {
             url: url.to_owned(),
             host,
