@@ -35,7 +35,7 @@ impl Enc {
     pub fn i128(&mut self, v: i128) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
-    pub fn u128(&mut self, v: u128) {
+    pub(crate) fn u128(&mut self, v: u128) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
     pub fn f64(&mut self, v: f64) {
@@ -51,7 +51,7 @@ impl Enc {
     pub fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
-    pub fn opt<T>(&mut self, v: Option<T>, f: impl FnOnce(&mut Enc, T)) {
+    pub(crate) fn opt<T>(&mut self, v: Option<T>, f: impl FnOnce(&mut Enc, T)) {
         match v {
             None => self.u8(0),
             Some(v) => {
@@ -73,7 +73,7 @@ impl<'a> Dec<'a> {
         Dec { buf, at: 0 }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.at == self.buf.len()
     }
 
@@ -119,7 +119,7 @@ impl<'a> Dec<'a> {
     pub fn i128(&mut self) -> Result<i128, CodecError> {
         Ok(i128::from_le_bytes(self.array()?))
     }
-    pub fn u128(&mut self) -> Result<u128, CodecError> {
+    pub(crate) fn u128(&mut self) -> Result<u128, CodecError> {
         Ok(u128::from_le_bytes(self.array()?))
     }
     pub fn f64(&mut self) -> Result<f64, CodecError> {
@@ -143,7 +143,7 @@ impl<'a> Dec<'a> {
     pub fn str(&mut self) -> Result<&'a str, CodecError> {
         std::str::from_utf8(self.bytes()?).map_err(|e| CodecError(e.to_string()))
     }
-    pub fn opt<T>(
+    pub(crate) fn opt<T>(
         &mut self,
         f: impl FnOnce(&mut Dec<'a>) -> Result<T, CodecError>,
     ) -> Result<Option<T>, CodecError> {

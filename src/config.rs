@@ -12,27 +12,27 @@ use crate::ingest::IngestConfig;
 use crate::mqtt::MqttSettings;
 use crate::store::StoreConfig;
 
-pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
-pub const DEFAULT_TOPICS: [&str; 2] = ["meters/#", "wmbusmeters/#"];
-pub const DEFAULT_DATA: &str = "./gapless-data";
+pub(crate) const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
+pub(crate) const DEFAULT_TOPICS: [&str; 2] = ["meters/#", "wmbusmeters/#"];
+pub(crate) const DEFAULT_DATA: &str = "./gapless-data";
 pub const PASSWORD_ENV: &str = "GAPLESS_MQTT_PASSWORD";
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
-pub const DEFAULT_MAX_FUTURE_SKEW_S: u64 = 86_400;
-pub const DEFAULT_SEAL_MAX_ROWS: usize = 500_000;
-pub const DEFAULT_SEAL_MAX_AGE_S: f64 = 60.0;
+pub(crate) const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+pub(crate) const DEFAULT_MAX_FUTURE_SKEW_S: u64 = 86_400;
+pub(crate) const DEFAULT_SEAL_MAX_ROWS: usize = 500_000;
+pub(crate) const DEFAULT_SEAL_MAX_AGE_S: f64 = 60.0;
 /// How often `serve` looks for dates to compact (seconds).
-pub const DEFAULT_COMPACT_EVERY_S: f64 = 600.0;
+pub(crate) const DEFAULT_COMPACT_EVERY_S: f64 = 600.0;
 /// How long after a UTC date ends it is compacted (seconds): readings of
 /// the last minutes still arrive.
-pub const DEFAULT_COMPACT_GRACE_S: u64 = 3600;
+pub(crate) const DEFAULT_COMPACT_GRACE_S: u64 = 3600;
 /// Lake scans the API runs at once (`--max-scans`): one per core of a
 /// small gateway box, leaving the ingest path its share.
-pub const DEFAULT_MAX_SCANS: usize = 2;
+pub(crate) const DEFAULT_MAX_SCANS: usize = 2;
 
 /// The TOML file users write (`--config FILE`). Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub broker: Option<String>,
     pub topics: Option<Vec<String>>,
     pub client_id: Option<String>,
@@ -72,7 +72,7 @@ pub struct FileConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FormatPinConfig {
+pub(crate) struct FormatPinConfig {
     pub filter: String,
     pub format: String,
 }
@@ -164,7 +164,7 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -407,7 +407,7 @@ impl ServeSettings {
 /// What `report` and `gaps` need besides their own flags: the continuity
 /// rules and the audit key from `--config FILE`, and the registry from
 /// `--registry FILE` (or the file's `registry`).
-pub fn query_context(
+pub(crate) fn query_context(
     config: Option<&Path>,
     registry: Option<&Path>,
 ) -> Result<(crate::continuity::Context, Option<PathBuf>), ConfigError> {

@@ -20,13 +20,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-pub const FAULT_ENV: &str = "GAPLESS_FAULT";
-pub const ARMED_ENV: &str = "GAPLESS_FAULT_ARMED";
-pub const ARMED_VALUE: &str = "break-this-process";
+pub(crate) const FAULT_ENV: &str = "GAPLESS_FAULT";
+pub(crate) const ARMED_ENV: &str = "GAPLESS_FAULT_ARMED";
+pub(crate) const ARMED_VALUE: &str = "break-this-process";
 
 /// Where a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Point {
+pub(crate) enum Point {
     JournalFsync,
     SealPanic,
 }
@@ -75,12 +75,12 @@ fn armed() -> Option<&'static Armed> {
 }
 
 /// Logs an armed fault at start (reading the environment once).
-pub fn announce() {
+pub(crate) fn announce() {
     let _ = armed();
 }
 
 /// Whether the fault at `point` strikes now (counting this passage).
-pub fn strikes(point: Point) -> bool {
+pub(crate) fn strikes(point: Point) -> bool {
     match armed() {
         Some(a) if a.point == point => a.seen.fetch_add(1, Ordering::Relaxed) + 1 >= a.from,
         _ => false,

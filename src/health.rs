@@ -21,7 +21,7 @@ use tokio::sync::watch;
 /// How long a busy stage may go without a heartbeat before `/readyz`
 /// calls it stalled (seconds; `serve --stall-limit`). A seal of the largest
 /// batch (`--seal-max-rows`) on a slow disk takes seconds, not a minute.
-pub const DEFAULT_STALL_LIMIT_S: u64 = 60;
+pub(crate) const DEFAULT_STALL_LIMIT_S: u64 = 60;
 
 /// The pipeline's stages, in data-flow order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum Stage {
     Api,
 }
 
-pub const STAGES: [Stage; 6] = [
+pub(crate) const STAGES: [Stage; 6] = [
     Stage::Mqtt,
     Stage::Journal,
     Stage::Decode,
@@ -65,7 +65,7 @@ impl Stage {
 
 /// A bound that, when hit, holds the stage before it back (never a drop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bound {
+pub(crate) enum Bound {
     /// Deliveries waiting for the journal (`service::JOURNAL_QUEUE`): the MQTT
     /// task stops polling and the broker holds the messages.
     JournalQueue,
@@ -86,7 +86,7 @@ pub enum Bound {
     AlertQueue,
 }
 
-pub const BOUNDS: [Bound; 6] = [
+pub(crate) const BOUNDS: [Bound; 6] = [
     Bound::JournalQueue,
     Bound::AckQueue,
     Bound::StoreLag,
@@ -157,7 +157,7 @@ pub struct Sealed {
 /// publish`): health, a leaf, does not know the commit log's types.
 impl Sealed {
     /// Counts one more commit of `files` files.
-    pub fn add_commit(&self, files: usize) {
+    pub(crate) fn add_commit(&self, files: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.files.fetch_add(files as u64, Ordering::Relaxed);
     }
@@ -220,21 +220,21 @@ impl Health {
 
     /// The stage is working: it beats now and must beat again within the
     /// stall limit.
-    pub fn busy(&self, s: Stage) {
+    pub(crate) fn busy(&self, s: Stage) {
         let c = self.cell(s);
         c.beat_ms.store(self.now_ms(), Ordering::Relaxed);
         c.busy.store(true, Ordering::Relaxed);
     }
 
     /// The stage waits for input (or for the next stage): not a stall.
-    pub fn idle(&self, s: Stage) {
+    pub(crate) fn idle(&self, s: Stage) {
         let c = self.cell(s);
         c.beat_ms.store(self.now_ms(), Ordering::Relaxed);
         c.busy.store(false, Ordering::Relaxed);
     }
 
     /// Whether the stage is working (not waiting) as of its last beat.
-    pub fn is_busy(&self, s: Stage) -> bool {
+    pub(crate) fn is_busy(&self, s: Stage) -> bool {
         self.cell(s).busy.load(Ordering::Relaxed)
     }
 
@@ -255,7 +255,7 @@ impl Health {
 
     /// The stage stopped and cannot go on: the service stops acking, shuts
     /// down and exits non-zero. The first death is the one reported.
-    pub fn die(&self, s: Stage, why: impl Into<String>) {
+    pub(crate) fn die(&self, s: Stage, why: impl Into<String>) {
         let why = why.into();
         let mut d = self.dead.lock().unwrap_or_else(|p| p.into_inner());
         tracing::error!(
@@ -275,18 +275,18 @@ impl Health {
         self.dead.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         *self.dead_tx.borrow()
     }
 
     /// Becomes true when a stage dies.
-    pub fn watch_dead(&self) -> watch::Receiver<bool> {
+    pub(crate) fn watch_dead(&self) -> watch::Receiver<bool> {
         self.dead_tx.subscribe()
     }
 
     /// A bound was hit: counted, and logged at most every
     /// [`BOUND_LOG_EVERY`]. What waits on it is held back, never dropped.
-    pub fn bound_hit(&self, b: Bound) {
+    pub(crate) fn bound_hit(&self, b: Bound) {
         let i = b as usize;
         let n = self.bound_hits[i].fetch_add(1, Ordering::Relaxed) + 1;
         let now = self.now_ms() + 1;
@@ -306,12 +306,12 @@ impl Health {
     }
 
     /// Times `b` was hit since start.
-    pub fn bound_hits(&self, b: Bound) -> u64 {
+    pub(crate) fn bound_hits(&self, b: Bound) -> u64 {
         self.bound_hits[b as usize].load(Ordering::Relaxed)
     }
 
     /// Seconds since the stage's last beat.
-    pub fn beat_age(&self, s: Stage) -> Duration {
+    pub(crate) fn beat_age(&self, s: Stage) -> Duration {
         let beat = self.cell(s).beat_ms.load(Ordering::Relaxed);
         Duration::from_millis(self.now_ms().saturating_sub(beat))
     }
@@ -358,7 +358,7 @@ impl Health {
 }
 
 /// The message of a caught panic.
-pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
@@ -448,7 +448,7 @@ pub struct LiveStats {
 
 impl LiveStats {
     /// The alert engine's gauges.
-    pub fn set_alerts(&self, a: &AlertGauges) {
+    pub(crate) fn set_alerts(&self, a: &AlertGauges) {
         self.meters_known
             .store(a.meters, std::sync::atomic::Ordering::Relaxed);
         self.open_meter_silent

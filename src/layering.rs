@@ -1,3 +1,6 @@
+//! One idea, so one file over 800 lines: the check (lexer, path resolver,
+//! rules) and the tests that pin each rule.
+//!
 //! The layering check: reads `src/**/*.rs`, finds every `crate::…` and
 //! `super::…` path (in `use` trees and inline, `super::` resolved against
 //! the file's module and the inline modules around it), and fails when a

@@ -27,44 +27,44 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Raw deliveries (the journal's segments).
-pub const JOURNAL_DIR: &str = "journal";
+pub(crate) const JOURNAL_DIR: &str = "journal";
 /// Small state files of the service.
-pub const STATE_DIR: &str = "_state";
+pub(crate) const STATE_DIR: &str = "_state";
 /// In [`STATE_DIR`]: the lock one service holds (it names its holder).
-pub const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 /// In [`STATE_DIR`]: the MQTT client id, made once.
-pub const CLIENT_ID_FILE: &str = "client_id";
+pub(crate) const CLIENT_ID_FILE: &str = "client_id";
 /// In [`STATE_DIR`]: the ledger's signing key, unless `--audit-key` names
 /// another.
-pub const AUDIT_KEY_FILE: &str = "audit.key";
+pub(crate) const AUDIT_KEY_FILE: &str = "audit.key";
 /// In [`STATE_DIR`]: the topic filters the broker's session was last
 /// subscribed with (one per line, sorted).
-pub const SUBSCRIPTIONS_FILE: &str = "subscriptions";
+pub(crate) const SUBSCRIPTIONS_FILE: &str = "subscriptions";
 /// In [`STATE_DIR`]: groups learned from topics, one `meter\tgroup` line
 /// each.
-pub const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
+pub(crate) const ALERT_GROUPS_FILE: &str = "alert_groups.tsv";
 /// In [`STATE_DIR`]: when the alert engine first started (µs).
-pub const ALERTS_SINCE_FILE: &str = "alerts_since";
+pub(crate) const ALERTS_SINCE_FILE: &str = "alerts_since";
 /// In [`STATE_DIR`]: the ingest stage's snapshots (derived state, named
 /// by the commit they reflect; `audit verify` ignores them).
-pub const SNAPSHOTS_DIR: &str = "snapshots";
+pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 /// The commit log: one manifest per seal.
-pub const COMMITS_DIR: &str = "_commits";
+pub(crate) const COMMITS_DIR: &str = "_commits";
 /// The audit ledger.
-pub const LEDGER_DIR: &str = "_ledger";
+pub(crate) const LEDGER_DIR: &str = "_ledger";
 /// In [`LEDGER_DIR`]: one JSON entry per sealed file.
-pub const ENTRIES_DIR: &str = "entries";
+pub(crate) const ENTRIES_DIR: &str = "entries";
 /// In [`LEDGER_DIR`]: signed checkpoints, and witnesses' cosignatures.
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub(crate) const CHECKPOINTS_DIR: &str = "checkpoints";
 /// In [`LEDGER_DIR`]: the tree so far, so that a restart need not rehash.
-pub const HEAD_FILE: &str = "head.json";
+pub(crate) const HEAD_FILE: &str = "head.json";
 /// In [`LEDGER_DIR`]: the same tree as a C2SP tlog-tiles log.
-pub const TLOG_DIR: &str = "tlog";
+pub(crate) const TLOG_DIR: &str = "tlog";
 /// Reports written by `gapless report --out`.
-pub const REPORTS_DIR: &str = "reports";
+pub(crate) const REPORTS_DIR: &str = "reports";
 /// Where the demo keeps its witness (`gapless demo --witnessed`; in a
 /// deployment the witness is on the auditor's machine).
-pub const WITNESS_DIR: &str = "_witness";
+pub(crate) const WITNESS_DIR: &str = "_witness";
 
 /// `DATA/journal`.
 pub fn journal_dir(data: &Path) -> PathBuf {
@@ -72,17 +72,17 @@ pub fn journal_dir(data: &Path) -> PathBuf {
 }
 
 /// `DATA/_state/NAME`.
-pub fn state_file(data: &Path, name: &str) -> PathBuf {
+pub(crate) fn state_file(data: &Path, name: &str) -> PathBuf {
     data.join(STATE_DIR).join(name)
 }
 
 /// `DATA/_state/audit.key`, the signing key's default place.
-pub fn default_audit_key(data: &Path) -> PathBuf {
+pub(crate) fn default_audit_key(data: &Path) -> PathBuf {
     state_file(data, AUDIT_KEY_FILE)
 }
 
 /// `DATA/_state/alert_sink_NAME.cursor`: how far sink NAME delivered.
-pub fn sink_cursor(data: &Path, name: &str) -> PathBuf {
+pub(crate) fn sink_cursor(data: &Path, name: &str) -> PathBuf {
     state_file(data, &format!("alert_sink_{name}.cursor"))
 }
 
@@ -162,7 +162,7 @@ fn failed(action: Action, path: &Path) -> impl FnOnce(io::Error) -> LayoutError 
 }
 
 /// fsyncs a directory so that created, renamed and deleted entries persist.
-pub fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(failed(Action::SyncDir, dir))
@@ -172,7 +172,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
 /// temporary file beside it, fsynced, renamed over the old one, and the
 /// directory fsynced, so a crash leaves the old content or the new one,
 /// never a torn or empty file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     write_atomic_with(path, |f| f.write_all(bytes))
 }
 
@@ -205,7 +205,7 @@ fn write_atomic_with(
 /// created with `mode`, written and fsynced, then hard-linked to its name
 /// (an error of kind `AlreadyExists` if it exists) and the directory
 /// synced. A crash leaves no file or the whole one.
-pub fn create_new_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LayoutError> {
+pub(crate) fn create_new_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LayoutError> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)

@@ -66,8 +66,10 @@
 //!   the outage certificate;
 //!   the dashboard page (`api/dashboard.html`, embedded); health, metrics.
 //! - [`service`]: the service: the one place that makes channels, starts
-//!   the stages and owns shutdown (`service::Pipeline`: the ingest stage
-//!   feeding the store), and `serve`'s compactor.
+//!   the stages and owns shutdown: the data directory's lock and client
+//!   id, the journal thread and the store thread (`service::Pipeline`: the
+//!   ingest stage feeding the store) with the handoff between them, the
+//!   API and witness tasks, and `serve`'s compactor.
 //! - [`health`]: every stage's heartbeat, the first fatal failure (which
 //!   stops the acks and the service), bounds hit, and the in-memory
 //!   counters `/metrics` reads; [`fault`]: the fault tests' seams (armed

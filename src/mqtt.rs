@@ -124,10 +124,10 @@ pub struct ConnectionState {
 }
 
 /// [`ConnectionState::drained_at`] before the backlog has drained.
-pub const NOT_DRAINED: u64 = u64::MAX;
+pub(crate) const NOT_DRAINED: u64 = u64::MAX;
 /// A pause this long in the redeliveries after a connect means the broker
 /// has handed over what it queued for us.
-pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 impl Default for ConnectionState {
     fn default() -> Self {
@@ -154,7 +154,7 @@ pub struct Signals {
 }
 
 /// Builds client options from settings.
-pub fn options(s: &MqttSettings) -> Result<MqttOptions, MqttError> {
+pub(crate) fn options(s: &MqttSettings) -> Result<MqttOptions, MqttError> {
     let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
     o.set_clean_session(false)
         .set_manual_acks(true)
@@ -186,7 +186,7 @@ pub fn options(s: &MqttSettings) -> Result<MqttOptions, MqttError> {
 }
 
 /// rustls needs one process-wide crypto provider; we build with ring only.
-pub fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
@@ -510,14 +510,14 @@ pub struct BrokerUrl {
 /// A broker URL that is not `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{url:?}: {why} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)")]
-pub struct BrokerUrlError {
+pub(crate) struct BrokerUrlError {
     pub url: String,
     pub why: &'static str,
 }
 
 /// `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (ports 1883 and 8883 by
 /// default; an IPv6 host in brackets).
-pub fn parse_broker(url: &str) -> Result<BrokerUrl, BrokerUrlError> {
+pub(crate) fn parse_broker(url: &str) -> Result<BrokerUrl, BrokerUrlError> {
     let bad = |why| BrokerUrlError {
         url: url.to_string(),
         why,
@@ -552,7 +552,7 @@ pub fn parse_broker(url: &str) -> Result<BrokerUrl, BrokerUrlError> {
 
 /// A topic filter that MQTT does not take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FilterError {
+pub(crate) enum FilterError {
     #[error("empty topic filter")]
     Empty,
     #[error("{0:?}: '#' must be a whole level and the last one")]
@@ -563,7 +563,7 @@ pub enum FilterError {
 
 /// Checks an MQTT topic filter: `#` only as the whole last level, `+`
 /// only as a whole level.
-pub fn validate_filter(f: &str) -> Result<(), FilterError> {
+pub(crate) fn validate_filter(f: &str) -> Result<(), FilterError> {
     if f.is_empty() {
         return Err(FilterError::Empty);
     }

@@ -62,7 +62,7 @@ impl Progress {
         Progress { bar, id }
     }
 
-    pub fn set_total(&self, total: u64) {
+    pub(crate) fn set_total(&self, total: u64) {
         self.bar.set_length(total);
     }
 
@@ -77,12 +77,12 @@ impl Progress {
         self.bar.set_message(msg);
     }
 
-    pub fn inc(&self, n: u64) {
+    pub(crate) fn inc(&self, n: u64) {
         self.bar.inc(n);
     }
 
     /// The text after the bar (the date being merged, the bytes read).
-    pub fn set_message(&self, msg: impl Into<Cow<'static, str>>) {
+    pub(crate) fn set_message(&self, msg: impl Into<Cow<'static, str>>) {
         self.bar.set_message(msg);
     }
 

@@ -7,33 +7,63 @@ use std::fmt;
 
 /// Largest number of decimal places we keep in the numeric column
 /// (`value_decimal`, Parquet DECIMAL(38, 9)). The exact text is kept beside it.
-pub const VALUE_SCALE: u32 = 9;
+pub(crate) const VALUE_SCALE: u32 = 9;
 /// Largest absolute value the DECIMAL(38, 9) column can hold: 10^29 - 1 units.
 const MAX_SCALED_ABS: i128 = 10i128.pow(38) - 1;
+
+/// Why a meter id, a register name or a value is not valid. Its text is
+/// the rejection reason the decoders record (the rejects table keeps it
+/// verbatim); what was given is in it, cut to 40 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    #[error("invalid meter_id {id:?}: must be 1-{max} characters", max = MeterId::MAX_LEN)]
+    MeterIdLength { id: String },
+    #[error("invalid meter_id {id:?}: character {c:?} is not one of A-Za-z0-9._:-")]
+    MeterIdChar { id: String, c: char },
+    #[error("invalid register {name:?}: must be 1-64 characters of a-z0-9_")]
+    Register { name: String },
+    #[error("invalid value {text:?}: {why}")]
+    Value { text: String, why: ValueProblem },
+}
+
+/// What is wrong with a decimal value's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ValueProblem {
+    #[error("empty")]
+    Empty,
+    #[error("not a decimal number")]
+    NotDecimal,
+    #[error("{EXPONENT_OUT_OF_RANGE} (more than {MAX_EXPONENT} in magnitude)")]
+    ExponentOutOfRange,
+    #[error("more than 9 decimal places")]
+    TooPrecise,
+    #[error("too many digits")]
+    TooManyDigits,
+    #[error("too large")]
+    TooLarge,
+}
 
 /// A meter identifier: 1–128 characters of `A-Za-z0-9._:-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MeterId(String);
 
 impl MeterId {
-    pub const MAX_LEN: usize = 128;
+    pub(crate) const MAX_LEN: usize = 128;
 
-    pub fn try_new(s: &str) -> Result<Self, String> {
+    pub fn try_new(s: &str) -> Result<Self, InvalidField> {
         if s.is_empty() || s.len() > Self::MAX_LEN {
-            return Err(format!(
-                "invalid meter_id {:?}: must be 1-{} characters",
-                truncate(s, 40),
-                Self::MAX_LEN
-            ));
+            return Err(InvalidField::MeterIdLength {
+                id: truncate(s, 40).to_owned(),
+            });
         }
         if let Some(c) = s
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
         {
-            return Err(format!(
-                "invalid meter_id {:?}: character {c:?} is not one of A-Za-z0-9._:-",
-                truncate(s, 40)
-            ));
+            return Err(InvalidField::MeterIdChar {
+                id: truncate(s, 40).to_owned(),
+                c,
+            });
         }
         Ok(MeterId(s.to_owned()))
     }
@@ -193,7 +223,7 @@ impl Decimal {
     /// assert!(Decimal::parse("NaN").is_err());
     /// assert!(Decimal::parse("0.0000000001").is_err()); // not exact at 9 places
     /// ```
-    pub fn parse(text: &str) -> Result<Decimal, String> {
+    pub fn parse(text: &str) -> Result<Decimal, InvalidField> {
         let scaled = parse_scaled(text)?;
         Ok(Decimal {
             text: text.to_owned(),
@@ -277,10 +307,10 @@ pub fn fraction_digits(text: &str) -> u8 {
 /// `5e-100`). Every value DECIMAL(38, 9) holds is written with a far smaller
 /// one; the bound is checked on the exponent's digits before any arithmetic,
 /// so a value costs O(its length) whatever it claims (`0e200000000`).
-pub const MAX_EXPONENT: u32 = 100;
+pub(crate) const MAX_EXPONENT: u32 = 100;
 
 /// Part of the rejection reason for an exponent beyond [`MAX_EXPONENT`].
-pub const EXPONENT_OUT_OF_RANGE: &str = "exponent out of range";
+pub(crate) const EXPONENT_OUT_OF_RANGE: &str = "exponent out of range";
 
 /// Reads an exponent (`[+-]digits`) bounded by [`MAX_EXPONENT`]: `Ok(None)`
 /// when it is not a decimal integer, `Err(())` when it is out of range. The
@@ -304,11 +334,14 @@ fn parse_exponent(s: &str) -> Result<Option<i64>, ()> {
     Ok(Some(if neg { -e } else { e }))
 }
 
-fn parse_scaled(text: &str) -> Result<i128, String> {
-    let err = |why: &str| format!("invalid value {:?}: {why}", truncate(text, 40));
+fn parse_scaled(text: &str) -> Result<i128, InvalidField> {
+    let err = |why: ValueProblem| InvalidField::Value {
+        text: truncate(text, 40).to_owned(),
+        why,
+    };
     let bytes = text.as_bytes();
     if bytes.is_empty() {
-        return Err(err("empty"));
+        return Err(err(ValueProblem::Empty));
     }
     let (neg, rest) = match bytes[0] {
         b'-' => (true, &text[1..]),
@@ -318,12 +351,8 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
     let (mantissa, exp) = match rest.find(['e', 'E']) {
         Some(i) => match parse_exponent(&rest[i + 1..]) {
             Ok(Some(e)) => (&rest[..i], e),
-            Ok(None) => return Err(err("not a decimal number")),
-            Err(()) => {
-                return Err(err(&format!(
-                    "{EXPONENT_OUT_OF_RANGE} (more than {MAX_EXPONENT} in magnitude)"
-                )))
-            }
+            Ok(None) => return Err(err(ValueProblem::NotDecimal)),
+            Err(()) => return Err(err(ValueProblem::ExponentOutOfRange)),
         },
         None => (rest, 0),
     };
@@ -332,12 +361,12 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
         None => (mantissa, ""),
     };
     if int_part.is_empty() && frac_part.is_empty() {
-        return Err(err("not a decimal number"));
+        return Err(err(ValueProblem::NotDecimal));
     }
     if !int_part.bytes().all(|b| b.is_ascii_digit())
         || !frac_part.bytes().all(|b| b.is_ascii_digit())
     {
-        return Err(err("not a decimal number"));
+        return Err(err(ValueProblem::NotDecimal));
     }
     // digits = int_part ++ frac_part, value = digits * 10^(exp - frac_len)
     let digits = int_part.bytes().chain(frac_part.bytes());
@@ -353,12 +382,12 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
         let drop = (-shift) as usize;
         if drop > all.len() {
             if all.iter().any(|&d| d != b'0') {
-                return Err(err("more than 9 decimal places"));
+                return Err(err(ValueProblem::TooPrecise));
             }
             0
         } else {
             if all[all.len() - drop..].iter().any(|&d| d != b'0') {
-                return Err(err("more than 9 decimal places"));
+                return Err(err(ValueProblem::TooPrecise));
             }
             all.len() - drop
         }
@@ -368,7 +397,7 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
             significant += 1;
         }
         if significant > 38 {
-            return Err(err("too many digits"));
+            return Err(err(ValueProblem::TooManyDigits));
         }
         acc = acc * 10 + (d - b'0') as i128;
     }
@@ -376,14 +405,16 @@ fn parse_scaled(text: &str) -> Result<i128, String> {
     // 38 multiplications, so this loop is bounded by 38, not by `shift`.
     if shift > 0 && acc != 0 {
         for _ in 0..shift {
-            acc = acc.checked_mul(10).ok_or_else(|| err("too large"))?;
+            acc = acc
+                .checked_mul(10)
+                .ok_or_else(|| err(ValueProblem::TooLarge))?;
             if acc > MAX_SCALED_ABS {
-                return Err(err("too large"));
+                return Err(err(ValueProblem::TooLarge));
             }
         }
     }
     if acc > MAX_SCALED_ABS {
-        return Err(err("too large"));
+        return Err(err(ValueProblem::TooLarge));
     }
     Ok(if neg { -acc } else { acc })
 }
@@ -406,17 +437,16 @@ pub struct Reading {
 }
 
 /// Validates a register name: 1–64 characters of `a-z0-9_`.
-pub fn validate_register(s: &str) -> Result<(), String> {
+pub(crate) fn validate_register(s: &str) -> Result<(), InvalidField> {
     if s.is_empty()
         || s.len() > 64
         || !s
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
-        return Err(format!(
-            "invalid register {:?}: must be 1-64 characters of a-z0-9_",
-            truncate(s, 40)
-        ));
+        return Err(InvalidField::Register {
+            name: truncate(s, 40).to_owned(),
+        });
     }
     Ok(())
 }
@@ -511,15 +541,22 @@ mod tests {
             "0e-101",
         ] {
             let why = Decimal::parse(bad).expect_err(bad);
-            assert!(why.contains("exponent out of range"), "{bad}: {why}");
+            assert!(
+                why.to_string().contains("exponent out of range"),
+                "{bad}: {why}"
+            );
         }
         // Within the bound, values keep parsing as before.
         assert_eq!(Decimal::parse("0e100").unwrap().scaled(), 0);
         assert_eq!(Decimal::parse("1e-9").unwrap().scaled(), 1);
         assert_eq!(Decimal::parse("1e+3").unwrap().scaled(), 1_000_000_000_000);
-        assert!(Decimal::parse("1e100").unwrap_err().contains("too large"));
+        assert!(Decimal::parse("1e100")
+            .unwrap_err()
+            .to_string()
+            .contains("too large"));
         assert!(Decimal::parse("1e-100")
             .unwrap_err()
+            .to_string()
             .contains("more than 9 decimal places"));
         assert_eq!(fraction_digits("1e-2147483648"), VALUE_SCALE as u8);
         assert_eq!(fraction_digits("1.5e2147483647"), 0);

@@ -11,7 +11,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Utc};
 
 /// A text that is not the time it should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TimeError {
+pub(crate) enum TimeError {
     /// Neither RFC 3339 nor a plain date ([`parse_time`]).
     #[error("{0:?} is not a time: use RFC 3339 (2022-07-25T00:00:00Z) or a date (2022-07-25)")]
     NotATime(String),
@@ -34,7 +34,7 @@ pub enum Clock {
 
 impl Clock {
     /// A manual clock starting at `micros`, and the handle that moves it.
-    pub fn manual(micros: i64) -> (Clock, Arc<AtomicI64>) {
+    pub(crate) fn manual(micros: i64) -> (Clock, Arc<AtomicI64>) {
         let t = Arc::new(AtomicI64::new(micros));
         (Clock::Manual(t.clone()), t)
     }
@@ -55,14 +55,14 @@ pub fn now_micros() -> i64 {
 
 /// RFC 3339 with an offset (any sub-second precision) → µs since the
 /// epoch, UTC; sub-microsecond digits are truncated.
-pub fn parse_rfc3339(s: &str) -> Result<i64, TimeError> {
+pub(crate) fn parse_rfc3339(s: &str) -> Result<i64, TimeError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_micros())
         .map_err(|_| TimeError::NotRfc3339(s.to_string()))
 }
 
 /// `YYYY-MM-DD` → its midnight, UTC, in µs.
-pub fn parse_date(s: &str) -> Result<i64, TimeError> {
+pub(crate) fn parse_date(s: &str) -> Result<i64, TimeError> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_micros())
         .map_err(|_| TimeError::NotADate(s.to_string()))
@@ -71,7 +71,7 @@ pub fn parse_date(s: &str) -> Result<i64, TimeError> {
 /// An RFC 3339 timestamp or a plain date (`2022-07-25` = midnight UTC)
 /// → µs, spaces around it ignored: the times people give (flags, query
 /// parameters, the registry).
-pub fn parse_time(s: &str) -> Result<i64, TimeError> {
+pub(crate) fn parse_time(s: &str) -> Result<i64, TimeError> {
     let s = s.trim();
     parse_rfc3339(s)
         .or_else(|_| parse_date(s))
@@ -80,29 +80,29 @@ pub fn parse_time(s: &str) -> Result<i64, TimeError> {
 
 /// Midnight UTC of a calendar day, in µs; `None` for a day that does not
 /// exist.
-pub fn midnight_utc(year: i32, month: u32, day: u32) -> Option<i64> {
+pub(crate) fn midnight_utc(year: i32, month: u32, day: u32) -> Option<i64> {
     let d = NaiveDate::from_ymd_opt(year, month, day)?;
     Some(d.and_time(NaiveTime::MIN).and_utc().timestamp_micros())
 }
 
 /// The UTC calendar year of a timestamp (`None` outside chrono's range).
-pub fn year_of(micros: i64) -> Option<i32> {
+pub(crate) fn year_of(micros: i64) -> Option<i32> {
     DateTime::from_timestamp_micros(micros).map(|t| t.year())
 }
 
 /// RFC 3339 UTC, the fraction only when non-zero (`2026-07-11T10:50:30Z`,
 /// `…30.000001Z`); `None` outside chrono's range (±262,000 years).
-pub fn try_format_micros(micros: i64) -> Option<String> {
+pub(crate) fn try_format_micros(micros: i64) -> Option<String> {
     DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 /// [`try_format_micros`], or the bare number outside chrono's range.
-pub fn format_micros(micros: i64) -> String {
+pub(crate) fn format_micros(micros: i64) -> String {
     try_format_micros(micros).unwrap_or_else(|| micros.to_string())
 }
 
 /// `YYYY-MM-DD` of a timestamp, UTC (`invalid` outside chrono's range).
-pub fn utc_date(micros: i64) -> String {
+pub(crate) fn utc_date(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "invalid".to_string())
@@ -110,7 +110,7 @@ pub fn utc_date(micros: i64) -> String {
 
 /// `2022-07-23 00:00 UTC`, seconds only when there are some: for people
 /// (the outage certificate); the bare number outside chrono's range.
-pub fn format_human(micros: i64) -> String {
+pub(crate) fn format_human(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros)
         .map(|t| {
             if micros % 60_000_000 == 0 {
@@ -124,7 +124,7 @@ pub fn format_human(micros: i64) -> String {
 
 /// `20220723T000000Z` (with `.000000` µs before the `Z` when `micros` is
 /// true): a timestamp for file names, which sort by it.
-pub fn format_basic(t: i64, micros: bool) -> String {
+pub(crate) fn format_basic(t: i64, micros: bool) -> String {
     let pattern = if micros {
         "%Y%m%dT%H%M%S%6fZ"
     } else {

@@ -34,9 +34,9 @@ use super::AlertsFileConfig;
 use crate::mqtt::MqttSettings;
 use crate::mqtt::{parse_broker, BrokerUrl};
 
-pub const DEFAULT_PREFIX: &str = "gapless/alerts";
-pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
-pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
+pub(crate) const DEFAULT_PREFIX: &str = "gapless/alerts";
+pub(crate) const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
+pub(crate) const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
 /// One webhook request may take this long.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Alerts waiting in the channel from the store to one sink. Alerts are
@@ -110,7 +110,7 @@ impl SinkSettings {
             None => None,
             Some(url) => {
                 let (host, port, path) =
-                    parse_http_url(&url).map_err(|m| ("--alert-webhook", m))?;
+                    parse_http_url(&url).map_err(|e| ("--alert-webhook", e.to_string()))?;
                 let queue = f.webhook_queue.unwrap_or(DEFAULT_WEBHOOK_QUEUE);
                 if queue == 0 {
                     return Err(("alerts.webhook_queue", "must be at least 1".into()));
@@ -133,11 +133,22 @@ impl SinkSettings {
     }
 }
 
+/// Why a webhook's or a witness's URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UrlError {
+    #[error("{url:?}: only http:// URLs are supported (put a TLS proxy in front for https)")]
+    NotHttp { url: String },
+    #[error("{url:?}: bad port {port:?}")]
+    BadPort { url: String, port: String },
+    #[error("{url:?}: no host")]
+    NoHost { url: String },
+}
+
 /// `http://HOST[:PORT][/PATH]` → (host, port, path).
-pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("{url:?}: only http:// URLs are supported (put a TLS proxy in front for https)")
-    })?;
+pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), UrlError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| UrlError::NotHttp { url: url.into() })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -148,19 +159,22 @@ pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String>
             p.parse::<u16>()
                 .ok()
                 .filter(|&p| p > 0)
-                .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
+                .ok_or_else(|| UrlError::BadPort {
+                    url: url.into(),
+                    port: p.into(),
+                })?,
         ),
         None => (authority, 80),
     };
     if host.is_empty() {
-        return Err(format!("{url:?}: no host"));
+        return Err(UrlError::NoHost { url: url.into() });
     }
     Ok((host.to_owned(), port, path.to_owned()))
 }
 
 /// Delivery counters, for metrics.
 #[derive(Debug, Default)]
-pub struct SinkStats {
+pub(crate) struct SinkStats {
     pub mqtt_delivered: AtomicU64,
     pub webhook_delivered: AtomicU64,
     pub webhook_failed_attempts: AtomicU64,
@@ -199,7 +213,7 @@ fn write_cursor(path: &Path, seq: u64) {
 }
 
 /// The sinks, running: `send` hands them what the store sealed.
-pub struct Sinks {
+pub(crate) struct Sinks {
     senders: Vec<mpsc::Sender<Arc<Told>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Where a full channel is counted.
@@ -315,7 +329,7 @@ impl Sinks {
 
 /// Hands sealed alerts to every sink (from any thread).
 #[derive(Clone, Default)]
-pub struct AlertSender {
+pub(crate) struct AlertSender {
     /// Each sink's channel, and whether this run stopped handing it alerts
     /// (see `send`).
     sinks: Vec<(mpsc::Sender<Arc<Told>>, Arc<AtomicBool>)>,
@@ -366,7 +380,7 @@ impl AlertSender {
 
 /// A topic level from a subject: `+`, `#` and NUL are not allowed in
 /// topic names.
-pub fn topic_for(prefix: &str, t: &Told) -> String {
+pub(crate) fn topic_for(prefix: &str, t: &Told) -> String {
     let subject: String = t
         .alert
         .subject
@@ -670,6 +684,7 @@ mod tests {
         );
         assert!(parse_http_url("https://x")
             .unwrap_err()
+            .to_string()
             .contains("only http://"));
         assert!(parse_http_url("http://x:0/").is_err());
     }

@@ -10,7 +10,7 @@ use super::ops;
 
 /// An error as the client sees it.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub(super) status: StatusCode,
     pub(super) message: String,
 }

@@ -9,13 +9,13 @@
 //! 400 with a message naming the parameter; internal ones are 500 and
 //! logged. Queries read Parquet on the blocking pool, never on the
 //! runtime's threads, at most `--max-scans` at once (429 beyond).
-//! Readiness and metrics are in [`ops`].
+//! Readiness and metrics are in `ops`.
 //!
 //! Here: the state the handlers share, the router, the token check, and
 //! how a query runs (on the blocking pool, under the scan limit). The
-//! handlers are per resource: [`reports`] (report, gaps, coverage),
-//! [`meters`], [`alerts`], [`certificate`], [`dashboard`]; their query
-//! parameters in [`params`], the error a client sees in [`error`].
+//! handlers are per resource: `reports` (report, gaps, coverage),
+//! `meters`, `alerts`, `certificate`, `dashboard`; their query
+//! parameters in `params`, the error a client sees in `error`.
 
 mod alerts;
 mod certificate;
@@ -26,9 +26,9 @@ mod ops;
 mod params;
 mod reports;
 
-pub use error::ApiError;
-pub use ops::ScanLimit;
-pub use reports::ReportCache;
+pub(crate) use error::ApiError;
+pub(crate) use ops::ScanLimit;
+pub(crate) use reports::ReportCache;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,19 +51,19 @@ use params::{filter_params, window_param, Params};
 use reports::{get_coverage, get_gaps, get_report};
 
 /// Environment variable holding the API's bearer token.
-pub const TOKEN_ENV: &str = "GAPLESS_API_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "GAPLESS_API_TOKEN";
 /// Rows per page by default, and at most.
-pub const DEFAULT_LIMIT: usize = 1_000;
-pub const MAX_LIMIT: usize = 10_000;
+pub(crate) const DEFAULT_LIMIT: usize = 1_000;
+pub(crate) const MAX_LIMIT: usize = 10_000;
 /// Coverage buckets per window by default.
-pub const DEFAULT_BUCKETS: u32 = 24;
+pub(crate) const DEFAULT_BUCKETS: u32 = 24;
 /// Coverage cells (series × buckets) per page at most: `limit` is bounded
 /// by it too, so a page stays a few megabytes of JSON.
-pub const MAX_COVERAGE_CELLS: usize = 1_000_000;
+pub(crate) const MAX_COVERAGE_CELLS: usize = 1_000_000;
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub data: PathBuf,
     pub ctx: Context,
     /// Required on `/api/v1` as `Authorization: Bearer <token>`.
@@ -96,7 +96,7 @@ impl ApiState {
 }
 
 /// The whole app.
-pub fn router(state: ApiState) -> Router {
+pub(crate) fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/report", get(get_report))
         .route("/gaps", get(get_gaps))

@@ -17,12 +17,12 @@ use crate::health::{BOUNDS, STAGES};
 
 /// What a 429 tells the client to wait (seconds): a scan of the lake takes
 /// about this long.
-pub const RETRY_AFTER_S: u64 = 1;
+pub(crate) const RETRY_AFTER_S: u64 = 1;
 
 /// `/api/v1` requests in progress at most (a request waiting for another's
 /// report of the same window counts): each holds a connection and some
 /// memory. Beyond, 429 at once. Health and metrics are not counted.
-pub const MAX_API_REQUESTS: usize = 64;
+pub(crate) const MAX_API_REQUESTS: usize = 64;
 
 /// At most `limit` lake scans (report, gaps, coverage, meter, readings) at
 /// once. A scan reads Parquet on the blocking pool and holds its rows in
@@ -30,7 +30,7 @@ pub const MAX_API_REQUESTS: usize = 64;
 /// the memory) from ingest. An extra request is answered 429 at once. Also
 /// bounds the `/api/v1` requests in progress ([`MAX_API_REQUESTS`]).
 #[derive(Debug)]
-pub struct ScanLimit {
+pub(crate) struct ScanLimit {
     permits: Arc<tokio::sync::Semaphore>,
     limit: usize,
     requests: Arc<tokio::sync::Semaphore>,
@@ -51,7 +51,7 @@ impl ScanLimit {
     }
 
     /// A permit if a scan may start now.
-    pub fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    pub(crate) fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 }

@@ -23,7 +23,7 @@ use crate::report::{self, GapFilter};
 /// until a new commit lands. One computation at a time: concurrent
 /// requests for the window wait for it rather than scan the data again.
 #[derive(Default)]
-pub struct ReportCache(tokio::sync::Mutex<Option<CachedRows>>);
+pub(crate) struct ReportCache(tokio::sync::Mutex<Option<CachedRows>>);
 
 struct CachedRows {
     window: Window,

@@ -10,11 +10,11 @@ use super::div_round;
 use super::series::{Gap, Point};
 use crate::reading::VALUE_SCALE;
 
-pub const METHOD_LINEAR: &str = "linear_interpolation";
+pub(crate) const METHOD_LINEAR: &str = "linear_interpolation";
 
 /// One estimated register value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Estimate {
+pub(crate) struct Estimate {
     pub ts: i64,
     /// × 10^9, rounded to `decimals` places.
     pub value: i128,
@@ -23,14 +23,14 @@ pub struct Estimate {
 
 /// Why a gap gets no estimates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoEstimate {
+pub(crate) enum NoEstimate {
     Open,
     TooLong,
     NotContinuous,
 }
 
 /// Interpolates the missing slots of a closed gap between reads `a` and `b`.
-pub fn interpolate(
+pub(crate) fn interpolate(
     gap: &Gap,
     a: &Point,
     b: &Point,

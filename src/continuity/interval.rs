@@ -14,7 +14,7 @@ use crate::reading::Medium;
 /// and bursts do not move it while they are under half the intervals),
 /// rounded to the second, over reading times in time order (what
 /// [`super::series::infer_interval`] takes from points).
-pub fn infer_from_times(times: impl IntoIterator<Item = i64>) -> Option<i64> {
+pub(crate) fn infer_from_times(times: impl IntoIterator<Item = i64>) -> Option<i64> {
     thread_local! {
         // The differences of one series at a time (a report infers 100,000s).
         static DIFFS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -66,13 +66,13 @@ pub fn infer_from_times(times: impl IntoIterator<Item = i64>) -> Option<i64> {
 /// Where a stored reading came from, in receipt order: its receipt's
 /// `receipt_seq` and its `reading_index` in that message. Stored on every
 /// `readings` row, so the batch pass knows the order the live pass saw.
-pub type ReceiptKey = (u64, u32);
+pub(crate) type ReceiptKey = (u64, u32);
 
 /// The [`INFER_READINGS`] readings of a series received first (lowest
 /// [`ReceiptKey`]), whatever the order they are offered in: what an
 /// unknown interval is inferred from, by both passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FirstReceived {
+pub(crate) struct FirstReceived {
     /// (key, reading time), unordered; at most [`INFER_READINGS`].
     entries: Vec<(ReceiptKey, i64)>,
     /// The largest key held (meaningful once full).
@@ -86,12 +86,12 @@ impl FirstReceived {
     }
 
     /// Back from [`parts`](Self::parts).
-    pub fn from_parts(entries: Vec<(ReceiptKey, i64)>, max: ReceiptKey) -> FirstReceived {
+    pub(crate) fn from_parts(entries: Vec<(ReceiptKey, i64)>, max: ReceiptKey) -> FirstReceived {
         FirstReceived { entries, max }
     }
 
     /// Takes a reading; kept if it is among the first received so far.
-    pub fn offer(&mut self, key: ReceiptKey, ts: i64) {
+    pub(crate) fn offer(&mut self, key: ReceiptKey, ts: i64) {
         if self.entries.len() < INFER_READINGS {
             self.entries.push((key, ts));
             self.max = self.max.max(key);
@@ -110,7 +110,7 @@ impl FirstReceived {
 
     /// The key of the last of the first readings (the one that completed
     /// them), once there are [`INFER_READINGS`].
-    pub fn completed_by(&self) -> Option<(ReceiptKey, i64)> {
+    pub(crate) fn completed_by(&self) -> Option<(ReceiptKey, i64)> {
         (self.entries.len() == INFER_READINGS)
             .then(|| self.entries.iter().copied().max())
             .flatten()

@@ -44,7 +44,12 @@ impl Context {
     /// interval and counter wrap from the registry entry, else the
     /// configuration; `interval: None` means "infer it". `frame_counter`:
     /// the readings came over LoRaWAN (32-bit frame counters).
-    pub fn setup(&self, meter: &str, medium: Medium, frame_counter: bool) -> live::SeriesSetup {
+    pub(crate) fn setup(
+        &self,
+        meter: &str,
+        medium: Medium,
+        frame_counter: bool,
+    ) -> live::SeriesSetup {
         let entry = self.registry.latest(meter);
         let medium = entry.map_or(medium, |e| e.medium);
         let secs = |s: u64, source| Interval {
@@ -74,42 +79,42 @@ impl Context {
 }
 
 /// LoRaWAN frame counters are 32 bits.
-pub const FRAME_COUNTER_WRAP: u64 = 1 << 32;
+pub(crate) const FRAME_COUNTER_WRAP: u64 = 1 << 32;
 
 /// Microseconds per second.
-pub const SECOND: i64 = 1_000_000;
+pub(crate) const SECOND: i64 = 1_000_000;
 /// Microseconds per day.
-pub const DAY: i64 = 86_400 * SECOND;
+pub(crate) const DAY: i64 = 86_400 * SECOND;
 
 /// Default tolerance: a gap is more than `interval × 1.5` without a reading.
-pub const DEFAULT_TOLERANCE: f64 = 0.5;
+pub(crate) const DEFAULT_TOLERANCE: f64 = 0.5;
 /// SAP IS-U's example bounds for consumption across a gap, relative to the
 /// consumption the meter's own history predicts: above +70 % or below −40 %.
-pub const DEFAULT_PLAUSIBLE_ABOVE: f64 = 0.7;
-pub const DEFAULT_PLAUSIBLE_BELOW: f64 = 0.4;
+pub(crate) const DEFAULT_PLAUSIBLE_ABOVE: f64 = 0.7;
+pub(crate) const DEFAULT_PLAUSIBLE_BELOW: f64 = 0.4;
 /// A reading is late when it was received more than this after its own time.
-pub const DEFAULT_LATE_AFTER_S: u64 = 3_600;
+pub(crate) const DEFAULT_LATE_AFTER_S: u64 = 3_600;
 /// Gaps longer than this are never filled with estimates.
-pub const DEFAULT_MAX_ESTIMATE_GAP_S: u64 = 7 * 86_400;
+pub(crate) const DEFAULT_MAX_ESTIMATE_GAP_S: u64 = 7 * 86_400;
 /// wM-Bus access numbers are one byte.
-pub const DEFAULT_SEQ_WRAP: u64 = 256;
+pub(crate) const DEFAULT_SEQ_WRAP: u64 = 256;
 /// Heat cost allocators reset their current-period counter on this date
 /// (month-day) unless the meter reports its own set date.
 pub const DEFAULT_HCA_SET_DATE: &str = "12-31";
 /// Fewest intervals between readings from which an interval is inferred.
-pub const MIN_INFER_INTERVALS: usize = 2;
+pub(crate) const MIN_INFER_INTERVALS: usize = 2;
 /// A series without a registry or configured interval is judged with the
 /// interval inferred from its first this many readings in receipt order
 /// ([`series::FirstReceived`]); until it has them, with the built-in one.
-pub const INFER_READINGS: usize = 9;
+pub(crate) const INFER_READINGS: usize = 9;
 /// Fewest regular intervals of history before consumption across a gap is
 /// judged for plausibility.
-pub const MIN_PLAUSIBILITY_INTERVALS: u64 = 8;
+pub(crate) const MIN_PLAUSIBILITY_INTERVALS: u64 = 8;
 
 /// Built-in expected intervals, used when neither the registry nor the
 /// configuration gives one and the meter's history is too short to infer
 /// it: heat and cooling meters every 15 min, water hourly, HCAs daily.
-pub fn builtin_interval_s(medium: Medium) -> u64 {
+pub(crate) fn builtin_interval_s(medium: Medium) -> u64 {
     match medium {
         Medium::Heat | Medium::Cooling => 900,
         Medium::Water | Medium::WarmWater => 3_600,
@@ -169,7 +174,7 @@ pub struct Interval {
 /// The `[continuity]` table of the TOML config (every key optional).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ContinuityFileConfig {
+pub(crate) struct ContinuityFileConfig {
     pub tolerance: Option<f64>,
     pub late_after_s: Option<u64>,
     pub max_estimate_gap_s: Option<u64>,
@@ -221,7 +226,7 @@ impl Default for ContinuityConfig {
 /// A `[continuity]` setting that cannot be taken: its key and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {why}")]
-pub struct SettingError {
+pub(crate) struct SettingError {
     pub key: String,
     pub why: String,
 }
@@ -235,7 +240,7 @@ fn bad(key: impl Into<String>, why: impl Into<String>) -> SettingError {
 
 impl ContinuityConfig {
     /// Validates the file's `[continuity]` table; errors name the key.
-    pub fn from_file(f: &ContinuityFileConfig) -> Result<ContinuityConfig, SettingError> {
+    pub(crate) fn from_file(f: &ContinuityFileConfig) -> Result<ContinuityConfig, SettingError> {
         let mut c = ContinuityConfig::default();
         if let Some(t) = f.tolerance {
             if !(t.is_finite() && t >= 0.0) {
@@ -289,7 +294,7 @@ impl ContinuityConfig {
     }
 
     /// The gap threshold for an interval (µs): longer than this = a gap.
-    pub fn gap_threshold(&self, interval: i64) -> i64 {
+    pub(crate) fn gap_threshold(&self, interval: i64) -> i64 {
         (interval as f64 * (1.0 + self.tolerance)) as i64
     }
 }
@@ -311,7 +316,7 @@ fn parse_medium(m: &str, key: &str) -> Result<Medium, SettingError> {
 }
 
 /// `MM-DD` → (month, day).
-pub fn parse_month_day(s: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_month_day(s: &str) -> Option<(u32, u32)> {
     let (m, d) = s.split_once('-')?;
     let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
     crate::time::midnight_utc(2000, m, d)?;

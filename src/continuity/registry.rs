@@ -19,7 +19,7 @@ use std::path::Path;
 
 use crate::reading::{Medium, MeterId};
 
-pub const HEADER: [&str; 6] = [
+pub(crate) const HEADER: [&str; 6] = [
     "meter_id",
     "medium",
     "expected_interval_s",
@@ -122,7 +122,7 @@ impl Registry {
                     format!("{} fields, the header has {}", f.len(), cols.len()),
                 ));
             }
-            let meter_id = MeterId::try_new(f[0]).map_err(|e| invalid(n, e))?;
+            let meter_id = MeterId::try_new(f[0]).map_err(|e| invalid(n, e.to_string()))?;
             let medium = Medium::parse(f[1]).ok_or_else(|| {
                 invalid(
                     n,

@@ -3,7 +3,7 @@
 //! over two neighbouring readings, so the batch pass and the live engine
 //! apply the same ones.
 
-pub use super::interval::{infer_from_times, FirstReceived, ReceiptKey};
+pub(crate) use super::interval::{infer_from_times, FirstReceived, ReceiptKey};
 use super::{builtin_interval_s, first_not_below, MIN_PLAUSIBILITY_INTERVALS, SECOND};
 use super::{div_round, ContinuityConfig, Interval, IntervalSource, DAY};
 use crate::reading::{Medium, VALUE_SCALE};
@@ -11,7 +11,7 @@ use crate::reading::{Medium, VALUE_SCALE};
 /// The median time between consecutive readings (a robust statistic: gaps
 /// and bursts do not move it while they are under half the intervals),
 /// rounded to the second. None with fewer than [`MIN_INFER_INTERVALS`].
-pub fn infer_interval(points: &[Point]) -> Option<i64> {
+pub(crate) fn infer_interval(points: &[Point]) -> Option<i64> {
     infer_from_times(points.iter().map(|p| p.ts))
 }
 
@@ -74,7 +74,7 @@ pub struct Gap {
 }
 
 impl Gap {
-    pub fn duration(&self) -> i64 {
+    pub(crate) fn duration(&self) -> i64 {
         self.to - self.from
     }
 
@@ -90,7 +90,7 @@ impl Gap {
     }
 
     /// Missing readings whose due time falls in `[from, to)`.
-    pub fn missing_within(&self, from: i64, to: i64) -> u64 {
+    pub(crate) fn missing_within(&self, from: i64, to: i64) -> u64 {
         if self.to <= from || self.from >= to {
             return 0;
         }
@@ -100,7 +100,7 @@ impl Gap {
         end - first
     }
 
-    pub fn is_implausible(&self) -> bool {
+    pub(crate) fn is_implausible(&self) -> bool {
         self.plausibility.is_some_and(|p| p.implausible)
     }
 }
@@ -150,11 +150,11 @@ impl Step {
     }
 
     /// Consumption across the step is exactly known.
-    pub fn is_exact(self) -> bool {
+    pub(crate) fn is_exact(self) -> bool {
         matches!(self, Step::Continuous | Step::Rollover { .. })
     }
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Step::Continuous => "continuous",
             Step::Rollover { .. } => "rollover",
@@ -187,7 +187,7 @@ pub fn choose_interval(
 }
 
 /// The interval inferred from the readings, else the built-in one.
-pub fn inferred_or_builtin(medium: Medium, points: &[Point]) -> Interval {
+pub(crate) fn inferred_or_builtin(medium: Medium, points: &[Point]) -> Interval {
     match infer_interval(points) {
         Some(micros) => Interval {
             micros,
@@ -202,7 +202,7 @@ pub fn inferred_or_builtin(medium: Medium, points: &[Point]) -> Interval {
 
 /// The gap between two neighbouring readings, if there is one (without
 /// plausibility, which needs history).
-pub fn gap_between(a: &Point, b: &Point, rules: &SeriesRules) -> Option<Gap> {
+pub(crate) fn gap_between(a: &Point, b: &Point, rules: &SeriesRules) -> Option<Gap> {
     let dt = b.ts - a.ts;
     if dt <= rules.cfg.gap_threshold(rules.interval.micros) {
         return None;
@@ -225,7 +225,7 @@ pub fn gap_between(a: &Point, b: &Point, rules: &SeriesRules) -> Option<Gap> {
 
 /// The open gap after the last reading `a`, up to `end` (now, or the end
 /// of the queried range), if it is long enough to be one.
-pub fn open_gap(a: &Point, end: i64, rules: &SeriesRules) -> Option<Gap> {
+pub(crate) fn open_gap(a: &Point, end: i64, rules: &SeriesRules) -> Option<Gap> {
     let dt = end - a.ts;
     if dt <= rules.cfg.gap_threshold(rules.interval.micros) {
         return None;
@@ -247,7 +247,7 @@ pub fn open_gap(a: &Point, end: i64, rules: &SeriesRules) -> Option<Gap> {
 }
 
 /// `round(Δt / interval) − 1`, at least 1 (a gap misses something).
-pub fn missing_in(dt: i64, interval: i64) -> u64 {
+pub(crate) fn missing_in(dt: i64, interval: i64) -> u64 {
     (div_round(dt as i128, interval.max(1) as i128) - 1).max(1) as u64
 }
 
@@ -256,7 +256,7 @@ pub fn missing_in(dt: i64, interval: i64) -> u64 {
 /// implies (a 15-minute meter's access number wraps every 64 h). None when
 /// either reading has no counter, or a large counter (a LoRaWAN frame
 /// counter) went down: a re-join reset, not a loss we can count.
-pub fn seq_lost(a: &Point, b: &Point, rules: &SeriesRules) -> Option<u64> {
+pub(crate) fn seq_lost(a: &Point, b: &Point, rules: &SeriesRules) -> Option<u64> {
     let (sa, sb) = (a.seq?, b.seq?);
     let wrap = rules.seq_wrap.max(2);
     if sb < sa && wrap > 65_536 {
@@ -331,7 +331,7 @@ fn rollover_modulus(a: i128, b: i128) -> Option<i128> {
 /// A running record of a series' regular consumption: what plausibility
 /// compares a gap with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct History {
+pub(crate) struct History {
     /// Consumption over regular intervals (× 10^9).
     pub consumption: i128,
     /// Their total length, µs.
@@ -349,7 +349,12 @@ impl History {
 
     /// Judges consumption across a span against the history's mean rate.
     /// None with too little history, or none consumed in it.
-    pub fn judge(&self, actual: i128, span: i64, cfg: &ContinuityConfig) -> Option<Plausibility> {
+    pub(crate) fn judge(
+        &self,
+        actual: i128,
+        span: i64,
+        cfg: &ContinuityConfig,
+    ) -> Option<Plausibility> {
         if self.intervals < MIN_PLAUSIBILITY_INTERVALS || self.span <= 0 || self.consumption <= 0 {
             return None;
         }
@@ -422,7 +427,7 @@ pub fn analyze(points: &[Point], rules: &SeriesRules, end: Option<i64>) -> Serie
 /// series' history, exactly as [`analyze`] does: the consumption across a
 /// gap against the mean rate of the regular intervals before it. Gaps whose
 /// ends are not neighbouring readings are left unjudged.
-pub fn judge_plausibility(points: &[Point], gaps: &mut [Gap], rules: &SeriesRules) {
+pub(crate) fn judge_plausibility(points: &[Point], gaps: &mut [Gap], rules: &SeriesRules) {
     let mut history = History::default();
     let threshold = rules.cfg.gap_threshold(rules.interval.micros);
     let mut next = 0;
@@ -462,7 +467,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub const MIN: i64 = 60 * SECOND;
-    pub const UNIT: i128 = 1_000_000_000;
+    pub(crate) const UNIT: i128 = 1_000_000_000;
 
     pub fn p(ts_min: i64, value: i128) -> Point {
         Point {

@@ -85,7 +85,7 @@ impl From<&Point> for ValueAt {
 
 /// One series as the report sees it.
 #[derive(Debug, Clone)]
-pub struct SeriesInput<'a> {
+pub(crate) struct SeriesInput<'a> {
     pub meter_id: &'a str,
     /// None for a registry meter that never sent a reading.
     pub register: Option<&'a str>,
@@ -179,7 +179,7 @@ impl Summary {
 
 /// The whole report.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutageReport {
+pub(crate) struct OutageReport {
     pub window: Window,
     pub summary: Summary,
     pub meters: Vec<MeterRow>,
@@ -187,7 +187,7 @@ pub struct OutageReport {
 
 /// Evaluates one series over the window. None when the registry says the
 /// meter was not in service during it.
-pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
+pub(crate) fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
     let from = w.from.max(s.service.0.unwrap_or(i64::MIN));
     let to = w.to.min(s.service.1.unwrap_or(i64::MAX));
     if to <= from {
@@ -345,7 +345,7 @@ pub fn evaluate(s: &SeriesInput, w: Window) -> Option<MeterRow> {
 }
 
 /// Builds the report from rows (sorted by meter and register).
-pub fn assemble(window: Window, mut meters: Vec<MeterRow>) -> OutageReport {
+pub(crate) fn assemble(window: Window, mut meters: Vec<MeterRow>) -> OutageReport {
     meters.sort_by(|a, b| (&a.meter_id, &a.register).cmp(&(&b.meter_id, &b.register)));
     let mut summary = Summary::default();
     for r in &meters {

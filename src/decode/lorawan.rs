@@ -55,7 +55,7 @@ pub(super) fn decode_chirpstack(v: &Value, ctx: &Ctx) -> Result<Out, String> {
         None | Some(Value::Null) => return Err(missing("deviceInfo.devEui")),
         Some(_) => return Err("field \"deviceInfo.devEui\" must be a string".into()),
     };
-    let meter_id = MeterId::try_new(dev_eui)?;
+    let meter_id = MeterId::try_new(dev_eui).map_err(|e| e.to_string())?;
     let time = super::req_str(obj, "time")?;
     let ts = parse_rfc3339(time).map_err(|_| bad_timestamp("time", time))?;
     let seq = frame_counter(obj.get("fCnt"), "fCnt")?;
@@ -82,7 +82,7 @@ pub(super) fn decode_tts(v: &Value, ctx: &Ctx) -> Result<Out, String> {
         (_, None | Some(Value::Null)) => return Err(missing("end_device_ids.device_id")),
         (_, Some(_)) => return Err("field \"end_device_ids.device_id\" must be a string".into()),
     };
-    let meter_id = MeterId::try_new(id)?;
+    let meter_id = MeterId::try_new(id).map_err(|e| e.to_string())?;
     let up = match obj.get("uplink_message") {
         Some(Value::Object(up)) => up,
         None | Some(Value::Null) => return Err(missing("uplink_message")),

@@ -98,7 +98,7 @@ const UNRECOGNISED: &str =
 
 /// Part of every rejection reason for a reading time too far ahead of its
 /// receive time: how alerts recognise a meter's clock skew.
-pub const CLOCK_SKEW_MARK: &str = "s ahead of receive time";
+pub(crate) const CLOCK_SKEW_MARK: &str = "s ahead of receive time";
 
 /// Earliest accepted reading time: 2000-01-01T00:00:00Z, in µs.
 const MIN_TS_MICROS: i64 = 946_684_800 * 1_000_000;
@@ -391,7 +391,7 @@ enum ValueError {
     /// Not a number and not a string.
     WrongType,
     /// A number or string that is not an exact decimal (message from [`Decimal::parse`]).
-    Invalid(String),
+    Invalid(crate::reading::InvalidField),
 }
 
 /// A JSON number (its literal, digit for digit) or a decimal string → [`Decimal`].

@@ -43,7 +43,7 @@ pub(super) fn decode(v: &Value, ctx: &Ctx) -> Result<Out, String> {
     let obj = v
         .as_object()
         .ok_or("wmbusmeters telegram must be a JSON object")?;
-    let meter_id = MeterId::try_new(req_str(obj, "id")?)?;
+    let meter_id = MeterId::try_new(req_str(obj, "id")?).map_err(|e| e.to_string())?;
     let media = req_str(obj, "media")?;
     let medium = medium_from_name(media)
         .ok_or_else(|| format!("unknown medium {:?}", truncate(media, 40)))?;

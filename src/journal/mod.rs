@@ -113,7 +113,7 @@ impl JournalError {
     /// The disk (or the user's quota) is full: the commit can be retried
     /// as it is once there is room (its bytes are still in the buffer, and
     /// the journal's position did not move).
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         matches!(self, JournalError::Io { source, .. }
             if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
     }
@@ -185,7 +185,7 @@ pub fn replay(
 
 /// Deletes every segment whose records all have `seq <= sealed_through`.
 /// The newest segment is never deleted (the writer may be appending to it).
-pub fn truncate_through(dir: &Path, sealed_through: u64) -> Result<usize, JournalError> {
+pub(crate) fn truncate_through(dir: &Path, sealed_through: u64) -> Result<usize, JournalError> {
     let segments = list_segments(dir)?;
     let mut removed = 0;
     for pair in segments.windows(2) {

@@ -39,7 +39,7 @@ impl JournalTail {
     /// record is `next_seq`, at `offset` in segment `path` (a
     /// [`Journal::position`] taken after the commit that wrote the records
     /// before it). Nothing is read until a read needs it.
-    pub fn jump(&mut self, path: PathBuf, offset: u64, next_seq: u64) {
+    pub(crate) fn jump(&mut self, path: PathBuf, offset: u64, next_seq: u64) {
         self.next_seq = next_seq;
         self.segment = None;
         self.resume_at = Some((path, offset));

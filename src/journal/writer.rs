@@ -307,7 +307,7 @@ impl Journal {
     }
 
     /// Whether the active segment is written with `O_DIRECT`.
-    pub fn is_direct(&self) -> bool {
+    pub(crate) fn is_direct(&self) -> bool {
         self.direct
     }
 

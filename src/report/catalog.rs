@@ -40,7 +40,7 @@ pub struct StoredReadings {
 /// calls: the commit log read so far and the footers of the runs it read
 /// (sealed files never change).
 #[derive(Default)]
-pub struct LoadCache {
+pub(crate) struct LoadCache {
     log: commit::CommitLog,
     footers: std::collections::HashMap<PathBuf, Arc<Footer>>,
 }
@@ -65,7 +65,10 @@ impl StoredReadings {
 
     /// [`load`](Self::load), reading only what changed since `cache` was
     /// last used: new commit manifests, footers of files not read before.
-    pub fn load_cached(data: &Path, cache: &mut LoadCache) -> Result<StoredReadings, ReportError> {
+    pub(crate) fn load_cached(
+        data: &Path,
+        cache: &mut LoadCache,
+    ) -> Result<StoredReadings, ReportError> {
         if !data.is_dir() {
             return Err(ReportError::NoData(data.to_owned()));
         }
@@ -138,7 +141,7 @@ impl StoredReadings {
     /// Tells `progress` the rows (readings and conflicts) of each series
     /// that [`map_series`](Self::map_series) passes, from its threads: what
     /// a progress bar counts against [`len`](Self::len).
-    pub fn with_progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
+    pub(crate) fn with_progress(mut self, progress: impl Fn(u64) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(progress));
         self
     }
@@ -148,7 +151,7 @@ impl StoredReadings {
     }
 
     /// The sealed `gaps` files, in commit order.
-    pub fn gap_files(&self) -> &[PathBuf] {
+    pub(crate) fn gap_files(&self) -> &[PathBuf] {
         &self.gap_files
     }
 
@@ -157,14 +160,14 @@ impl StoredReadings {
     }
 
     /// The earliest and latest reading time (from the files' statistics).
-    pub fn time_range(&self) -> Option<(i64, i64)> {
+    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
         self.time_range
     }
 
     /// The files a scan reads that may hold rows of any of `meters`
     /// (sorted), by their row groups' meter statistics: what a statement
     /// about those meters rests on.
-    pub fn files_holding(&self, meters: &[&str]) -> Vec<&Path> {
+    pub(crate) fn files_holding(&self, meters: &[&str]) -> Vec<&Path> {
         let holds = |first: &str, last: &str| {
             let i = meters.partition_point(|m| *m < first);
             meters.get(i).is_some_and(|m| *m <= last)

@@ -31,10 +31,10 @@ use crate::time::parse_time;
 
 /// Coverage columns of the picture (hourly for a one-day window, like
 /// the dashboard's default).
-pub const BUCKETS: u32 = 24;
+pub(crate) const BUCKETS: u32 = 24;
 /// Meter registers one document lists at most: beyond it, ask for one
 /// group at a time.
-pub const MAX_ROWS: usize = 20_000;
+pub(crate) const MAX_ROWS: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
@@ -255,7 +255,7 @@ pub struct CertificateRequest {
 
 /// Whether some registry entry names group `g` (only the registry gives
 /// meters a group).
-pub fn is_registry_group(ctx: &Context, g: &str) -> bool {
+pub(crate) fn is_registry_group(ctx: &Context, g: &str) -> bool {
     ctx.registry
         .meters()
         .any(|(_, entries)| entries.iter().any(|e| e.group.as_deref() == Some(g)))

@@ -37,7 +37,7 @@ use crate::time::format_micros;
 const CSS: &str = include_str!("certificate.css");
 
 /// The document.
-pub fn render(cert: &Certificate) -> String {
+pub(crate) fn render(cert: &Certificate) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let title = match cert.groups.as_slice() {
         [g] => format!("Outage certificate: {}", group_label(g)),
@@ -629,7 +629,7 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
 
 /// The certificate document, rendered: what `gapless report --format
 /// html` prints and `GET /api/v1/certificate` returns.
-pub fn document(
+pub(crate) fn document(
     data: &Path,
     stored: &StoredReadings,
     ctx: &Context,

@@ -19,9 +19,9 @@ use crate::reading::Medium;
 use crate::time::format_micros;
 
 /// Buckets per window at most (a year by the day fits).
-pub const MAX_BUCKETS: u32 = 1_000;
+pub(crate) const MAX_BUCKETS: u32 = 1_000;
 /// A bucket is at least this long.
-pub const MIN_BUCKET: i64 = SECOND;
+pub(crate) const MIN_BUCKET: i64 = SECOND;
 
 /// A window cut into `n` equal buckets (edges rounded down to the µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ impl Buckets {
     }
 
     /// Where bucket `i` starts (`edge(len())` is the window's end).
-    pub fn edge(&self, i: usize) -> i64 {
+    pub(crate) fn edge(&self, i: usize) -> i64 {
         let span = (self.window.to - self.window.from) as i128;
         self.window.from + (span * i as i128 / i128::from(self.n)) as i64
     }
@@ -95,7 +95,7 @@ pub struct CoverageRow {
 
 /// The coverage of one series; None when the report does not list it (a
 /// registry meter out of service during the whole window).
-pub fn series_coverage(s: &SeriesInput, buckets: &Buckets) -> Option<CoverageRow> {
+pub(crate) fn series_coverage(s: &SeriesInput, buckets: &Buckets) -> Option<CoverageRow> {
     let w = buckets.window;
     let row = window::evaluate(s, w)?;
     // The report's window for this series: cut to the service span.
@@ -154,7 +154,7 @@ pub fn coverage(
 
 /// The buckets' edges and the rows as JSON (the body of
 /// `/api/v1/coverage`, without its page).
-pub fn coverage_json(buckets: &Buckets, rows: &[CoverageRow]) -> Value {
+pub(crate) fn coverage_json(buckets: &Buckets, rows: &[CoverageRow]) -> Value {
     let w = buckets.window;
     json!({
         "window": { "from": format_micros(w.from), "to": format_micros(w.to) },

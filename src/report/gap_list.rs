@@ -52,14 +52,14 @@ pub struct GapFilter {
 
 /// A sealed gap that stands, and the interval source it was judged with.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Standing {
+pub(crate) struct Standing {
     pub gap: Gap,
     pub interval_source: IntervalSource,
 }
 
 /// The gaps that stand in the sealed `gaps` files (in commit order), by
 /// meter, then register, each list sorted by start. `meter`: only its.
-pub fn standing(
+pub(crate) fn standing(
     files: &[PathBuf],
     meter: Option<&str>,
 ) -> Result<HashMap<String, HashMap<String, Vec<Standing>>>, ReportError> {
@@ -198,7 +198,11 @@ fn read_rows(
                 consumption: if consumption.is_null(i) {
                     None
                 } else {
-                    Some(Decimal::parse(consumption.value(i)).map_err(bad)?.scaled())
+                    Some(
+                        Decimal::parse(consumption.value(i))
+                            .map_err(|e| bad(e.to_string()))?
+                            .scaled(),
+                    )
                 },
                 plausibility: None,
                 closed_late: late.value(i),
@@ -273,7 +277,7 @@ pub fn gaps(
 }
 
 /// Gaps as JSON objects.
-pub fn gaps_json(rows: &[GapRow]) -> Value {
+pub(crate) fn gaps_json(rows: &[GapRow]) -> Value {
     Value::Array(
         rows.iter()
             .map(|r| {
@@ -301,7 +305,7 @@ pub fn gaps_json(rows: &[GapRow]) -> Value {
 }
 
 /// Gaps as CSV or a table.
-pub fn gaps_text(rows: &[GapRow], csv: bool) -> String {
+pub(crate) fn gaps_text(rows: &[GapRow], csv: bool) -> String {
     let mut out = String::new();
     if csv {
         out.push_str("meter_id,register,medium,from,to,open,duration_s,missing,seq_missing,closed_late,implausible,interval_s,interval_source\n");

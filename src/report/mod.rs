@@ -21,10 +21,11 @@ pub mod coverage;
 pub mod gap_list;
 pub mod scan;
 
-pub use certificate_html::{document as certificate_document, render as certificate_html};
+pub(crate) use certificate_html::document as certificate_document;
 
-pub use catalog::{LoadCache, StoredReadings};
-pub use gap_list::{gaps, gaps_json, gaps_text, GapFilter, GapRow};
+pub(crate) use catalog::{LoadCache, StoredReadings};
+pub use gap_list::gaps;
+pub(crate) use gap_list::{gaps_json, gaps_text, GapFilter};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -76,7 +77,7 @@ pub struct ReportFilter {
 }
 
 /// The outage-window report over the stored readings.
-pub fn outage_report(
+pub(crate) fn outage_report(
     stored: &StoredReadings,
     ctx: &Context,
     window: Window,
@@ -101,7 +102,7 @@ pub fn outage_report(
 /// Every series' row for the window, unfiltered: what [`filtered_report`]
 /// makes any report of that window from (the API keeps it between
 /// requests).
-pub fn window_rows(
+pub(crate) fn window_rows(
     stored: &StoredReadings,
     ctx: &Context,
     window: Window,
@@ -112,7 +113,11 @@ pub fn window_rows(
 
 /// The report of `filter` from a window's rows: the medium selects the
 /// rows the summary counts, the status only the rows listed.
-pub fn filtered_report(window: Window, rows: Vec<MeterRow>, filter: &ReportFilter) -> OutageReport {
+pub(crate) fn filtered_report(
+    window: Window,
+    rows: Vec<MeterRow>,
+    filter: &ReportFilter,
+) -> OutageReport {
     let rows = match filter.medium {
         Some(m) => rows.into_iter().filter(|r| r.medium == m).collect(),
         None => rows,
@@ -189,7 +194,7 @@ fn consumption_text(r: &MeterRow) -> Option<String> {
 
 /// The report as JSON (`schemas/report.schema.json`), fields in a fixed order.
 #[derive(Debug, Serialize)]
-pub struct ReportJson {
+pub(crate) struct ReportJson {
     pub window: WindowJson,
     pub summary: window::Summary,
     pub meters: Vec<MeterJson>,
@@ -199,13 +204,13 @@ pub struct ReportJson {
 }
 
 #[derive(Debug, Serialize)]
-pub struct WindowJson {
+pub(crate) struct WindowJson {
     pub from: String,
     pub to: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct MeterJson {
+pub(crate) struct MeterJson {
     pub meter_id: String,
     pub register: Option<String>,
     pub medium: &'static str,
@@ -231,7 +236,7 @@ pub struct MeterJson {
     pub notes: Vec<String>,
 }
 
-pub fn report_json(rep: &OutageReport) -> ReportJson {
+pub(crate) fn report_json(rep: &OutageReport) -> ReportJson {
     let value = |v: Option<window::ValueAt>| v.map(|v| format_fixed(v.value, v.decimals));
     let ts = |v: Option<window::ValueAt>| v.map(|v| format_micros(v.ts));
     ReportJson {
@@ -285,7 +290,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The report's meters as CSV, one line per meter and register.
-pub fn report_csv(rep: &OutageReport) -> String {
+pub(crate) fn report_csv(rep: &OutageReport) -> String {
     let mut out = String::from(REPORT_CSV_HEADER);
     out.push('\n');
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -324,7 +329,7 @@ pub fn report_csv(rep: &OutageReport) -> String {
 
 /// What a person reads first: the summary by status and medium, then the
 /// meters that need attention, worst first.
-pub fn report_table(rep: &OutageReport) -> String {
+pub(crate) fn report_table(rep: &OutageReport) -> String {
     let mut out = String::new();
     let s = &rep.summary;
     let _ = writeln!(
@@ -456,7 +461,7 @@ fn ts_field(name: &str, nullable: bool) -> Field {
 /// generation time, so reports are never overwritten.
 /// Each file is entered in the audit ledger (signed with the data
 /// directory's key, or `audit_key`).
-pub fn write_report_parquet(
+pub(crate) fn write_report_parquet(
     data: &Path,
     rep: &OutageReport,
     estimates: Option<&[EstimateRow]>,

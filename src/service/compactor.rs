@@ -66,6 +66,6 @@ pub(super) fn start_compactor(
                 }
             }
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("compaction", e))?;
     Ok(Some(Compactor { stop: tx, thread }))
 }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{ServiceError, STATE_DIR};
 
 /// Holds the data directory's lock for the life of the service.
-pub struct DataDir {
+pub(crate) struct DataDir {
     pub path: PathBuf,
     _lock: File,
 }
@@ -73,7 +73,7 @@ impl DataDir {
 
     /// The MQTT client id of this data directory: created once, then reused,
     /// so a restart resumes the same persistent session at the broker.
-    pub fn client_id(&self) -> Result<String, ServiceError> {
+    pub(crate) fn client_id(&self) -> Result<String, ServiceError> {
         let path = self
             .path
             .join(STATE_DIR)

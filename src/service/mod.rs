@@ -9,10 +9,10 @@
 //! ```
 //!
 //! Acks wait only for the journal; the store follows the journal files at
-//! its own pace, at most [`MAX_STORE_LAG`] records behind (beyond that the
+//! its own pace, at most `MAX_STORE_LAG` records behind (beyond that the
 //! journal waits, the mqtt task stops polling, and the broker holds the
 //! messages). During a burst (the broker streaming at full speed) the store
-//! steps aside for a bounded while ([`YIELD_MAX`], [`YIELD_MAX_LAG`]) so
+//! steps aside for a bounded while (`YIELD_MAX`, `YIELD_MAX_LAG`) so
 //! that the broker and the ack path have the cores; the burst waits, durable,
 //! in the journal. On start the store's first reads are the replay.
 //!
@@ -21,11 +21,11 @@
 //! over its last acks and closes; the mqtt task sends them and disconnects;
 //! the store reads to the end of the journal, seals, and stops.
 //!
-//! The files: [`data_dir`] (the data directory's lock and client id),
-//! [`handoff`] (where the journal and the store are, and the commits the
-//! store takes from memory), the two threads ([`journal_stage`],
-//! [`store_stage`]), what a stage's failure does ([`failure`]), `serve`'s
-//! compactor ([`compactor`]), and [`Pipeline`] (the ingest stage feeding
+//! The files: `data_dir` (the data directory's lock and client id),
+//! `handoff` (where the journal and the store are, and the commits the
+//! store takes from memory), the two threads (`journal_stage`,
+//! `store_stage`), what a stage's failure does (`failure`), `serve`'s
+//! compactor (`compactor`), and [`Pipeline`] (the ingest stage feeding
 //! the store, as the store thread runs it).
 
 use std::fs;
@@ -56,7 +56,7 @@ mod journal_stage;
 mod pipeline;
 mod store_stage;
 use compactor::start_compactor;
-pub use data_dir::DataDir;
+pub(crate) use data_dir::DataDir;
 use failure::{died, publish_sealed_at_start};
 use handoff::Progress;
 use journal_stage::run_journal;
@@ -91,7 +91,7 @@ const RUNTIME_TICK: Duration = Duration::from_secs(1);
 /// How far (in records) the store may trail the journal. The records it has
 /// not read are on disk, not in memory; the bound limits the replay after a
 /// crash and the journal's disk use.
-pub const MAX_STORE_LAG: u64 = 1_000_000;
+pub(crate) const MAX_STORE_LAG: u64 = 1_000_000;
 /// How often the store checks whether its batch is old enough to seal.
 const STORE_TICK: Duration = Duration::from_millis(100);
 /// A burst: less than this long ago, the journal made a group of at least
@@ -141,8 +141,20 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error("starting the {thread} thread: {source}")]
+    Spawn {
+        thread: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl ServiceError {
+    fn spawn(thread: &'static str, source: io::Error) -> ServiceError {
+        ServiceError::Spawn { thread, source }
+    }
 }
 
 /// What a finished run reports.
@@ -163,7 +175,7 @@ pub async fn serve(
 
 /// [`serve`], sharing the connection state (connected, delivered, acked)
 /// with the caller: the benchmark watches it.
-pub async fn serve_with_state(
+pub(crate) async fn serve_with_state(
     mut settings: ServeSettings,
     shutdown: watch::Receiver<bool>,
     state: Arc<ConnectionState>,
@@ -265,7 +277,7 @@ pub async fn serve_with_state(
             p.close();
             let _ = journal_done_tx.send(r);
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("journal", e))?;
 
     let live = Arc::new(LiveStats::default());
     let sink_stats = Arc::new(SinkStats::default());
@@ -319,7 +331,7 @@ pub async fn serve_with_state(
             }
             let _ = store_done_tx.send(r);
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("store", e))?;
 
     let compactor = start_compactor(&settings, clock.clone(), live.clone())?;
     // Its own task: a witness that is down never holds up ingest.
@@ -402,12 +414,12 @@ pub async fn serve_with_state(
     if let Some(w) = witnessing {
         w.abort();
     }
-    let journal_result = journal_done
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let store_result = store_done
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let journal_result = journal_done.await.map_err(|e| {
+        ServiceError::Internal(format!("the journal thread ended without a result: {e}"))
+    })?;
+    let store_result = store_done.await.map_err(|e| {
+        ServiceError::Internal(format!("the store thread ended without a result: {e}"))
+    })?;
     if let Some(c) = compactor {
         // It stops before its next date (a date in progress is finished).
         drop(c.stop);
@@ -461,7 +473,7 @@ fn file_clock(path: &Path) -> Result<Clock, ServiceError> {
                 handle.store(t, std::sync::atomic::Ordering::Relaxed);
             }
         })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::spawn("test clock", e))?;
     Ok(clock)
 }
 

@@ -19,9 +19,9 @@ use crate::store::commit;
 use crate::store::tables::ts_type;
 use crate::time::parse_time;
 
-pub const ALERTS: &str = "alerts";
+pub(crate) const ALERTS: &str = "alerts";
 
-pub fn alerts_schema() -> SchemaRef {
+pub(crate) fn alerts_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("alert_seq", DataType::UInt64, false),
         Field::new("raised_at", ts_type(), false),
@@ -43,7 +43,7 @@ pub fn alerts_schema() -> SchemaRef {
     ]))
 }
 
-pub fn alerts_batch(rows: &[&Alert]) -> RecordBatch {
+pub(crate) fn alerts_batch(rows: &[&Alert]) -> RecordBatch {
     let n = rows.len();
     let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut seq = UInt64Builder::with_capacity(n);
@@ -109,7 +109,7 @@ pub fn alerts_batch(rows: &[&Alert]) -> RecordBatch {
 
 impl Alert {
     /// Reads back the JSON of [`Alert::to_json`].
-    pub fn from_json(v: &Value) -> Result<Alert, String> {
+    pub(crate) fn from_json(v: &Value) -> Result<Alert, String> {
         let s = |k: &str| v.get(k).and_then(Value::as_str);
         let parse = |t: &str| parse_time(t).map_err(|e| e.to_string());
         let t = |k: &str| -> Result<Option<i64>, String> { s(k).map(parse).transpose() };
@@ -173,7 +173,7 @@ pub struct Told {
 
 /// Every sealed alert of the data directory, in `seq` order (the committed
 /// files of the `alerts` table).
-pub fn read_told(data: &Path) -> Result<Vec<Told>, String> {
+pub(crate) fn read_told(data: &Path) -> Result<Vec<Told>, String> {
     let mut paths = Vec::new();
     for m in commit::read_all(data).map_err(|e| e.to_string())? {
         for f in m.files.iter().filter(|f| f.table == ALERTS) {
@@ -184,7 +184,7 @@ pub fn read_told(data: &Path) -> Result<Vec<Told>, String> {
 }
 
 /// The alerts of these sealed files, in `seq` order.
-pub fn read_files(paths: &[std::path::PathBuf]) -> Result<Vec<Told>, String> {
+pub(crate) fn read_files(paths: &[std::path::PathBuf]) -> Result<Vec<Told>, String> {
     let mut out = Vec::new();
     for p in paths {
         out.extend(read_file(p)?);
@@ -224,7 +224,7 @@ pub fn select<'a>(told: &'a [Told], filter: &AlertFilter) -> Vec<&'a Told> {
 }
 
 /// The alerts of one sealed file.
-pub fn read_file(path: &Path) -> Result<Vec<Told>, String> {
+pub(crate) fn read_file(path: &Path) -> Result<Vec<Told>, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let file = std::fs::File::open(path).map_err(|e| err(&e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)

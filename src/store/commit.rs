@@ -78,7 +78,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CommitError + '_ {
     }
 }
 
-pub fn manifest_path(data: &Path, commit: u64) -> PathBuf {
+pub(crate) fn manifest_path(data: &Path, commit: u64) -> PathBuf {
     data.join(COMMITS_DIR).join(format!("{commit:010}.json"))
 }
 

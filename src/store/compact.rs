@@ -86,12 +86,12 @@ pub struct Compaction {
 
 /// The date partition of a table path: `readings/date=2022-07-25/...` →
 /// `2022-07-25`.
-pub fn date_of(path: &str) -> Option<&str> {
+pub(crate) fn date_of(path: &str) -> Option<&str> {
     path.split('/').find_map(|p| p.strip_prefix("date="))
 }
 
 /// The sources a compacted file's footer names.
-pub fn footer_sources(path: &Path) -> Result<Vec<String>, StoreError> {
+pub(crate) fn footer_sources(path: &Path) -> Result<Vec<String>, StoreError> {
     let bad = |why: String| StoreError::Read {
         path: path.to_owned(),
         why,
@@ -177,7 +177,7 @@ pub fn latest(data: &Path) -> Result<BTreeMap<String, CompactedFile>, StoreError
 
 /// The newest compacted file of one date that the ledger holds, if any
 /// (what [`latest`] gives for that date, reading only its directory).
-pub fn latest_of_date(data: &Path, date: &str) -> Result<Option<CompactedFile>, StoreError> {
+pub(crate) fn latest_of_date(data: &Path, date: &str) -> Result<Option<CompactedFile>, StoreError> {
     let dir = data.join(READINGS_COMPACTED).join(format!("date={date}"));
     let mut indices = Vec::new();
     match fs::read_dir(&dir) {
@@ -218,7 +218,7 @@ pub fn compact(
 
 /// [`compact`], telling `progress` (dates done, dates due, the date next)
 /// before each date, and (dates done, dates due, "") at the end.
-pub fn compact_with_progress(
+pub(crate) fn compact_with_progress(
     data: &Path,
     key: &AuditKey,
     now: i64,
@@ -304,7 +304,7 @@ fn day_start(date: &str) -> Option<i64> {
 /// compacted file and enters it in the ledger. The merge streams (a batch
 /// of each source in memory at a time) into a draft; the ledger lock is
 /// taken only to seal it. Call with the compaction lock held.
-pub fn compact_date(
+pub(crate) fn compact_date(
     data: &Path,
     key: &AuditKey,
     date: &str,

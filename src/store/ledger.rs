@@ -99,7 +99,7 @@ impl LedgerEntry {
 }
 
 /// Path of entry `index` relative to the ledger directory.
-pub fn entry_name(index: u64) -> String {
+pub(crate) fn entry_name(index: u64) -> String {
     format!("{index:012}.json")
 }
 
@@ -192,7 +192,7 @@ impl Ledger {
     }
 
     /// The bytes of entry `index`.
-    pub fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+    pub(crate) fn read_entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
         let path = self.entry_path(index);
         fs::read(&path).map_err(io_err(&path))
     }
@@ -372,7 +372,7 @@ impl AuditKey {
 
     /// Makes a new random key in `path` (which must not exist), readable
     /// by its owner only from the moment it exists ([`create_secret`]).
-    pub fn generate(path: &Path) -> Result<AuditKey, LedgerError> {
+    pub(crate) fn generate(path: &Path) -> Result<AuditKey, LedgerError> {
         let mut seed = [0u8; 32];
         File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut seed))
@@ -423,7 +423,7 @@ fn has_checkpoint(data: &Path) -> bool {
 }
 
 /// Where the signing key is: `configured`, else `DATA/_state/audit.key`.
-pub fn key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
+pub(crate) fn key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
     configured
         .map(Path::to_owned)
         .unwrap_or_else(|| crate::layout::default_audit_key(data))
@@ -432,7 +432,7 @@ pub fn key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
 /// `serve` refuses a signing key inside the data directory unless told
 /// (`--audit-key-in-data`): whoever can write the data could then re-sign
 /// it, so the ledger would prove nothing against them.
-pub fn check_key_outside(
+pub(crate) fn check_key_outside(
     data: &Path,
     configured: Option<&Path>,
     allowed: bool,

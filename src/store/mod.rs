@@ -11,7 +11,7 @@
 //! dispositions. It also answers the ingest stage's lookups of old values
 //! ([`lookup`]) and compacts ended dates ([`compact`]). How one sealed
 //! Parquet file is written (hashed as it goes, then footer, fsync,
-//! rename) is in [`parquet_file`].
+//! rename) is in `parquet_file`.
 
 pub mod alerts_table;
 pub mod canonical;
@@ -23,10 +23,10 @@ pub mod tables;
 pub mod tiles;
 
 mod parquet_file;
-pub use parquet_file::{
-    batch_ranges, merge_range, write_parquet, write_parquet_as, BatchRanges, FileFacts, Layout,
-    ParquetDraft, ROW_GROUP_ROWS, TIME_COLUMNS,
+pub(crate) use parquet_file::{
+    batch_ranges, merge_range, write_parquet, BatchRanges, ParquetDraft, ROW_GROUP_ROWS,
 };
+pub use parquet_file::{write_parquet_as, FileFacts, Layout};
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -44,7 +44,7 @@ use commit::{CommitError, Counters, Manifest, SealedFile};
 use tables::{GAPS, READINGS, RECEIPTS, REJECTS, SCHEMA_VERSION};
 
 /// Writer identification stored in manifests and Parquet footers.
-pub const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
+pub(crate) const WRITER: &str = concat!("gapless ", env!("CARGO_PKG_VERSION"));
 
 /// Where and how the store seals.
 #[derive(Debug, Clone)]
@@ -181,13 +181,13 @@ impl Store {
     }
 
     /// The committed `readings` files with their commit, in commit order.
-    pub fn readings_files(&self) -> &[(u64, PathBuf)] {
+    pub(crate) fn readings_files(&self) -> &[(u64, PathBuf)] {
         &self.readings_files
     }
 
     /// The alerts sealed so far, in commit order (the alert engine and the
     /// sinks resume from them).
-    pub fn read_alerts(&self) -> Result<Vec<alerts_table::Told>, StoreError> {
+    pub(crate) fn read_alerts(&self) -> Result<Vec<alerts_table::Told>, StoreError> {
         alerts_table::read_files(&self.alert_files).map_err(|why| StoreError::Read {
             path: self.cfg.data.join(ALERTS),
             why,
@@ -195,17 +195,17 @@ impl Store {
     }
 
     /// The last commit (0 if none).
-    pub fn last_commit(&self) -> u64 {
+    pub(crate) fn last_commit(&self) -> u64 {
         self.next_commit - 1
     }
 
     /// The last receipt sequence number held in sealed files (0 if none).
-    pub fn sealed_through(&self) -> u64 {
+    pub(crate) fn sealed_through(&self) -> u64 {
         self.sealed_through
     }
 
     /// Counters over every sealed receipt.
-    pub fn sealed_totals(&self) -> Counters {
+    pub(crate) fn sealed_totals(&self) -> Counters {
         self.sealed_totals
     }
 

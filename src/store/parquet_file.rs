@@ -70,16 +70,17 @@ impl FileFacts {
 /// `received_at`, alerts `raised_at`, gaps `gap_to`, reports
 /// `generated_at`). Alerts have a `gap_to` too, null but for
 /// `meter_resumed`: it must not be theirs.
-pub const TIME_COLUMNS: [&str; 5] = ["ts", "received_at", "raised_at", "gap_to", "generated_at"];
+pub(crate) const TIME_COLUMNS: [&str; 5] =
+    ["ts", "received_at", "raised_at", "gap_to", "generated_at"];
 
 /// A batch's time range (µs) and receipt range, each None when it has no
 /// such column or no non-null value.
-pub type BatchRanges = (Option<(i64, i64)>, Option<(u64, u64)>);
+pub(crate) type BatchRanges = (Option<(i64, i64)>, Option<(u64, u64)>);
 
 /// Time range and receipt range of a batch (for the ledger), over its
 /// non-null values: what a null slot holds in memory is not data (a
 /// builder leaves 0 there, a Parquet reader whatever it likes).
-pub fn batch_ranges(batch: &RecordBatch) -> BatchRanges {
+pub(crate) fn batch_ranges(batch: &RecordBatch) -> BatchRanges {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
     fn range<T: Ord + Copy>(values: impl Iterator<Item = Option<T>>) -> Option<(T, T)> {
@@ -100,7 +101,7 @@ pub fn batch_ranges(batch: &RecordBatch) -> BatchRanges {
 }
 
 /// Widens range `a` to cover range `b` (either may be absent).
-pub fn merge_range<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Option<(T, T)> {
+pub(crate) fn merge_range<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Option<(T, T)> {
     match (a, b) {
         (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
         (x, y) => x.or(y),
@@ -119,7 +120,7 @@ pub fn merge_range<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Optio
 /// chunk (building one batch per file made the kernel zero fresh pages for
 /// every seal: a quarter of the store's CPU under load). At least one batch
 /// is required (it carries the schema).
-pub fn write_parquet(
+pub(crate) fn write_parquet(
     path: &Path,
     batches: impl IntoIterator<Item = RecordBatch>,
     metadata: Vec<KeyValue>,
@@ -172,7 +173,7 @@ pub fn write_parquet_as(
 /// must name a ledger index it can only take under the ledger lock (a
 /// compaction) writes its rows first and takes the lock only to seal. A
 /// draft dropped unsealed removes its temporary file.
-pub struct ParquetDraft {
+pub(crate) struct ParquetDraft {
     tmp: PathBuf,
     writer: Option<ArrowWriter<HashingWriter<BufWriter<File>>>>,
     hash_rows: bool,
@@ -307,7 +308,7 @@ impl ParquetDraft {
     /// that [`seal`](Self::seal) has only its footer to write and sync (a
     /// compaction calls this before it takes the ledger lock; for a day of
     /// 9.5 M readings the root alone is a second of hashing).
-    pub fn finish_rows(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn finish_rows(&mut self) -> Result<(), StoreError> {
         if self.hash_rows && self.row_root.is_none() {
             self.row_root = Some(canonical::merkle_root(&self.hashes));
             self.hashes = Vec::new();
@@ -385,7 +386,7 @@ impl Drop for ParquetDraft {
 }
 
 /// Rows per Parquet row group.
-pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// A writer that hashes and counts what passes through it, so a sealed
 /// file's SHA-256 costs no second read.

@@ -15,19 +15,19 @@ pub use crate::ingest::rows::{Disposition, GapEvent, GapRow, ReadingRow, Receipt
 use crate::reading::VALUE_SCALE;
 
 /// Version of the table layouts, written into every file's footer.
-pub const SCHEMA_VERSION: &str = "2";
+pub(crate) const SCHEMA_VERSION: &str = "2";
 
 /// Table names, which are also their directory names under DATA.
-pub const RECEIPTS: &str = "receipts";
-pub const READINGS: &str = "readings";
-pub const REJECTS: &str = "rejects";
+pub(crate) const RECEIPTS: &str = "receipts";
+pub(crate) const READINGS: &str = "readings";
+pub(crate) const REJECTS: &str = "rejects";
 
 /// Microseconds since the epoch, UTC: every timestamp column.
 pub(crate) fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-pub fn receipts_schema() -> SchemaRef {
+pub(crate) fn receipts_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("receipt_seq", DataType::Int64, false),
         Field::new("received_at", ts_type(), false),
@@ -43,7 +43,7 @@ pub fn receipts_schema() -> SchemaRef {
     ]))
 }
 
-pub fn readings_schema() -> SchemaRef {
+pub(crate) fn readings_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("meter_id", DataType::Utf8, false),
         Field::new("register", DataType::Utf8, false),
@@ -67,7 +67,7 @@ pub fn readings_schema() -> SchemaRef {
     ]))
 }
 
-pub fn rejects_schema() -> SchemaRef {
+pub(crate) fn rejects_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("receipt_seq", DataType::Int64, false),
         Field::new("received_at", ts_type(), false),
@@ -84,7 +84,7 @@ fn batch(schema: SchemaRef, cols: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(schema, cols).expect("columns match their schema")
 }
 
-pub fn receipts_batch(rows: &[&ReceiptRow]) -> RecordBatch {
+pub(crate) fn receipts_batch(rows: &[&ReceiptRow]) -> RecordBatch {
     let n = rows.len();
     let mut seq = Int64Builder::with_capacity(n);
     let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -195,7 +195,7 @@ pub fn readings_batch(rows: &[&ReadingRow]) -> RecordBatch {
     )
 }
 
-pub fn rejects_batch(rows: &[&RejectRow]) -> RecordBatch {
+pub(crate) fn rejects_batch(rows: &[&RejectRow]) -> RecordBatch {
     let n = rows.len();
     let mut seq = Int64Builder::with_capacity(n);
     let mut recv = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -225,9 +225,9 @@ pub fn rejects_batch(rows: &[&RejectRow]) -> RecordBatch {
 }
 
 /// Gaps found by the live engine as readings are sealed.
-pub const GAPS: &str = "gaps";
+pub(crate) const GAPS: &str = "gaps";
 
-pub fn gaps_schema() -> SchemaRef {
+pub(crate) fn gaps_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("meter_id", DataType::Utf8, false),
         Field::new("register", DataType::Utf8, false),
@@ -249,7 +249,7 @@ pub fn gaps_schema() -> SchemaRef {
     ]))
 }
 
-pub fn gaps_batch(rows: &[&GapRow]) -> RecordBatch {
+pub(crate) fn gaps_batch(rows: &[&GapRow]) -> RecordBatch {
     use crate::reading::format_fixed;
     let n = rows.len();
     let mut meter = StringBuilder::new();

@@ -61,7 +61,7 @@ fn index_path(mut n: u64) -> String {
 
 /// The path of tile `n` of `level` ("entries" for bundles), `width` wide,
 /// relative to the tlog directory.
-pub fn tile_path(level: &str, n: u64, width: u64) -> String {
+pub(crate) fn tile_path(level: &str, n: u64, width: u64) -> String {
     if width == WIDTH {
         format!("tile/{level}/{}", index_path(n))
     } else {

@@ -51,7 +51,8 @@ impl WitnessTarget {
             .rsplit_once('=')
             .ok_or_else(|| format!("{flag:?}: expected URL=VKEY"))?;
         let key = CosignerKey::parse(vkey)?;
-        let (host, port, path) = crate::alerts::sink::parse_http_url(url)?;
+        let (host, port, path) =
+            crate::alerts::sink::parse_http_url(url).map_err(|e| e.to_string())?;
         Ok(WitnessTarget {
             url: url.to_owned(),
             host,
@@ -125,7 +126,7 @@ pub async fn add_checkpoint(
 }
 
 /// The cosignature file of checkpoint `size` by the witness with key id `id`.
-pub fn cosignature_path(data: &Path, size: u64, id: &str) -> PathBuf {
+pub(crate) fn cosignature_path(data: &Path, size: u64, id: &str) -> PathBuf {
     data.join(LEDGER_DIR)
         .join(CHECKPOINTS_DIR)
         .join(format!("{size:012}.{id}.cosig"))
@@ -243,7 +244,7 @@ pub fn spawn(
 
 /// Has the newest checkpoint of `data` cosigned by `target` now (one
 /// exchange, for `gapless demo` once its service stopped). Its size.
-pub async fn cosign_newest(data: &Path, target: &WitnessTarget) -> Result<u64, String> {
+pub(crate) async fn cosign_newest(data: &Path, target: &WitnessTarget) -> Result<u64, String> {
     let (size, note) = newest_checkpoint(data).ok_or("no checkpoint yet")?;
     let mut peer = Peer {
         target: target.clone(),

@@ -32,7 +32,7 @@ pub fn split_note(note: &str) -> Option<(&str, &str)> {
 }
 
 /// The first three lines of a checkpoint body: origin, size, root.
-pub fn parse_body(body: &str) -> Option<(&str, u64, [u8; 32])> {
+pub(crate) fn parse_body(body: &str) -> Option<(&str, u64, [u8; 32])> {
     let mut lines = body.split('\n');
     let origin = lines.next().filter(|o| !o.is_empty())?;
     let size = lines.next()?;
@@ -147,7 +147,7 @@ impl CosignerKey {
     }
 
     /// The key id, 8 hex digits (names the cosignature files).
-    pub fn id_hex(&self) -> String {
+    pub(crate) fn id_hex(&self) -> String {
         hex::encode(key_id(&self.name, &self.key))
     }
 

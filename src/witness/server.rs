@@ -52,7 +52,7 @@ pub struct WitnessConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WitnessError {
+pub(crate) enum WitnessError {
     #[error("witness state {path}: {source}")]
     Io {
         path: PathBuf,
@@ -114,7 +114,7 @@ fn persist(state: &Path, origin: &str, note: &str) -> std::io::Result<()> {
 }
 
 /// The witness's router (tests drive it without a socket).
-pub fn router(cfg: WitnessConfig) -> Result<Router, WitnessError> {
+pub(crate) fn router(cfg: WitnessConfig) -> Result<Router, WitnessError> {
     let mut latest = HashMap::new();
     for (origin, _) in &cfg.logs {
         if let Some(l) = load(&cfg.state, origin)? {

@@ -21,7 +21,7 @@ use crate::continuity::SECOND;
 use crate::reading::{format_fixed, Medium};
 
 /// Gateways publish this often.
-pub const TICK: i64 = 15 * 60 * SECOND;
+pub(crate) const TICK: i64 = 15 * 60 * SECOND;
 /// Meters per gateway.
 const METERS_PER_GATEWAY: usize = 100;
 /// Most readings in one message (a forwarded buffer is split): keeps
@@ -34,14 +34,14 @@ const DIE_IN_WINDOW: f64 = 0.01;
 
 /// splitmix64: small, fast, good enough for a simulation.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -60,7 +60,7 @@ impl Rng {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayKind {
+pub(crate) enum GatewayKind {
     Healthy,
     Buffering,
     Lossy,
@@ -97,7 +97,7 @@ struct SimMeter {
 
 /// One message a gateway publishes.
 #[derive(Debug, Clone)]
-pub struct Message {
+pub(crate) struct Message {
     pub topic: String,
     pub payload: Vec<u8>,
     /// When it reaches the broker (simulated time, µs).
@@ -107,7 +107,7 @@ pub struct Message {
 
 /// What the simulation did, for the demo to print beside the report.
 #[derive(Debug, Clone, Default)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub meters: usize,
     pub gateways: usize,
     pub buffering_gateways: usize,
@@ -118,7 +118,7 @@ pub struct Scenario {
     pub radio_losses: u64,
 }
 
-pub struct Fleet {
+pub(crate) struct Fleet {
     meters: Vec<SimMeter>,
     gateways: Vec<GatewayKind>,
     /// Per gateway: readings held back during the outage (JSON objects).
@@ -241,7 +241,7 @@ impl Fleet {
     }
 
     /// The gateways' messages for the quarter hour ending at `t`.
-    pub fn tick(&mut self, t: i64) -> Vec<Message> {
+    pub(crate) fn tick(&mut self, t: i64) -> Vec<Message> {
         let mut heard: Vec<Vec<String>> = vec![Vec::new(); self.gateways.len()];
         for m in &mut self.meters {
             while m.next_due <= t {
@@ -299,7 +299,7 @@ impl Fleet {
     /// The group (gateway) to show first: one that lost what it heard in
     /// the outage (its meters' consumption is still provable), else the
     /// first.
-    pub fn example_group(&self) -> String {
+    pub(crate) fn example_group(&self) -> String {
         let g = self
             .gateways
             .iter()
@@ -312,7 +312,7 @@ impl Fleet {
     /// gateway (as group); heat cost allocators with their daily interval
     /// (the others' intervals are inferred); plus `extra` meters that were
     /// installed but never sent anything.
-    pub fn registry_csv(&self, extra: usize) -> String {
+    pub(crate) fn registry_csv(&self, extra: usize) -> String {
         let mut s =
             String::from("meter_id,medium,expected_interval_s,group,installed_at,removed_at\n");
         for m in &self.meters {

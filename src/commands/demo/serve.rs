@@ -16,7 +16,7 @@ use crate::time::format_micros;
 use crate::time::Clock;
 
 /// Where `--serve` listens without `--http`.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
 /// A bearer token: 128 random bits, hex.
 fn new_token() -> anyhow::Result<String> {

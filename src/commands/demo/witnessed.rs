@@ -11,7 +11,7 @@ use crate::witness::client::WitnessTarget;
 use crate::witness::note::Cosigner;
 use crate::witness::server::{self, WitnessConfig};
 
-pub struct DemoWitness {
+pub(crate) struct DemoWitness {
     pub target: WitnessTarget,
     dir: PathBuf,
     origin: String,

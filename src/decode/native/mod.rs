@@ -132,7 +132,7 @@ pub(super) fn reading_from_fields(
     ctx: &Ctx,
 ) -> Result<Element, String> {
     let meter_id = match &f.meter_id {
-        Field::Str(s) => MeterId::try_new(s)?,
+        Field::Str(s) => MeterId::try_new(s).map_err(|e| e.to_string())?,
         Field::Absent => match defaults.meter_id {
             Some(m) => m.clone(),
             None => return Err(missing("meter_id")),
@@ -153,7 +153,7 @@ pub(super) fn reading_from_fields(
     };
     let register = match &f.register {
         Field::Str(s) => {
-            validate_register(s)?;
+            validate_register(s).map_err(|e| e.to_string())?;
             String::from(&**s)
         }
         Field::Absent => "total".to_owned(),

@@ -16,7 +16,7 @@
 //! meter's series are gathered in one chunk and judged together, so that
 //! the set dates one register reports explain a reset in another.
 //!
-//! [`cursor`] reads one run; here the runs are merged into series and
+//! `cursor` reads one run; here the runs are merged into series and
 //! judged.
 
 mod cursor;
@@ -69,7 +69,7 @@ impl StoredReadings {
     /// registry meter that has no readings; returns what it returned. The
     /// meters are split in two ranges at the median row group, scanned on
     /// two threads.
-    pub fn map_series<T: Send>(
+    pub(crate) fn map_series<T: Send>(
         &self,
         ctx: &Context,
         f: impl Fn(&SeriesInput) -> T + Sync,
@@ -167,7 +167,7 @@ impl StoredReadings {
 
     /// Calls `f` once per series of one meter, reading only the row groups
     /// that can hold it (by their statistics).
-    pub fn map_meter<T>(
+    pub(crate) fn map_meter<T>(
         &self,
         ctx: &Context,
         meter: &str,
