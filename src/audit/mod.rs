@@ -45,6 +45,11 @@ use proof::ProofError;
 const ORDER_WINDOW: usize = 64;
 /// At most this many files at once (each is read whole into memory).
 const MAX_THREADS: usize = 16;
+/// Rows decoded at a time: a batch's arrays (about 100 bytes a row of
+/// readings) are freed and allocated again per batch, and at this size the
+/// allocator reuses their memory instead of mapping fresh pages for each
+/// (64 Ki rows cost 15-20 ns a row more, 2026-12-04).
+const BATCH_ROWS: usize = 8 * 1024;
 /// Receipt holes listed one by one before they are summarised.
 const MAX_LISTED: usize = 20;
 
@@ -739,14 +744,18 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
         _ => meta,
     };
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta);
-    let reader = match reader.with_batch_size(64 * 1024).build() {
+    let reader = match reader.with_batch_size(BATCH_ROWS).build() {
         Ok(r) => r,
         Err(err) => {
             find(format!("not readable as Parquet: {err}"));
             return o;
         }
     };
-    let mut hashes = Vec::with_capacity(e.rows as usize);
+    // Row hashes go into the tree batch by batch; all of them are kept
+    // only for the compaction checks.
+    let mut tree = canonical::CompactTree::default();
+    let mut batch_hashes = Vec::new();
+    let mut kept: Option<Vec<Hash>> = keep_hashes.then(Vec::new);
     let mut hasher = canonical::RowHasher::default();
     let (mut time, mut seqs): crate::store::BatchRanges = (None, None);
     for batch in reader {
@@ -757,9 +766,14 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
                 return o;
             }
         };
-        if let Err(err) = hasher.hash_batch(&batch, &mut hashes) {
+        batch_hashes.clear();
+        if let Err(err) = hasher.hash_batch(&batch, &mut batch_hashes) {
             find(err.to_string());
             return o;
+        }
+        tree.extend(&batch_hashes);
+        if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&batch_hashes);
         }
         let (t, s) = crate::store::batch_ranges(&batch);
         time = crate::store::merge_range(time, t);
@@ -800,16 +814,16 @@ fn verify_file(data: &Path, e: &LedgerEntry, keep_hashes: bool) -> FileOutcome {
     // Readings are sorted by meter, not by receipt: sorted here, on this
     // file's core, the list merged at the end is one per receipt and file.
     sorted_unique(&mut o.reading_receipts);
-    o.rows = hashes.len() as u64;
+    o.rows = tree.size;
     if o.rows != e.rows {
         find(format!("{} rows, the ledger says {}", o.rows, e.rows));
     }
-    if hex::encode(merkle_root(&hashes)) != e.row_root {
+    if hex::encode(tree.root()) != e.row_root {
         find(
             "rows do not hash to the ledger's row root: a row was changed, added or removed".into(),
         );
     }
-    if keep_hashes {
+    if let Some(mut hashes) = kept {
         hashes.sort_unstable();
         o.sorted_hashes = Some(hashes);
     }

@@ -263,6 +263,47 @@ impl CompactTree {
         self.size += 1;
     }
 
+    /// Appends `leaves` (already leaf-hashed). Each aligned run of
+    /// [`RUN`] leaves is a perfect subtree of every larger tree: its root
+    /// is taken level by level while its leaves are in the cache, then
+    /// appended as one.
+    pub fn extend(&mut self, mut leaves: &[Hash]) {
+        let mut level = [[0u8; 32]; RUN];
+        while let Some((&first, rest)) = leaves.split_first() {
+            if !self.size.is_multiple_of(RUN as u64) || leaves.len() < RUN {
+                self.push(first);
+                leaves = rest;
+                continue;
+            }
+            let (run, rest) = leaves.split_at(RUN);
+            level.copy_from_slice(run);
+            let mut width = RUN;
+            while width > 1 {
+                width /= 2;
+                for i in 0..width {
+                    level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
+                }
+            }
+            self.push_perfect(level[0], RUN.trailing_zeros());
+            leaves = rest;
+        }
+    }
+
+    /// Appends the root of a perfect subtree of `2^height` leaves; the
+    /// size must be a multiple of `2^height`.
+    fn push_perfect(&mut self, root: Hash, height: u32) {
+        debug_assert!(self.size.is_multiple_of(1 << height));
+        let mut h = root;
+        let mut n = self.size >> height;
+        while n & 1 == 1 {
+            let left = self.stack.pop().unwrap_or_default();
+            h = node_hash(&left, &h);
+            n >>= 1;
+        }
+        self.stack.push(h);
+        self.size += 1 << height;
+    }
+
     pub fn root(&self) -> Hash {
         let mut it = self.stack.iter().rev();
         match it.next() {
@@ -271,6 +312,10 @@ impl CompactTree {
         }
     }
 }
+
+/// The leaves [`CompactTree::extend`] reduces as one subtree (a power of
+/// two).
+const RUN: usize = 256;
 
 /// The largest power of two smaller than `n` (n ≥ 2).
 pub fn split(n: usize) -> usize {
@@ -307,6 +352,7 @@ enum Keys<'a> {
 }
 
 impl Keys<'_> {
+    #[inline(always)]
     fn get(&self, i: usize) -> usize {
         match self {
             // A valid slot's key is in range (arrow checks it); a negative
@@ -318,17 +364,67 @@ impl Keys<'_> {
     }
 }
 
+/// Encodings of at most this many bytes are copied as one piece of this
+/// size: a fixed-size copy (no call per value), whose bytes past the value
+/// are overwritten by the next column or cleared at the row's end.
+const PIECE: usize = 32;
+/// Room kept after each row's encoding: for a piece's overhang (a string's
+/// tag and length come before its piece), and for the padding, written
+/// whole (at most 64 bytes from the message's end to its length field).
+const SLACK: usize = 64;
+/// Chunks whose widest possible row is at most this big give every row a
+/// slot of the same size (no pass to size the rows first).
+const FIXED_SLOT_MAX: usize = 1024;
+
 /// A dictionary's values, canonically encoded with their `0x01` tag.
 #[derive(Default)]
 struct Encoded {
+    /// When every value fits: value k in `pieces[k]`, its encoded length in
+    /// the piece's last byte.
+    pieces: Vec<[u8; PIECE]>,
+    /// Otherwise: value k is `bytes[starts[k]..starts[k + 1]]`.
     bytes: Vec<u8>,
-    /// Value k is `bytes[starts[k]..starts[k + 1]]`.
     starts: Vec<usize>,
+    /// The longest value's encoding.
+    widest: usize,
 }
 
 impl Encoded {
-    fn value(&self, k: usize) -> &[u8] {
-        &self.bytes[self.starts[k]..self.starts[k + 1]]
+    fn encode(&mut self, offsets: &[i32], values: &[u8]) {
+        self.pieces.clear();
+        self.bytes.clear();
+        self.starts.clear();
+        let longest = offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .max()
+            .unwrap_or(0);
+        self.widest = 5 + longest;
+        if self.widest < PIECE {
+            self.pieces.extend(offsets.windows(2).map(|w| {
+                let mut p = [0u8; PIECE];
+                let b = &values[w[0] as usize..w[1] as usize];
+                p[0] = 1;
+                p[1..5].copy_from_slice(&(b.len() as u32).to_be_bytes());
+                p[5..5 + b.len()].copy_from_slice(b);
+                p[PIECE - 1] = 5 + b.len() as u8;
+                p
+            }));
+        } else {
+            self.starts.push(0);
+            for w in offsets.windows(2) {
+                self.bytes.push(1);
+                bytes_at(values, w[0], w[1], &mut self.bytes);
+                self.starts.push(self.bytes.len());
+            }
+        }
+    }
+
+    fn len(&self, k: usize) -> usize {
+        match self.pieces.get(k) {
+            Some(p) => usize::from(p[PIECE - 1]),
+            None => self.starts[k + 1] - self.starts[k],
+        }
     }
 }
 
@@ -406,14 +502,7 @@ impl RowHasher {
                 }
             };
             let mut e = slot.take().map(|(_, e)| e).unwrap_or_default();
-            e.bytes.clear();
-            e.starts.clear();
-            e.starts.push(0);
-            for w in offsets.windows(2) {
-                e.bytes.push(1);
-                bytes_at(bytes, w[0], w[1], &mut e.bytes);
-                e.starts.push(e.bytes.len());
-            }
+            e.encode(offsets, bytes);
             *slot = Some((values.clone(), e));
         }
         Ok(())
@@ -476,7 +565,7 @@ fn typed<'a>(
 
 /// Rows encoded together: their padded messages (about 192 bytes each for
 /// a reading) stay in the core's cache until they are hashed.
-const CHUNK_ROWS: usize = 256;
+const CHUNK_ROWS: usize = 128;
 
 /// A chunk of rows, each encoded column by column into its own slot as the
 /// complete SHA-256 message of its leaf hash: the `0x00` prefix, the
@@ -498,32 +587,54 @@ fn padded(len: usize) -> usize {
     (len + 9).div_ceil(64) * 64
 }
 
+/// The slot of a message of up to `len` bytes: its padded blocks, and room
+/// for a piece's overhang past the message.
+fn slot(len: usize) -> usize {
+    (len + SLACK).div_ceil(64) * 64
+}
+
 impl Slots {
     fn encode(&mut self, cols: &[Typed], rows: std::ops::Range<usize>) {
-        self.len.clear();
-        self.len.resize(rows.len(), 1);
-        for t in cols {
-            t.add_lengths(rows.clone(), &mut self.len);
-        }
+        let widest = 1 + cols.iter().map(|t| t.widest(rows.clone())).sum::<usize>();
         self.start.clear();
-        let mut total = 0;
-        for &l in &self.len {
-            self.start.push(total);
-            total += padded(l);
+        let total = if widest <= FIXED_SLOT_MAX {
+            let s = slot(widest);
+            self.start.extend((0..rows.len()).map(|r| r * s));
+            rows.len() * s
+        } else {
+            self.len.clear();
+            self.len.resize(rows.len(), 1);
+            for t in cols {
+                t.add_lengths(rows.clone(), &mut self.len);
+            }
+            let mut total = 0;
+            for &l in &self.len {
+                self.start.push(total);
+                total += slot(l);
+            }
+            total
+        };
+        // Not cleared: every byte hashed is written below.
+        if self.buf.len() < total {
+            self.buf.resize(total, 0);
         }
-        // Zeroed: the prefix, the null tags and the padding's zeros are
-        // already in place.
-        self.buf.clear();
-        self.buf.resize(total, 0);
+        for &s in &self.start {
+            self.buf[s] = 0;
+        }
         self.at.clear();
         self.at.extend(self.start.iter().map(|s| s + 1));
         for t in cols {
             t.write(rows.clone(), &mut self.buf, &mut self.at);
         }
-        for ((&s, &l), &at) in self.start.iter().zip(&self.len).zip(&self.at) {
-            debug_assert_eq!(at, s + l);
-            let end = s + padded(l);
+        self.len.clear();
+        for (&s, &at) in self.start.iter().zip(&self.at) {
+            let l = at - s;
+            self.len.push(l);
+            // Clears what pieces wrote past the row and what the slot held
+            // before, then pads.
+            self.buf[at..at + 64].fill(0);
             self.buf[at] = 0x80;
+            let end = s + padded(l);
             self.buf[end - 8..end].copy_from_slice(&(l as u64 * 8).to_be_bytes());
         }
     }
@@ -555,75 +666,134 @@ fn put<const N: usize>(buf: &mut [u8], p: usize, v: [u8; N]) -> usize {
     1 + N
 }
 
-/// Calls `f(row, position)` for each valid row of `rows`, which writes the
-/// value at the row's position and returns its size; a null row takes the
-/// one `0x00` byte already there.
+/// Calls `f(buf, row, position)` for each valid row of `rows`, which writes
+/// the value at the row's position and returns its size; a null row gets
+/// its `0x00` tag.
 #[inline(always)]
 fn each(
     nulls: Option<&arrow_buffer::NullBuffer>,
     rows: std::ops::Range<usize>,
     at: &mut [usize],
-    mut f: impl FnMut(usize, usize) -> usize,
+    buf: &mut [u8],
+    mut f: impl FnMut(&mut [u8], usize, usize) -> usize,
 ) {
     match nulls {
         None => {
             for (a, i) in at.iter_mut().zip(rows) {
-                *a += f(i, *a);
+                *a += f(buf, i, *a);
             }
         }
         Some(n) => {
             for (a, i) in at.iter_mut().zip(rows) {
-                *a += if n.is_null(i) { 1 } else { f(i, *a) };
+                *a += if n.is_null(i) {
+                    buf[*a] = 0;
+                    1
+                } else {
+                    f(buf, i, *a)
+                };
             }
         }
     }
 }
 
 impl Typed<'_> {
+    /// The largest encoded size of this column in `rows`.
+    fn widest(&self, rows: std::ops::Range<usize>) -> usize {
+        match &self.col {
+            Col::Bool(_) => 2,
+            Col::I64(_) | Col::U8(_) | Col::U32(_) | Col::U64(_) => 9,
+            Col::Dec(_) => 17,
+            Col::Bytes(offsets, _) => {
+                5 + offsets[rows.start..=rows.end]
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) as usize)
+                    .max()
+                    .unwrap_or(0)
+            }
+            Col::Dict(_, e) => e.widest,
+        }
+    }
+
     /// Adds each row's encoded size of this column to `len`.
     fn add_lengths(&self, rows: std::ops::Range<usize>, len: &mut [usize]) {
+        let nulls = self.nulls.as_ref();
+        let mut none: [u8; 0] = [];
         let fixed = match &self.col {
             Col::Bool(_) => 2,
             Col::I64(_) | Col::U8(_) | Col::U32(_) | Col::U64(_) => 9,
             Col::Dec(_) => 17,
             Col::Bytes(offsets, _) => {
-                return each(self.nulls.as_ref(), rows, len, |i, _| {
-                    5 + (offsets[i + 1] - offsets[i]) as usize
+                return each(None, rows, len, &mut none, |_, i, _| {
+                    if nulls.is_some_and(|n| n.is_null(i)) {
+                        1
+                    } else {
+                        5 + (offsets[i + 1] - offsets[i]) as usize
+                    }
                 })
             }
             Col::Dict(keys, e) => {
-                return each(self.nulls.as_ref(), rows, len, |i, _| {
-                    let k = keys.get(i);
-                    e.starts[k + 1] - e.starts[k]
+                return each(None, rows, len, &mut none, |_, i, _| {
+                    if nulls.is_some_and(|n| n.is_null(i)) {
+                        1
+                    } else {
+                        e.len(keys.get(i))
+                    }
                 })
             }
         };
-        each(self.nulls.as_ref(), rows, len, |_, _| fixed);
+        each(None, rows, len, &mut none, |_, i, _| {
+            if nulls.is_some_and(|n| n.is_null(i)) {
+                1
+            } else {
+                fixed
+            }
+        });
     }
 
     /// Writes this column of each row at its position in `buf`.
     fn write(&self, rows: std::ops::Range<usize>, buf: &mut [u8], at: &mut [usize]) {
         let nulls = self.nulls.as_ref();
         match &self.col {
-            Col::Bool(a) => each(nulls, rows, at, |i, p| put(buf, p, [u8::from(a.value(i))])),
-            Col::I64(v) => each(nulls, rows, at, |i, p| put(buf, p, v[i].to_be_bytes())),
-            Col::U8(v) => each(nulls, rows, at, |i, p| {
+            Col::Bool(a) => each(nulls, rows, at, buf, |buf, i, p| {
+                put(buf, p, [u8::from(a.value(i))])
+            }),
+            Col::I64(v) => each(nulls, rows, at, buf, |buf, i, p| {
+                put(buf, p, v[i].to_be_bytes())
+            }),
+            Col::U8(v) => each(nulls, rows, at, buf, |buf, i, p| {
                 put(buf, p, u64::from(v[i]).to_be_bytes())
             }),
-            Col::U32(v) => each(nulls, rows, at, |i, p| {
+            Col::U32(v) => each(nulls, rows, at, buf, |buf, i, p| {
                 put(buf, p, u64::from(v[i]).to_be_bytes())
             }),
-            Col::U64(v) => each(nulls, rows, at, |i, p| put(buf, p, v[i].to_be_bytes())),
-            Col::Dec(v) => each(nulls, rows, at, |i, p| put(buf, p, v[i].to_be_bytes())),
-            Col::Bytes(offsets, values) => each(nulls, rows, at, |i, p| {
-                let b = &values[offsets[i] as usize..offsets[i + 1] as usize];
+            Col::U64(v) => each(nulls, rows, at, buf, |buf, i, p| {
+                put(buf, p, v[i].to_be_bytes())
+            }),
+            Col::Dec(v) => each(nulls, rows, at, buf, |buf, i, p| {
+                put(buf, p, v[i].to_be_bytes())
+            }),
+            Col::Bytes(offsets, values) => each(nulls, rows, at, buf, |buf, i, p| {
+                let (s, e) = (offsets[i] as usize, offsets[i + 1] as usize);
                 buf[p] = 1;
-                buf[p + 1..p + 5].copy_from_slice(&(b.len() as u32).to_be_bytes());
-                buf[p + 5..p + 5 + b.len()].copy_from_slice(b);
-                5 + b.len()
+                buf[p + 1..p + 5].copy_from_slice(&((e - s) as u32).to_be_bytes());
+                match values.get(s..s + PIECE) {
+                    Some(piece) if e - s <= PIECE => {
+                        buf[p + 5..p + 5 + PIECE].copy_from_slice(piece)
+                    }
+                    _ => buf[p + 5..p + 5 + e - s].copy_from_slice(&values[s..e]),
+                }
+                5 + e - s
             }),
-            Col::Dict(keys, e) => each(nulls, rows, at, |i, p| {
-                let v = e.value(keys.get(i));
+            Col::Dict(keys, e) if !e.pieces.is_empty() => {
+                each(nulls, rows, at, buf, |buf, i, p| {
+                    let piece = &e.pieces[keys.get(i)];
+                    buf[p..p + PIECE].copy_from_slice(piece);
+                    usize::from(piece[PIECE - 1])
+                })
+            }
+            Col::Dict(keys, e) => each(nulls, rows, at, buf, |buf, i, p| {
+                let k = keys.get(i);
+                let v = &e.bytes[e.starts[k]..e.starts[k + 1]];
                 buf[p..p + v.len()].copy_from_slice(v);
                 v.len()
             }),
@@ -671,10 +841,14 @@ mod tests {
     }
 
     /// The block-level hashing equals `sha2`'s own at every length around
-    /// the block and padding boundaries.
+    /// the block and padding boundaries; rows hashed in their slots too,
+    /// in chunks of slots of one size and (rows over `FIXED_SLOT_MAX`) of
+    /// their own sizes.
     #[test]
     fn leaf_and_node_hashes_equal_sha256_of_their_input() {
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let data: Vec<u8> = (0..FIXED_SLOT_MAX as u32 + 300)
+            .map(|i| (i * 7 + 3) as u8)
+            .collect();
         for n in 0..data.len() {
             let mut want = Sha256::new();
             want.update([0u8]);
@@ -798,6 +972,32 @@ mod tests {
             t.push(*l);
             assert_eq!(t.root(), merkle_root(&leaves[..=n]), "size {}", n + 1);
             assert_eq!(t.stack.len(), (n + 1).count_ones() as usize);
+        }
+    }
+
+    /// Leaves appended in pieces of every kind (single leaves, runs not
+    /// aligned, several aligned runs, a partial run at the end) give the
+    /// root of the whole tree.
+    #[test]
+    fn the_compact_tree_extended_in_pieces_has_the_root_of_all_leaves() {
+        let leaves: Vec<Hash> = (0..3 * RUN as u32 + 77)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        for pieces in [
+            vec![leaves.len()],
+            vec![1, RUN, 2 * RUN, 76],
+            vec![RUN - 1, 1, RUN + 5, RUN - 5, 77],
+            vec![2 * RUN + 3, RUN + 74],
+        ] {
+            let mut t = CompactTree::default();
+            let mut at = 0;
+            for n in pieces {
+                t.extend(&leaves[at..at + n]);
+                at += n;
+                assert_eq!(t.root(), merkle_root(&leaves[..at]), "size {at}");
+                assert_eq!(t.size, at as u64);
+                assert_eq!(t.stack.len(), at.count_ones() as usize);
+            }
         }
     }
 
