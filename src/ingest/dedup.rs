@@ -66,23 +66,10 @@ pub trait SealedValues: SealedSeries + Send {
 
 /// No sealed files (unit tests of the stage alone, benchmarks that start
 /// empty): every lookup finds nothing.
-pub struct NoSealedValues;
+pub use crate::continuity::sealed::NoSealed;
 
-impl SealedValues for NoSealedValues {
+impl SealedValues for NoSealed {
     fn values_at(&mut self, _: &str, _: &str, _: i64) -> Result<Vec<StoredValue>, LookupError> {
-        Ok(Vec::new())
-    }
-}
-
-impl SealedSeries for NoSealedValues {
-    fn points_in(
-        &mut self,
-        _: &str,
-        _: &str,
-        _: i64,
-        _: i64,
-        _: Option<u64>,
-    ) -> Result<Vec<crate::continuity::series::Point>, LookupError> {
         Ok(Vec::new())
     }
 }

@@ -940,7 +940,7 @@ mod tests {
         let mut s = Ingest::new(
             IngestConfig::historic(usize::MAX),
             dir.path(),
-            Box::new(dedup::NoSealedValues),
+            Box::new(dedup::NoSealed),
         );
         let meters = [
             "M-2",
@@ -995,7 +995,7 @@ mod tests {
         let mut s = Ingest::new(
             IngestConfig::historic(usize::MAX),
             dir.path(),
-            Box::new(dedup::NoSealedValues),
+            Box::new(dedup::NoSealed),
         );
         let mut seq = 0;
         let mut name = 0u32;
