@@ -103,9 +103,11 @@ impl LiveEngine {
         }
     }
 
-    /// A reading observed before the horizon, until it is sealed.
+    /// A reading observed before the horizon, until it is sealed. While
+    /// the files after a snapshot are loaded, every reading: they are
+    /// read file by file, not in time order across a commit's files.
     pub(super) fn remember_unsealed(&mut self, i: u32, p: Point) {
-        if p.ts < self.horizon {
+        if p.ts < self.horizon || self.lookup_bound.is_some() {
             self.unsealed.entry(i).or_default().push(p);
         }
     }
