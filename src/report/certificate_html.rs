@@ -480,6 +480,9 @@ fn meter_row(out: &mut String, c: &CertifiedRow, gid: &str) {
     }
 }
 
+/// Sealed files listed by name on a group's page; more are counted.
+const FILES_LISTED: usize = 3;
+
 fn file_row(out: &mut String, f: &FileFact, covered_by: Option<u64>) {
     match &f.entry {
         Some(e) => {
@@ -620,8 +623,19 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
             ", and the report file written with these numbers"
         },
     );
-    for f in g.files.iter().chain(&cert.report_files) {
+    // A page per group: past a few files, the rest is named by count
+    // (the JSON report lists every one, and `audit verify` checks them).
+    for f in g.files.iter().take(FILES_LISTED).chain(&cert.report_files) {
         file_row(out, f, covered_by);
+    }
+    let more = g.files.len().saturating_sub(FILES_LISTED);
+    if more > 0 {
+        let _ = writeln!(
+            out,
+            "<tr class=\"more\" id=\"{gid}-files-more\" data-more=\"{more}\"><td></td><td colspan=\"3\">and {more} more sealed \
+             files (<code>gapless report --format json</code> lists each with its SHA-256; \
+             <code>audit verify</code> checks all)</td></tr>"
+        );
     }
     out.push_str("</tbody></table>\n");
     out.push_str("</div>\n");
