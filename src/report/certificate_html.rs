@@ -624,7 +624,7 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
         },
     );
     // A page per group: past a few files, the rest is named by count
-    // (the JSON report lists every one, and `audit verify` checks them).
+    // (the ledger records every one, and `audit verify` checks them).
     for f in g.files.iter().take(FILES_LISTED).chain(&cert.report_files) {
         file_row(out, f, covered_by);
     }
@@ -633,8 +633,8 @@ fn verification(out: &mut String, cert: &Certificate, g: &GroupCertificate, gid:
         let _ = writeln!(
             out,
             "<tr class=\"more\" id=\"{gid}-files-more\" data-more=\"{more}\"><td></td><td colspan=\"3\">and {more} more sealed \
-             files (<code>gapless report --format json</code> lists each with its SHA-256; \
-             <code>audit verify</code> checks all)</td></tr>"
+             files (the ledger records each with its SHA-256; \
+             <code>gapless audit verify</code> checks all)</td></tr>"
         );
     }
     out.push_str("</tbody></table>\n");
