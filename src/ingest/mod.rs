@@ -182,6 +182,9 @@ pub struct Ingest {
     /// time of alerts raised at a seal.
     now: i64,
     last_seal: Option<Instant>,
+    /// The batch's sort keys, kept between seals (a fresh half-million
+    /// entries each seal cost the kernel zeroing pages).
+    sort_keys: Vec<(SortKey, usize)>,
 }
 
 impl Ingest {
@@ -198,6 +201,7 @@ impl Ingest {
             sealed,
             now: i64::MIN,
             last_seal: None,
+            sort_keys: Vec::new(),
             cfg,
         }
     }
@@ -649,7 +653,7 @@ impl Ingest {
     /// takes the alerts raised. Call [`sealed`](Self::sealed) once the
     /// store has committed it.
     pub fn finish(&mut self) -> Result<Sealable<'_>, IngestError> {
-        let readings = sorted_by_series(&self.batch.readings);
+        let readings = sorted_by_series(&self.batch.readings, &mut self.sort_keys);
         let gaps = find_gaps(
             &mut self.live,
             &mut self.alerts,
@@ -723,7 +727,12 @@ fn prefix_key(s: &str) -> u128 {
 /// first 16 bytes of meter and register, padded with zeros, which no
 /// meter id or register contains); the rare runs that tie on a prefix
 /// while one of them is longer are sorted again by the whole strings.
-fn sorted_by_series(rows: &[ReadingRow]) -> Vec<&ReadingRow> {
+type SortKey = (u128, u128, i64, u64, u32);
+
+fn sorted_by_series<'a>(
+    rows: &'a [ReadingRow],
+    keyed: &mut Vec<(SortKey, usize)>,
+) -> Vec<&'a ReadingRow> {
     let key = |r: &ReadingRow| {
         (
             prefix_key(r.reading.meter_id.as_str()),
@@ -733,9 +742,10 @@ fn sorted_by_series(rows: &[ReadingRow]) -> Vec<&ReadingRow> {
             r.reading_index,
         )
     };
-    let mut keyed: Vec<_> = rows.iter().map(|r| (key(r), r)).collect();
+    keyed.clear();
+    keyed.extend(rows.iter().enumerate().map(|(i, r)| (key(r), i)));
     keyed.sort_unstable_by_key(|(k, _)| *k);
-    let mut out: Vec<&ReadingRow> = keyed.into_iter().map(|(_, r)| r).collect();
+    let mut out: Vec<&ReadingRow> = keyed.iter().map(|&(_, i)| &rows[i]).collect();
     let full = |a: &&ReadingRow, b: &&ReadingRow| {
         (
             a.reading.meter_id.as_str(),
