@@ -3,6 +3,7 @@ use super::*;
 use crate::continuity::sealed::{LookupError, NoSealed, SealedSeries};
 use crate::continuity::series::tests::{rules, MIN};
 use crate::continuity::series::{analyze, judge_plausibility};
+use crate::continuity::DAY;
 use proptest::prelude::*;
 
 /// Observes with no sealed files (the engine keeps every gap).

@@ -1,0 +1,81 @@
+//! Set dates the meter reported: each new one re-judges the gaps across
+//! its day (kept ones in memory, dropped ones from the sealed files).
+
+use super::{days_of, rules_for, GapChange, LiveEngine};
+use crate::continuity::sealed::{LookupError, SealedSeries};
+use crate::continuity::series::gap_between;
+use crate::continuity::DAY;
+
+impl LiveEngine {
+    /// A set date the meter reported (its UTC day number). New to the
+    /// meter, it explains HCA resets from now on, and re-judges the gaps
+    /// across it (those no longer kept from the sealed files): (register,
+    /// change) for each that changed.
+    pub fn set_day(
+        &mut self,
+        meter: &str,
+        day: i64,
+        sealed: &mut dyn SealedSeries,
+    ) -> Result<Vec<(String, GapChange)>, LookupError> {
+        match self.set_days.get_mut(meter) {
+            Some(days) => match days.binary_search(&day) {
+                Ok(_) => return Ok(Vec::new()),
+                Err(k) => days.insert(k, day),
+            },
+            None => {
+                self.set_days.insert(meter.into(), vec![day]);
+            }
+        }
+        let mut out = Vec::new();
+        let repl = self.replacements(meter);
+        for reg in 0..self.registers.values.len() {
+            let Some(i) = self.find_id(meter, reg as u16) else {
+                continue;
+            };
+            let setup = self.setup_of(i, self.slots[i as usize].profile);
+            if days_of(&self.set_days, setup.medium, meter).is_empty() {
+                continue;
+            }
+            let pairs = self.evicted_pairs_across(i, day, sealed)?;
+            let days = days_of(&self.set_days, setup.medium, meter);
+            let rules = rules_for(&self.cfg, setup, days, &repl);
+            let name = &self.registers.values[reg];
+            let gaps = self.gaps.entry(i).or_default();
+            for g in gaps.iter_mut() {
+                let Some(after) = g.after else { continue };
+                if !(g.from < (day + 1) * DAY && g.to >= day * DAY) {
+                    continue;
+                }
+                if let Some(new) = gap_between(&g.before, &after, &rules) {
+                    if new != *g {
+                        let old = std::mem::replace(g, new.clone());
+                        let parts = vec![new];
+                        out.push((name.clone(), GapChange::Split { old, parts }));
+                    }
+                }
+            }
+            if !pairs.is_empty() {
+                let without: Vec<i64> = days.iter().copied().filter(|&d| d != day).collect();
+                let before = rules_for(&self.cfg, setup, &without, &repl);
+                for (a, b) in pairs {
+                    let (Some(old), Some(new)) =
+                        (gap_between(&a, &b, &before), gap_between(&a, &b, &rules))
+                    else {
+                        continue;
+                    };
+                    if new != old {
+                        let k = gaps.partition_point(|g| g.to <= a.ts);
+                        gaps.insert(k, new.clone());
+                        self.oldest_to = self.oldest_to.min(new.to);
+                        let parts = vec![new];
+                        out.push((name.clone(), GapChange::Split { old, parts }));
+                    }
+                }
+            }
+            if gaps.is_empty() {
+                self.gaps.remove(&i);
+            }
+        }
+        Ok(out)
+    }
+}
