@@ -15,6 +15,7 @@ pub fn stats(data: &Path) -> Result<serde_json::Value, ServiceError> {
     if !data.exists() {
         return Err(ServiceError::DataDir {
             path: data.to_owned(),
+            action: "reading it",
             source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
         });
     }

@@ -19,15 +19,18 @@ impl DataDir {
     /// Creates the directory if needed, checks it is writable, and takes an
     /// exclusive lock so two services cannot write the same data.
     pub fn open(path: &Path) -> Result<DataDir, ServiceError> {
-        let err = |source| ServiceError::DataDir {
-            path: path.to_owned(),
-            source,
+        let err = |action| {
+            move |source| ServiceError::DataDir {
+                path: path.to_owned(),
+                action,
+                source,
+            }
         };
-        fs::create_dir_all(path.join(STATE_DIR)).map_err(err)?;
+        fs::create_dir_all(path.join(STATE_DIR)).map_err(err("creating it"))?;
         let probe = path.join(STATE_DIR).join(".write-probe");
         File::create(&probe)
             .and_then(|mut f| f.write_all(b"ok"))
-            .map_err(err)?;
+            .map_err(err("writing a probe file"))?;
         let _ = fs::remove_file(&probe);
         let lock_path = path.join(STATE_DIR).join(crate::layout::LOCK_FILE);
         let mut lock = OpenOptions::new()
@@ -36,7 +39,7 @@ impl DataDir {
             .read(true)
             .write(true)
             .open(&lock_path)
-            .map_err(err)?;
+            .map_err(err("opening its lock file"))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -51,7 +54,7 @@ impl DataDir {
                     holder,
                 });
             }
-            Err(fs::TryLockError::Error(e)) => return Err(err(e)),
+            Err(fs::TryLockError::Error(e)) => return Err(err("locking it")(e)),
         }
         // Name the holder for a second process that finds the lock taken.
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
@@ -64,7 +67,7 @@ impl DataDir {
         );
         lock.set_len(0)
             .and_then(|()| lock.write_all(holder.as_bytes()))
-            .map_err(err)?;
+            .map_err(err("naming the lock's holder"))?;
         Ok(DataDir {
             path: path.to_owned(),
             _lock: lock,
@@ -78,15 +81,19 @@ impl DataDir {
             .path
             .join(STATE_DIR)
             .join(crate::layout::CLIENT_ID_FILE);
-        let err = |source| ServiceError::DataDir {
-            path: path.clone(),
-            source,
+        let err = |action| {
+            let path = path.clone();
+            move |source| ServiceError::DataDir {
+                path,
+                action,
+                source,
+            }
         };
         match fs::read_to_string(&path) {
             Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
+            Err(e) => return Err(err("reading its client id")(e)),
         }
         let canonical = fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
         let seed = format!(
@@ -100,9 +107,11 @@ impl DataDir {
             &hex::encode(Sha256::digest(seed.as_bytes()))[..16]
         );
         let tmp = path.with_extension("tmp");
-        fs::write(&tmp, &id).map_err(err)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
-        fs::rename(&tmp, &path).map_err(err)?;
+        fs::write(&tmp, &id).map_err(err("writing its client id"))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(err("syncing its client id"))?;
+        fs::rename(&tmp, &path).map_err(err("renaming its client id into place"))?;
         Ok(id)
     }
 }

@@ -123,9 +123,11 @@ const HANDOFF_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("data directory {path} is not usable: {source}")]
+    #[error("data directory {path} is not usable ({action}): {source}")]
     DataDir {
         path: PathBuf,
+        /// What was being done: `creating it`, `locking it`, ...
+        action: &'static str,
         #[source]
         source: io::Error,
     },
