@@ -48,7 +48,7 @@ const MAX_THREADS: usize = 16;
 /// Rows decoded at a time: a batch's arrays (about 100 bytes a row of
 /// readings) are freed and allocated again per batch, and at this size the
 /// allocator reuses their memory instead of mapping fresh pages for each
-/// (64 Ki rows cost 15-20 ns a row more, 2026-12-04).
+/// (64 Ki rows cost 10-30 ns a row more in a loaded session, 2026-12-04).
 const BATCH_ROWS: usize = 8 * 1024;
 /// Receipt holes listed one by one before they are summarised.
 const MAX_LISTED: usize = 20;
