@@ -10,6 +10,7 @@
 //! first. [`proof`]: inclusion
 //! proofs of one reading and consistency proofs between checkpoints.
 
+mod compaction;
 mod files;
 pub mod proof;
 pub mod witnessed;
@@ -36,6 +37,7 @@ use crate::store::canonical::{self, leaf_hash, merkle_root, Hash};
 use crate::store::compact::{self, READINGS_COMPACTED};
 use crate::store::ledger::{entry_name, AuditKey, Checkpoint, LedgerEntry, NoteVerifier};
 use crate::store::tables::{READINGS, RECEIPTS, REJECTS};
+use compaction::CompactionChecks;
 use proof::ProofError;
 
 /// Files are verified in ledger order, but within each run of this many
@@ -383,182 +385,6 @@ fn verify_order(entries: &[LedgerEntry]) -> Vec<usize> {
         w.sort_by_key(|&k| std::cmp::Reverse(entries[k].size));
     }
     order
-}
-
-/// Check 7 of `schemas/AUDIT.md`, as files are verified: a compacted file
-/// holds exactly the rows of its sources (readings files of its date, each
-/// in the ledger and named once): the multiset of its row hashes equals the
-/// union of theirs. A file's sorted row hashes are kept only until the last
-/// compaction that needs them is compared, so memory follows what is
-/// pending (a day or two of readings when compaction keeps up), not the
-/// size of the data set.
-struct CompactionChecks<'a> {
-    /// Per compaction: its entry, its sources, and how many of the files
-    /// it needs (itself and its sources) have not been verified yet.
-    compactions: Vec<(&'a LedgerEntry, Vec<String>, usize)>,
-    /// Per file: the compactions that need it.
-    needed_by: HashMap<&'a str, Vec<usize>>,
-    /// Sorted row hashes of files verified and still needed (None: the file
-    /// could not be read).
-    kept: HashMap<String, Option<Vec<Hash>>>,
-    findings: Vec<Finding>,
-    checked: u64,
-}
-
-impl<'a> CompactionChecks<'a> {
-    fn new(data: &Path, entries: &'a [LedgerEntry], v: &mut Verification) -> Self {
-        let tables: HashMap<&str, &str> = entries
-            .iter()
-            .map(|e| (e.path.as_str(), e.table.as_str()))
-            .collect();
-        let mut c = CompactionChecks {
-            compactions: Vec::new(),
-            needed_by: HashMap::new(),
-            kept: HashMap::new(),
-            findings: Vec::new(),
-            checked: 0,
-        };
-        for e in entries.iter().filter(|e| e.table == READINGS_COMPACTED) {
-            let sources = match compact::footer_sources(&data.join(&e.path)) {
-                Ok(s) => s,
-                Err(err) => {
-                    v.find(
-                        &e.path,
-                        format!("compacted file without its sources: {err}"),
-                    );
-                    continue;
-                }
-            };
-            let date = compact::date_of(&e.path);
-            let mut named = HashSet::new();
-            let mut fine = true;
-            for s in &sources {
-                if !named.insert(s.as_str()) {
-                    v.find(&e.path, format!("names source {s} twice"));
-                    fine = false;
-                }
-                if tables.get(s.as_str()) != Some(&READINGS) {
-                    v.find(
-                        &e.path,
-                        format!("source {s} is not a readings file in the ledger"),
-                    );
-                    fine = false;
-                } else if compact::date_of(s) != date {
-                    v.find(&e.path, format!("source {s} is of another date"));
-                }
-            }
-            if !fine {
-                v.find(&e.path, "cannot be compared with its sources (see above)");
-                continue;
-            }
-            let k = c.compactions.len();
-            let needs: Vec<&'a str> = std::iter::once(e.path.as_str())
-                .chain(named.iter().map(|p| tables_key(&tables, p)))
-                .collect();
-            for p in &needs {
-                c.needed_by.entry(p).or_default().push(k);
-            }
-            c.compactions.push((e, sources, needs.len()));
-        }
-        c
-    }
-
-    /// Whether `path`'s row hashes are needed.
-    fn wants(&self, path: &str) -> bool {
-        self.needed_by.contains_key(path)
-    }
-
-    /// The sorted row hashes of a verified file that a compaction needs;
-    /// compares every compaction that now has all it needs.
-    fn add(&mut self, path: &str, hashes: Option<Vec<Hash>>) {
-        let Some(needers) = self.needed_by.get(path).cloned() else {
-            return;
-        };
-        self.kept.insert(path.to_owned(), hashes);
-        for k in needers {
-            // (A path the ledger names twice is added twice: count once.)
-            if self.compactions[k].2 == 0 {
-                continue;
-            }
-            self.compactions[k].2 -= 1;
-            if self.compactions[k].2 == 0 {
-                self.compare(k);
-            }
-        }
-    }
-
-    fn compare(&mut self, k: usize) {
-        let (e, sources, _) = &self.compactions[k];
-        self.checked += 1;
-        let mut theirs: Vec<Hash> = Vec::new();
-        let mut readable = true;
-        for s in sources {
-            match self.kept.get(s.as_str()) {
-                Some(Some(h)) => theirs.extend_from_slice(h),
-                _ => readable = false,
-            }
-        }
-        let find = |what: String| Finding {
-            subject: e.path.clone(),
-            what,
-        };
-        match self.kept.get(e.path.as_str()) {
-            Some(Some(ours)) if readable => {
-                theirs.sort_unstable();
-                let (extra, missing) = multiset_difference(ours, &theirs);
-                if extra + missing > 0 {
-                    self.findings.push(find(format!(
-                        "does not hold exactly the rows of its {} sources: {extra} rows not in them, {missing} of theirs missing",
-                        sources.len()
-                    )));
-                }
-            }
-            _ => self.findings.push(find(
-                "cannot be compared with its sources: it or one of them is unreadable (see above)"
-                    .into(),
-            )),
-        }
-        // Release what no other compaction still needs.
-        let paths: Vec<String> = std::iter::once(e.path.clone())
-            .chain(sources.iter().cloned())
-            .collect();
-        for p in paths {
-            let done = self
-                .needed_by
-                .get(p.as_str())
-                .is_none_or(|ks| ks.iter().all(|&j| self.compactions[j].2 == 0));
-            if done {
-                self.kept.remove(&p);
-            }
-        }
-    }
-}
-
-/// `p` as the `&'a str` of its ledger entry.
-fn tables_key<'a>(tables: &HashMap<&'a str, &str>, p: &str) -> &'a str {
-    tables.get_key_value(p).map(|(k, _)| *k).unwrap_or("")
-}
-
-/// Sizes of `a − b` and `b − a`, for sorted multisets.
-fn multiset_difference(a: &[Hash], b: &[Hash]) -> (usize, usize) {
-    let (mut i, mut j, mut only_a, mut only_b) = (0, 0, 0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => {
-                only_a += 1;
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                only_b += 1;
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    (only_a + a.len() - i, only_b + b.len() - j)
 }
 
 /// Sorts `v` and removes repeats: through a bitmap over its range when the
@@ -984,60 +810,4 @@ pub fn trusted_key(data: &Path, pubkey: Option<&Path>) -> Result<NoteVerifier, P
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(index: u64, size: u64) -> LedgerEntry {
-        LedgerEntry {
-            index,
-            table: READINGS.into(),
-            path: format!("readings/date=2022-07-25/part-{index:010}.parquet"),
-            size,
-            sha256: String::new(),
-            rows: 0,
-            row_root: String::new(),
-            min_time: None,
-            max_time: None,
-            min_receipt_seq: None,
-            max_receipt_seq: None,
-            schema_version: "2".into(),
-            writer: "gapless test".into(),
-            sealed_at: String::new(),
-            commit: None,
-        }
-    }
-
-    /// Largest first within each window, ledger order between windows, and
-    /// every entry exactly once.
-    #[test]
-    fn files_are_verified_largest_first_within_ledger_windows() {
-        let n = ORDER_WINDOW + 3;
-        let entries: Vec<LedgerEntry> = (0..n as u64).map(|i| entry(i, i % 7)).collect();
-        let order = verify_order(&entries);
-        let mut seen = order.clone();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..n).collect::<Vec<_>>());
-        let (first, rest) = order.split_at(ORDER_WINDOW);
-        assert!(first.iter().all(|&k| k < ORDER_WINDOW));
-        assert!(rest.iter().all(|&k| k >= ORDER_WINDOW));
-        for w in [first, rest] {
-            let sizes: Vec<u64> = w.iter().map(|&k| entries[k].size).collect();
-            assert!(sizes.windows(2).all(|p| p[0] >= p[1]), "{sizes:?}");
-        }
-        assert_eq!(entries[first[0]].size, 6);
-    }
-
-    #[test]
-    fn sorted_unique_sorts_and_removes_repeats_dense_or_sparse() {
-        let dense: Vec<u64> = (0..5000u64).map(|i| 1000 + (i * 7919) % 3001).collect();
-        let sparse = vec![u64::MAX, 3, 3, 0, u64::MAX - 1, 1 << 40];
-        for v in [dense, sparse, vec![], vec![9]] {
-            let mut want = v.clone();
-            want.sort_unstable();
-            want.dedup();
-            let mut got = v;
-            sorted_unique(&mut got);
-            assert_eq!(got, want);
-        }
-    }
-}
+mod tests;
