@@ -245,7 +245,7 @@ pub fn verify_with(
         let cp = match key.verify(&text) {
             Ok(cp) => cp,
             Err(e) => {
-                v.find(subject, e);
+                v.find(subject, e.to_string());
                 continue;
             }
         };
@@ -800,7 +800,7 @@ pub fn trusted_key(data: &Path, pubkey: Option<&Path>) -> Result<NoteVerifier, P
             })?;
             NoteVerifier::parse(&text).map_err(|why| ProofError::Malformed {
                 path: p.display().to_string(),
-                why,
+                why: why.to_string(),
             })
         }
         None => AuditKey::load_or_create(data, Some(&crate::layout::default_audit_key(data)))

@@ -249,7 +249,10 @@ pub fn check(proof: &InclusionProof, key: &NoteVerifier) -> Result<Proven, Proof
     if proof.format != PROOF_FORMAT {
         return Err(format!("unknown proof format {:?}", proof.format).into());
     }
-    let cp = key.verify(&proof.checkpoint)?;
+    // A checkpoint that does not read or verify: the proof does not hold.
+    let cp = key
+        .verify(&proof.checkpoint)
+        .map_err(|e| ProofError::DoesNotHold(e.to_string()))?;
     if cp.size != proof.tree_size {
         return Err(format!(
             "checkpoint signs {} entries, the proof says {}",

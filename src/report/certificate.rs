@@ -500,7 +500,7 @@ fn latest_checkpoint(
                     "the note says size {} of {}, its file name size {size}",
                     c.size, c.origin
                 )),
-                Err(e) => SignatureCheck::Failed(e),
+                Err(e) => SignatureCheck::Failed(e.to_string()),
             };
             (Some(k.encode()), check)
         }

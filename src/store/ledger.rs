@@ -382,10 +382,10 @@ impl AuditKey {
         }
         let hex_seed = hex::encode(seed);
         create_secret(path, format!("{hex_seed}\n").as_bytes())?;
-        AuditKey::from_hex(&hex_seed).map_err(LedgerError::Bad)
+        AuditKey::from_hex(&hex_seed).map_err(|e| LedgerError::Bad(e.to_string()))
     }
 
-    pub fn from_hex(seed_hex: &str) -> Result<AuditKey, String> {
+    pub fn from_hex(seed_hex: &str) -> Result<AuditKey, NoteError> {
         let seed: [u8; 32] = hex::decode(seed_hex)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -513,28 +513,52 @@ pub(crate) fn encode_note_key(name: &str, key_type: u8, key: &VerifyingKey) -> S
     )
 }
 
+/// A key or a signed note that does not read or does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    /// Not of the form, or a part does not decode: why.
+    #[error("{0}")]
+    Malformed(String),
+    /// A signature by the key is there but does not verify.
+    #[error("signature does not verify: the checkpoint was altered or signed by another key")]
+    BadSignature,
+    /// No signature line by the key.
+    #[error("no signature by {0}")]
+    Unsigned(String),
+}
+
+impl From<&str> for NoteError {
+    fn from(why: &str) -> NoteError {
+        NoteError::Malformed(why.to_owned())
+    }
+}
+
+impl From<String> for NoteError {
+    fn from(why: String) -> NoteError {
+        NoteError::Malformed(why)
+    }
+}
+
 /// Parses a C2SP verifier key of `key_type` (`what` names it in errors):
 /// its name, and the key whose id it carries.
 pub(crate) fn parse_note_key(
     text: &str,
     key_type: u8,
     what: &str,
-) -> Result<(String, VerifyingKey), String> {
+) -> Result<(String, VerifyingKey), NoteError> {
     let mut parts = text.trim().splitn(3, '+');
     let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
         (Some(n), Some(i), Some(k)) if !n.is_empty() => (n, i, k),
-        _ => return Err(format!("a {what} is <name>+<key id hex>+<base64 key>")),
+        _ => return Err(format!("a {what} is <name>+<key id hex>+<base64 key>").into()),
     };
     let raw = B64.decode(key).map_err(|e| format!("{what}: {e}"))?;
     if raw.len() != 33 || raw[0] != key_type {
-        return Err(format!(
-            "{what}: not an Ed25519 key of type 0x{key_type:02x}"
-        ));
+        return Err(format!("{what}: not an Ed25519 key of type 0x{key_type:02x}").into());
     }
     let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| "key length")?;
     let key = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("{what}: {e}"))?;
     if hex::encode(note_key_id(name, key_type, &key)) != id {
-        return Err(format!("{what}: key id does not match the name and key"));
+        return Err(format!("{what}: key id does not match the name and key").into());
     }
     Ok((name.to_owned(), key))
 }
@@ -555,7 +579,7 @@ pub struct Checkpoint {
 }
 
 impl NoteVerifier {
-    pub fn parse(text: &str) -> Result<NoteVerifier, String> {
+    pub fn parse(text: &str) -> Result<NoteVerifier, NoteError> {
         let (name, key) = parse_note_key(text, ED25519_TYPE, "verifier key")?;
         Ok(NoteVerifier { name, key })
     }
@@ -566,7 +590,7 @@ impl NoteVerifier {
 
     /// Verifies a checkpoint note: its signature by this key over the body,
     /// and the body's form (origin, size, base64 root).
-    pub fn verify(&self, note: &str) -> Result<Checkpoint, String> {
+    pub fn verify(&self, note: &str) -> Result<Checkpoint, NoteError> {
         let (body, sigs) = note
             .split_once("\n\n")
             .ok_or("not a signed note: no blank line before the signatures")?;
@@ -574,10 +598,10 @@ impl NoteVerifier {
         let mut found = false;
         for line in sigs.lines() {
             let Some(rest) = line.strip_prefix("\u{2014} ") else {
-                return Err(format!("malformed signature line {line:?}"));
+                return Err(format!("malformed signature line {line:?}").into());
             };
             let Some((name, blob)) = rest.split_once(' ') else {
-                return Err(format!("malformed signature line {line:?}"));
+                return Err(format!("malformed signature line {line:?}").into());
             };
             if name != self.name {
                 continue;
@@ -588,14 +612,13 @@ impl NoteVerifier {
             }
             let sig = ed25519_dalek::Signature::from_slice(&blob[4..])
                 .map_err(|e| format!("signature: {e}"))?;
-            self.key.verify(body.as_bytes(), &sig).map_err(|_| {
-                "signature does not verify: the checkpoint was altered or signed by another key"
-                    .to_string()
-            })?;
+            self.key
+                .verify(body.as_bytes(), &sig)
+                .map_err(|_| NoteError::BadSignature)?;
             found = true;
         }
         if !found {
-            return Err(format!("no signature by {}", self.name));
+            return Err(NoteError::Unsigned(self.name.clone()));
         }
         let mut lines = body.lines();
         let origin = lines.next().unwrap_or("").to_owned();
@@ -609,10 +632,7 @@ impl NoteVerifier {
             .and_then(|r| r.try_into().ok())
             .ok_or("checkpoint: bad root hash")?;
         if origin != self.name {
-            return Err(format!(
-                "checkpoint origin {origin:?} is not {:?}",
-                self.name
-            ));
+            return Err(format!("checkpoint origin {origin:?} is not {:?}", self.name).into());
         }
         Ok(Checkpoint { origin, size, root })
     }
@@ -647,7 +667,7 @@ mod tests {
         );
         // Altered body: the signature fails.
         let altered = note.replacen("\n3\n", "\n4\n", 1);
-        assert!(v.verify(&altered).unwrap_err().contains("does not verify"));
+        assert_eq!(v.verify(&altered).unwrap_err(), NoteError::BadSignature);
         // Another key: no signature by it.
         let other = AuditKey::from_hex(&"08".repeat(32)).unwrap().verifier();
         assert!(other.verify(&note).is_err());

@@ -69,7 +69,8 @@ pub fn config(
         let (origin, vkey) = l
             .split_once('=')
             .ok_or_else(|| flag_err("--origin", Some(l), "expected ORIGIN=VKEY or VKEY"))?;
-        let key = NoteVerifier::parse(vkey).map_err(|e| flag_err("--origin", Some(l), e))?;
+        let key =
+            NoteVerifier::parse(vkey).map_err(|e| flag_err("--origin", Some(l), e.to_string()))?;
         if key.name != origin {
             return Err(flag_err(
                 "--origin",

@@ -138,7 +138,8 @@ pub enum Cosigned {
 impl CosignerKey {
     pub fn parse(text: &str) -> Result<CosignerKey, String> {
         let (name, key) =
-            crate::store::ledger::parse_note_key(text, COSIGNATURE_TYPE, "witness key")?;
+            crate::store::ledger::parse_note_key(text, COSIGNATURE_TYPE, "witness key")
+                .map_err(|e| e.to_string())?;
         Ok(CosignerKey { name, key })
     }
 

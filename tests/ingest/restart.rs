@@ -223,9 +223,11 @@ fn a_lookup_in_a_damaged_file_stops_the_service_and_loses_nothing() {
 
     std::fs::write(&files[0], &good).unwrap();
     g.restart();
+    // The journal replays it; the broker may redeliver it too, if the ack
+    // had not gone out: each copy is a counted duplicate.
     let s = wait_for("the message classified", MIN, || {
         let s = g.stats();
-        (s["readings"]["duplicate"] == 1).then_some(s)
+        (s["readings"]["duplicate"].as_u64() >= Some(1)).then_some(s)
     });
     assert_eq!(s["readings"]["stored"], 40, "{s}");
     assert_eq!(s["rejected"], 0, "{s}");
