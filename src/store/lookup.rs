@@ -325,40 +325,17 @@ impl SealedLookup {
         let series = series_key(meter, register);
         for rg in self.groups_for(path, meter, (ts, ts))? {
             let key = (path.to_owned(), rg);
-            let cached = self.groups.iter().any(|(g, _)| *g == key);
-            // Decoding a row group costs about four matching-row reads: it
-            // is worth it when the row group is asked again (a replay), not
-            // when lookups wander over more row groups than are kept.
-            let worth = self.hits >= 2 * self.decodes || self.decodes < 4;
-            if cached {
+            if self.groups.iter().any(|(g, _)| *g == key) {
                 self.hits += 1;
-            } else if !(worth && self.asked.contains(&key)) {
-                if !self.asked.contains(&key) {
-                    if self.asked.len() >= ASKED_REMEMBERED {
-                        self.asked.remove(0);
-                    }
-                    self.asked.push(key);
-                }
-                let columns = ["value_decimal", "unit"];
-                self.scan_groups(path, vec![rg], (meter, register), (ts, ts), &columns, |b| {
-                    let value = column(b, "value_decimal")?.as_primitive::<Decimal128Type>();
-                    let unit = column(b, "unit")?.as_string::<i32>();
-                    for i in 0..b.num_rows() {
-                        out.push(StoredValue {
-                            scaled: value.value(i),
-                            unit: unit.value(i).to_owned(),
-                        });
-                    }
-                    Ok(())
-                })?;
-                continue;
-            }
-            if !cached {
+            } else if self.worth_decoding(&key) {
                 self.decodes += 1;
                 if self.decodes + self.hits > 4096 {
                     // Forget slowly: the pattern of lookups changes.
                     (self.decodes, self.hits) = (self.decodes / 2, self.hits / 2);
                 }
+            } else {
+                self.matching_values(path, rg, (meter, register), ts, out)?;
+                continue;
             }
             let g = self.group_keys(path, rg)?;
             let lo = g.series.partition_point(|&s| s < series);
@@ -372,6 +349,46 @@ impl SealedLookup {
             }
         }
         Ok(())
+    }
+
+    /// Whether to decode and keep a row group not kept yet. Decoding costs
+    /// about four matching-row reads: it is worth it when the row group is
+    /// asked again (a replay) and decoding has paid lately, not when
+    /// lookups wander over more row groups than are kept. A first ask is
+    /// remembered.
+    fn worth_decoding(&mut self, key: &(PathBuf, usize)) -> bool {
+        if self.asked.contains(key) {
+            return self.hits >= 2 * self.decodes || self.decodes < 4;
+        }
+        if self.asked.len() >= ASKED_REMEMBERED {
+            self.asked.remove(0);
+        }
+        self.asked.push(key.clone());
+        false
+    }
+
+    /// The values at `ts` of a series in one row group, reading only the
+    /// matching rows.
+    fn matching_values(
+        &mut self,
+        path: &Path,
+        rg: usize,
+        series: (&str, &str),
+        ts: i64,
+        out: &mut Vec<StoredValue>,
+    ) -> Result<(), String> {
+        let columns = ["value_decimal", "unit"];
+        self.scan_groups(path, vec![rg], series, (ts, ts), &columns, |b| {
+            let value = column(b, "value_decimal")?.as_primitive::<Decimal128Type>();
+            let unit = column(b, "unit")?.as_string::<i32>();
+            for i in 0..b.num_rows() {
+                out.push(StoredValue {
+                    scaled: value.value(i),
+                    unit: unit.value(i).to_owned(),
+                });
+            }
+            Ok(())
+        })
     }
 
     /// The series' measured, non-conflicting readings in one file, in

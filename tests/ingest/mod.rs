@@ -555,6 +555,11 @@ fn bad_flags_unreachable_broker_and_unwritable_data_fail_clearly() {
     let (code, _, err) = run_gapless(&["serve", "--topic", "a/#/b", "--data", d], MIN);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--topic"), "{err}");
+    for days in ["0", "3651"] {
+        let (code, _, err) = run_gapless(&["serve", "--gap-memory-days", days, "--data", d], MIN);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--gap-memory-days"), "{err}");
+    }
 
     let closed = format!("mqtt://127.0.0.1:{}", free_port());
     let (code, _, err) = run_gapless(
