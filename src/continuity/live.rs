@@ -41,7 +41,9 @@
 //! rare lives in side maps: recorded gaps, the readings of a series whose
 //! interval is still being inferred, values too large for an `i64` at scale
 //! 10^9 (keyed by series) and reported set dates (keyed by meter).
-//! Recorded gaps are kept only for the gap memory (days) after they end;
+//! A recorded gap is kept as its two ends only, 58 bytes, and judged
+//! again from them when asked for (`live_kept.rs`). Recorded gaps are kept
+//! only for the gap memory (days) after they end;
 //! older ones are found again in the sealed files when a late reading
 //! falls in them (`live_memory.rs`). `gapless bench live-state` measures
 //! it.
@@ -148,8 +150,9 @@ pub struct LiveEngine {
     slots: Vec<Slot>,
     /// Series index by (meter, register).
     index: HashTable<u32>,
-    /// Recorded gaps, sorted by start, of the series that have any.
-    gaps: HashMap<u32, Vec<Gap>>,
+    /// Recorded gaps, sorted by start, of the series that have any: their
+    /// ends only (`live_kept.rs`).
+    gaps: HashMap<u32, Vec<KeptGap>>,
     /// Series whose interval is being inferred.
     warmup: HashMap<u32, Warmup>,
     /// Warm-up series that reached [`INFER_READINGS`] in this batch.
@@ -599,7 +602,10 @@ impl LiveEngine {
             self.slots[i as usize].last = end;
             if let Some(g) = found {
                 self.oldest_to = self.oldest_to.min(g.to);
-                self.gaps.entry(i).or_default().push(g.clone());
+                let k = self.kept(&g);
+                let gaps = self.gaps.entry(i).or_default();
+                gaps.reserve_exact(1);
+                gaps.push(k);
                 changes.push(GapChange::Found(g));
             }
         } else if p.ts < first.ts {
@@ -608,7 +614,10 @@ impl LiveEngine {
             self.slots[i as usize].first = end;
             if let Some(g) = found {
                 self.oldest_to = self.oldest_to.min(g.to);
-                self.gaps.entry(i).or_default().insert(0, g.clone());
+                let k = self.kept(&g);
+                let gaps = self.gaps.entry(i).or_default();
+                gaps.reserve_exact(1);
+                gaps.insert(0, k);
                 changes.push(GapChange::Found(g));
             }
         } else if let Some((before, after)) = evicted {
@@ -618,9 +627,11 @@ impl LiveEngine {
                     .into_iter()
                     .chain(gap_between(&p, &after, &rules))
                     .collect();
+                let kept: Vec<KeptGap> = parts.iter().map(|g| self.kept(g)).collect();
                 let gaps = self.gaps.entry(i).or_default();
-                let k = gaps.partition_point(|g| g.to <= p.ts);
-                gaps.splice(k..k, parts.iter().cloned());
+                let k = gaps.partition_point(|g| g.to() <= p.ts);
+                gaps.reserve_exact(kept.len());
+                gaps.splice(k..k, kept);
                 if gaps.is_empty() {
                     self.gaps.remove(&i);
                 }
@@ -629,17 +640,19 @@ impl LiveEngine {
                 }
                 changes.push(GapChange::Split { old, parts });
             }
-        } else if let Some(gaps) = self.gaps.get_mut(&i) {
+        } else if let Some(gaps) = self.gaps.get(&i) {
             // Inside the known span: only a gap around it changes.
-            let k = gaps.partition_point(|g| g.to <= p.ts);
-            if let Some(g) = gaps.get(k).filter(|g| g.from < p.ts && p.ts < g.to) {
-                let old = g.clone();
+            let k = gaps.partition_point(|g| g.to() <= p.ts);
+            let around = gaps.get(k).filter(|g| g.from() < p.ts && p.ts < g.to());
+            if let Some(old) = around.and_then(|g| g.judged(&rules, self.cfg.late_after)) {
                 let mut parts: Vec<Gap> =
                     gap_between(&old.before, &p, &rules).into_iter().collect();
                 if let Some(b) = &old.after {
                     parts.extend(gap_between(&p, b, &rules));
                 }
-                gaps.splice(k..=k, parts.iter().cloned());
+                let kept: Vec<KeptGap> = parts.iter().map(|g| self.kept(g)).collect();
+                let gaps = self.gaps.entry(i).or_default();
+                gaps.splice(k..=k, kept);
                 if gaps.is_empty() {
                     self.gaps.remove(&i);
                 }
@@ -662,6 +675,8 @@ impl LiveEngine {
                 continue;
             };
             let slot = self.slots[i as usize];
+            // Judged with the built-in interval so far.
+            let old = self.judged_gaps(i);
             let mut setup = self.setup_of(i, slot.profile);
             let interval = w.first.interval(setup.medium);
             setup.interval = Some(interval);
@@ -674,11 +689,13 @@ impl LiveEngine {
             if let Some(g) = new.first() {
                 self.oldest_to = self.oldest_to.min(g.to);
             }
-            let old = match new.is_empty() {
+            match new.is_empty() {
                 true => self.gaps.remove(&i),
-                false => self.gaps.insert(i, new.clone()),
-            }
-            .unwrap_or_default();
+                false => {
+                    let kept = new.iter().map(|g| self.kept(g)).collect();
+                    self.gaps.insert(i, kept)
+                }
+            };
             let (cause, ts) = w.first.completed_by().unwrap_or_default();
             let cause_received_at = w
                 .points
@@ -698,19 +715,21 @@ impl LiveEngine {
         out
     }
 
-    /// The recorded gaps of a series, in time order.
-    pub fn gaps(&self, meter: &str, register: &str) -> &[Gap] {
+    /// The recorded gaps of a series, in time order (judged again from
+    /// their ends, with the rules in force).
+    pub fn gaps(&self, meter: &str, register: &str) -> Vec<Gap> {
         self.find(meter, register)
-            .and_then(|i| self.gaps.get(&i))
-            .map_or(&[], Vec::as_slice)
+            .map_or_else(Vec::new, |i| self.judged_gaps(i))
     }
 
     /// Whether a known gap of the series lies strictly around `ts`: no
     /// reading of the series is stored there.
     pub fn in_gap(&self, meter: &str, register: &str, ts: i64) -> bool {
-        let gaps = self.gaps(meter, register);
-        let k = gaps.partition_point(|g| g.to <= ts);
-        gaps.get(k).is_some_and(|g| g.from < ts && ts < g.to)
+        let Some(gaps) = self.find(meter, register).and_then(|i| self.gaps.get(&i)) else {
+            return false;
+        };
+        let k = gaps.partition_point(|g| g.to() <= ts);
+        gaps.get(k).is_some_and(|g| g.from() < ts && ts < g.to())
     }
 
     /// The interval a series is judged with (None while it is inferred:
@@ -746,7 +765,7 @@ impl LiveEngine {
             + self
                 .gaps
                 .values()
-                .map(|g| g.capacity() * std::mem::size_of::<Gap>())
+                .map(|g| g.capacity() * std::mem::size_of::<KeptGap>())
                 .sum::<usize>()
             + self.warmup.capacity() * 48
             + self.wide.capacity() * 48
@@ -754,6 +773,10 @@ impl LiveEngine {
             + self.own.capacity() * 48
     }
 }
+
+#[path = "live_kept.rs"]
+mod kept;
+use kept::KeptGap;
 
 #[path = "live_memory.rs"]
 mod memory;

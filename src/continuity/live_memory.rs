@@ -90,10 +90,13 @@ impl LiveEngine {
                 return true;
             }
             // Gaps do not overlap: sorted by start, they are by end too.
-            let k = gaps.partition_point(|g| g.to < horizon);
-            gaps.drain(..k);
+            let k = gaps.partition_point(|g| g.to() < horizon);
+            if k > 0 {
+                gaps.drain(..k);
+                gaps.shrink_to_fit();
+            }
             if let Some(g) = gaps.first() {
-                oldest = oldest.min(g.to);
+                oldest = oldest.min(g.to());
             }
             !gaps.is_empty()
         });
@@ -101,6 +104,24 @@ impl LiveEngine {
         if self.gaps.capacity() > 4 * self.gaps.len().max(1024) {
             self.gaps.shrink_to_fit();
         }
+    }
+
+    /// Gives back what the tables hold beyond their entries (after a
+    /// start: they grew by doubling while the state was loaded).
+    pub fn shrink_to_fit(&mut self) {
+        self.slots.shrink_to_fit();
+        self.arena.shrink_to_fit();
+        self.index.shrink_to_fit(|&j| {
+            let s = self.slots[j as usize];
+            super::key_hash(super::meter_at(&self.arena, s.meter), s.register)
+        });
+        self.gaps.shrink_to_fit();
+        for g in self.gaps.values_mut() {
+            g.shrink_to_fit();
+        }
+        self.warmup.shrink_to_fit();
+        self.wide.shrink_to_fit();
+        self.set_days.shrink_to_fit();
     }
 
     /// A reading observed before the horizon, until it is sealed. While
@@ -149,8 +170,11 @@ impl LiveEngine {
             return Ok(None);
         }
         if let Some(gaps) = self.gaps.get(&i) {
-            let k = gaps.partition_point(|g| g.to <= p.ts);
-            if gaps.get(k).is_some_and(|g| g.from < p.ts && p.ts < g.to) {
+            let k = gaps.partition_point(|g| g.to() <= p.ts);
+            if gaps
+                .get(k)
+                .is_some_and(|g| g.from() < p.ts && p.ts < g.to())
+            {
                 return Ok(None);
             }
         }
@@ -224,7 +248,11 @@ impl LiveEngine {
         Ok(points[from..to]
             .windows(2)
             .filter(|w| w[0].ts < hi + 1 && w[1].ts >= lo)
-            .filter(|w| !kept.iter().any(|g| (g.from, g.to) == (w[0].ts, w[1].ts)))
+            .filter(|w| {
+                !kept
+                    .iter()
+                    .any(|g| (g.from(), g.to()) == (w[0].ts, w[1].ts))
+            })
             .map(|w| (self.as_kept(w[0]), self.as_kept(w[1])))
             .collect())
     }

@@ -1,7 +1,7 @@
 //! Set dates the meter reported: each new one re-judges the gaps across
 //! its day (kept ones in memory, dropped ones from the sealed files).
 
-use super::{days_of, rules_for, GapChange, LiveEngine};
+use super::{days_of, rules_for, GapChange, KeptGap, LiveEngine};
 use crate::continuity::sealed::{LookupError, SealedSeries};
 use crate::continuity::series::gap_between;
 use crate::continuity::DAY;
@@ -39,38 +39,56 @@ impl LiveEngine {
             let pairs = self.evicted_pairs_across(i, day, sealed)?;
             let days = days_of(&self.set_days, setup.medium, meter);
             let rules = rules_for(&self.cfg, setup, days, &repl);
+            let without: Vec<i64> = days.iter().copied().filter(|&d| d != day).collect();
+            let before = rules_for(&self.cfg, setup, &without, &repl);
             let name = &self.registers.values[reg];
-            let gaps = self.gaps.entry(i).or_default();
-            for g in gaps.iter_mut() {
-                let Some(after) = g.after else { continue };
-                if !(g.from < (day + 1) * DAY && g.to >= day * DAY) {
+            let late_after = self.cfg.late_after;
+            // The kept gaps across the day, judged before and with it (a
+            // kept gap is its ends: judged with the new rules from now on).
+            let kept = self.gaps.get(&i).map_or(&[][..], Vec::as_slice);
+            for g in kept {
+                if !(g.from() < (day + 1) * DAY && g.to() >= day * DAY) {
                     continue;
                 }
-                if let Some(new) = gap_between(&g.before, &after, &rules) {
-                    if new != *g {
-                        let old = std::mem::replace(g, new.clone());
-                        let parts = vec![new];
-                        out.push((name.clone(), GapChange::Split { old, parts }));
-                    }
+                let (Some(old), Some(new)) =
+                    (g.judged(&before, late_after), g.judged(&rules, late_after))
+                else {
+                    continue;
+                };
+                if new != old {
+                    out.push((
+                        name.clone(),
+                        GapChange::Split {
+                            old,
+                            parts: vec![new],
+                        },
+                    ));
                 }
             }
-            if !pairs.is_empty() {
-                let without: Vec<i64> = days.iter().copied().filter(|&d| d != day).collect();
-                let before = rules_for(&self.cfg, setup, &without, &repl);
-                for (a, b) in pairs {
-                    let (Some(old), Some(new)) =
-                        (gap_between(&a, &b, &before), gap_between(&a, &b, &rules))
-                    else {
-                        continue;
-                    };
-                    if new != old {
-                        let k = gaps.partition_point(|g| g.to <= a.ts);
-                        gaps.insert(k, new.clone());
-                        self.oldest_to = self.oldest_to.min(new.to);
-                        let parts = vec![new];
-                        out.push((name.clone(), GapChange::Split { old, parts }));
-                    }
+            let mut found = Vec::new();
+            for (a, b) in pairs {
+                let (Some(old), Some(new)) =
+                    (gap_between(&a, &b, &before), gap_between(&a, &b, &rules))
+                else {
+                    continue;
+                };
+                if new != old {
+                    self.oldest_to = self.oldest_to.min(new.to);
+                    found.push(KeptGap::of(&new, late_after));
+                    out.push((
+                        name.clone(),
+                        GapChange::Split {
+                            old,
+                            parts: vec![new],
+                        },
+                    ));
                 }
+            }
+            let gaps = self.gaps.entry(i).or_default();
+            for k in found {
+                let at = gaps.partition_point(|g| g.to() <= k.from());
+                gaps.reserve_exact(1);
+                gaps.insert(at, k);
             }
             if gaps.is_empty() {
                 self.gaps.remove(&i);

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::{End, Interner, LiveEngine, SeriesSetup, Slot, Warmup};
+use super::{End, Interner, KeptGap, LiveEngine, SeriesSetup, Slot, Warmup};
 use crate::codec::{CodecError, Dec, Enc};
 use crate::continuity::registry::Registry;
-use crate::continuity::series::{Gap, Plausibility, Point};
+use crate::continuity::series::Point;
 use crate::continuity::{ContinuityConfig, Interval, IntervalSource};
 use crate::reading::Medium;
 
@@ -33,46 +33,6 @@ fn get_point(d: &mut Dec) -> Result<Point, CodecError> {
         decimals: d.u8()?,
         seq: d.opt(|d| d.u64())?,
         received_at: d.i64()?,
-    })
-}
-
-fn gap(e: &mut Enc, g: &Gap) {
-    e.i64(g.from);
-    e.i64(g.to);
-    e.bool(g.open);
-    e.u64(g.missing);
-    e.i64(g.interval);
-    e.opt(g.seq_missing, |e, v| e.u64(v));
-    point(e, &g.before);
-    e.opt(g.after.as_ref(), point);
-    e.opt(g.consumption, |e, v| e.i128(v));
-    e.opt(g.plausibility, |e, p| {
-        e.i128(p.expected);
-        e.f64(p.ratio);
-        e.bool(p.implausible);
-    });
-    e.bool(g.closed_late);
-}
-
-fn get_gap(d: &mut Dec) -> Result<Gap, CodecError> {
-    Ok(Gap {
-        from: d.i64()?,
-        to: d.i64()?,
-        open: d.bool()?,
-        missing: d.u64()?,
-        interval: d.i64()?,
-        seq_missing: d.opt(|d| d.u64())?,
-        before: get_point(d)?,
-        after: d.opt(get_point)?,
-        consumption: d.opt(|d| d.i128())?,
-        plausibility: d.opt(|d| {
-            Ok(Plausibility {
-                expected: d.i128()?,
-                ratio: d.f64()?,
-                implausible: d.bool()?,
-            })
-        })?,
-        closed_late: d.bool()?,
     })
 }
 
@@ -167,7 +127,7 @@ impl LiveEngine {
             e.u32(i);
             e.len(gs.len());
             for g in gs {
-                gap(e, g);
+                g.encode(e);
             }
         }
         let warm = sorted(&self.warmup);
@@ -266,10 +226,10 @@ impl LiveEngine {
         let mut gaps = HashMap::new();
         for _ in 0..d.len(12)? {
             let i = d.u32()?;
-            let k = d.len(60)?;
+            let k = d.len(KeptGap::ENCODED)?;
             let mut v = Vec::with_capacity(k);
             for _ in 0..k {
-                v.push(get_gap(d)?);
+                v.push(KeptGap::decode(d)?);
             }
             gaps.insert(i, v);
         }
@@ -320,7 +280,7 @@ impl LiveEngine {
         let oldest_to = gaps
             .iter()
             .filter(|(i, _)| !warmup.contains_key(*i))
-            .filter_map(|(_, v): (_, &Vec<Gap>)| v.first().map(|g| g.to))
+            .filter_map(|(_, v): (_, &Vec<KeptGap>)| v.first().map(|g| g.to()))
             .min()
             .unwrap_or(i64::MAX);
         let mut live = LiveEngine {

@@ -103,16 +103,17 @@ const MULTI_AT_NEWEST: u8 = 1;
 /// time empty.
 const HAS_SET_DATE: u8 = 2;
 
-/// One series, in memory.
+/// One series, in memory: 33 bytes, packed (with its key, 50 a slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed)]
 pub(crate) struct SeriesEnd {
     pub(crate) first: i64,
     pub(crate) newest: i64,
     pub(crate) newest_hash: u64,
-    /// `newest` when the current batch began (`i64::MIN`: nothing sealed).
+    /// The newest time of its sealed rows (`i64::MIN`: none): `newest`
+    /// when the current batch began. A seal moves it for the series of
+    /// its batch ([`SeriesIndex::sealed`]).
     pub(crate) sealed_newest: i64,
-    /// The batch `sealed_newest` is of.
-    pub(crate) epoch: u32,
     pub(crate) flags: u8,
 }
 
@@ -169,7 +170,6 @@ pub struct SeriesIndex {
     /// the same place (a conflict inside one batch) goes to `batch_more`.
     batch: HashMap<(u128, i64), u64, Fast>,
     batch_more: Vec<((u128, i64), u64)>,
-    pub(crate) epoch: u32,
     /// Lookups in the sealed files since start.
     pub lookups: u64,
 }
@@ -192,6 +192,13 @@ impl SeriesIndex {
         self.series.contains_key(&series_key(meter, register))
     }
 
+    /// Gives back what the tables hold beyond their entries (after a
+    /// start: they grew by doubling while the state was loaded).
+    pub fn shrink_to_fit(&mut self) {
+        self.series.shrink_to_fit();
+        self.registers.shrink_to_fit();
+    }
+
     /// Bytes held (approximately: the hash tables' slots).
     pub fn heap_bytes(&self) -> usize {
         let slot = |k: usize, v: usize| k + v + 1;
@@ -211,7 +218,6 @@ impl SeriesIndex {
     ) -> Result<Verdict, LookupError> {
         let key = series_key(k.meter, k.register);
         let h = value_hash(k.scaled, k.unit);
-        let epoch = self.epoch;
         let Some(s) = self.series.get_mut(&key) else {
             let n = self.registers.entry(meter_key(k.meter)).or_default();
             *n = n.saturating_add(1);
@@ -222,17 +228,12 @@ impl SeriesIndex {
                     newest: k.ts,
                     newest_hash: h,
                     sealed_newest: i64::MIN,
-                    epoch,
                     flags: if k.set_date { HAS_SET_DATE } else { 0 },
                 },
             );
             self.batch.insert((key, k.ts), h);
             return Ok(Verdict::New);
         };
-        if s.epoch != epoch {
-            s.epoch = epoch;
-            s.sealed_newest = s.newest;
-        }
         if k.set_date {
             s.flags |= HAS_SET_DATE;
         }
@@ -299,9 +300,15 @@ impl SeriesIndex {
 
     /// The batch was sealed: its values are in the sealed files now.
     pub fn sealed(&mut self) {
+        // Every reading of the batch left its place in `batch`: its
+        // series' rows are sealed up to their newest now.
+        for &(key, _) in self.batch.keys() {
+            if let Some(s) = self.series.get_mut(&key) {
+                s.sealed_newest = s.newest;
+            }
+        }
         self.batch.clear();
         self.batch_more.clear();
-        self.epoch = self.epoch.wrapping_add(1);
     }
 
     /// Records a sealed row (the rebuild from the sealed files, in any
@@ -329,7 +336,6 @@ impl SeriesIndex {
                         newest: ts,
                         newest_hash: h,
                         sealed_newest: ts,
-                        epoch: self.epoch,
                         flags,
                     },
                 );
@@ -390,7 +396,6 @@ impl SeriesIndex {
                     newest_hash,
                     // Everything is sealed at a snapshot.
                     sealed_newest: newest,
-                    epoch: 0,
                     flags,
                 },
             );

@@ -301,6 +301,7 @@ impl Ingest {
                 .cloned()
                 .collect();
             s.load(&after, Some(state.sealed_through + 1))?;
+            s.shrink_to_fit();
             return Ok((
                 s,
                 Start::Snapshot {
@@ -309,8 +310,17 @@ impl Ingest {
                 },
             ));
         }
-        let s = Ingest::rebuild(cfg, state_dir, sealed, readings_files)?;
+        let mut s = Ingest::rebuild(cfg, state_dir, sealed, readings_files)?;
+        s.shrink_to_fit();
         Ok((s, Start::Rebuilt { skipped }))
+    }
+
+    /// Gives back what the state's tables hold beyond their entries: they
+    /// grew by doubling while it was loaded.
+    fn shrink_to_fit(&mut self) {
+        self.series.shrink_to_fit();
+        self.live.shrink_to_fit();
+        self.alerts.shrink_to_fit();
     }
 
     /// Writes the snapshot of the state as of `commit` (call right after

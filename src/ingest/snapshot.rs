@@ -32,7 +32,7 @@ use crate::layout::{write_atomic, LayoutError};
 
 const MAGIC: &[u8; 24] = b"GAPLESS-INGEST-SNAPSHOT\n";
 /// Bumped whenever the body's layout changes: an older file is rebuilt.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Snapshots are written at most this often (and at a clean stop).
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 /// Snapshots kept (the newest; an older one serves if the newest is bad).

@@ -464,6 +464,25 @@ impl AlertEngine {
     }
 
     /// Bytes held (for the memory benchmark).
+    /// Gives back what the tables hold beyond their entries (after a
+    /// start: they grew by doubling while the state was loaded).
+    pub fn shrink_to_fit(&mut self) {
+        let (arena, ats) = (&self.arena, &self.at);
+        self.index.shrink_to_fit(|&j| {
+            let a = ats[j as usize] as usize;
+            let len = arena[a] as usize;
+            xxh3_64(&arena[a + 1..a + 1 + len])
+        });
+        self.arena.shrink_to_fit();
+        self.at.shrink_to_fit();
+        self.last.shrink_to_fit();
+        self.after.shrink_to_fit();
+        self.group.shrink_to_fit();
+        self.queued.shrink_to_fit();
+        self.flags.shrink_to_fit();
+        self.heap.shrink_to_fit();
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.arena.capacity()
             + self.index.allocation_size()
