@@ -256,6 +256,57 @@ mod tests {
         assert_eq!(t.readings_duplicate, 3);
     }
 
+    /// Late copies of readings long out of memory, over files of many
+    /// pages: each is found in the page of its meter (a duplicate), and
+    /// another value there is a conflict, whichever page it falls in,
+    /// first, last or on a page boundary.
+    #[test]
+    fn late_readings_are_found_in_the_page_of_their_meter() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = store(tmp.path(), 1_000_000);
+        let meters = 3 * crate::store::PAGE_ROWS + 100;
+        let message = |seq: u64, ids: &mut dyn Iterator<Item = usize>, hour: u32, bump: u32| {
+            let body: Vec<String> = ids
+                .map(|m| {
+                    format!(
+                        r#"{{"meter_id":"P-{m:06}","medium":"heat","register":"e","unit":"kWh","value":"{}","ts":"2022-07-25T{hour:02}:00:00Z"}}"#,
+                        m as u32 * 10 + hour + bump
+                    )
+                })
+                .collect();
+            JournalRecord {
+                seq,
+                received_at: 1_658_707_200_000_000 + seq as i64,
+                topic: "meters/gw".into(),
+                payload: format!("[{}]", body.join(",")).into_bytes().into(),
+            }
+        };
+        // Two hours of every meter, sealed: the first hour is no longer
+        // the newest of any series, so only the files can answer for it.
+        let mut seq = 0;
+        for hour in 0..2 {
+            for from in (0..meters).step_by(500) {
+                seq += 1;
+                let ids = &mut (from..(from + 500).min(meters));
+                s.ingest(&message(seq, ids, hour, 0)).unwrap();
+            }
+            s.seal().unwrap();
+        }
+        let before = s.ingest.lookups();
+        let page = crate::store::PAGE_ROWS;
+        let probes = [0, 1, page - 1, page, page + 1, 2 * page, meters - 1];
+        s.ingest(&message(seq + 1, &mut probes.iter().copied(), 0, 0))
+            .unwrap();
+        s.ingest(&message(seq + 2, &mut probes.iter().copied(), 0, 1))
+            .unwrap();
+        s.seal().unwrap();
+        let t = s.totals();
+        assert_eq!(t.readings_duplicate, probes.len() as u64, "{t:?}");
+        assert_eq!(t.readings_conflict, probes.len() as u64, "{t:?}");
+        assert_eq!(t.readings_stored, 2 * meters as u64 + probes.len() as u64);
+        assert!(s.ingest.lookups() >= before + 2 * probes.len() as u64);
+    }
+
     /// Alerts across a restart: an alerts-only commit (empty receipt
     /// range), no second `meter_silent` after reopening, and a meter's
     /// inferred interval (4 h, not water's built-in 1 h) still known.

@@ -6,16 +6,20 @@
 //! was compacted) and the date's readings files that run does not hold
 //! (those sealed after it). In each file only the row groups whose
 //! `meter_id` and `ts` statistics admit the reading are read, and in them
-//! a row filter on meter, register and time decodes the value columns of
-//! the matching rows alone. Files are sorted by meter, so a lookup reads
-//! about one row group per file. Footers are cached (a bounded number),
-//! and so are the last few row groups read for duplicates, decoded and
-//! sorted by series and time: a gateway replaying its buffer asks for many
-//! neighbouring keys of the same row groups, each then a binary search.
+//! only the rows of the pages whose `meter_id` bounds in the page index
+//! admit the meter (files are sorted by meter, and written in pages of
+//! [`PAGE_ROWS`] rows): a lookup decodes about one
+//! page of each column per file. Footers (with their page index) are
+//! cached, a bounded number, and so are the pages decoded for duplicates
+//! lately, sorted by series and time: a gateway replaying its buffer asks
+//! for many neighbouring keys of the same pages, each then a binary
+//! search.
 //!
 //! The live engine asks for a series' readings in a time range the same
 //! way (a late reading older than its gap memory: the neighbours of a gap
-//! it no longer keeps), one date at a time.
+//! it no longer keeps), one date at a time, with a row filter on meter,
+//! register and time that decodes the value columns of matching rows
+//! alone.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -26,13 +30,17 @@ use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::types::{UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowFilter,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
 use super::compact::latest_of_date;
 use super::tables::READINGS;
+use super::PAGE_ROWS;
 use crate::continuity::sealed::SealedSeries;
 use crate::continuity::series::Point;
 use crate::continuity::DAY;
@@ -42,15 +50,14 @@ use crate::time::utc_date;
 /// Footers kept in memory at most (then the cache starts over).
 const FOOTERS_CACHED: usize = 4096;
 
-/// Row groups kept decoded for duplicate lookups, at most: a gateway that
-/// replays its buffer asks for many neighbouring keys of the same few row
-/// groups. About 2.6 MB each (64 Ki rows of 41 bytes).
-const GROUPS_CACHED: usize = 8;
+/// Rows kept decoded for duplicate lookups, at most (about 41 bytes
+/// each, 21 MB in all): the pages of the meters asked for lately. A
+/// gateway that replays its buffer asks for many neighbouring keys of the
+/// same pages.
+const ROWS_CACHED: usize = 128 * PAGE_ROWS;
 
-/// Row groups remembered as asked once (a second ask decodes and keeps).
-const ASKED_REMEMBERED: usize = 64;
-
-/// One row group's keys and values, sorted by (series, time): what a
+/// One span of a row group's rows (the pages of a meter): keys and
+/// values, sorted by (series, time): what a
 /// duplicate lookup needs, found by binary search.
 struct GroupKeys {
     /// XXH3-128 of meter and register (as the duplicate index keys them).
@@ -65,14 +72,10 @@ struct GroupKeys {
 pub struct SealedLookup {
     data: PathBuf,
     footers: HashMap<PathBuf, ArrowReaderMetadata>,
-    /// Decoded row groups, most recently used last.
-    groups: Vec<((PathBuf, usize), GroupKeys)>,
-    /// Row groups asked for lately and not decoded, oldest first.
-    asked: Vec<(PathBuf, usize)>,
-    /// Row groups decoded, and lookups answered from decoded ones (lately):
-    /// whether decoding pays.
-    decodes: u64,
-    hits: u64,
+    /// Decoded spans of rows by (file, row group, first row), most
+    /// recently used last, and the rows they hold.
+    groups: Vec<((PathBuf, usize, usize), GroupKeys)>,
+    cached_rows: usize,
 }
 
 /// The key of a series in [`GroupKeys`].
@@ -90,9 +93,7 @@ impl SealedLookup {
             data: data.to_owned(),
             footers: HashMap::new(),
             groups: Vec::new(),
-            asked: Vec::new(),
-            decodes: 0,
-            hits: 0,
+            cached_rows: 0,
         }
     }
 
@@ -132,7 +133,9 @@ impl SealedLookup {
             return Ok(m.clone());
         }
         let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
-        let meta = ArrowReaderMetadata::load(&file, Default::default())
+        // With the page index: a lookup reads the pages of its meter.
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let meta = ArrowReaderMetadata::load(&file, options)
             .map_err(|e| format!("reading the footer of {}: {e}", path.display()))?;
         if self.footers.len() >= FOOTERS_CACHED {
             self.footers.clear();
@@ -193,8 +196,13 @@ impl SealedLookup {
                 )
             })))
         });
+        let pages = meter_pages(meta.metadata(), &groups, meter.as_bytes());
         let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
+        if let Some(pages) = pages {
+            builder = builder.with_row_selection(pages);
+        }
+        let reader = builder
             .with_row_groups(groups)
             .with_projection(values)
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
@@ -252,10 +260,15 @@ impl SealedLookup {
             .collect())
     }
 
-    /// Row group `rg` of `path`, decoded and sorted (from the cache, or
-    /// read now and cached).
-    fn group_keys(&mut self, path: &Path, rg: usize) -> Result<&GroupKeys, String> {
-        let key = (path.to_owned(), rg);
+    /// The rows `span` of row group `rg` of `path` (the pages of one
+    /// meter), decoded and sorted: from the cache, or read now and cached.
+    fn span_keys(
+        &mut self,
+        path: &Path,
+        rg: usize,
+        span: (usize, usize),
+    ) -> Result<&GroupKeys, String> {
+        let key = (path.to_owned(), rg, span.0);
         if let Some(k) = self.groups.iter().position(|(g, _)| *g == key) {
             let hit = self.groups.remove(k);
             self.groups.push(hit);
@@ -264,10 +277,18 @@ impl SealedLookup {
         let meta = self.footer(path)?;
         let bad = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
         let descr = meta.metadata().file_metadata().schema_descr_ptr();
+        let rows = meta.metadata().row_group(rg).num_rows().max(0) as usize;
         let columns = ["meter_id", "register", "ts", "value_decimal", "unit"];
         let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let (start, end) = (span.0.min(rows), span.1.min(rows));
+        let selection = RowSelection::from(vec![
+            RowSelector::skip(start),
+            RowSelector::select(end.saturating_sub(start)),
+            RowSelector::skip(rows - end.max(start)),
+        ]);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
             .with_row_groups(vec![rg])
+            .with_row_selection(selection)
             .with_projection(ProjectionMask::columns(&descr, columns))
             .with_batch_size(64 * 1024)
             .build()
@@ -307,8 +328,10 @@ impl SealedLookup {
             unit: rows.iter().map(|r| r.3).collect(),
             units,
         };
-        if self.groups.len() >= GROUPS_CACHED {
-            self.groups.remove(0);
+        self.cached_rows += keys.ts.len();
+        while self.cached_rows > ROWS_CACHED && !self.groups.is_empty() {
+            let (_, old) = self.groups.remove(0);
+            self.cached_rows -= old.ts.len();
         }
         self.groups.push((key, keys));
         Ok(&self.groups.last().expect("just pushed").1)
@@ -324,20 +347,12 @@ impl SealedLookup {
     ) -> Result<(), String> {
         let series = series_key(meter, register);
         for rg in self.groups_for(path, meter, (ts, ts))? {
-            let key = (path.to_owned(), rg);
-            if self.groups.iter().any(|(g, _)| *g == key) {
-                self.hits += 1;
-            } else if self.worth_decoding(&key) {
-                self.decodes += 1;
-                if self.decodes + self.hits > 4096 {
-                    // Forget slowly: the pattern of lookups changes.
-                    (self.decodes, self.hits) = (self.decodes / 2, self.hits / 2);
-                }
-            } else {
-                self.matching_values(path, rg, (meter, register), ts, out)?;
+            let meta = self.footer(path)?;
+            let span = meter_span(meta.metadata(), rg, meter.as_bytes());
+            if span.0 >= span.1 {
                 continue;
             }
-            let g = self.group_keys(path, rg)?;
+            let g = self.span_keys(path, rg, span)?;
             let lo = g.series.partition_point(|&s| s < series);
             let n = g.series[lo..].partition_point(|&s| s == series);
             let at = lo + g.ts[lo..lo + n].partition_point(|&t| t < ts);
@@ -349,46 +364,6 @@ impl SealedLookup {
             }
         }
         Ok(())
-    }
-
-    /// Whether to decode and keep a row group not kept yet. Decoding costs
-    /// about four matching-row reads: it is worth it when the row group is
-    /// asked again (a replay) and decoding has paid lately, not when
-    /// lookups wander over more row groups than are kept. A first ask is
-    /// remembered.
-    fn worth_decoding(&mut self, key: &(PathBuf, usize)) -> bool {
-        if self.asked.contains(key) {
-            return self.hits >= 2 * self.decodes || self.decodes < 4;
-        }
-        if self.asked.len() >= ASKED_REMEMBERED {
-            self.asked.remove(0);
-        }
-        self.asked.push(key.clone());
-        false
-    }
-
-    /// The values at `ts` of a series in one row group, reading only the
-    /// matching rows.
-    fn matching_values(
-        &mut self,
-        path: &Path,
-        rg: usize,
-        series: (&str, &str),
-        ts: i64,
-        out: &mut Vec<StoredValue>,
-    ) -> Result<(), String> {
-        let columns = ["value_decimal", "unit"];
-        self.scan_groups(path, vec![rg], series, (ts, ts), &columns, |b| {
-            let value = column(b, "value_decimal")?.as_primitive::<Decimal128Type>();
-            let unit = column(b, "unit")?.as_string::<i32>();
-            for i in 0..b.num_rows() {
-                out.push(StoredValue {
-                    scaled: value.value(i),
-                    unit: unit.value(i).to_owned(),
-                });
-            }
-            Ok(())
-        })
     }
 
     /// The series' measured, non-conflicting readings in one file, in
@@ -436,6 +411,92 @@ impl SealedLookup {
             Ok(())
         })
     }
+}
+
+/// The rows of row group `rg` on the `meter_id` pages whose page-index
+/// bounds admit `meter`, from the first such page to the last (files are
+/// sorted by meter: they are next to each other): `(start, end)`. The
+/// whole row group without a page index.
+fn meter_span(meta: &ParquetMetaData, rg: usize, meter: &[u8]) -> (usize, usize) {
+    let rows = meta.row_group(rg).num_rows().max(0) as usize;
+    let mut span: Option<(usize, usize)> = None;
+    let Some(pages) = admitted_pages(meta, rg, meter) else {
+        return (0, rows);
+    };
+    for (start, end, admits) in pages {
+        if admits {
+            span = Some(span.map_or((start, end), |(s, _)| (s, end)));
+        }
+    }
+    span.unwrap_or((0, 0))
+}
+
+/// The pages of the `meter_id` column in row group `rg`, as (first row,
+/// end row, whether its page-index bounds admit `meter`). None without a
+/// page index (files written before it, or by another writer).
+fn admitted_pages(
+    meta: &ParquetMetaData,
+    rg: usize,
+    meter: &[u8],
+) -> Option<Vec<(usize, usize, bool)>> {
+    let col = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "meter_id")?;
+    let rows = meta.row_group(rg).num_rows().max(0) as usize;
+    let index = meta.page_index_for_row_group(rg);
+    let (Some(ColumnIndexMetaData::BYTE_ARRAY(ci)), Some(pages)) =
+        (index.column_index(col), index.page_locations(col))
+    else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(pages.len());
+    for (p, page) in pages.iter().enumerate() {
+        let start = match p {
+            0 => 0,
+            _ => (page.first_row_index.max(0) as usize).min(rows),
+        };
+        let end = pages.get(p + 1).map_or(rows, |next| {
+            (next.first_row_index.max(0) as usize).min(rows)
+        });
+        // Bounds may be truncated: a prefix below the least value and one
+        // above the greatest, still bounds. A page of nulls only holds no
+        // meter.
+        let admits = match (ci.min_value(p), ci.max_value(p)) {
+            (Some(lo), Some(hi)) => lo <= meter && meter <= hi,
+            _ => false,
+        };
+        out.push((start, end.max(start), admits));
+    }
+    Some(out)
+}
+
+/// The rows of `groups` (in that order) on the `meter_id` pages whose
+/// page-index bounds admit `meter`: files are sorted by meter, so a
+/// lookup decodes a page or two per column instead of the whole row
+/// group. None without a page index (files written before it, or by
+/// another writer): every row of the groups.
+fn meter_pages(meta: &ParquetMetaData, groups: &[usize], meter: &[u8]) -> Option<RowSelection> {
+    let mut selectors = Vec::new();
+    for &rg in groups {
+        match admitted_pages(meta, rg, meter) {
+            None => {
+                let rows = meta.row_group(rg).num_rows().max(0) as usize;
+                selectors.push(RowSelector::select(rows));
+            }
+            Some(pages) => {
+                for (start, end, admits) in pages {
+                    selectors.push(match admits {
+                        true => RowSelector::select(end - start),
+                        false => RowSelector::skip(end - start),
+                    });
+                }
+            }
+        }
+    }
+    Some(RowSelection::from(selectors))
 }
 
 /// A column of a batch read with a projection that names it.

@@ -24,7 +24,7 @@ pub mod tiles;
 
 mod parquet_file;
 pub(crate) use parquet_file::{
-    batch_ranges, merge_range, write_parquet, BatchRanges, ParquetDraft, ROW_GROUP_ROWS,
+    batch_ranges, merge_range, write_parquet, BatchRanges, ParquetDraft, PAGE_ROWS, ROW_GROUP_ROWS,
 };
 pub use parquet_file::{write_parquet_as, FileFacts, Layout};
 

@@ -236,6 +236,10 @@ impl ParquetDraft {
             // meters (by the groups' statistics) without decoding the
             // others.
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // Pages of at most this many rows, with their bounds in the
+            // page index: a lookup of one meter's values decodes one page
+            // per column, not a row group (`store::lookup`).
+            .set_data_page_row_count_limit(PAGE_ROWS)
             .set_created_by(WRITER.to_string())
             .set_key_value_metadata(Some(metadata))
             .build();
@@ -387,6 +391,9 @@ impl Drop for ParquetDraft {
 
 /// Rows per Parquet row group.
 pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Rows per data page, at most (16 pages a full row group).
+pub(crate) const PAGE_ROWS: usize = 4 * 1024;
 
 /// A writer that hashes and counts what passes through it, so a sealed
 /// file's SHA-256 costs no second read.
