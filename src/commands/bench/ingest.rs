@@ -164,17 +164,19 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         };
         println!("\n{mode:?} ({})", mode.describe());
         println!(
-            "{:>9} {:>5} {:>12} {:>14} {:>16} {:>7} {:>18}",
+            "{:>9} {:>5} {:>12} {:>14} {:>16} {:>7} {:>18} {:>8}",
             "readings",
             "run",
             "bare msg/s",
             "gapless msg/s",
             "gapless rdg/s",
             "ratio",
-            "sealed too msg/s"
+            "sealed too msg/s",
+            "drain"
         );
         for &k in &args.readings_per_message {
             let mut ratios = Vec::new();
+            let mut drains = Vec::new();
             let mut ledger_costs: Vec<(f64, f64)> = Vec::new();
             for rep in 0..args.repeat.max(1) {
                 let run = format!("{}-{mode:?}-{k}-{rep}", std::process::id());
@@ -231,28 +233,31 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     let cost = |with: Duration, without: Duration| {
                         100.0 * (1.0 - without.as_secs_f64() / with.as_secs_f64())
                     };
-                    ledger_costs.push((cost(acked, acked2), cost(sealed, sealed2)));
+                    ledger_costs.push((cost(acked.total, acked2.total), cost(sealed, sealed2)));
                     println!(
                         "{:>9} {:>5} without the ledger: {:.0} msg/s acked, {:.0} msg/s sealed; the ledger costs {:.1} % acked, {:.1} % sealed",
                         k,
                         rep + 1,
-                        n / acked2.as_secs_f64(),
+                        n / acked2.total.as_secs_f64(),
                         n / sealed2.as_secs_f64(),
-                        cost(acked, acked2),
+                        cost(acked.total, acked2.total),
                         cost(sealed, sealed2)
                     );
                 }
-                let ratio = b.as_secs_f64() / acked.as_secs_f64();
+                let ratio = b.total.as_secs_f64() / acked.total.as_secs_f64();
                 ratios.push(ratio);
+                let drain = b.flowing.as_secs_f64() / acked.flowing.as_secs_f64();
+                drains.push(drain);
                 println!(
-                    "{:>9} {:>5} {:>12.0} {:>14.0} {:>16.0} {:>6.1}% {:>18.0}",
+                    "{:>9} {:>5} {:>12.0} {:>14.0} {:>16.0} {:>6.1}% {:>18.0} {:>7.1}%",
                     k,
                     rep + 1,
-                    n / b.as_secs_f64(),
-                    n / acked.as_secs_f64(),
-                    n * k as f64 / acked.as_secs_f64(),
+                    n / b.total.as_secs_f64(),
+                    n / acked.total.as_secs_f64(),
+                    n * k as f64 / acked.total.as_secs_f64(),
                     100.0 * ratio,
                     n / sealed.as_secs_f64(),
+                    100.0 * drain,
                 );
                 let per_msg = |ns: Option<u64>| {
                     ns.map_or("?".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3 / n))
@@ -266,14 +271,35 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     per_msg(cpu.ours),
                     per_msg(cpu.broker),
                 );
+                let by_thread: Vec<String> = cpu
+                    .threads
+                    .iter()
+                    .map(|(t, ns)| format!("{t} {}", per_msg(Some(*ns))))
+                    .collect();
+                println!(
+                    "{:>9} {:>5} gapless's CPU µs per message by thread, until acked: {}",
+                    k,
+                    rep + 1,
+                    by_thread.join(", ")
+                );
+                if let Some(ns) = cpu.until_sealed {
+                    println!(
+                        "{:>9} {:>5} gapless's CPU µs per reading until sealed (start, acks, decoding, duplicates, continuity, sealing, ledger): {:.2}",
+                        k,
+                        rep + 1,
+                        ns as f64 / 1e3 / (n * k as f64)
+                    );
+                }
             }
             ratios.sort_by(f64::total_cmp);
+            drains.sort_by(f64::total_cmp);
             println!(
-                "{:>9} {:>5} {:>52} {:>6.1}%",
+                "{:>9} {:>5} {:>52} {:>6.1}% from the start, {:.1}% from the first delivery",
                 k,
                 "median",
                 "gapless acked rate / bare rate:",
-                100.0 * ratios[ratios.len() / 2]
+                100.0 * ratios[ratios.len() / 2],
+                100.0 * drains[drains.len() / 2],
             );
             if !ledger_costs.is_empty() {
                 let mut a: Vec<f64> = ledger_costs.iter().map(|c| c.0).collect();
@@ -294,6 +320,15 @@ pub fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a subscriber took to ack every message: from its start
+/// (connecting; for gapless also opening its data directory) and from the
+/// first message delivered to it (the drain itself).
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    total: Duration,
+    flowing: Duration,
+}
+
 /// The live publisher's thread, left out of this process's CPU time: it
 /// may end before a window closes, and would then take its time with it.
 const PUBLISHER_THREAD: &str = "bench-publisher";
@@ -304,41 +339,77 @@ const PUBLISHER_THREAD: &str = "bench-publisher";
 /// takes its time with it; the windows close while the subscriber's
 /// threads still run.
 fn cpu_ns(pid: u32) -> Option<u64> {
+    Some(cpu_by_thread(pid)?.values().sum())
+}
+
+/// [`cpu_ns`] by thread name (threads of one name added up).
+fn cpu_by_thread(pid: u32) -> Option<std::collections::BTreeMap<String, u64>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let total = tasks
-        .filter_map(|t| {
-            let dir = t.ok()?.path();
-            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-            if comm.trim_end() == PUBLISHER_THREAD {
-                return None;
-            }
-            let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
-            stat.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum();
-    Some(total)
+    let mut out = std::collections::BTreeMap::new();
+    for t in tasks {
+        let Some(dir) = t.ok().map(|t| t.path()) else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim_end();
+        if comm == PUBLISHER_THREAD {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            *out.entry(comm.to_owned()).or_default() += ns;
+        }
+    }
+    Some(out)
 }
 
 /// CPU time a run took while the clock ran: in this process (the
 /// subscriber under test, not the live publisher) and in the private
 /// broker (unknown with `--broker`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct CpuUse {
     ours: Option<u64>,
     broker: Option<u64>,
+    /// Of `ours`, by thread name (threads that ended in the window left).
+    threads: Vec<(String, u64)>,
+    /// For gapless: `ours` until everything was sealed and the service
+    /// stopped (the window above ends at the last ack).
+    until_sealed: Option<u64>,
 }
 
 /// Starts measuring a run's CPU time; call the result to stop.
 fn cpu_window(broker: Option<u32>) -> impl Fn() -> CpuUse {
-    let ours = cpu_ns(std::process::id());
+    let ours = cpu_by_thread(std::process::id());
     let theirs = broker.and_then(cpu_ns);
-    move || CpuUse {
-        ours: ours
-            .zip(cpu_ns(std::process::id()))
-            .map(|(a, b)| b.saturating_sub(a)),
-        broker: theirs
-            .zip(broker.and_then(cpu_ns))
-            .map(|(a, b)| b.saturating_sub(a)),
+    move || {
+        let now = cpu_by_thread(std::process::id());
+        let threads = match (&ours, &now) {
+            (Some(a), Some(b)) => b
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(a.get(k).copied().unwrap_or(0))))
+                .filter(|(_, v)| *v > 0)
+                .collect(),
+            _ => Vec::new(),
+        };
+        CpuUse {
+            ours: ours
+                .as_ref()
+                .zip(now.as_ref())
+                .map(|(a, b)| b.values().sum::<u64>().saturating_sub(a.values().sum())),
+            broker: theirs
+                .zip(broker.and_then(cpu_ns))
+                .map(|(a, b)| b.saturating_sub(a)),
+            threads,
+            until_sealed: None,
+        }
     }
 }
 
@@ -558,11 +629,7 @@ impl Case {
     }
 }
 
-async fn bare_run(
-    case: Case,
-    run: String,
-    payloads: Payloads,
-) -> anyhow::Result<(Duration, CpuUse)> {
+async fn bare_run(case: Case, run: String, payloads: Payloads) -> anyhow::Result<(Drain, CpuUse)> {
     let Session {
         client_id: id,
         topic,
@@ -579,15 +646,20 @@ async fn bare_run(
         .then(|| publish_in_background(host, port, topic, &payloads))
         .transpose()?;
     let mut got = 0;
+    let mut first = None;
     while got < payloads.len() {
         if let Event::Incoming(Packet::Publish(_)) = ev.poll().await.context("bare subscriber")? {
+            first.get_or_insert_with(Instant::now);
             got += 1;
         }
     }
     // rumqttc wrote and flushed the last ack in the read that returned the
     // last publish; this poll takes its queued event.
     let _ = tokio::time::timeout(Duration::from_millis(200), ev.poll()).await;
-    let elapsed = start.elapsed();
+    let elapsed = Drain {
+        total: start.elapsed(),
+        flowing: first.map_or(Duration::ZERO, |f| f.elapsed()),
+    };
     let cpu = cpu();
     client.disconnect().await?;
     if let Some(p) = publisher {
@@ -604,7 +676,7 @@ async fn gapless_run(
     hostile: u64,
     data: PathBuf,
     ledger: bool,
-) -> anyhow::Result<(Duration, Duration, CpuUse)> {
+) -> anyhow::Result<(Drain, Duration, CpuUse)> {
     let Session {
         client_id: id,
         filter,
@@ -629,19 +701,28 @@ async fn gapless_run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
     let cpu = cpu_window(case.broker_pid);
+    let cpu_all = cpu_window(case.broker_pid);
     let service = tokio::spawn(service::serve_with_state(settings, stop_rx, state.clone()));
     let publisher = (mode == Mode::Live)
         .then(|| publish_in_background(host, port, topic, &payloads))
         .transpose()?;
     let n = payloads.len() as u64;
+    let mut first = None;
     while state.acked.load(Ordering::Relaxed) < n {
         if service.is_finished() {
             service.await??;
             bail!("gapless stopped before acking every message");
         }
+        if first.is_none() && state.delivered.load(Ordering::Relaxed) > 0 {
+            first = Some(Instant::now());
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let acked = start.elapsed();
+    let acked = Drain {
+        total: start.elapsed(),
+        // Seen within a millisecond of the first delivery.
+        flowing: first.map_or(Duration::ZERO, |f| f.elapsed()),
+    };
     let cpu = cpu();
     if let Some(p) = publisher {
         p.join()
@@ -650,6 +731,8 @@ async fn gapless_run(
     let _ = stop_tx.send(true);
     let report = service.await??;
     let sealed = start.elapsed();
+    // Everything the service took, its start and the sealing included.
+    let all = cpu_all();
     // The first message is never hostile (see `make_hostile`).
     let expected = (payloads.len() as u64 - hostile) * count_readings(&payloads[0]);
     if report.totals.readings_stored != expected || report.totals.rejected != hostile {
@@ -659,7 +742,14 @@ async fn gapless_run(
             report.totals.rejected,
         );
     }
-    Ok((acked, sealed, cpu))
+    Ok((
+        acked,
+        sealed,
+        CpuUse {
+            until_sealed: all.ours,
+            ..cpu
+        },
+    ))
 }
 
 fn count_readings(p: &[u8]) -> u64 {
