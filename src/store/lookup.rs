@@ -71,10 +71,13 @@ struct GroupKeys {
 /// Lookups in the sealed `readings` of one data directory.
 pub struct SealedLookup {
     data: PathBuf,
-    footers: HashMap<PathBuf, ArrowReaderMetadata>,
+    /// Footers by file, each with the file's number in this cache (never
+    /// reused: spans are keyed by it, cheaper to compare than paths).
+    footers: HashMap<PathBuf, (u32, ArrowReaderMetadata)>,
+    next_file: u32,
     /// Decoded spans of rows by (file, row group, first row), most
     /// recently used last, and the rows they hold.
-    groups: Vec<((PathBuf, usize, usize), GroupKeys)>,
+    groups: Vec<((u32, usize, usize), GroupKeys)>,
     cached_rows: usize,
 }
 
@@ -92,6 +95,7 @@ impl SealedLookup {
         SealedLookup {
             data: data.to_owned(),
             footers: HashMap::new(),
+            next_file: 0,
             groups: Vec::new(),
             cached_rows: 0,
         }
@@ -129,8 +133,13 @@ impl SealedLookup {
     }
 
     fn footer(&mut self, path: &Path) -> Result<ArrowReaderMetadata, String> {
-        if let Some(m) = self.footers.get(path) {
-            return Ok(m.clone());
+        Ok(self.numbered_footer(path)?.1)
+    }
+
+    /// The footer of `path` and the file's number in the cache.
+    fn numbered_footer(&mut self, path: &Path) -> Result<(u32, ArrowReaderMetadata), String> {
+        if let Some((n, m)) = self.footers.get(path) {
+            return Ok((*n, m.clone()));
         }
         let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
         // With the page index: a lookup reads the pages of its meter.
@@ -140,8 +149,10 @@ impl SealedLookup {
         if self.footers.len() >= FOOTERS_CACHED {
             self.footers.clear();
         }
-        self.footers.insert(path.to_owned(), meta.clone());
-        Ok(meta)
+        let n = self.next_file;
+        self.next_file = self.next_file.wrapping_add(1);
+        self.footers.insert(path.to_owned(), (n, meta.clone()));
+        Ok((n, meta))
     }
 
     /// Calls `each` with the batches of the rows of `meter`/`register`
@@ -268,13 +279,15 @@ impl SealedLookup {
         rg: usize,
         span: (usize, usize),
     ) -> Result<&GroupKeys, String> {
-        let key = (path.to_owned(), rg, span.0);
-        if let Some(k) = self.groups.iter().position(|(g, _)| *g == key) {
-            let hit = self.groups.remove(k);
-            self.groups.push(hit);
+        let (file, meta) = self.numbered_footer(path)?;
+        let key = (file, rg, span.0);
+        if let Some(k) = self.groups.iter().rposition(|(g, _)| *g == key) {
+            if k + 1 != self.groups.len() {
+                let hit = self.groups.remove(k);
+                self.groups.push(hit);
+            }
             return Ok(&self.groups.last().expect("just pushed").1);
         }
-        let meta = self.footer(path)?;
         let bad = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
         let descr = meta.metadata().file_metadata().schema_descr_ptr();
         let rows = meta.metadata().row_group(rg).num_rows().max(0) as usize;
